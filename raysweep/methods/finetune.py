@@ -1,0 +1,46 @@
+"""Fine-tune: continue training the original model on the retain set only.
+
+The simplest baseline (papers 000, 002, 004): catastrophic forgetting erodes what the model
+knew about D_f. Default recipe from paper 004: 5 epochs, SGD lr 0.02, momentum 0.9, wd 5e-4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._common import mean
+from raysweep.training import make_optimizer
+
+
+class FinetuneConfig(MethodConfig):
+    epochs: int = Field(5, ge=1, le=200, description="passes over D_r (paper 004: 5)")
+    lr: float = Field(0.02, gt=0, le=10, description="learning rate (paper 004: 0.02)")
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay")
+    batch_size: int = Field(128, ge=1, le=8192, description="retain batch size")
+
+
+@register_method("finetune", config=FinetuneConfig,
+                 paper="Golatkar et al. 2020; baseline in papers 000, 002, 004")
+def finetune(model: nn.Module, data: UnlearnData, cfg: FinetuneConfig,
+             ctx: UnlearnContext) -> Iterator[EpochEnd]:
+    """Continue training on D_r with cross-entropy."""
+    opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    for epoch in range(cfg.epochs):
+        losses = []
+        model.train()
+        for x, y in data.loader("retain", cfg.batch_size, seed=ctx.seed + epoch):
+            x, y = x.to(ctx.device), y.to(ctx.device)
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        yield EpochEnd(epoch + 1, {"loss": mean(losses)})

@@ -1,0 +1,55 @@
+"""Retrain: train a fresh model on D_r only: the exact-unlearning oracle every method is
+compared with. Uses the workload's training recipe unless overridden."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._common import mean
+from raysweep.training import make_optimizer
+
+
+class RetrainConfig(MethodConfig):
+    epochs: int | None = Field(None, ge=1, le=1000, description="epochs (default: the workload's recipe)")
+    lr: float | None = Field(None, gt=0, le=10, description="learning rate (default: the recipe's)")
+    optimizer: Literal["sgd", "adam", "adamw"] | None = Field(None, description="default: the recipe's")
+    batch_size: int | None = Field(None, ge=1, le=65536, description="default: the recipe's")
+
+
+@register_method("retrain", config=RetrainConfig, paper="exact unlearning oracle (all papers)")
+def retrain(model: nn.Module, data: UnlearnData, cfg: RetrainConfig,
+            ctx: UnlearnContext) -> Iterator[EpochEnd]:
+    """Re-initialise the model and train it from scratch on D_r with the original recipe."""
+    recipe = ctx.train_recipe
+    epochs = cfg.epochs or recipe.epochs
+    fresh = ctx.fresh_model(pretrained=True, seed=ctx.seed)
+    # Replace the weights in place: callers hold a reference to ``model``.
+    with torch.no_grad():
+        model.load_state_dict(fresh.state_dict())
+    del fresh
+    opt = make_optimizer(model.parameters(), cfg.optimizer or recipe.optimizer, cfg.lr or recipe.lr,
+                         recipe.momentum, recipe.weight_decay)
+    loader_bs = cfg.batch_size or recipe.batch_size
+    steps = epochs * max(1, -(-len(data.retain) // loader_bs))
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+             if recipe.schedule == "cosine" else None)
+    for epoch in range(epochs):
+        losses = []
+        model.train()
+        for x, y in data.loader("retain", loader_bs, seed=ctx.seed + epoch):
+            x, y = x.to(ctx.device), y.to(ctx.device)
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            losses.append(loss.item())
+        yield EpochEnd(epoch + 1, {"loss": mean(losses)})

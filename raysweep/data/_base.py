@@ -133,4 +133,12 @@ def get_dataset_info(name: str) -> DatasetInfo:
 
 def load_dataset(name: str, root: str | None = None, **options: Any) -> LoadedDataset:
     """Load a registered dataset by name; ``root`` is the local directory for user data."""
-    return get_dataset_info(name).loader(root=root, **options)
+    import inspect
+
+    loader = get_dataset_info(name).loader
+    accepted = [p for p in inspect.signature(loader).parameters if p != "root"]
+    for key in options:
+        if key not in accepted:
+            raise ConfigError(f"dataset {name!r}: unknown option {key!r}{did_you_mean(key, accepted)} "
+                              f"(valid: {', '.join(accepted) or 'none'})")
+    return loader(root=root, **options)

@@ -8,7 +8,7 @@ every unlearning method and metric treat image and text models alike.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -89,13 +89,14 @@ class ModelSpec:
     in_chans: int = 3
     img_size: int = 32
     pretrained: bool | str = False
+    options: dict[str, Any] = field(default_factory=dict)
 
     def build(self, *, pretrained: bool | None = None, seed: int | None = None) -> nn.Module:
         if seed is not None:
             torch.manual_seed(seed)
         pre = self.pretrained if pretrained is None else (self.pretrained if pretrained else False)
         return create_model(self.name, self.num_classes, in_chans=self.in_chans,
-                            img_size=self.img_size, pretrained=pre)
+                            img_size=self.img_size, pretrained=pre, **self.options)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

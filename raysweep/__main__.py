@@ -1,0 +1,3 @@
+from raysweep.cli import run
+
+run()

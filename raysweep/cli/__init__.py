@@ -1,0 +1,67 @@
+"""The ``raysweep`` command.
+
+Exit codes: 0 ok; 1 runtime failure; 2 bad usage or configuration (one line, no traceback);
+3 benchmark regression; 130 interrupted. Tables and results go to stdout, progress to stderr.
+Set ``RAYSWEEP_DEBUG=1`` to see the traceback of an internal error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from raysweep.errors import UserError
+
+app = typer.Typer(
+    name="raysweep",
+    help="Tune and benchmark machine-unlearning methods on Ray Tune + Optuna + MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_REGRESSION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _register() -> None:
+    # Each module adds its commands to ``app``; keep one module per command group.
+    from raysweep.cli import _catalog, _methods, _workload  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    _register()
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="raysweep", standalone_mode=False)
+        return EXIT_OK
+    except UserError as exc:
+        print(f"raysweep: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.UsageError as exc:
+        exc.show()
+        return EXIT_USAGE
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("raysweep: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an environment failure, not a user mistake
+        if os.environ.get("RAYSWEEP_DEBUG"):
+            raise
+        print(f"raysweep: failed: {type(exc).__name__}: {exc} (RAYSWEEP_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+__all__ = ["app", "main", "run"]

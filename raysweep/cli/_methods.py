@@ -1,0 +1,62 @@
+"""``raysweep methods list|show``."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import typer
+
+from raysweep.cli import app
+from raysweep.cli._common import print_json, stdout
+
+methods_app = typer.Typer(help="Browse the registered unlearning methods.", no_args_is_help=True)
+app.add_typer(methods_app, name="methods")
+
+
+@methods_app.command("list")
+def list_cmd(pattern: str = typer.Argument("*", help="glob filter, e.g. 'u*'"),
+             json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """One line per method: name, kind, text support, summary."""
+    from rich.table import Table
+
+    from raysweep.methods import get_method, list_methods
+
+    infos = [get_method(n) for n in list_methods() if fnmatch.fnmatch(n, pattern)]
+    if json_out:
+        print_json([{"name": i.name, "summary": i.summary, "paper": i.paper, "one_shot": i.one_shot,
+                     "supports_text": i.supports_text} for i in infos])
+        return
+    table = Table(header_style="bold")
+    for col in ("method", "shape", "text", "summary"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(i.name, "one-shot" if i.one_shot else "epochs",
+                      "yes" if i.supports_text else "no", i.summary)
+    stdout.print(table)
+
+
+@methods_app.command("show")
+def show_cmd(name: str = typer.Argument(..., help="method name"),
+             json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Config fields with defaults, bounds and descriptions, and the source paper."""
+    from rich.table import Table
+
+    from raysweep.methods import get_method
+
+    info = get_method(name)
+    fields = info.describe_fields()
+    if json_out:
+        print_json({"name": info.name, "summary": info.summary, "paper": info.paper,
+                    "one_shot": info.one_shot, "supports_text": info.supports_text,
+                    "module": info.module, "fields": fields})
+        return
+    stdout.print(f"[bold]{info.name}[/]: {info.summary}")
+    stdout.print(f"paper: {info.paper}")
+    stdout.print(f"module: {info.module}   one-shot: {info.one_shot}   text models: {info.supports_text}")
+    table = Table(header_style="bold")
+    for col in ("field", "type", "default", "bounds", "description"):
+        table.add_column(col)
+    for f in fields:
+        bounds = " ".join(f"{k} {v}" for k, v in f["bounds"].items())
+        table.add_row(f["name"], f["type"], repr(f["default"]), bounds, f["description"])
+    stdout.print(table)

@@ -1,0 +1,221 @@
+"""Error-maximising noise and the impair/repair schedule shared by UNSIR, USI(F)R and DNF.
+
+The three methods differ only in the noise they feed the impair step:
+
+* **unsir** learns one noise batch per target label (Tarun et al. 2023),
+* **usifr** learns one mixed batch whose rows carry all target labels at once (paper 003),
+* **dnf** skips learning and uses the N(0, 1) initial noise as it is (paper 003).
+
+Everything after the noise (impair on noise plus a retain subsample, then repair on the retain
+subsample) is :func:`impair_repair`.
+
+Target labels. For class forgetting the targets are ``data.forget_classes``, shared equally. For
+random or targeted forgetting (no forget classes) the targets are the labels present in D_f,
+weighted by how often each occurs there: the noise then impairs exactly the labels whose
+samples must be forgotten, and a label with few forget rows gets few noise rows (mixed
+batches); UNSIR, which learns one batch per label, learns one for every label present.
+
+Text models. Noise over discrete token ids cannot be optimised by gradient, so for a model with
+``forward_embeds`` (:class:`raysweep.models.text.TextClassifier`) the noise lives in embedding
+space: random embeddings of shape ``(n, L, hidden)`` fed through ``forward_embeds`` with a
+full attention mask, ``L`` being the workload's sequence length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData
+from raysweep.methods._common import mean
+
+__all__ = [
+    "ImpairRepairConfig", "NoiseLearningConfig", "NoiseSpace", "noise_space", "noise_targets",
+    "allocate_rows", "random_noise", "learn_noise", "retain_subsample", "impair_repair",
+]
+
+
+class ImpairRepairConfig(MethodConfig):
+    """Fields shared by every impair/repair method (defaults: UNSIR notebook, paper 003 CIFAR-10)."""
+
+    noise_batch_size: int = Field(256, ge=1, le=65536,
+                                  description="rows per noise batch (UNSIR notebook: 256; paper 003: 250)")
+    noise_copies: int = Field(20, ge=1, le=10000,
+                              description="times each noise batch is repeated in the impair set "
+                                          "(UNSIR notebook: 20; paper 003 CIFAR-100: 5)")
+    retain_per_class: int = Field(1000, ge=1, le=10_000_000,
+                                  description="retain rows per class in the impair/repair subsample "
+                                              "(UNSIR notebook: 1000; paper 003 CIFAR-100: 100)")
+    impair_lr: float = Field(0.02, gt=0, le=10, description="Adam learning rate of the impair epoch "
+                                                            "(papers 003/UNSIR: 0.02; paper 000: 1e-4)")
+    repair_lr: float = Field(0.01, gt=0, le=10, description="Adam learning rate of the repair epochs "
+                                                            "(papers 003/UNSIR: 0.01; paper 000: 1e-4)")
+    repair_epochs: int = Field(1, ge=1, le=100,
+                               description="repair passes over the retain subsample (paper 003: 1; 2 on CIFAR-100)")
+    batch_size: int = Field(256, ge=1, le=65536,
+                            description="impair/repair batch size (UNSIR notebook: 256; paper 003: 250)")
+
+
+class NoiseLearningConfig(ImpairRepairConfig):
+    """Adds the error-maximising noise optimisation (UNSIR, USI(F)R)."""
+
+    noise_lr: float = Field(0.1, gt=0, le=100, description="Adam learning rate of the noise (UNSIR: 0.1)")
+    noise_steps: int = Field(40, ge=1, le=100_000,
+                             description="Adam steps on each noise batch (UNSIR notebook: 5 epochs x 8 steps)")
+    noise_lambda: float = Field(0.1, ge=0, le=1000,
+                                description="weight of mean ||N||^2 in the noise loss (UNSIR: 0.1; paper 000: 0 or 0.1)")
+
+
+@dataclass(frozen=True)
+class NoiseSpace:
+    """Where noise lives: input space of an image model, or embedding space of a text model."""
+
+    shape: tuple[int, ...]   # one row, without the batch dimension
+    text: bool
+
+    def logits(self, model: nn.Module, noise: torch.Tensor) -> torch.Tensor:
+        if self.text:
+            return model.forward_embeds(noise)  # type: ignore[operator]
+        return model(noise)
+
+
+def noise_space(model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> NoiseSpace:
+    x = data.forget.tensors[0]
+    if ctx.is_text or getattr(model, "is_text", False):
+        if not hasattr(model, "forward_embeds"):
+            raise TypeError(f"{type(model).__name__} is a text model without embed/forward_embeds; "
+                            f"noise methods need them to learn noise in embedding space")
+        with torch.no_grad():
+            hidden = model.embed(x[:1].to(ctx.device)).shape[-1]  # type: ignore[operator]
+        return NoiseSpace((int(x.shape[1]), int(hidden)), text=True)
+    return NoiseSpace(tuple(int(s) for s in x.shape[1:]), text=False)
+
+
+def noise_targets(data: UnlearnData) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(labels, weights)``: the forget classes (equal weights), else the labels present in D_f
+    weighted by their counts there."""
+    if data.forget_classes:
+        labels = torch.tensor(sorted(set(data.forget_classes)), dtype=torch.long)
+        return labels, torch.ones(len(labels))
+    labels, counts = torch.unique(data.forget.tensors[1], return_counts=True)
+    return labels.long(), counts.float()
+
+
+def allocate_rows(n: int, weights: torch.Tensor) -> torch.Tensor:
+    """Split ``n`` rows among labels in proportion to ``weights`` (largest remainder).
+
+    Every label gets at least one row when ``n >= len(weights)``; otherwise the heaviest
+    ``n`` labels get one row each.
+    """
+    k = len(weights)
+    if n < k:
+        counts = torch.zeros(k, dtype=torch.long)
+        counts[torch.argsort(weights, descending=True, stable=True)[:n]] = 1
+        return counts
+    share = weights / weights.sum() * (n - k)
+    counts = share.floor().long()
+    left = (n - k) - int(counts.sum())
+    if left:
+        counts[torch.argsort(share - counts, descending=True, stable=True)[:left]] += 1
+    return counts + 1
+
+
+def random_noise(rows: int, space: NoiseSpace, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """N(0, 1) noise, drawn from ``gen`` on the CPU so runs are reproducible across devices."""
+    return torch.randn((rows, *space.shape), generator=gen).to(device)
+
+
+def learn_noise(model: nn.Module, labels: torch.Tensor, space: NoiseSpace, cfg: NoiseLearningConfig,
+                gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, float]:
+    """Maximise the error on ``labels``: minimise ``-CE(model(N), y) + λ·mean_i ||N_i||²``.
+
+    The model is put in eval mode and its weights get no gradient; only ``N`` is optimised
+    (Adam). Returns the noise and the final noise loss.
+    """
+    noise = random_noise(len(labels), space, gen, device).requires_grad_(True)
+    y = labels.to(device)
+    opt = torch.optim.Adam([noise], lr=cfg.noise_lr)
+    was_training = model.training
+    model.eval()
+    loss = torch.zeros(())
+    try:
+        for _ in range(cfg.noise_steps):
+            logits = space.logits(model, noise)
+            loss = (-F.cross_entropy(logits, y)
+                    + cfg.noise_lambda * noise.pow(2).flatten(1).sum(1).mean())
+            (grad,) = torch.autograd.grad(loss, [noise])
+            noise.grad = grad
+            opt.step()
+    finally:
+        model.train(was_training)
+    return noise.detach(), float(loss.item())
+
+
+def retain_subsample(data: UnlearnData, per_class: int, gen: torch.Generator) -> TensorDataset:
+    """Up to ``per_class`` random retain rows of every class present in D_r."""
+    x, y = data.retain.tensors[0], data.retain.tensors[1]
+    keep = []
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).flatten()
+        keep.append(idx[torch.randperm(len(idx), generator=gen)[:per_class]])
+    sel = torch.sort(torch.cat(keep)).values
+    return TensorDataset(x[sel], y[sel])
+
+
+def impair_repair(model: nn.Module, data: UnlearnData, cfg: ImpairRepairConfig, ctx: UnlearnContext,
+                  noise: torch.Tensor, noise_y: torch.Tensor, space: NoiseSpace,
+                  gen: torch.Generator, extra: dict[str, float] | None = None) -> Iterator[EpochEnd]:
+    """One impair epoch on (noise × copies) ∪ retain subsample, then repair epochs on the subsample.
+
+    Image batches go through the model as one mixed batch (as in UNSIR: noise and real rows share
+    BatchNorm statistics); text batches run the noise rows through ``forward_embeds`` and the
+    real rows through ``forward`` and concatenate the logits.
+    """
+    sub = retain_subsample(data, cfg.retain_per_class, gen)
+    rx, ry = sub.tensors
+    noise_y = noise_y.to(ctx.device)
+    n_noise = len(noise) * cfg.noise_copies
+    order = torch.randperm(n_noise + len(rx), generator=gen)
+
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.impair_lr)
+    model.train()
+    losses = []
+    for start in range(0, len(order), cfg.batch_size):
+        idx = order[start:start + cfg.batch_size]
+        nidx = (idx[idx < n_noise] % len(noise)).to(ctx.device)
+        ridx = idx[idx >= n_noise] - n_noise
+        xr, yr = rx[ridx].to(ctx.device), ry[ridx].to(ctx.device)
+        if space.text:
+            parts = []
+            if len(nidx):
+                parts.append(space.logits(model, noise[nidx]))
+            if len(ridx):
+                parts.append(model(xr))
+            logits = torch.cat(parts)
+        else:
+            logits = model(torch.cat([noise[nidx], xr.to(noise.dtype)]))
+        loss = F.cross_entropy(logits, torch.cat([noise_y[nidx], yr]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    yield EpochEnd(1, {"impair_loss": mean(losses), "noise_rows": float(len(noise)), **(extra or {})})
+
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.repair_lr)
+    for epoch in range(cfg.repair_epochs):
+        losses = []
+        model.train()
+        for x, y in data.loader(sub, cfg.batch_size, seed=ctx.seed + 1 + epoch):
+            x, y = x.to(ctx.device), y.to(ctx.device)
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        yield EpochEnd(2 + epoch, {"repair_loss": mean(losses)})

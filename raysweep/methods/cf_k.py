@@ -1,0 +1,107 @@
+"""CF-k, catastrophic forgetting of the last k blocks (Goel et al. 2023, "Towards Adversarial
+Evaluations for Inexact Machine Unlearning").
+
+Freeze everything but the last ``k`` blocks and the classification head, then fine-tune those
+on D_r with cross-entropy. Blocks come from :func:`raysweep.models.model_blocks` (for ResNet:
+conv1, bn1, layer1..layer4, fc; for the text model: embeddings, each encoder layer, fc); its last
+entry is the head and is always trained, so ``k = 1`` on ResNet trains layer4 + fc (DESIGN
+default) and ``k = 0`` is linear probing. Compared in paper 004 (k = 5).
+
+Frozen blocks run in eval mode during training so that their BatchNorm statistics stay those
+of the original model ("frozen" means the whole block, not only its weights); Goel et al.'s
+code only turns off gradients. ``requires_grad`` flags are restored when the method ends or is
+stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from raysweep.errors import ConfigError
+from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._common import mean
+from raysweep.models import model_blocks
+from raysweep.training import make_optimizer
+
+__all__ = ["CFKConfig", "cf_k", "last_blocks", "train_only"]
+
+
+class CFKConfig(MethodConfig):
+    k: int = Field(1, ge=0, le=1000,
+                   description="blocks before the head to train; the head always trains "
+                               "(DESIGN: 1 ResNet block; paper 004: 5)")
+    epochs: int = Field(10, ge=1, le=200, description="passes over D_r (DESIGN: 10)")
+    lr: float = Field(0.02, gt=0, le=10,
+                      description="learning rate (finetune's 0.02; paper 004 searches 1e-5..5e-3)")
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay")
+    batch_size: int = Field(128, ge=1, le=65536, description="retain batch size")
+
+
+def last_blocks(model: nn.Module, k: int, method: str) -> tuple[list[nn.Module], list[nn.Module]]:
+    """Split ``model_blocks(model)`` into (frozen, trained): the trained part is the last ``k``
+    blocks before the head plus the head. Raises :class:`ConfigError` when ``k`` is too large."""
+    blocks = model_blocks(model)
+    if k + 1 > len(blocks):
+        names = ", ".join(type(b).__name__ for b in blocks)
+        raise ConfigError(f"{method}.k: the model has {len(blocks) - 1} blocks before its head "
+                          f"({names}), got k={k}; choose k <= {len(blocks) - 1}")
+    cut = len(blocks) - (k + 1)
+    return blocks[:cut], blocks[cut:]
+
+
+@contextmanager
+def train_only(model: nn.Module, trained: list[nn.Module]) -> Iterator[list[nn.Parameter]]:
+    """Turn gradients off for every parameter outside ``trained``; yields the trainable ones and
+    restores the original ``requires_grad`` flags on exit (also when the generator is closed)."""
+    flags = {id(p): p.requires_grad for p in model.parameters()}
+    keep = {id(p) for block in trained for p in block.parameters()}
+    params = []
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep and flags[id(p)])
+        if p.requires_grad:
+            params.append(p)
+    try:
+        yield params
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(flags[id(p)])
+
+
+def train_blocks(model: nn.Module, frozen: list[nn.Module], params: list[nn.Parameter],
+                 data: UnlearnData, ctx: UnlearnContext, *, epochs: int, optimizer: str, lr: float,
+                 momentum: float, weight_decay: float, batch_size: int) -> Iterator[EpochEnd]:
+    """Fine-tune ``params`` on D_r with CE, frozen blocks in eval mode; yields per epoch."""
+    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
+    for epoch in range(epochs):
+        model.train()
+        for block in frozen:
+            block.eval()
+        losses = []
+        for x, y in data.loader("retain", batch_size, seed=ctx.seed + epoch):
+            x, y = x.to(ctx.device), y.to(ctx.device)
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        yield EpochEnd(epoch + 1, {"loss": mean(losses)})
+
+
+@register_method("cf-k", config=CFKConfig,
+                 paper="Goel et al. 2023 (CF-k); paper 004")
+def cf_k(model: nn.Module, data: UnlearnData, cfg: CFKConfig,
+         ctx: UnlearnContext) -> Iterator[EpochEnd]:
+    """Fine-tune only the last k blocks and the head on D_r, the rest frozen."""
+    frozen, trained = last_blocks(model, cfg.k, "cf-k")
+    with train_only(model, trained) as params:
+        yield from train_blocks(model, frozen, params, data, ctx, epochs=cfg.epochs,
+                                optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay, batch_size=cfg.batch_size)

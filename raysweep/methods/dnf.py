@@ -1,0 +1,40 @@
+"""DNF: impair-repair with plain random noise, no noise learning (paper 003, method II).
+
+Draw one N(0, 1) noise batch of ``noise_batch_size`` rows labelled with the target labels (the
+same mixed layout as USI(F)R), skip the error-maximising optimisation, and run UNSIR's impair
+(noise × ``noise_copies`` ∪ retain subsample, Adam lr 0.02, one epoch) and repair (retain
+subsample, Adam lr 0.01). Training on random inputs labelled as the forget classes erodes
+what the model ties to those labels; the repair keeps the retained classes.
+
+Paper 003: "Fast and Accurate Class-Level Machine Unlearning using Impair-Repair and
+Noise-Induced Forgetting Mechanisms". The same noise batch is repeated ``noise_copies`` times
+(as UNSIR repeats its learned batches) rather than redrawn per copy. Label layout for
+random/targeted forgetting and text models: see :mod:`raysweep.methods._noise`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from raysweep.methods._base import EpochEnd, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._noise import ImpairRepairConfig, impair_repair, noise_space, random_noise
+from raysweep.methods.usifr import mixed_labels
+
+
+class DnfConfig(ImpairRepairConfig):
+    """DNF: random (unlearned) noise, then impair and repair (fields documented on the base)."""
+
+
+@register_method("dnf", config=DnfConfig,
+                 paper="paper 003 (DNF, method II: impair-repair with random noise)")
+def dnf(model: nn.Module, data: UnlearnData, cfg: DnfConfig,
+        ctx: UnlearnContext) -> Iterator[EpochEnd]:
+    """Impair on random N(0, 1) noise labelled as the forget classes plus retain data, then repair."""
+    gen = torch.Generator().manual_seed(ctx.seed)
+    space = noise_space(model, data, ctx)
+    noise_y = mixed_labels(data, cfg.noise_batch_size)
+    noise = random_noise(len(noise_y), space, gen, ctx.device)
+    yield from impair_repair(model, data, cfg, ctx, noise, noise_y, space, gen)

@@ -1,0 +1,49 @@
+"""USI(F)R: UNSIR with one mixed error-maximising noise batch for all forget classes (paper 003).
+
+Instead of one noise batch per forget class, learn a single batch of ``noise_batch_size`` rows
+whose rows are split among the target labels and optimise it once, against all labels at the
+same time ("we simultaneously learned the mix error-maximizing noise with the corresponding
+label; we did not train noise for multiple classes one by one"). Noise cost therefore does not
+grow with the number of forget classes. Impair and repair are UNSIR's (Adam lr 0.02 / 0.01,
+one epoch each).
+
+Paper 003: "Fast and Accurate Class-Level Machine Unlearning using Impair-Repair and
+Noise-Induced Forgetting Mechanisms" (method I). Rows are split among labels by largest
+remainder: equally for class forgetting, by frequency in D_f for random/targeted forgetting
+(see :mod:`raysweep.methods._noise`, which also covers text models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from raysweep.methods._base import EpochEnd, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._noise import (
+    NoiseLearningConfig, allocate_rows, impair_repair, learn_noise, noise_space, noise_targets,
+)
+
+
+class UsifrConfig(NoiseLearningConfig):
+    """USI(F)R: one learned mixed noise batch (fields documented on the base)."""
+
+
+def mixed_labels(data: UnlearnData, rows: int) -> torch.Tensor:
+    """Labels of one mixed noise batch: ``rows`` split among the target labels."""
+    labels, weights = noise_targets(data)
+    return torch.repeat_interleave(labels, allocate_rows(rows, weights))
+
+
+@register_method("usifr", config=UsifrConfig,
+                 paper="paper 003 (USI(F)R, method I: impair-repair with mixed noise)")
+def usifr(model: nn.Module, data: UnlearnData, cfg: UsifrConfig,
+          ctx: UnlearnContext) -> Iterator[EpochEnd]:
+    """Learn one mixed error-maximising noise batch for all forget classes, then impair and repair."""
+    gen = torch.Generator().manual_seed(ctx.seed)
+    space = noise_space(model, data, ctx)
+    noise_y = mixed_labels(data, cfg.noise_batch_size)
+    noise, noise_loss = learn_noise(model, noise_y, space, cfg, gen, ctx.device)
+    yield from impair_repair(model, data, cfg, ctx, noise, noise_y, space, gen,
+                             extra={"noise_loss": noise_loss})

@@ -1,0 +1,164 @@
+"""Cached model outputs: one forward pass per split, read by every metric.
+
+A trial evaluates a model once: :func:`forward_splits` runs the model over D_f, D_r, val and
+test and keeps the raw logits and labels. Every metric in :mod:`raysweep.metrics` is a pure
+function of these arrays, so metrics never touch the model again and the outputs of the
+original model and the retrain oracle can be cached on disk (:meth:`ModelOutputs.to_npz`) and
+compared with those of any trial.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from raysweep.methods._base import UnlearnData
+
+__all__ = ["SPLITS", "SplitOutputs", "ModelOutputs", "forward_splits", "softmax", "log_softmax",
+           "cross_entropy"]
+
+#: The splits an :class:`ModelOutputs` holds, in the order they are evaluated.
+SPLITS: tuple[str, ...] = ("forget", "retain", "val", "test")
+
+_NPZ_VERSION = 1
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax in float64 (stable for large logits)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64."""
+    return np.exp(log_softmax(logits))
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-sample cross-entropy loss ``-log softmax(logits)[label]`` (float64, shape ``(N,)``)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0:
+        return np.zeros(0, np.float64)
+    return -log_softmax(logits)[np.arange(len(labels)), labels]
+
+
+@dataclass
+class SplitOutputs:
+    """The logits and labels of one split, from one forward pass.
+
+    Attributes:
+        logits: float32 array of shape ``(N, C)``.
+        labels: int64 array of shape ``(N,)``.
+    """
+
+    logits: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.logits = np.asarray(self.logits, dtype=np.float32)
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        if self.logits.ndim != 2:
+            raise ValueError(f"logits must have shape (N, C), got shape {self.logits.shape}")
+        if len(self.logits) != len(self.labels):
+            raise ValueError(f"logits and labels disagree on N: {len(self.logits)} logits rows "
+                             f"vs {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.logits.shape[1])
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """Arg-max class per sample (int64)."""
+        if len(self) == 0:
+            return np.zeros(0, np.int64)
+        return self.logits.argmax(axis=1).astype(np.int64)
+
+    def probs(self) -> np.ndarray:
+        """Softmax probabilities (float64, ``(N, C)``)."""
+        return softmax(self.logits)
+
+    def losses(self) -> np.ndarray:
+        """Per-sample cross-entropy losses (float64, ``(N,)``)."""
+        return cross_entropy(self.logits, self.labels)
+
+    def subset(self, mask: np.ndarray) -> SplitOutputs:
+        """The rows selected by a boolean mask or an index array."""
+        return SplitOutputs(self.logits[mask], self.labels[mask])
+
+
+@dataclass
+class ModelOutputs:
+    """One model's outputs over every split (keys ``forget``, ``retain``, ``val``, ``test``)."""
+
+    splits: dict[str, SplitOutputs]
+
+    def __getitem__(self, split: str) -> SplitOutputs:
+        try:
+            return self.splits[split]
+        except KeyError:
+            raise KeyError(f"no outputs for split {split!r} (have: {', '.join(self.splits)})") from None
+
+    def __contains__(self, split: object) -> bool:
+        return split in self.splits
+
+    def to_npz(self, path: str | os.PathLike[str]) -> None:
+        """Write every split to one compressed ``.npz`` file (``np.savez_compressed``)."""
+        arrays: dict[str, np.ndarray] = {"__version__": np.array(_NPZ_VERSION)}
+        for name, out in self.splits.items():
+            if "__" in name:
+                raise ValueError(f"split names may not contain '__', got {name!r}")
+            arrays[f"{name}__logits"] = out.logits
+            arrays[f"{name}__labels"] = out.labels
+        with open(path, "wb") as fh:  # a file object keeps numpy from appending ".npz"
+            np.savez_compressed(fh, **arrays)
+
+    @classmethod
+    def from_npz(cls, path: str | os.PathLike[str]) -> ModelOutputs:
+        """Read a file written by :meth:`to_npz`."""
+        with np.load(path, allow_pickle=False) as z:
+            version = int(z["__version__"]) if "__version__" in z.files else None
+            if version != _NPZ_VERSION:
+                raise ValueError(f"{os.fspath(path)}: not a raysweep ModelOutputs file of version "
+                                 f"{_NPZ_VERSION} (found version {version}); delete it to rebuild")
+            names = sorted({k.rsplit("__", 1)[0] for k in z.files if k != "__version__"},
+                           key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), s))
+            splits = {n: SplitOutputs(z[f"{n}__logits"], z[f"{n}__labels"]) for n in names}
+        return cls(splits)
+
+
+def forward_splits(model: nn.Module, data: UnlearnData, device: torch.device | str,
+                   batch_size: int = 512) -> ModelOutputs:
+    """Run ``model`` once over each split of ``data`` (eval mode, no gradients).
+
+    Args:
+        model: the classifier; its train/eval mode is restored afterwards.
+        data: the :class:`~raysweep.methods.UnlearnData` bundle.
+        device: where to run the forward passes.
+        batch_size: inference batch size.
+
+    Returns:
+        A :class:`ModelOutputs` with one :class:`SplitOutputs` per split.
+    """
+    import torch
+
+    from raysweep.training import predict_logits
+
+    dev = torch.device(device) if isinstance(device, str) else device
+    splits = {}
+    for name in SPLITS:
+        logits, labels = predict_logits(model, getattr(data, name), device=dev,
+                                        batch_size=batch_size)
+        splits[name] = SplitOutputs(logits, labels)
+    return ModelOutputs(splits)

@@ -1,0 +1,309 @@
+"""Workloads: one unlearning problem, prepared once and cached on disk.
+
+``prepare(config)`` loads the dataset, draws the forget set, trains the original model on D
+and the retrain-from-scratch oracle on D_r, records one forward pass of each over every split,
+and stores all of it under ``$RAYSWEEP_CACHE/workloads/<name>-<hash>/``. The hash covers every
+field that defines those artefacts (dataset, model, scenario, recipe, seed) plus
+:data:`CACHE_VERSION`, so editing any of them, or the name only, does the right thing: a new
+key for the former, a cache hit for the latter.
+
+Splits: the training set is split into D (model training) and a held-out val set
+(``dataset.val_fraction``); D is split into D_f (the scenario's selection) and D_r. Test is the
+dataset's own test set. For class forgetting the test metrics are also reported on retained and
+forgotten classes separately.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from raysweep._console import info
+from raysweep.config import WorkloadConfig, load_yaml, parse_model
+from raysweep.data import LoadedDataset, load_dataset
+from raysweep.errors import ConfigError
+from raysweep.methods._base import UnlearnContext, UnlearnData
+from raysweep.metrics import ModelOutputs, evaluate, forward_splits
+from raysweep.models import ModelSpec, model_kind
+from raysweep.training import resolve_device, seed_everything, train_model
+
+__all__ = ["PreparedWorkload", "prepare", "load_workload_config", "cache_root", "workload_key",
+           "CACHE_VERSION", "BUNDLED_WORKLOADS"]
+
+CACHE_VERSION = 1
+BUNDLED_WORKLOADS = Path(__file__).resolve().parent.parent / "search_spaces" / "workloads"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("RAYSWEEP_CACHE", Path.home() / ".cache" / "raysweep"))
+
+
+def workload_key(cfg: WorkloadConfig) -> str:
+    blob = json.dumps({"v": CACHE_VERSION, **cfg.identity()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_workload_config(ref: str | Path) -> WorkloadConfig:
+    """Load a workload from a YAML path, or by the name of a bundled workload."""
+    path = Path(ref)
+    if not path.exists() and not str(ref).endswith((".yaml", ".yml")):
+        bundled = BUNDLED_WORKLOADS / f"{ref}.yaml"
+        if bundled.exists():
+            path = bundled
+        else:
+            from raysweep.errors import did_you_mean
+
+            names = sorted(p.stem for p in BUNDLED_WORKLOADS.glob("*.yaml"))
+            raise ConfigError(f"workload {ref!r} is neither a file nor a bundled workload"
+                              f"{did_you_mean(str(ref), names)} (bundled: {', '.join(names)})")
+    return parse_model(WorkloadConfig, load_yaml(path), str(path))
+
+
+@dataclass
+class PreparedWorkload:
+    """Everything a trial needs, small enough to share through Ray's object store."""
+
+    config: WorkloadConfig
+    key: str
+    kind: str
+    class_names: list[str]
+    forget_classes: tuple[int, ...]
+    splits: dict[str, TensorDataset]
+    model_spec: ModelSpec
+    original_state: dict[str, torch.Tensor]
+    retrain_state: dict[str, torch.Tensor]
+    original_outputs: ModelOutputs
+    retrain_outputs: ModelOutputs
+    teacher_forget_logits: np.ndarray
+    original_seconds: float
+    retrain_seconds: float
+    tokenizer_model: nn.Module | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def unlearn_data(self, batch_size: int = 128) -> UnlearnData:
+        s = self.splits
+        return UnlearnData(forget=s["forget"], retain=s["retain"], val=s["val"], test=s["test"],
+                           num_classes=self.num_classes, forget_classes=self.forget_classes,
+                           batch_size=batch_size)
+
+    def build_model(self, which: str = "original") -> nn.Module:
+        model = _build(self.model_spec, pretrained=False, seed=self.config.seed)
+        state = self.original_state if which == "original" else self.retrain_state
+        model.load_state_dict(state)
+        return model.eval()
+
+    def context(self, device: torch.device | None = None, seed: int | None = None) -> UnlearnContext:
+        dev = device or torch.device("cpu")
+        return UnlearnContext(original=self.build_model("original").to(dev), model_spec=self.model_spec,
+                              device=dev, seed=self.config.seed if seed is None else seed,
+                              train_recipe=self.config.train, is_text=self.kind == "text")
+
+    def evaluate(self, outputs: ModelOutputs, *, seconds: float | None, catboost: bool = True,
+                 seed: int = 0) -> dict[str, float]:
+        """All metrics of a model's outputs against this workload's original and oracle."""
+        return evaluate(outputs, forget_classes=self.forget_classes,
+                        original=self.original_outputs, retrain=self.retrain_outputs,
+                        random_teacher_forget_logits=self.teacher_forget_logits,
+                        seconds=seconds, retrain_seconds=self.retrain_seconds,
+                        catboost=catboost, seed=seed)
+
+    def reference_metrics(self, catboost: bool = True) -> dict[str, dict[str, float]]:
+        return {
+            "original": self.evaluate(self.original_outputs, seconds=self.original_seconds,
+                                      catboost=catboost, seed=self.config.seed),
+            "retrain": self.evaluate(self.retrain_outputs, seconds=self.retrain_seconds,
+                                     catboost=catboost, seed=self.config.seed),
+        }
+
+
+def _build(spec: ModelSpec, *, pretrained: bool, seed: int) -> nn.Module:
+    # Text encoders read their architecture from the checkpoint either way; ``pretrained=False``
+    # only skips loading its weights (the random teacher, state-dict rebuilds).
+    return spec.build(pretrained=pretrained, seed=seed)
+
+
+def _load_data(cfg: WorkloadConfig) -> LoadedDataset:
+    d = cfg.dataset
+    ds = load_dataset(d.name, root=d.root, **d.options)
+    if d.train_size or d.test_size:
+        ds = ds.subsample(d.train_size, d.test_size, seed=cfg.seed)
+    if ds.kind == "image" and d.image_size and ds.train_x.shape[-1] != d.image_size:
+        def resize(x: np.ndarray) -> np.ndarray:
+            t = torch.nn.functional.interpolate(torch.from_numpy(x), size=(d.image_size, d.image_size),
+                                                mode="bilinear", align_corners=False)
+            return t.numpy()
+        ds.train_x, ds.test_x = resize(ds.train_x), resize(ds.test_x)
+    return ds
+
+
+def _split_indices(cfg: WorkloadConfig, ds: LoadedDataset) -> dict[str, np.ndarray]:
+    n = len(ds.train_y)
+    rng = np.random.default_rng(cfg.seed + 1)
+    n_val = int(round(cfg.dataset.val_fraction * n))
+    perm = rng.permutation(n)
+    val_idx, d_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    # The forget mask is drawn on the full training set so that a targeted selector sees every
+    # sample; rows that fell into val are dropped from both D_f and D_r.
+    mask = cfg.scenario.forget_mask(ds, seed=cfg.seed)
+    forget_idx = d_idx[mask[d_idx]]
+    retain_idx = d_idx[~mask[d_idx]]
+    if len(forget_idx) == 0:
+        raise ConfigError(f"workload {cfg.name}: the forget set is empty after holding out val "
+                          f"(scenario {cfg.scenario.describe()})")
+    return {"forget": forget_idx, "retain": retain_idx, "val": val_idx}
+
+
+def _tensorize(cfg: WorkloadConfig, ds: LoadedDataset, idx: dict[str, np.ndarray],
+               text_model: nn.Module | None) -> dict[str, TensorDataset]:
+    def x_of(xs: Any, rows: np.ndarray | None) -> torch.Tensor:
+        if ds.kind == "text":
+            assert text_model is not None
+            texts = xs if rows is None else [xs[i] for i in rows]
+            return text_model.tokenize(texts)
+        arr = xs if rows is None else xs[rows]
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+    out = {}
+    for split, rows in idx.items():
+        out[split] = TensorDataset(x_of(ds.train_x, rows), torch.from_numpy(ds.train_y[rows]))
+    out["test"] = TensorDataset(x_of(ds.test_x, None), torch.from_numpy(ds.test_y))
+    return out
+
+
+def _model_spec(cfg: WorkloadConfig, ds: LoadedDataset) -> ModelSpec:
+    kind = model_kind(cfg.model.name)
+    if kind != ds.kind:
+        raise ConfigError(f"workload {cfg.name}: model {cfg.model.name!r} takes {kind} input but "
+                          f"dataset {cfg.dataset.name!r} is {ds.kind}")
+    shape = ds.input_shape or (0, 0, 0)
+    return ModelSpec(cfg.model.name, ds.num_classes, in_chans=int(shape[0]),
+                     img_size=int(shape[-1]), pretrained=cfg.model.pretrained,
+                     options=dict(cfg.model.options))
+
+
+def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = False,
+            quiet: bool = False) -> PreparedWorkload:
+    """Prepare (or load from cache) the workload's original model, oracle and outputs."""
+    say = (lambda m: None) if quiet else info
+    key = workload_key(cfg)
+    cache = cache_root() / "workloads" / f"{_safe(cfg.name)}-{key}"
+    dev = resolve_device(device)
+    ds = _load_data(cfg)
+    spec = _model_spec(cfg, ds)
+    idx = _split_indices(cfg, ds)
+    forget_classes = cfg.scenario.forget_classes(ds)
+    text_model = None
+    if ds.kind == "text":
+        text_model = _build(spec, pretrained=False, seed=cfg.seed)
+    splits = _tensorize(cfg, ds, idx, text_model)
+    common = dict(config=cfg, key=key, kind=ds.kind, class_names=list(ds.class_names),
+                  forget_classes=forget_classes, splits=splits, model_spec=spec)
+    if cache.is_dir() and not force:
+        try:
+            return _load_cached(cache, common)
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            say(f"[yellow]cache {cache} unreadable ({exc}); preparing again[/]")
+    sizes = ", ".join(f"{k}={len(v)}" for k, v in splits.items())
+    say(f"[bold]preparing workload {cfg.name}[/] ({cfg.dataset.name}, {cfg.model.name}, "
+        f"{cfg.scenario.kind}; {sizes}; device {dev})")
+    data = UnlearnData(forget=splits["forget"], retain=splits["retain"], val=splits["val"],
+                       test=splits["test"], num_classes=len(ds.class_names),
+                       forget_classes=forget_classes, batch_size=cfg.train.batch_size)
+    full = TensorDataset(torch.cat([splits["retain"].tensors[0], splits["forget"].tensors[0]]),
+                         torch.cat([splits["retain"].tensors[1], splits["forget"].tensors[1]]))
+
+    def progress(tag: str) -> Any:
+        def cb(epoch: int, loss: float, seconds: float) -> None:
+            say(f"  [{tag}] epoch {epoch}/{cfg.train.epochs}  loss {loss:.4f}  {seconds:6.1f}s")
+        return cb
+
+    original = _build(spec, pretrained=True, seed=cfg.seed)
+    t_orig = train_model(original, full, cfg.train, device=dev, seed=cfg.seed, on_epoch=progress("original"))
+    retrain = _build(spec, pretrained=True, seed=cfg.seed)
+    t_re = train_model(retrain, splits["retain"], cfg.train, device=dev, seed=cfg.seed, on_epoch=progress("retrain"))
+    teacher = _build(spec, pretrained=False, seed=cfg.seed + 7919).to(dev)
+    bs = cfg.eval_batch_size
+    orig_out = forward_splits(original, data, dev, batch_size=bs)
+    re_out = forward_splits(retrain, data, dev, batch_size=bs)
+    teacher_logits = forward_splits(teacher, _only_forget(data), dev, batch_size=bs).splits["forget"].logits
+    _write_cache(cache, cfg, original, retrain, orig_out, re_out, teacher_logits, t_orig, t_re, idx)
+    say(f"cached at {cache}")
+    return PreparedWorkload(**common, original_state=_cpu_state(original), retrain_state=_cpu_state(retrain),
+                            original_outputs=orig_out, retrain_outputs=re_out,
+                            teacher_forget_logits=teacher_logits, original_seconds=t_orig,
+                            retrain_seconds=t_re)
+
+
+def _only_forget(data: UnlearnData) -> UnlearnData:
+    empty = TensorDataset(data.forget.tensors[0][:0], data.forget.tensors[1][:0])
+    return UnlearnData(forget=data.forget, retain=empty, val=empty, test=empty,
+                       num_classes=data.num_classes, forget_classes=data.forget_classes)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _write_cache(cache: Path, cfg: WorkloadConfig, original: nn.Module, retrain: nn.Module,
+                 orig_out: ModelOutputs, re_out: ModelOutputs, teacher_logits: np.ndarray,
+                 t_orig: float, t_re: float, idx: dict[str, np.ndarray]) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    # Write into a temporary sibling and rename: a crash or a concurrent preparer never leaves
+    # a half-written cache that a later run would trust.
+    tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache.parent))
+    torch.save(_cpu_state(original), tmp / "original.pt")
+    torch.save(_cpu_state(retrain), tmp / "retrain.pt")
+    orig_out.to_npz(tmp / "original_outputs.npz")
+    re_out.to_npz(tmp / "retrain_outputs.npz")
+    np.save(tmp / "teacher_forget_logits.npy", teacher_logits)
+    np.savez_compressed(tmp / "indices.npz", **idx)
+    meta = {"name": cfg.name, "key": workload_key(cfg), "identity": cfg.identity(),
+            "original_seconds": t_orig, "retrain_seconds": t_re, "created": time.time()}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    if cache.exists():
+        shutil.rmtree(cache, ignore_errors=True)
+    try:
+        tmp.rename(cache)
+    except OSError:  # another process won the race; its artefacts are equivalent
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_cached(cache: Path, common: dict[str, Any]) -> PreparedWorkload:
+    meta = json.loads((cache / "meta.json").read_text())
+    idx = np.load(cache / "indices.npz")
+    for split in ("forget", "retain", "val"):
+        if len(idx[split]) != len(common["splits"][split]):
+            raise ValueError(f"cached {split} split has {len(idx[split])} rows, data gives "
+                             f"{len(common['splits'][split])}")
+    load = lambda p: torch.load(p, map_location="cpu", weights_only=True)  # noqa: E731
+    info(f"workload {common['config'].name}: using cache {cache}")
+    return PreparedWorkload(
+        **common, original_state=load(cache / "original.pt"), retrain_state=load(cache / "retrain.pt"),
+        original_outputs=ModelOutputs.from_npz(cache / "original_outputs.npz"),
+        retrain_outputs=ModelOutputs.from_npz(cache / "retrain_outputs.npz"),
+        teacher_forget_logits=np.load(cache / "teacher_forget_logits.npy"),
+        original_seconds=float(meta["original_seconds"]), retrain_seconds=float(meta["retrain_seconds"]))
+

@@ -67,6 +67,8 @@ def tiny_problem(*, seed: int = 0, n_per_class: int = 16, num_classes: int = 4,
     recipe = TrainConfig(epochs=train_epochs, lr=0.05, batch_size=16)
     original = spec.build(seed=seed)
     train_model(original, TensorDataset(xtr, ytr), recipe, device=device, seed=seed)
+    # Shuffle the held-out rows so val and test both hold every class.
+    te = te[torch.randperm(len(te), generator=torch.Generator().manual_seed(seed))]
     half = len(te) // 2
     data = UnlearnData(
         forget=TensorDataset(xtr[fmask], ytr[fmask]),
@@ -126,3 +128,107 @@ def check_method(name: str, *, seed: int = 0) -> None:
     m1, _ = one_run()
     m2, _ = one_run()
     assert all(torch.equal(a, b) for a, b in zip(_params(m1), _params(m2))), f"{name} is not deterministic"
+
+
+# --- Text fixtures: a tiny BERT on synthetic token sequences (no download, ~1 s on CPU) -------
+
+__all__ += ["TinyTextSpec", "tiny_text_problem"]
+
+
+def _tiny_bert(num_classes: int, vocab_size: int, hidden: int, layers: int, seq_len: int,
+               seed: int | None) -> nn.Module:
+    from types import SimpleNamespace
+
+    from transformers import BertConfig, BertModel
+
+    from raysweep.models.text import TextClassifier
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden,
+                        max_position_embeddings=max(16, seq_len), pad_token_id=0)
+    encoder = BertModel(config, add_pooling_layer=False)
+    # A stub tokenizer: the data are token ids already; only ``pad_token_id`` is read.
+    return TextClassifier(encoder, SimpleNamespace(pad_token_id=0), num_classes, max_length=seq_len)
+
+
+@dataclass(frozen=True)
+class TinyTextSpec(ModelSpec):
+    """Rebuilds the tiny BERT of :func:`tiny_text_problem` (it has no model-registry entry),
+    so ``ctx.fresh_model()`` works for methods that need a random twin."""
+
+    vocab_size: int = 100
+    hidden: int = 32
+    layers: int = 2
+    seq_len: int = 12
+
+    def build(self, *, pretrained: bool | None = None, seed: int | None = None) -> nn.Module:
+        return _tiny_bert(self.num_classes, self.vocab_size, self.hidden, self.layers,
+                          self.seq_len, seed)
+
+
+def tiny_text_problem(*, seed: int = 0, n_per_class: int = 24, num_classes: int = 3,
+                      forget_class: int | None = 0, vocab_size: int = 100, seq_len: int = 12,
+                      hidden: int = 32, layers: int = 2, train_epochs: int = 15) -> TinyProblem:
+    """A trained tiny BERT (``TextClassifier``, hidden 32, 2 layers, vocab 100) on synthetic text.
+
+    Each class owns a few keyword tokens; a sequence is random filler tokens with two or three
+    keywords of its class, padded with id 0 (the stub tokenizer's ``pad_token_id``) to
+    ``seq_len``. ``forget_class=None`` gives a random 25% forget set. ``ctx.is_text`` is True.
+    """
+    seed_everything(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n_keywords = 4
+    first_filler = 1 + num_classes * n_keywords
+    if first_filler + 8 > vocab_size:
+        raise ValueError(f"vocab_size={vocab_size} is too small for {num_classes} classes "
+                         f"(need at least {first_filler + 8})")
+
+    def sample(n: int, label: int) -> torch.Tensor:
+        ids = torch.zeros(n, seq_len, dtype=torch.long)
+        for i in range(n):
+            length = int(torch.randint(6, seq_len + 1, (1,), generator=gen))
+            ids[i, :length] = torch.randint(first_filler, vocab_size, (length,), generator=gen)
+            k = int(torch.randint(2, 4, (1,), generator=gen))
+            pos = torch.randperm(length, generator=gen)[:k]
+            kw = 1 + label * n_keywords + torch.randint(0, n_keywords, (k,), generator=gen)
+            ids[i, pos] = kw
+        return ids
+
+    xs, ys = [], []
+    for c in range(num_classes):
+        xs.append(sample(2 * n_per_class, c))
+        ys.append(torch.full((2 * n_per_class,), c, dtype=torch.long))
+    x_all, y_all = torch.cat(xs), torch.cat(ys)
+    is_train = torch.zeros(len(y_all), dtype=torch.bool)
+    for c in range(num_classes):
+        is_train[c * 2 * n_per_class: c * 2 * n_per_class + n_per_class] = True
+    xtr, ytr = x_all[is_train], y_all[is_train]
+    held = torch.nonzero(~is_train).flatten()
+    held = held[torch.randperm(len(held), generator=gen)]    # val and test both hold every class
+    half = len(held) // 2
+    if forget_class is None:
+        fmask = torch.zeros(len(ytr), dtype=torch.bool)
+        fmask[torch.randperm(len(ytr), generator=gen)[: len(ytr) // 4]] = True
+        forget_classes: tuple[int, ...] = ()
+    else:
+        fmask = ytr == forget_class
+        forget_classes = (forget_class,)
+    device = resolve_device("cpu")
+    spec = TinyTextSpec("tiny-bert", num_classes, in_chans=0, img_size=0, vocab_size=vocab_size,
+                        hidden=hidden, layers=layers, seq_len=seq_len)
+    recipe = TrainConfig(epochs=train_epochs, lr=2e-3, optimizer="adam", weight_decay=0.0,
+                         batch_size=16, schedule="constant")
+    original = spec.build(seed=seed)
+    train_model(original, TensorDataset(xtr, ytr), recipe, device=device, seed=seed)
+    data = UnlearnData(
+        forget=TensorDataset(xtr[fmask], ytr[fmask]),
+        retain=TensorDataset(xtr[~fmask], ytr[~fmask]),
+        val=TensorDataset(x_all[held[:half]], y_all[held[:half]]),
+        test=TensorDataset(x_all[held[half:]], y_all[held[half:]]),
+        num_classes=num_classes, forget_classes=forget_classes, batch_size=16,
+    )
+    ctx = UnlearnContext(original=copy.deepcopy(original), model_spec=spec, device=device,
+                         seed=seed, train_recipe=recipe, is_text=True)
+    return TinyProblem(original, data, ctx)

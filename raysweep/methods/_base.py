@@ -103,8 +103,13 @@ class UnlearnContext:
     is_text: bool = False
 
     def fresh_model(self, *, pretrained: bool = False, seed: int | None = None) -> nn.Module:
-        """A newly initialised model of the same architecture, on ``self.device``."""
-        model = self.model_spec.build(pretrained=pretrained, seed=self.seed if seed is None else seed)
+        """A newly initialised model of the same architecture, on ``self.device``.
+
+        With ``seed=None`` the draw is offset from ``self.seed``: the workload builds the original
+        from its own seed, and a "fresh" model must not be the original's starting point.
+        """
+        draw = self.seed + 104_729 if seed is None else seed
+        model = self.model_spec.build(pretrained=pretrained, seed=draw)
         return model.to(self.device)
 
     def require_image_model(self, method: str) -> None:

@@ -15,10 +15,21 @@ through these helpers, whose rules are stated once here:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-__all__ = ["weight_layers", "classifier_head", "first_layer", "copy_modules", "enable_grad"]
+if TYPE_CHECKING:
+    from raysweep.methods._base import UnlearnContext
+
+__all__ = ["weight_layers", "classifier_head", "first_layer", "copy_modules", "enable_grad",
+           "new_init"]
+
+# Workloads build the original with ``seed``, and ``ctx.fresh_model()`` defaults to the same
+# seed, i.e. to the original's own starting point. A "reset" must draw new values (the
+# reference code calls ``reset_parameters()``), so re-initialisations use an offset seed.
+RESET_SEED_OFFSET = 104_729
 
 
 def classifier_head(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -55,6 +66,11 @@ def copy_modules(dst: nn.Module, src: nn.Module, names: list[str]) -> None:
     dst_modules = dict(dst.named_modules())
     for name in names:
         dst_modules[name].load_state_dict(src_modules[name].state_dict())
+
+
+def new_init(ctx: UnlearnContext, *, pretrained: bool = False) -> nn.Module:
+    """A same-architecture model with a random initialisation different from the original's."""
+    return ctx.fresh_model(pretrained=pretrained, seed=ctx.seed + RESET_SEED_OFFSET)
 
 
 def enable_grad(model: nn.Module) -> nn.Module:

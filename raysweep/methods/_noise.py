@@ -110,20 +110,22 @@ def noise_targets(data: UnlearnData) -> tuple[torch.Tensor, torch.Tensor]:
 def allocate_rows(n: int, weights: torch.Tensor) -> torch.Tensor:
     """Split ``n`` rows among labels in proportion to ``weights`` (largest remainder).
 
-    Every label gets at least one row when ``n >= len(weights)``; otherwise the heaviest
-    ``n`` labels get one row each.
+    When ``n >= len(weights)`` every label gets at least one row (a label whose share rounds
+    to 0 takes it from the largest); otherwise the heaviest ``n`` labels get one row each.
     """
     k = len(weights)
     if n < k:
         counts = torch.zeros(k, dtype=torch.long)
         counts[torch.argsort(weights, descending=True, stable=True)[:n]] = 1
         return counts
-    share = weights / weights.sum() * (n - k)
-    counts = share.floor().long()
-    left = (n - k) - int(counts.sum())
-    if left:
+    share = weights.double() / weights.sum() * n
+    counts = share.floor().long().clamp_min(1)
+    left = n - int(counts.sum())
+    if left > 0:
         counts[torch.argsort(share - counts, descending=True, stable=True)[:left]] += 1
-    return counts + 1
+    for _ in range(-left):
+        counts[int(torch.argmax(counts))] -= 1
+    return counts
 
 
 def random_noise(rows: int, space: NoiseSpace, gen: torch.Generator, device: torch.device) -> torch.Tensor:

@@ -4,7 +4,8 @@ forgetting?").
 The student starts as the original model. Each row of the unlearning set (D_f plus a seeded
 random 30% of D_r) gets a target distribution: the softmax (at temperature T) of a randomly
 initialised model of the same architecture (the incompetent teacher, ``ctx.fresh_model``) on
-forget rows, of the original model on retain rows. The student minimises KL(target_T ‖ student_T).
+forget rows, of the original model on retain rows. The student minimises
+KL(target_T ‖ student_T).
 
 Compared in papers 000 and 004. Where we follow the paper rather than the reference code
 (vikram2000b/bad-teaching-unlearning, copied into the SSD repo): the KL is the per-sample KL
@@ -57,12 +58,14 @@ class BadTeachingConfig(MethodConfig):
 def bad_teaching(model: nn.Module, data: UnlearnData, cfg: BadTeachingConfig,
                  ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Distil from the original on retain rows and from a random model on forget rows."""
-    bad_teacher = frozen_copy(ctx.fresh_model(pretrained=False, seed=ctx.seed + _TEACHER_SEED_OFFSET))
+    bad_teacher = frozen_copy(ctx.fresh_model(pretrained=False,
+                                              seed=ctx.seed + _TEACHER_SEED_OFFSET))
     good_teacher = ctx.original
     good_teacher.eval()
     xf, _ = data.tensors(data.forget)
     xr, _ = data.tensors(random_subset(data.retain, cfg.retain_fraction, seed=ctx.seed))
-    is_forget = torch.cat([torch.ones(len(xf), dtype=torch.bool), torch.zeros(len(xr), dtype=torch.bool)])
+    is_forget = torch.cat([torch.ones(len(xf), dtype=torch.bool),
+                           torch.zeros(len(xr), dtype=torch.bool)])
     unlearn_set = TensorDataset(torch.cat([xf, xr]), is_forget)
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     temp = cfg.temperature

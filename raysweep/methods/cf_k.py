@@ -24,7 +24,9 @@ from pydantic import Field
 from torch import nn
 
 from raysweep.errors import ConfigError
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+)
 from raysweep.methods._common import mean
 from raysweep.models import model_blocks
 from raysweep.training import make_optimizer

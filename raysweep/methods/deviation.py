@@ -33,19 +33,22 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+)
 from raysweep.methods._challenge import first_layer, weight_layers
 from raysweep.methods._common import mean
 
 
 class DeviationConfig(MethodConfig):
-    epochs: int = Field(4, ge=1, le=200, description="fine-tuning epochs on D_r (3rd-place code: 4)")
+    epochs: int = Field(4, ge=1, le=200,
+                        description="fine-tuning epochs on D_r (3rd-place code: 4)")
     sigma: float = Field(0.6, ge=0, le=10,
                          description="absolute std of the initial weight noise (paper: 0.6)")
     final_sigma: float = Field(0.005, ge=0, le=10,
-                               description="std of the noise added before the last epoch (paper: 0.005)")
+                               description="std of the noise before the last epoch (paper: 0.005)")
     layers: Literal["first", "all"] = Field(
-        "first", description="perturb the first convolution (code) or every convolution (paper text)")
+        "first", description="perturb the first conv (code) or every conv (paper text)")
     lr: float = Field(7e-4, gt=0, le=10, description="SGD learning rate (code: 7e-4)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (code: 0.9)")
     weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay (code: 5e-4)")
@@ -68,7 +71,7 @@ def add_weight_noise(model: nn.Module, layers: str, sigma: float, gen: torch.Gen
                  paper="NeurIPS 2023 unlearning challenge, 3rd place (Achour); paper 002")
 def deviation(model: nn.Module, data: UnlearnData, cfg: DeviationConfig,
               ctx: UnlearnContext) -> Iterator[EpochEnd]:
-    """Add N(0, 0.6) noise to the stem convolution, fine-tune on D_r, add N(0, 0.005) before the last epoch."""
+    """Add N(0, 0.6) to the stem conv, fine-tune on D_r, add N(0, 0.005) before the last epoch."""
     ctx.require_image_model("deviation")
     gen = torch.Generator().manual_seed(ctx.seed)
     add_weight_noise(model, cfg.layers, cfg.sigma, gen)

@@ -18,7 +18,7 @@ weight decay 1e-2; retain batch 256, forget batch 64. Each phase keeps its own o
 
 Choices where the paper is vague: the warm-up runs before the first epoch and is reported
 with it; the retain lr scales with the retain batch size as the reference does
-(``retain_lr_scale_with_batch``). The method acts on logits only, so text models are
+(``scale_retain_lr``). The method acts on logits only, so text models are
 supported unchanged.
 """
 
@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+)
 from raysweep.methods._common import mean
 
 
@@ -48,7 +50,7 @@ class DivergenceConfig(MethodConfig):
                                   description="cosine floor of the forget lr (code: 1e-6)")
     retain_lr: float = Field(1e-3, gt=0, le=10,
                              description="SGD lr of the retain round per 64 samples (code: 1e-3)")
-    retain_lr_scale_with_batch: bool = Field(
+    scale_retain_lr: bool = Field(
         True, description="multiply retain_lr by batch_size/64, as the code does")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum of all phases (code: 0.9)")
     retain_weight_decay: float = Field(1e-2, ge=0, le=1,
@@ -80,7 +82,7 @@ def divergence(model: nn.Module, data: UnlearnData, cfg: DivergenceConfig,
     params = [p for p in model.parameters() if p.requires_grad]
     opt_warm = torch.optim.SGD(params, lr=cfg.warmup_lr, momentum=cfg.momentum)
     opt_forget = torch.optim.SGD(params, lr=cfg.forget_lr, momentum=cfg.momentum)
-    retain_lr = cfg.retain_lr * (cfg.batch_size / 64 if cfg.retain_lr_scale_with_batch else 1.0)
+    retain_lr = cfg.retain_lr * (cfg.batch_size / 64 if cfg.scale_retain_lr else 1.0)
     opt_retain = torch.optim.SGD(params, lr=retain_lr, momentum=cfg.momentum,
                                  weight_decay=cfg.retain_weight_decay)
     n_forget_batches = max(1, math.ceil(len(data.forget) / cfg.forget_batch_size))
@@ -99,8 +101,10 @@ def divergence(model: nn.Module, data: UnlearnData, cfg: DivergenceConfig,
     for epoch in range(cfg.epochs):
         model.train()
         forget_losses, retain_losses = [], []
+        # As in the code: as many steps as the shorter loader (normally the forget one).
         pairs = zip(data.loader("forget", cfg.forget_batch_size, seed=ctx.seed + 1000 + epoch),
-                    data.loader("retain", cfg.batch_size, seed=ctx.seed + 2000 + epoch))
+                    data.loader("retain", cfg.batch_size, seed=ctx.seed + 2000 + epoch),
+                    strict=False)
         for (xf, _), (xr, _) in pairs:
             opt_forget.zero_grad(set_to_none=True)
             zf = model(xf.to(dev))

@@ -34,20 +34,23 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+)
 from raysweep.methods._challenge import weight_layers
 from raysweep.methods._common import mean, random_subset
 from raysweep.training import make_loader
 
 
 class GradientMaskConfig(MethodConfig):
-    epochs: int = Field(5, ge=1, le=200, description="fine-tuning epochs on D_r (2nd-place code: 5)")
+    epochs: int = Field(5, ge=1, le=200,
+                        description="fine-tuning epochs on D_r (2nd-place code: 5)")
     init_rate: float = Field(0.3, gt=0, le=1,
-                             description="fraction of each weight layer re-initialised (paper: 30%)")
+                             description="fraction of each layer re-initialised (paper: 30%)")
     select: Literal["smallest", "largest"] = Field(
-        "smallest", description="re-init the weights with the smallest |g| (paper/code) or largest")
+        "smallest", description="re-init the smallest |g| (paper, code) or the largest")
     keep_grad_scale: float = Field(0.1, ge=0, le=1,
-                                   description="gradient scale of weights not re-initialised (code: 0.1)")
+                                   description="gradient scale of the other weights (code: 0.1)")
     lr: float = Field(1e-3, gt=0, le=10, description="SGD peak learning rate (code: 1e-3)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (code: 0.9)")
     weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay (code: 5e-4)")
@@ -80,7 +83,7 @@ def forget_retain_gradients(model: nn.Module, data: UnlearnData, ctx: UnlearnCon
 
 
 def select_mask(grad: torch.Tensor, rate: float, select: str = "smallest") -> torch.Tensor:
-    """Boolean mask of exactly ``round(rate * n)`` entries with the smallest (or largest) |grad|."""
+    """Mask of exactly ``round(rate * n)`` entries with the smallest (or largest) |grad|."""
     k = int(round(rate * grad.numel()))
     mask = torch.zeros(grad.numel(), dtype=torch.bool, device=grad.device)
     if k > 0:
@@ -122,10 +125,12 @@ def _linear_factor(epoch: int, epochs: int) -> float:
                  paper="NeurIPS 2023 unlearning challenge, 2nd place (Lee, Bae, Kim); paper 002")
 def gradient_mask(model: nn.Module, data: UnlearnData, cfg: GradientMaskConfig,
                   ctx: UnlearnContext) -> Iterator[EpochEnd]:
-    """Re-init the 30% of weights where forget and retain gradients agree, then masked fine-tune."""
+    """Re-init the 30% of weights where forget and retain gradients agree; masked fine-tune."""
     masks = reinit_by_gradient(model, data, cfg, ctx)
     handles = []
     for name, m in weight_layers(model):
+        if not m.weight.requires_grad:
+            continue
         scale = torch.where(masks[name], 1.0, cfg.keep_grad_scale).to(m.weight.dtype)
         handles.append(m.weight.register_hook(lambda g, s=scale: g * s))
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,

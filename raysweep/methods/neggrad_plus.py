@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+)
 from raysweep.methods._common import cycle_loader, mean
 from raysweep.training import make_optimizer
 

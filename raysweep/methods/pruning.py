@@ -29,20 +29,25 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+)
 from raysweep.methods._common import mean
 
 
 class PruningConfig(MethodConfig):
-    epochs: float = Field(3.2, gt=0, le=200, description="fine-tuning epochs, may be fractional (code: 3.2)")
+    epochs: float = Field(3.2, gt=0, le=200,
+                          description="fine-tuning epochs, may be fractional (code: 3.2)")
     amount: float = Field(0.99, ge=0, lt=1,
-                          description="global fraction of Conv2d/Linear parameters pruned (paper: 99%)")
-    reinit: bool = Field(True, description="re-initialise the pruned weights at random (paper: yes)")
+                          description="global fraction of Conv/Linear params pruned (paper: 0.99)")
+    reinit: bool = Field(True,
+                         description="re-initialise the pruned weights at random (paper: yes)")
     entropy_weight: float = Field(1.0, ge=0, le=100,
                                   description="weight of the entropy-MSE term (code: 1)")
     class_weight_power: float = Field(0.1, ge=0, le=2,
                                       description="CE class weights count**-power (code: 0.1)")
-    quantize_fp16: bool = Field(True, description="round the final weights through float16 (code: yes)")
+    quantize_fp16: bool = Field(True,
+                                description="round the final weights through float16 (code: yes)")
     lr: float = Field(5e-4, gt=0, le=10, description="SGD learning rate (code: 5e-4)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (code: 0.9)")
     weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay (code: 5e-4)")
@@ -75,7 +80,7 @@ def prune_and_reinit(model: nn.Module, amount: float, *, reinit: bool = True,
         keep[torch.topk(flat, n_keep).indices] = True
     gen = gen or torch.Generator().manual_seed(0)
     offset = 0
-    for (m, attr), t in zip(prunable(model), tensors):
+    for (_, attr), t in zip(prunable(model), tensors, strict=True):
         k = keep[offset: offset + t.numel()].view(t.shape).to(t.device)
         offset += t.numel()
         t.mul_(k.to(t.dtype))
@@ -105,7 +110,7 @@ def retain_class_weights(data: UnlearnData, power: float) -> torch.Tensor | None
                  paper="NeurIPS 2023 unlearning challenge, 4th place (Oleszko); paper 002")
 def pruning(model: nn.Module, data: UnlearnData, cfg: PruningConfig,
             ctx: UnlearnContext) -> Iterator[EpochEnd]:
-    """Global L1-prune 99% of Conv/Linear parameters, re-init them, fine-tune with CE + entropy MSE."""
+    """Global L1-prune 99% of Conv/Linear parameters, re-init, fine-tune with CE + entropy MSE."""
     pruned = prune_and_reinit(model, cfg.amount, reinit=cfg.reinit,
                               gen=torch.Generator().manual_seed(ctx.seed))
     weights = retain_class_weights(data, cfg.class_weight_power)

@@ -27,12 +27,15 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+)
 from raysweep.methods._common import mean
 
 
 class RotateConfig(MethodConfig):
-    epochs: int = Field(3, ge=1, le=200, description="fine-tuning epochs on D_r (5th-place code: 3)")
+    epochs: int = Field(3, ge=1, le=200,
+                        description="fine-tuning epochs on D_r (5th-place code: 3)")
     lr: float = Field(1e-3, gt=0, le=10, description="SGD learning rate (code: 1e-3)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (code: 0.9)")
     weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay (code: 5e-4)")
@@ -67,7 +70,8 @@ def rotate_kernels(model: nn.Module, in_chans: int, img_size: int) -> int:
 
 
 @register_method("rotate", config=RotateConfig, supports_text=False,
-                 paper="NeurIPS 2023 unlearning challenge, 5th place (Marvelworld, Toshi-k); paper 002")
+                 paper="NeurIPS 2023 unlearning challenge, 5th place (Marvelworld, Toshi-k); "
+                       "paper 002")
 def rotate(model: nn.Module, data: UnlearnData, cfg: RotateConfig,
            ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Transpose every convolution kernel, then fine-tune on D_r with cross-entropy."""

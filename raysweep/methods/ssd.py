@@ -23,7 +23,9 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+)
 
 __all__ = ["SSDConfig", "ssd", "fisher_diagonal", "dampen"]
 
@@ -75,16 +77,17 @@ def fisher_diagonal(model: nn.Module, loader: DataLoader,
 
 
 @torch.no_grad()
-def dampen(model: nn.Module, forget_imp: dict[str, torch.Tensor], full_imp: dict[str, torch.Tensor],
-           selection_weighting: float, dampening_constant: float) -> tuple[int, int]:
+def dampen(model: nn.Module, forget_imp: dict[str, torch.Tensor],
+           full_imp: dict[str, torch.Tensor], selection_weighting: float,
+           dampening_constant: float) -> tuple[int, int]:
     """Apply the SSD update in place; returns ``(selected, total)`` parameter counts."""
     selected, total = 0, 0
     for name, p in model.named_parameters():
         i_f, i_d = forget_imp[name], full_imp[name]
         mask = i_f > selection_weighting * i_d
         # β = min(1, λ·I_D/I_f); only evaluated where selected, so I_f > 0 there.
-        beta = torch.where(mask, (dampening_constant * i_d / torch.where(mask, i_f, 1.0)).clamp(max=1.0),
-                           torch.ones_like(p))
+        ratio = dampening_constant * i_d / torch.where(mask, i_f, 1.0)
+        beta = torch.where(mask, ratio.clamp(max=1.0), torch.ones_like(p))
         p.mul_(beta.to(p.dtype))
         selected += int(mask.sum())
         total += p.numel()

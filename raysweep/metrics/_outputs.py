@@ -108,7 +108,8 @@ class ModelOutputs:
         try:
             return self.splits[split]
         except KeyError:
-            raise KeyError(f"no outputs for split {split!r} (have: {', '.join(self.splits)})") from None
+            have = ", ".join(self.splits)
+            raise KeyError(f"no outputs for split {split!r} (have: {have})") from None
 
     def __contains__(self, split: object) -> bool:
         return split in self.splits

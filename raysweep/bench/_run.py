@@ -1,0 +1,270 @@
+"""Running suite entries: one method run end to end, in-process or as Ray tasks.
+
+:func:`run_one` is the unit (the same steps as ``raysweep unlearn``): copy the original model,
+run the method under its epoch budget, one forward pass per split, every metric. :func:`execute`
+runs every entry × seed of a suite, preparing each workload once (from the on-disk cache when it
+exists); with an address it submits one Ray task per workload preparation and per run, so runs
+spread over the cluster's nodes while the prepared workload travels through the object store.
+A run that raises is recorded with its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from raysweep._console import info
+
+if TYPE_CHECKING:
+    import torch
+
+    from raysweep.bench.suite import Entry, Suite
+    from raysweep.workload import PreparedWorkload
+
+__all__ = ["RunRecord", "Execution", "run_one", "execute", "git_sha"]
+
+
+@dataclass
+class RunRecord:
+    """The outcome of one entry × seed."""
+
+    entry: str
+    seed: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    node: str = ""
+
+
+@dataclass
+class Execution:
+    records: list[RunRecord]
+    references: dict[str, dict[str, dict[str, float]]]   # workload -> original/retrain -> metrics
+    configs: dict[str, dict[str, Any]]                   # entry -> the config actually run
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry -> sweep info
+    seconds: float = 0.0
+
+
+def run_one(prepared: PreparedWorkload, method: str, config: dict[str, Any], seed: int,
+            device: str | torch.device | None = None, *, catboost: bool = False,
+            max_epochs: int | None = None,
+            on_epoch: Callable[[Any, float], bool | None] | None = None) -> dict[str, float]:
+    """Run ``method`` with ``config`` on a prepared workload; return every metric.
+
+    The metrics are those of :meth:`PreparedWorkload.evaluate` plus ``epochs`` (the number of
+    epochs the method ran, which the budget may cut short).
+    """
+    from raysweep.methods import make_config, run_method
+    from raysweep.metrics import forward_splits
+    from raysweep.training import resolve_device
+
+    mcfg = make_config(method, config)
+    dev = resolve_device(device)
+    data = prepared.unlearn_data(batch_size=prepared.config.train.batch_size)
+    ctx = prepared.context(dev, seed=seed)
+    model = copy.deepcopy(ctx.original).to(dev)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    t0 = time.perf_counter()
+    result = run_method(method, model, data, mcfg, ctx, max_epochs=max_epochs, on_epoch=on_epoch)
+    seconds = time.perf_counter() - t0
+    outputs = forward_splits(model, data, dev, batch_size=prepared.config.eval_batch_size)
+    metrics = prepared.evaluate(outputs, seconds=seconds, catboost=catboost, seed=seed)
+    metrics["epochs"] = float(result.epochs)
+    return metrics
+
+
+def _safe_run(prepared: PreparedWorkload, entry_id: str, method: str, config: dict[str, Any],
+              seed: int, device: str, catboost: bool, max_epochs: int | None) -> RunRecord:
+    import socket
+
+    rec = RunRecord(entry=entry_id, seed=seed, config=dict(config), node=socket.gethostname())
+    try:
+        rec.metrics = run_one(prepared, method, config, seed, device, catboost=catboost,
+                              max_epochs=max_epochs)
+    except Exception as exc:  # recorded; the suite reports it and exits 1
+        tail = traceback.format_exc().strip().splitlines()[-3:]
+        rec.error = f"{type(exc).__name__}: {exc}"
+        if os.environ.get("RAYSWEEP_DEBUG"):
+            rec.error += "\n" + "\n".join(tail)
+    return rec
+
+
+def _prepare_with_refs(workload_json: dict[str, Any], device: str,
+                       catboost: bool) -> tuple[PreparedWorkload, dict[str, dict[str, float]]]:
+    from raysweep.config import WorkloadConfig
+    from raysweep.workload import prepare
+
+    cfg = WorkloadConfig.model_validate(workload_json)
+    prepared = prepare(cfg, device=device, quiet=True)
+    return prepared, prepared.reference_metrics(catboost=catboost)
+
+
+def _config_values(entry: Entry, tuned: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from raysweep.methods import make_config
+
+    if entry.config_kind == "tuned":
+        values = tuned[entry.id]["config"]
+    else:
+        values = entry.config
+    return make_config(entry.method, values).model_dump(mode="json")
+
+
+def _describe(metrics: dict[str, float], keys: list[str]) -> str:
+    return "  ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics)
+
+
+def execute(suite: Suite, *, address: str | None = None, device: str | None = None,
+            tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None = None) -> Execution:
+    """Run every entry × seed of ``suite``; returns the records and the reference rows.
+
+    ``tune(entry, prepared)`` resolves a ``config: tuned`` entry to ``{"config": {...}, ...}``
+    (see :func:`raysweep.bench.tuning.tune_entry`); it runs on the driver before the seeds.
+    """
+    dev = device or suite.config.device
+    t0 = time.perf_counter()
+    if address:
+        ex = _execute_ray(suite, address, dev, tune)
+    else:
+        ex = _execute_local(suite, dev, tune)
+    ex.seconds = time.perf_counter() - t0
+    return ex
+
+
+def _execute_local(suite: Suite, device: str,
+                   tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> Execution:
+    from raysweep.training import resolve_device
+    from raysweep.workload import prepare
+
+    dev = str(resolve_device(device))
+    keys = suite.report_metrics()
+    prepared: dict[str, PreparedWorkload] = {}
+    refs: dict[str, dict[str, dict[str, float]]] = {}
+    tuned: dict[str, dict[str, Any]] = {}
+    records: list[RunRecord] = []
+    configs: dict[str, dict[str, Any]] = {}
+    total, done = suite.runs(), 0
+    for entry in suite.entries:
+        wname = entry.workload.name
+        if wname not in prepared:
+            info(f"[bold]workload {wname}[/]")
+            prepared[wname] = prepare(entry.workload, device=dev)
+            refs[wname] = prepared[wname].reference_metrics(catboost=suite.config.catboost)
+        pw = prepared[wname]
+        if entry.config_kind == "tuned":
+            tuned[entry.id] = _tune(entry, pw, tune)
+        configs[entry.id] = _config_values(entry, tuned)
+        for seed in entry.seeds:
+            done += 1
+            rec = _safe_run(pw, entry.id, entry.method, configs[entry.id], seed, dev,
+                            suite.config.catboost, entry.max_epochs)
+            records.append(rec)
+            _progress(done, total, rec, keys)
+    return Execution(records, refs, configs, tuned)
+
+
+def _tune(entry: Entry, prepared: PreparedWorkload,
+          tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> dict[str, Any]:
+    if tune is None:
+        from raysweep.bench.tuning import tune_entry as tune
+    info(f"tuning {entry.id} ({entry.tune.num_samples if entry.tune else '?'} trials)")
+    return tune(entry, prepared)
+
+
+def _progress(done: int, total: int, rec: RunRecord, keys: list[str]) -> None:
+    from rich.markup import escape
+
+    if rec.error:
+        info(f"  [{done}/{total}] {escape(rec.entry)} seed {rec.seed}: [red]failed[/] {escape(rec.error)}")
+    else:
+        info(f"  [{done}/{total}] {escape(rec.entry)} seed {rec.seed}: {_describe(rec.metrics, keys)}")
+
+
+def _init_ray(address: str) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    target = None if address in ("local", "auto-local") else address
+    try:
+        from raysweep.sweep import local_ray  # written by the sweep layer when present
+
+        init = getattr(local_ray, "init_local_ray", None)
+    except ImportError:
+        init = None
+    if init is not None and target is None:
+        init()
+        return
+    ray.init(address=target, ignore_reinit_error=True, log_to_driver=False,
+             include_dashboard=False if target is None else None)
+
+
+def _execute_ray(suite: Suite, address: str, device: str,
+                 tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> Execution:
+    import ray
+
+    _init_ray(address)
+    res = suite.config.resources
+    opts = {"num_cpus": res.cpu, "num_gpus": res.gpu}
+    prep_task = ray.remote(**opts, num_returns=2)(_prepare_with_refs)
+    run_task = ray.remote(**opts)(_safe_run)
+    keys = suite.report_metrics()
+    prep_refs: dict[str, Any] = {}
+    ref_refs: dict[str, Any] = {}
+    for entry in suite.entries:
+        wname = entry.workload.name
+        if wname not in prep_refs:
+            prep_refs[wname], ref_refs[wname] = prep_task.remote(
+                entry.workload.model_dump(mode="json"), device, suite.config.catboost)
+    tuned: dict[str, dict[str, Any]] = {}
+    configs: dict[str, dict[str, Any]] = {}
+    for entry in suite.entries:
+        if entry.config_kind == "tuned":
+            tuned[entry.id] = _tune(entry, ray.get(prep_refs[entry.workload.name]), tune)
+        configs[entry.id] = _config_values(entry, tuned)
+    futures: dict[Any, tuple[str, int]] = {}
+    for entry in suite.entries:
+        for seed in entry.seeds:
+            fut = run_task.remote(prep_refs[entry.workload.name], entry.id, entry.method,
+                                  configs[entry.id], seed, device, suite.config.catboost,
+                                  entry.max_epochs)
+            futures[fut] = (entry.id, seed)
+    info(f"submitted {len(futures)} runs to Ray at {address}")
+    by_key: dict[tuple[str, int], RunRecord] = {}
+    pending, done = list(futures), 0
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        for fut in ready:
+            eid, seed = futures[fut]
+            try:
+                rec = ray.get(fut)
+            except Exception as exc:  # the task itself died (worker crash, OOM)
+                rec = RunRecord(entry=eid, seed=seed, config=configs[eid],
+                                error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+            by_key[(eid, seed)] = rec
+            done += 1
+            _progress(done, len(futures), rec, keys)
+    refs = {w: ray.get(r) for w, r in ref_refs.items()}
+    records = [by_key[(e.id, s)] for e in suite.entries for s in e.seeds]
+    return Execution(records, refs, configs, tuned)
+
+
+def git_sha() -> str:
+    """The commit of the raysweep checkout (``+dirty`` when it has local changes), or ``unknown``."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("RAYSWEEP_GIT_SHA", "unknown")
+    return sha + ("+dirty" if dirty else "") if sha else "unknown"

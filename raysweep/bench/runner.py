@@ -1,0 +1,230 @@
+"""``run_suite``: run a suite, record it in MLflow, compare with a baseline, write the report.
+
+Outcomes (``BenchResult.status`` → CLI exit code):
+
+* ``baseline`` (0): nothing to compare with (first run of the suite); this run is the baseline.
+* ``passed`` (0): every toleranced metric is within tolerance of the baseline.
+* ``regressed`` (3): at least one metric got worse than its tolerance allows, or a metric the
+  baseline has is missing now.
+* ``failed`` (1): at least one entry × seed raised (a runtime failure, reported per run).
+
+Baseline references (``--baseline``): ``previous`` (default: the latest suite run in MLflow whose
+status is ``baseline`` or ``passed``), an MLflow run id of a suite run, or a pinned file
+(JSON/YAML written by ``raysweep bench baseline --pin``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from raysweep._console import info
+from raysweep.bench.baseline import (
+    Comparison, Summary, compare, read_pinned, regressions, summarize, summary_to_json, write_pinned,
+)
+from raysweep.errors import ConfigError
+
+if TYPE_CHECKING:
+    from raysweep.bench.suite import Entry, Suite
+    from raysweep.workload import PreparedWorkload
+
+__all__ = ["BenchResult", "ResolvedBaseline", "resolve_baseline", "run_suite", "pin_baseline",
+           "default_out_dir", "EXIT_CODES"]
+
+EXIT_CODES = {"baseline": 0, "passed": 0, "regressed": 3, "failed": 1}
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass
+class ResolvedBaseline:
+    summary: Summary | None      # None: nothing to compare with
+    label: str                   # for humans: "previous run abc123 (2025-..., sha)"
+    ref: str                     # for the MLflow tag: "previous:<id>", "run:<id>", "file:<path>", "none"
+
+
+@dataclass
+class BenchResult:
+    suite: str
+    status: str
+    run_id: str
+    experiment_id: str
+    summary: Summary
+    comparisons: list[Comparison]
+    baseline: ResolvedBaseline
+    report_dir: Path | None
+    errors: list[tuple[str, int, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    references: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.status, 1)
+
+    @property
+    def regressions(self) -> list[Comparison]:
+        return regressions(self.comparisons)
+
+    def to_json(self) -> dict[str, Any]:
+        from raysweep.bench.tracking import tracking_uri
+
+        return {
+            "suite": self.suite, "status": self.status, "exit_code": self.exit_code,
+            "run_id": self.run_id, "experiment_id": self.experiment_id,
+            "tracking_uri": tracking_uri(), "baseline": {"ref": self.baseline.ref, "label": self.baseline.label},
+            "report_dir": str(self.report_dir) if self.report_dir else None,
+            "seconds": self.seconds,
+            "regressions": [c.to_json() for c in self.regressions],
+            "comparisons": [c.to_json() for c in self.comparisons],
+            "errors": [{"entry": e, "seed": s, "error": err} for e, s, err in self.errors],
+            "entries": {e: {"config": self.configs.get(e, {}), "metrics": m}
+                        for e, m in summary_to_json(self.summary).items()},
+            "references": self.references,
+        }
+
+
+def resolve_baseline(suite: Suite, ref: str | None) -> ResolvedBaseline:
+    """Turn ``--baseline`` into seed statistics (see the module docstring)."""
+    from raysweep.bench import tracking
+
+    if ref is None or ref == "previous":
+        runs = tracking.suite_runs(suite.name, statuses=tracking.GOOD_STATUSES, limit=1)
+        if not runs:
+            return ResolvedBaseline(None, "none (first run of this suite)", "none")
+        prev = runs[0]
+        return ResolvedBaseline(tracking.summary_of(suite.name, prev.run_id),
+                                f"previous run {prev.run_id[:8]} ({prev.when}, {prev.git_sha[:7]})",
+                                f"previous:{prev.run_id}")
+    path = Path(ref)
+    if path.is_file():
+        summary, meta = read_pinned(path)
+        pinned_suite = meta.get("suite")
+        if pinned_suite and pinned_suite != suite.name:
+            raise ConfigError(f"--baseline {ref}: pins suite {pinned_suite!r}, not {suite.name!r}")
+        return ResolvedBaseline(summary, f"pinned values {path}", f"file:{path}")
+    if _RUN_ID.match(ref):
+        run, run_suite_name = tracking.find_suite_run(ref)
+        if run_suite_name != suite.name:
+            raise ConfigError(f"--baseline {ref}: a run of suite {run_suite_name!r}, not {suite.name!r}")
+        return ResolvedBaseline(tracking.summary_of(suite.name, ref),
+                                f"run {ref[:8]} ({run.when}, {run.git_sha[:7]})", f"run:{ref}")
+    raise ConfigError(f"--baseline {ref!r}: expected 'previous', an MLflow run id (32 hex digits) "
+                      f"or a pinned JSON/YAML file that exists")
+
+
+def default_out_dir(suite: Suite) -> Path:
+    return Path(".raysweep") / "bench" / suite.name / time.strftime("%Y%m%d-%H%M%S")
+
+
+def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None = None,
+              out_dir: str | Path | None = None, device: str | None = None,
+              tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None = None,
+              argv: list[str] | None = None) -> BenchResult:
+    """Run every entry × seed, record it, compare, report. See the module docstring."""
+    from raysweep.bench import tracking
+    from raysweep.bench._run import execute, git_sha
+    from raysweep.bench.report import ReportData, write_report
+
+    base = resolve_baseline(suite, baseline)   # before any training: a bad ref fails fast
+    info(f"[bold]suite {suite.name}[/]: {len(suite.entries)} entries, {suite.runs()} runs; "
+         f"baseline: {base.label}; MLflow {tracking.tracking_uri()}")
+    sha = git_sha()
+    recorder = tracking.SuiteRecorder(suite)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    recorder.start(git_sha=sha, baseline=base.ref, run_name=f"{suite.name}-{stamp}",
+                   extra_tags={"raysweep.address": address or "in-process",
+                               "raysweep.command": " ".join(argv or sys.argv)[:500]})
+    try:
+        ex = execute(suite, address=address, device=device, tune=tune)
+        entries = {e.id: e for e in suite.entries}
+        recorder.log_records(ex.records, entries, sha, ex.tuned)
+        per_entry: dict[str, list[dict[str, float]]] = {e.id: [] for e in suite.entries}
+        errors: list[tuple[str, int, str]] = []
+        for rec in ex.records:
+            if rec.error:
+                errors.append((rec.entry, rec.seed, rec.error))
+            else:
+                per_entry[rec.entry].append(rec.metrics)
+        summary = {k: v for k, v in summarize(per_entry).items() if v}
+        comparisons: list[Comparison] = []
+        if base.summary is not None:
+            comparisons = compare(summary, base.summary, {e.id: e.tolerances for e in suite.entries})
+        if errors:
+            status = "failed"
+        elif regressions(comparisons):
+            status = "regressed"
+        elif base.summary is None:
+            status = "baseline"
+        else:
+            status = "passed"
+        out = Path(out_dir) if out_dir else default_out_dir(suite)
+        hist = tracking.history(suite.name, include=[recorder.run_id], limit=20)
+        # The current run is still ``running`` in MLflow: show it with its final status.
+        hist = [(h if h.run_id != recorder.run_id else type(h)(h.run_id, h.start_time, status,
+                                                                h.git_sha, h.name), s)
+                for h, s in hist]
+        meta = {"status": status, "suite file": suite.source, "MLflow run": recorder.run_id,
+                "experiment": f"{suite.experiment_name} ({recorder.experiment_id})",
+                "tracking URI": tracking.tracking_uri(), "git": sha, "baseline": base.label,
+                "runs": f"{len(ex.records)} ({len(errors)} failed)",
+                "executed": address or "in-process", "wall time": f"{ex.seconds:.1f}s",
+                "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+        data = ReportData(suite=suite, status=status, summary=summary, comparisons=comparisons,
+                          baseline=base.summary or {}, baseline_label=base.label,
+                          references=ex.references, meta=meta, errors=errors, history=hist,
+                          configs=ex.configs)
+        result = BenchResult(suite=suite.name, status=status, run_id=recorder.run_id,
+                             experiment_id=recorder.experiment_id, summary=summary,
+                             comparisons=comparisons, baseline=base, report_dir=out.resolve(),
+                             errors=errors, seconds=ex.seconds, configs=ex.configs,
+                             references=ex.references)
+        write_report(data, out)
+        import json
+
+        (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=_json_default))
+        n_reg = len(regressions(comparisons))
+        recorder.finish(status, {"bench/regressions": float(n_reg),
+                                 "bench/failed_runs": float(len(errors)),
+                                 "bench/runs": float(len(ex.records)),
+                                 "bench/seconds": ex.seconds}, report_dir=out)
+    except BaseException:
+        recorder.abort()
+        raise
+    return result
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    try:
+        return float(o)
+    except (TypeError, ValueError):
+        return str(o)
+
+
+def pin_baseline(suite: Suite, out: str | Path, *, run_id: str | None = None) -> tuple[Path, str]:
+    """Write the seed statistics of a suite run (default: the latest finished one) to ``out``."""
+    from raysweep.bench import tracking
+
+    if run_id:
+        run, name = tracking.find_suite_run(run_id)
+        if name != suite.name:
+            raise ConfigError(f"--run {run_id}: a run of suite {name!r}, not {suite.name!r}")
+    else:
+        runs = tracking.suite_runs(suite.name, limit=1)
+        if not runs:
+            raise ConfigError(f"suite {suite.name!r} has no finished runs in MLflow at "
+                              f"{tracking.tracking_uri()}; run: raysweep bench run {suite.source}")
+        run = runs[0]
+    summary = tracking.summary_of(suite.name, run.run_id)
+    if not summary:
+        raise ConfigError(f"run {run.run_id} of suite {suite.name!r} has no successful entry runs to pin")
+    path = write_pinned(out, suite.name, summary, {"run_id": run.run_id, "git_sha": run.git_sha,
+                                                   "status": run.status, "date": run.when})
+    return path, run.run_id

@@ -1,0 +1,412 @@
+"""Regression suites: which (workload, method, config, seeds) to run and how much worse is too much.
+
+A suite is a YAML file (``search_spaces/suites/<name>.yaml``)::
+
+    schema_version: 1
+    name: smoke
+    seeds: [0, 1]                       # default seeds of every entry
+    catboost: false                     # the CatBoost MIA is slow; opt in per suite
+    tolerances:                         # metric -> how far it may move in the worse direction
+      forget/acc: {direction: lower_is_better, abs: 0.05}
+      test/acc_retain_classes: {direction: higher_is_better, abs: 0.03, rel: 0.05}
+      mia/lr_auc: {direction: target, target: 0.5, abs: 0.05}
+    entries:
+      - {workload: digits-class, method: finetune}                  # config: default
+      - {workload: digits-class, method: ssd, config: {selection_weighting: 10}}  # pinned
+      - workload: digits-class
+        method: scrub
+        config: tuned                   # tuned by a small sweep first, then run on the seeds
+        tune: {num_samples: 8}
+        tolerances: {forget/acc: {abs: 0.1}}   # per-entry override, merged field by field
+      - {workload: digits-class, method: [bad-teaching, sftc]}       # one entry per method
+
+``config`` is ``default`` (the method's paper defaults, its ``MethodConfig`` defaults), a
+mapping (pinned values, validated against the method's config now, before anything trains), or
+``tuned``. Every entry has an id that baselines and reports key on: ``name``, or
+``<workload>/<method>`` (``<workload>/<method>@tuned`` for a tuned config, so that a default and a
+tuned entry of one method sit side by side); ids must be unique, so two pinned configs of one
+method on one workload need a ``name``.
+
+Tolerance semantics (see :func:`raysweep.bench.baseline.compare`): with ``worse_by`` the change
+of the seed mean in the bad direction (for ``direction: target``, the growth of the distance to
+``target``), a metric regresses when ``worse_by > max(abs, rel * |baseline|)`` and, when
+``min_sigma`` is set, the change is also at least ``min_sigma`` pooled seed standard deviations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from raysweep.config import WorkloadConfig, load_yaml, parse_model
+from raysweep.errors import ConfigError, did_you_mean
+
+__all__ = ["Direction", "Tolerance", "TuneSpec", "SuiteEntry", "SuiteConfig", "Entry", "Suite",
+           "load_suite", "apply_suite_overrides", "BUNDLED_SUITES"]
+
+BUNDLED_SUITES = Path(__file__).resolve().parent.parent.parent / "search_spaces" / "suites"
+
+Direction = Literal["higher_is_better", "lower_is_better", "target"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+_ID_FORBIDDEN = re.compile(r"[.\s]")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tolerance(_Strict):
+    """How far one metric's seed mean may move in the worse direction before it is a regression.
+
+    At suite level ``direction`` and at least one of ``abs``/``rel`` are required; an entry's
+    tolerance may give only the fields it changes (they are merged over the suite's).
+    """
+
+    direction: Direction | None = Field(
+        None, description="higher_is_better, lower_is_better, or target (closer to `target` is better)")
+    abs: float | None = Field(None, ge=0, description="allowed absolute change in the worse direction")
+    rel: float | None = Field(None, ge=0, description="allowed change as a fraction of |baseline|")
+    target: float | None = Field(None, description="ideal value when direction is target (e.g. MIA 0.5)")
+    min_sigma: float | None = Field(
+        None, ge=0, description="also require the change to be >= this many pooled seed std devs")
+
+    def merged(self, override: Tolerance | None) -> Tolerance:
+        if override is None:
+            return self
+        return Tolerance(**{**self.model_dump(), **override.model_dump(exclude_none=True)})
+
+    def check_complete(self, where: str) -> None:
+        if self.direction is None:
+            raise ConfigError(f"{where}.direction: missing; one of higher_is_better, "
+                              f"lower_is_better, target")
+        if self.abs is None and self.rel is None:
+            raise ConfigError(f"{where}: give abs and/or rel (how much worse is allowed), "
+                              f"got {self.model_dump(exclude_none=True)}")
+        if self.direction == "target" and self.target is None:
+            raise ConfigError(f"{where}.target: missing; direction: target needs the ideal value, "
+                              f"e.g. target: 0.5 for an MIA AUC")
+        if self.direction != "target" and self.target is not None:
+            raise ConfigError(f"{where}.target: only meaningful with direction: target, "
+                              f"got direction {self.direction}")
+
+    def describe(self) -> str:
+        parts = []
+        if self.abs is not None:
+            parts.append(f"±{self.abs:g}")
+        if self.rel is not None:
+            parts.append(f"{self.rel * 100:g}%")
+        text = " or ".join(parts)
+        if self.min_sigma is not None:
+            text += f", ≥{self.min_sigma:g}σ"
+        return text
+
+
+class TuneSpec(_Strict):
+    """The small sweep behind ``config: tuned`` (run by :mod:`raysweep.sweep`)."""
+
+    num_samples: int = Field(8, ge=1, le=100_000, description="trials of the tuning sweep")
+    space: str | None = Field(None, description="search-space YAML; default: the method's bundled space")
+    max_concurrent: int | None = Field(None, ge=1, description="concurrent trials (default: the sweep's)")
+    seed: int = Field(0, ge=0, description="seed of the sampler")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="further search-space overrides (key: value)")
+
+
+class SuiteEntry(_Strict):
+    name: str | None = Field(None, description="entry id (default: <workload>/<method>, @tuned appended when tuned)")
+    workload: str = Field(..., description="bundled workload name or YAML path (relative to the suite)")
+    method: str | list[str] = Field(..., description="method, or a list: one entry per method")
+    config: Literal["default", "tuned"] | dict[str, Any] = Field(
+        "default", description="default (paper defaults), tuned, or a mapping of pinned values")
+    tune: TuneSpec | None = None
+    seeds: list[int] | None = Field(None, min_length=1)
+    max_epochs: int | None = Field(None, ge=1, description="epoch budget of every run")
+    tolerances: dict[str, Tolerance] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str | None) -> str | None:
+        if v is not None and (not v or _ID_FORBIDDEN.search(v)):
+            raise ValueError("must be non-empty without dots or spaces")
+        return v
+
+    @field_validator("method")
+    @classmethod
+    def _methods_ok(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and not v:
+            raise ValueError("must name at least one method")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_ok(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("must not repeat a seed")
+        return v
+
+    @model_validator(mode="after")
+    def _config_shape(self) -> SuiteEntry:
+        if isinstance(self.method, list) and isinstance(self.config, dict) and self.config:
+            raise ValueError("a pinned config belongs to one method; write one entry per method")
+        if self.tune is not None and self.config != "tuned":
+            raise ValueError("tune: is only used with config: tuned")
+        if isinstance(self.method, list) and self.name is not None and len(self.method) > 1:
+            raise ValueError("name: cannot be shared by several methods; drop it or split the entry")
+        return self
+
+
+class Resources(_Strict):
+    cpu: float = Field(1.0, gt=0, description="CPUs per run (Ray task)")
+    gpu: float = Field(0.0, ge=0, description="GPUs per run (Ray task)")
+
+
+class SuiteConfig(_Strict):
+    schema_version: Literal[1] = 1
+    name: str = Field(..., description="suite name; the MLflow experiment is raysweep-bench/<name>")
+    description: str = ""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    device: str = Field("auto", description="cpu, cuda, cuda:1 or auto")
+    catboost: bool = Field(False, description="compute the CatBoost MIA (slow)")
+    resources: Resources = Field(default_factory=Resources)
+    report_metrics: list[str] | None = Field(
+        None, description="metrics plotted in the report (default: the toleranced ones + time)")
+    tolerances: dict[str, Tolerance] = Field(default_factory=dict)
+    entries: list[SuiteEntry] = Field(..., min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("use letters, digits, '-' and '_' only")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_ok(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("must not repeat a seed")
+        return v
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One resolved suite entry: a method with one config on one workload, over its seeds."""
+
+    id: str
+    workload_ref: str
+    workload: WorkloadConfig
+    method: str
+    config_kind: Literal["default", "pinned", "tuned"]
+    config: dict[str, Any]
+    seeds: tuple[int, ...]
+    tolerances: dict[str, Tolerance]
+    max_epochs: int | None = None
+    tune: TuneSpec | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} (tuned)" if self.config_kind == "tuned" else self.method
+
+    def config_hash(self) -> str:
+        blob = json.dumps({"kind": self.config_kind, "config": self.config,
+                           "tune": self.tune.model_dump() if self.tune else None}, sort_keys=True,
+                          default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Suite:
+    config: SuiteConfig
+    entries: tuple[Entry, ...]
+    source: str
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def experiment_name(self) -> str:
+        return f"raysweep-bench/{self.config.name}"
+
+    def report_metrics(self) -> list[str]:
+        if self.config.report_metrics:
+            return list(self.config.report_metrics)
+        keys: list[str] = []
+        for e in self.entries:
+            for k in e.tolerances:
+                if k not in keys:
+                    keys.append(k)
+        if "time/seconds" not in keys:
+            keys.append("time/seconds")
+        return keys
+
+    def digest(self) -> str:
+        blob = json.dumps(self.raw, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def runs(self) -> int:
+        return sum(len(e.seeds) for e in self.entries)
+
+
+def _resolve_suite_path(ref: str | Path) -> Path:
+    path = Path(ref)
+    if path.exists() or str(ref).endswith((".yaml", ".yml")):
+        return path
+    bundled = BUNDLED_SUITES / f"{ref}.yaml"
+    if bundled.exists():
+        return bundled
+    names = sorted(p.stem for p in BUNDLED_SUITES.glob("*.yaml"))
+    raise ConfigError(f"suite {str(ref)!r} is neither a file nor a bundled suite"
+                      f"{did_you_mean(str(ref), names)} (bundled: {', '.join(names) or 'none'})")
+
+
+def _resolve_workload(ref: str, suite_dir: Path, where: str) -> WorkloadConfig:
+    from raysweep.workload import load_workload_config
+
+    candidate = Path(ref)
+    if not candidate.is_absolute() and ref.endswith((".yaml", ".yml")):
+        local = suite_dir / candidate
+        if local.exists():
+            candidate = local
+    try:
+        return load_workload_config(candidate if candidate.exists() else ref)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.workload: {exc}") from None
+
+
+def apply_suite_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
+    """Apply ``path=value`` overrides to raw suite data (values parsed as YAML).
+
+    A path walks mappings by key and the ``entries`` list by index or by selector: an entry's
+    ``name``, or a method name that selects every entry running that method. A config that is
+    ``default`` becomes a mapping when a key under it is set. Examples::
+
+        --set seeds=[0]
+        --set entries.finetune.config.lr=1e-6
+        --set entries.0.seeds=[1,2]
+        --set tolerances.forget/acc.abs=0.1
+    """
+    import yaml
+
+    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source} {item!r}: expected path=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"{source} {item!r}: empty path")
+        _set_path(out, parts, value, f"{source} {key}")
+    return out
+
+
+def _set_path(node: Any, parts: list[str], value: Any, where: str) -> None:
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, list):
+        targets = _select(node, head, where)
+        for t in targets:
+            if rest:
+                _set_path(t, rest, value, where)
+            else:
+                raise ConfigError(f"{where}: cannot replace a whole list element; set one of its fields")
+        return
+    if not isinstance(node, dict):
+        raise ConfigError(f"{where}: {head!r} is below a value that is not a mapping")
+    if not rest:
+        node[head] = value
+        return
+    child = node.get(head)
+    if not isinstance(child, (dict, list)):
+        # ``config: default`` (or a missing mapping) becomes a mapping to hold the new key.
+        child = {}
+        node[head] = child
+    _set_path(child, rest, value, where)
+
+
+def _select(items: list[Any], sel: str, where: str) -> list[Any]:
+    if sel.lstrip("-").isdigit():
+        i = int(sel)
+        if not -len(items) <= i < len(items):
+            raise ConfigError(f"{where}: index {i} is out of range (there are {len(items)} entries)")
+        return [items[i]]
+    hits = [it for it in items if isinstance(it, dict)
+            and (it.get("name") == sel or it.get("method") == sel
+                 or (isinstance(it.get("method"), list) and sel in it["method"]))]
+    if not hits:
+        names = sorted({str(it.get("name") or it.get("method")) for it in items if isinstance(it, dict)})
+        raise ConfigError(f"{where}: no entry is named {sel!r} or runs method {sel!r}"
+                          f"{did_you_mean(sel, names)} (entries: {', '.join(names)})")
+    return hits
+
+
+def load_suite(ref: str | Path, overrides: list[str] | None = None) -> Suite:
+    """Load, validate and resolve a suite; every error is one line naming the file and field.
+
+    Workloads and method configs are validated here (unknown method, bad pinned value,
+    incomplete tolerance), so a typo fails in milliseconds rather than after training.
+    """
+    from raysweep.methods import get_method, make_config
+
+    path = _resolve_suite_path(ref)
+    data = load_yaml(path)
+    src = str(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{src}: expected a mapping at the top level, got {type(data).__name__}")
+    if overrides:
+        data = apply_suite_overrides(data, overrides)
+        src = f"{path} (with --set)"
+    cfg = parse_model(SuiteConfig, data, src)
+
+    for metric, tol in cfg.tolerances.items():
+        tol.check_complete(f"{src}: tolerances.{metric}")
+
+    entries: list[Entry] = []
+    seen: dict[str, str] = {}
+    for i, raw in enumerate(cfg.entries):
+        where = f"{src}: entries[{i}]"
+        workload = _resolve_workload(raw.workload, path.parent, where)
+        methods = raw.method if isinstance(raw.method, list) else [raw.method]
+        for method in methods:
+            try:
+                get_method(method)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.method: {exc}") from None
+            if raw.config == "tuned":
+                kind: Literal["default", "pinned", "tuned"] = "tuned"
+                values: dict[str, Any] = {}
+            elif raw.config == "default" or raw.config == {}:
+                kind, values = "default", {}
+            else:
+                kind, values = "pinned", dict(raw.config)  # type: ignore[arg-type]
+                make_config(method, values, where=f"{where}.config")
+            tolerances: dict[str, Tolerance] = {}
+            for metric in [*cfg.tolerances, *(m for m in raw.tolerances if m not in cfg.tolerances)]:
+                base = cfg.tolerances.get(metric, Tolerance())
+                tol = base.merged(raw.tolerances.get(metric))
+                tol.check_complete(f"{where}.tolerances.{metric}")
+                tolerances[metric] = tol
+            # Default and pinned configs share the plain id so that pinning a best-known config
+            # keeps the entry's history; a tuned entry sits beside the default one.
+            suffix = "@tuned" if kind == "tuned" else ""
+            eid = raw.name or f"{workload.name}/{method}{suffix}"
+            if eid in seen:
+                raise ConfigError(f"{where}: entry id {eid!r} repeats {seen[eid]}; give one of "
+                                  f"them a distinct name: field")
+            seen[eid] = f"entries[{i}]"
+            entries.append(Entry(
+                id=eid, workload_ref=raw.workload, workload=workload, method=method,
+                config_kind=kind, config=values, seeds=tuple(raw.seeds or cfg.seeds),
+                tolerances=tolerances, max_epochs=raw.max_epochs,
+                tune=(raw.tune or TuneSpec()) if kind == "tuned" else None))
+    return Suite(config=cfg, entries=tuple(entries), source=str(path), raw=data)

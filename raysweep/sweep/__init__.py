@@ -1,0 +1,1 @@
+"""Sweeps on Ray Tune: search spaces, the trainable, the runner, tracking, job submission."""

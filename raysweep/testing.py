@@ -150,7 +150,8 @@ def _tiny_bert(num_classes: int, vocab_size: int, hidden: int, layers: int, seq_
                         max_position_embeddings=max(16, seq_len), pad_token_id=0)
     encoder = BertModel(config, add_pooling_layer=False)
     # A stub tokenizer: the data are token ids already; only ``pad_token_id`` is read.
-    return TextClassifier(encoder, SimpleNamespace(pad_token_id=0), num_classes, max_length=seq_len)
+    return TextClassifier(encoder, SimpleNamespace(pad_token_id=0), num_classes,
+                          max_length=seq_len)
 
 
 @dataclass(frozen=True)

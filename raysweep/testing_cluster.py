@@ -39,6 +39,7 @@ from pathlib import Path
 __all__ = ["ClusterStartError", "LocalCluster", "local_cluster", "free_port"]
 
 _START_TIMEOUT_S = 120.0
+_MARKER = "RAYSWEEP_TEST_CLUSTER"  # in every node's environment, to find its processes
 
 
 class ClusterStartError(RuntimeError):
@@ -166,20 +167,24 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _pids_naming(root: Path) -> list[int]:
-    """Live pids (not ours) whose command line contains ``root``: Ray daemons and workers of
-    this cluster, including any that left the ``ray start`` process group."""
+    """Live pids (not ours) of this cluster: their command line names ``root``, or their
+    environment carries this cluster's marker (Ray daemons, workers, job drivers, including
+    any that left the ``ray start`` process group)."""
     needle = str(root).encode()
+    marker = f"{_MARKER}={root}".encode()
     me = os.getpid()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            hit = needle in (entry / "cmdline").read_bytes()
+            if not hit:
+                hit = marker in (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
         st = _stat(entry)
-        if needle in cmdline and st is not None and st[0] != "Z":
+        if hit and st is not None and st[0] != "Z":
             found.append(int(entry.name))
     return found
 
@@ -249,6 +254,7 @@ def local_cluster(
                            dashboard_url=f"http://127.0.0.1:{dash_port}" if dashboard else None,
                            auth_mode=auth_mode, root=root, token=token)
     env = cluster.env(with_address=False)
+    env[_MARKER] = str(root)
     object_store = str(object_store_mb * 1024 * 1024)
     try:
         head_args = ["--head", "--port", str(port), "--num-cpus", str(cpus_per_node),

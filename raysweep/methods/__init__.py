@@ -14,6 +14,7 @@ import pkgutil
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
+    MethodDivergedError,
     MethodInfo,
     RunResult,
     UnlearnContext,
@@ -31,7 +32,7 @@ for _mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
 __all__ = [
-    "EpochEnd", "MethodConfig", "MethodInfo", "RunResult", "UnlearnContext", "UnlearnData",
+    "EpochEnd", "MethodConfig", "MethodDivergedError", "MethodInfo", "RunResult", "UnlearnContext", "UnlearnData",
     "UnsupportedModelError", "get_method", "list_methods", "make_config", "register_method",
     "run_method",
 ]

@@ -21,6 +21,7 @@ A method is a generator::
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from raysweep.training import TrainConfig, make_loader, seed_everything
 __all__ = [
     "MethodConfig", "EpochEnd", "UnlearnData", "UnlearnContext", "MethodInfo",
     "UnsupportedModelError", "register_method", "get_method", "list_methods", "make_config",
-    "run_method", "RunResult",
+    "run_method", "RunResult", "MethodDivergedError",
 ]
 
 
@@ -59,6 +60,10 @@ class EpochEnd:
 
     epoch: int
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+class MethodDivergedError(RuntimeError):
+    """The method produced a non-finite loss or non-finite weights (reported as a failed trial)."""
 
 
 class UnsupportedModelError(UserError):
@@ -232,6 +237,11 @@ def run_method(name: str, model: nn.Module, data: UnlearnData, cfg: MethodConfig
     gen = info.fn(model, data, cfg, ctx)
     try:
         for event in gen:
+            bad = {k: v for k, v in event.metrics.items() if not math.isfinite(float(v))}
+            if bad:
+                raise MethodDivergedError(
+                    f"{name} diverged at epoch {event.epoch} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
+                    f"lower the learning rate or change the config")
             history.append(event)
             elapsed = time.perf_counter() - start
             if on_epoch is not None and on_epoch(event, elapsed):
@@ -242,6 +252,8 @@ def run_method(name: str, model: nn.Module, data: UnlearnData, cfg: MethodConfig
                 break
     finally:
         gen.close()
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise MethodDivergedError(f"{name} left non-finite weights in the model")
     model.eval()
     return RunResult(len(history), time.perf_counter() - start, history, stopped)
 

@@ -42,34 +42,43 @@ __all__ = [
 
 
 class ImpairRepairConfig(MethodConfig):
-    """Fields shared by every impair/repair method (defaults: UNSIR notebook, paper 003 CIFAR-10)."""
+    """Fields shared by every impair/repair method (defaults: UNSIR notebook, paper 003)."""
 
-    noise_batch_size: int = Field(256, ge=1, le=65536,
-                                  description="rows per noise batch (UNSIR notebook: 256; paper 003: 250)")
-    noise_copies: int = Field(20, ge=1, le=10000,
-                              description="times each noise batch is repeated in the impair set "
-                                          "(UNSIR notebook: 20; paper 003 CIFAR-100: 5)")
-    retain_per_class: int = Field(1000, ge=1, le=10_000_000,
-                                  description="retain rows per class in the impair/repair subsample "
-                                              "(UNSIR notebook: 1000; paper 003 CIFAR-100: 100)")
-    impair_lr: float = Field(0.02, gt=0, le=10, description="Adam learning rate of the impair epoch "
-                                                            "(papers 003/UNSIR: 0.02; paper 000: 1e-4)")
-    repair_lr: float = Field(0.01, gt=0, le=10, description="Adam learning rate of the repair epochs "
-                                                            "(papers 003/UNSIR: 0.01; paper 000: 1e-4)")
-    repair_epochs: int = Field(1, ge=1, le=100,
-                               description="repair passes over the retain subsample (paper 003: 1; 2 on CIFAR-100)")
-    batch_size: int = Field(256, ge=1, le=65536,
-                            description="impair/repair batch size (UNSIR notebook: 256; paper 003: 250)")
+    noise_batch_size: int = Field(
+        256, ge=1, le=65536, description="rows per noise batch "
+                                         "(UNSIR notebook: 256; paper 003: 250)")
+    noise_copies: int = Field(
+        20, ge=1, le=10000, description="times each noise batch is repeated in the impair set "
+                                        "(UNSIR notebook: 20; paper 003 CIFAR-100: 5)")
+    retain_per_class: int = Field(
+        1000, ge=1, le=10_000_000, description="retain rows per class in the impair/repair "
+                                               "subsample (UNSIR notebook: 1000; paper 003 "
+                                               "CIFAR-100: 100)")
+    impair_lr: float = Field(
+        0.02, gt=0, le=10, description="Adam learning rate of the impair epoch "
+                                       "(UNSIR, paper 003 CIFAR-10: 0.02; paper 000: 1e-4)")
+    repair_lr: float = Field(
+        0.01, gt=0, le=10, description="Adam learning rate of the repair epochs "
+                                       "(UNSIR, paper 003 CIFAR-10: 0.01; paper 000: 1e-4)")
+    repair_epochs: int = Field(
+        1, ge=1, le=100, description="repair passes over the retain subsample "
+                                     "(paper 003: 1; 2 on CIFAR-100)")
+    batch_size: int = Field(
+        256, ge=1, le=65536, description="impair/repair batch size "
+                                         "(UNSIR notebook: 256; paper 003: 250)")
 
 
 class NoiseLearningConfig(ImpairRepairConfig):
     """Adds the error-maximising noise optimisation (UNSIR, USI(F)R)."""
 
-    noise_lr: float = Field(0.1, gt=0, le=100, description="Adam learning rate of the noise (UNSIR: 0.1)")
-    noise_steps: int = Field(40, ge=1, le=100_000,
-                             description="Adam steps on each noise batch (UNSIR notebook: 5 epochs x 8 steps)")
-    noise_lambda: float = Field(0.1, ge=0, le=1000,
-                                description="weight of mean ||N||^2 in the noise loss (UNSIR: 0.1; paper 000: 0 or 0.1)")
+    noise_lr: float = Field(0.1, gt=0, le=100,
+                            description="Adam learning rate of the noise (UNSIR: 0.1)")
+    noise_steps: int = Field(
+        40, ge=1, le=100_000, description="Adam steps on each noise batch "
+                                          "(UNSIR notebook: 5 epochs x 8 steps)")
+    noise_lambda: float = Field(
+        0.1, ge=0, le=1000, description="weight of mean ||N||^2 in the noise loss "
+                                        "(UNSIR: 0.1; paper 000: 0 or 0.1)")
 
 
 @dataclass(frozen=True)
@@ -89,8 +98,9 @@ def noise_space(model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> Noi
     x = data.forget.tensors[0]
     if ctx.is_text or getattr(model, "is_text", False):
         if not hasattr(model, "forward_embeds"):
-            raise TypeError(f"{type(model).__name__} is a text model without embed/forward_embeds; "
-                            f"noise methods need them to learn noise in embedding space")
+            raise TypeError(f"{type(model).__name__} is a text model without embed/"
+                            f"forward_embeds; noise methods need them to learn noise in "
+                            f"embedding space")
         with torch.no_grad():
             hidden = model.embed(x[:1].to(ctx.device)).shape[-1]  # type: ignore[operator]
         return NoiseSpace((int(x.shape[1]), int(hidden)), text=True)
@@ -128,13 +138,15 @@ def allocate_rows(n: int, weights: torch.Tensor) -> torch.Tensor:
     return counts
 
 
-def random_noise(rows: int, space: NoiseSpace, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+def random_noise(rows: int, space: NoiseSpace, gen: torch.Generator,
+                 device: torch.device) -> torch.Tensor:
     """N(0, 1) noise, drawn from ``gen`` on the CPU so runs are reproducible across devices."""
     return torch.randn((rows, *space.shape), generator=gen).to(device)
 
 
-def learn_noise(model: nn.Module, labels: torch.Tensor, space: NoiseSpace, cfg: NoiseLearningConfig,
-                gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, float]:
+def learn_noise(model: nn.Module, labels: torch.Tensor, space: NoiseSpace,
+                cfg: NoiseLearningConfig, gen: torch.Generator,
+                device: torch.device) -> tuple[torch.Tensor, float]:
     """Maximise the error on ``labels``: minimise ``-CE(model(N), y) + λ·mean_i ||N_i||²``.
 
     The model is put in eval mode and its weights get no gradient; only ``N`` is optimised
@@ -170,10 +182,12 @@ def retain_subsample(data: UnlearnData, per_class: int, gen: torch.Generator) ->
     return TensorDataset(x[sel], y[sel])
 
 
-def impair_repair(model: nn.Module, data: UnlearnData, cfg: ImpairRepairConfig, ctx: UnlearnContext,
-                  noise: torch.Tensor, noise_y: torch.Tensor, space: NoiseSpace,
-                  gen: torch.Generator, extra: dict[str, float] | None = None) -> Iterator[EpochEnd]:
-    """One impair epoch on (noise × copies) ∪ retain subsample, then repair epochs on the subsample.
+def impair_repair(model: nn.Module, data: UnlearnData, cfg: ImpairRepairConfig,
+                  ctx: UnlearnContext, noise: torch.Tensor, noise_y: torch.Tensor,
+                  space: NoiseSpace, gen: torch.Generator,
+                  extra: dict[str, float] | None = None) -> Iterator[EpochEnd]:
+    """One impair epoch on (noise × copies) ∪ a retain subsample, then repair epochs on the
+    subsample.
 
     Image batches go through the model as one mixed batch (as in UNSIR: noise and real rows share
     BatchNorm statistics); text batches run the noise rows through ``forward_embeds`` and the
@@ -207,7 +221,8 @@ def impair_repair(model: nn.Module, data: UnlearnData, cfg: ImpairRepairConfig, 
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    yield EpochEnd(1, {"impair_loss": mean(losses), "noise_rows": float(len(noise)), **(extra or {})})
+    yield EpochEnd(1, {"impair_loss": mean(losses), "noise_rows": float(len(noise)),
+                       **(extra or {})})
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.repair_lr)
     for epoch in range(cfg.repair_epochs):

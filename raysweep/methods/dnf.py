@@ -32,7 +32,7 @@ class DnfConfig(ImpairRepairConfig):
                  paper="paper 003 (DNF, method II: impair-repair with random noise)")
 def dnf(model: nn.Module, data: UnlearnData, cfg: DnfConfig,
         ctx: UnlearnContext) -> Iterator[EpochEnd]:
-    """Impair on random N(0, 1) noise labelled as the forget classes plus retain data, then repair."""
+    """Impair on random N(0, 1) noise labelled as the forget classes plus retain data; repair."""
     gen = torch.Generator().manual_seed(ctx.seed)
     space = noise_space(model, data, ctx)
     noise_y = mixed_labels(data, cfg.noise_batch_size)

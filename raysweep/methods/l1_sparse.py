@@ -21,13 +21,16 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+)
 from raysweep.methods._common import mean
 from raysweep.training import make_optimizer
 
 
 class L1SparseConfig(MethodConfig):
-    alpha: float = Field(5e-4, ge=0, le=10, description="initial L1 weight α (reference code default: 5e-4)")
+    alpha: float = Field(5e-4, ge=0, le=10,
+                         description="initial L1 weight α (reference code default: 5e-4)")
     epochs: int = Field(10, ge=1, le=200, description="passes over D_r (paper: 10)")
     lr: float = Field(0.01, gt=0, le=10, description="learning rate (paper: 0.01-0.1)")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer (paper: SGD)")

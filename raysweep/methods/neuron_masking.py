@@ -28,14 +28,16 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+)
 
 
 class NeuronMaskingConfig(MethodConfig):
     rule: Literal["absolute", "ratio"] = Field(
-        "absolute", description="absolute: mask units whose mean forget activation exceeds threshold "
-                                "(paper 001); ratio: mask units whose forget mean exceeds threshold x "
-                                "their retain mean")
+        "absolute", description="absolute: mask units whose mean forget activation exceeds "
+                                "threshold (paper 001); ratio: mask units whose forget mean "
+                                "exceeds threshold x their retain mean")
     threshold: float = Field(0.5, gt=0, le=1e6,
                              description="activation level (absolute; paper 001 code: 0.5) or "
                                          "forget/retain ratio (ratio, e.g. 2)")
@@ -51,7 +53,8 @@ class NeuronMaskingConfig(MethodConfig):
 def _head(model: nn.Module, num_classes: int) -> nn.Linear:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise TypeError(f"neuron-masking needs an nn.Linear classifier head; {type(model).__name__} has none")
+        raise TypeError(f"neuron-masking needs an nn.Linear classifier head; "
+                        f"{type(model).__name__} has none")
     heads = [m for m in linears if m.out_features == num_classes]
     return (heads or linears)[-1]
 
@@ -64,8 +67,10 @@ def _targets(model: nn.Module, cfg: NeuronMaskingConfig, num_classes: int) -> li
 
 
 @torch.no_grad()
-def mean_input_activation(model: nn.Module, layers: list[nn.Module], ds: TensorDataset,
-                          batch_size: int, device: torch.device) -> tuple[dict[nn.Module, torch.Tensor], list[nn.Module]]:
+def mean_input_activation(
+    model: nn.Module, layers: list[nn.Module], ds: TensorDataset, batch_size: int,
+    device: torch.device,
+) -> tuple[dict[nn.Module, torch.Tensor], list[nn.Module]]:
     """Mean |input activation| per unit (last dim of a Linear input, channel of a Conv2d input).
 
     Also returns the layers in the order the forward pass reaches them.
@@ -126,10 +131,12 @@ def neuron_masking(model: nn.Module, data: UnlearnData, cfg: NeuronMaskingConfig
                    ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Zero the units whose mean activation on the forget data passes a threshold (one shot)."""
     layers = _targets(model, cfg, data.num_classes)
-    forget_mean, order = mean_input_activation(model, layers, data.forget, cfg.batch_size, ctx.device)
+    forget_mean, order = mean_input_activation(model, layers, data.forget, cfg.batch_size,
+                                               ctx.device)
     retain_mean: dict[nn.Module, torch.Tensor] = {}
     if cfg.rule == "ratio":
-        retain_mean, _ = mean_input_activation(model, layers, data.retain, cfg.batch_size, ctx.device)
+        retain_mean, _ = mean_input_activation(model, layers, data.retain, cfg.batch_size,
+                                               ctx.device)
     if cfg.layers == "all":
         order = order[1:]   # the first layer reads the raw input (pixels), not units
     masked = total = 0

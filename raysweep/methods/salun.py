@@ -24,20 +24,23 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+)
 from raysweep.methods._common import mean
 from raysweep.training import make_optimizer
 
 
 class SalunConfig(MethodConfig):
     saliency_fraction: float = Field(0.5, gt=0, le=1,
-                                     description="fraction of weights (largest |grad of forget loss|) "
-                                                 "allowed to change (SalUn: 0.5)")
+                                     description="fraction of weights (largest |grad of forget "
+                                                 "loss|) allowed to change (SalUn: 0.5)")
     epochs: int = Field(10, ge=1, le=200, description="passes over D_f ∪ D_r (SalUn: 10)")
     lr: float = Field(0.013, gt=0, le=10, description="learning rate (SalUn RL, CIFAR-10: 0.013)")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer (SalUn: SGD)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (SalUn: 0.9)")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay, masked like the gradient (SalUn: 5e-4)")
+    weight_decay: float = Field(5e-4, ge=0, le=1,
+                                description="weight decay, masked like the gradient (SalUn: 5e-4)")
     batch_size: int = Field(256, ge=1, le=65536, description="batch size (SalUn: 256)")
 
 
@@ -53,7 +56,8 @@ def saliency_mask(model: nn.Module, forget: TensorDataset, fraction: float, batc
             # Summed per-row loss: the accumulated gradient is that of CE over all of D_f,
             # whatever the batch size (the reference sums per-batch means).
             loss = F.cross_entropy(model(x.to(device)), y.to(device), reduction="sum")
-            for n, g in zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
+            grads_b = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+            for n, g in zip(params, grads_b):
                 if g is not None:
                     grads[n] += g.detach()
     finally:
@@ -84,7 +88,7 @@ def random_wrong_labels(y: torch.Tensor, num_classes: int, forbidden: tuple[int,
 @register_method("salun", config=SalunConfig, paper="Fan et al. 2024 (SalUn, ICLR)")
 def salun(model: nn.Module, data: UnlearnData, cfg: SalunConfig,
           ctx: UnlearnContext) -> Iterator[EpochEnd]:
-    """Random-label D_f plus D_r training that only updates the weights most salient to the forget loss."""
+    """Random-label D_f plus D_r training that only moves weights salient to the forget loss."""
     masks = saliency_mask(model, data.forget, cfg.saliency_fraction, cfg.batch_size, ctx.device)
     gen = torch.Generator().manual_seed(ctx.seed)
     xf, yf = data.forget.tensors[0], data.forget.tensors[1]

@@ -53,7 +53,7 @@ def unsir_noise(model: nn.Module, data: UnlearnData, cfg: NoiseLearningConfig, c
                  paper="Tarun et al. 2023 (UNSIR, IEEE TNNLS); compared in papers 000, 003")
 def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig,
           ctx: UnlearnContext) -> Iterator[EpochEnd]:
-    """Learn an error-maximising noise batch per forget class, impair on noise + retain, repair on retain."""
+    """Learn error-maximising noise per forget class; impair on it + retain, repair on retain."""
     gen = torch.Generator().manual_seed(ctx.seed)
     noise, noise_y, noise_loss = unsir_noise(model, data, cfg, ctx, gen)
     yield from impair_repair(model, data, cfg, ctx, noise, noise_y, noise_space(model, data, ctx),

@@ -40,7 +40,7 @@ def mixed_labels(data: UnlearnData, rows: int) -> torch.Tensor:
                  paper="paper 003 (USI(F)R, method I: impair-repair with mixed noise)")
 def usifr(model: nn.Module, data: UnlearnData, cfg: UsifrConfig,
           ctx: UnlearnContext) -> Iterator[EpochEnd]:
-    """Learn one mixed error-maximising noise batch for all forget classes, then impair and repair."""
+    """Learn one mixed error-maximising noise batch for all forget classes; impair and repair."""
     gen = torch.Generator().manual_seed(ctx.seed)
     space = noise_space(model, data, ctx)
     noise_y = mixed_labels(data, cfg.noise_batch_size)

@@ -24,7 +24,7 @@ key                            meaning
 ``mia/lr_n``                   samples per side of that attack
 ``mia/lr_class_matched``       1 when the non-members are test samples of the forgotten classes
 ``mia/lr_auc_gap_oracle``      ``|auc - auc^RT|`` (needs ``retrain``; same attack on the oracle)
-``mia/member_rate``            paper 000's MIA: share of D_f an entropy attack calls members
+``mia/member_rate``            paper 000's MIA: share of D_f a loss attack (D_r vs test) calls members
 ``mia/catboost``               paper 004: TN / |D_f| of a CatBoost attack (``catboost=True``)
 ``mia/catboost_attack_acc``    held-out accuracy of that attacker on retain vs test
 ``zrf``                        1 - mean JS(model, random teacher) on D_f (batchmean, nats)
@@ -53,7 +53,7 @@ from raysweep.metrics.accuracy import (
 )
 from raysweep.metrics.divergence import js_from_logits, zrf, zrf_reference_code
 from raysweep.metrics.mia import (LRAttackResult, mia_catboost, mia_lr, mia_member_rate,
-                                  nonmember_mask, prediction_entropy)
+                                  nonmember_mask)
 from raysweep.metrics.sape import sape
 
 __all__ = ["evaluate"]
@@ -182,8 +182,7 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
             if lr_rt is not None:
                 _put(m, "mia/lr_auc_gap_oracle", abs(lr.auc - lr_rt.auc))
     if "retain" in outputs and len(f):
-        rate = mia_member_rate(prediction_entropy(outputs["retain"].logits),
-                               prediction_entropy(t.logits), prediction_entropy(f.logits), seed=seed)
+        rate = mia_member_rate(outputs["retain"].losses(), t.losses(), f.losses(), seed=seed)
         _put(m, "mia/member_rate", rate)
     if catboost and "retain" in outputs:
         cb = mia_catboost(outputs["retain"].logits, t.logits, f.logits, cv_splits=cv_splits,

@@ -1,0 +1,689 @@
+"""The sweep / search-space YAML: W&B-shaped, with Optuna semantics.
+
+One schema covers both kinds of file:
+
+* ``search_spaces/<method>.yaml``: the paper ranges of one method (``method:`` + ``parameters:``);
+* ``search_spaces/sweeps/*.yaml``: a sweep, possibly comparing several methods (``methods:``),
+  with a workload, objectives, a search algorithm, a budget, seeds and resources.
+
+.. code-block:: yaml
+
+    schema_version: 1
+    name: ssd-vs-scrub
+    workload: fmnist-class-small            # bundled name or a workload YAML path
+    methods:
+      ssd: {}                               # {} or null: the ranges of search_spaces/ssd.yaml
+      scrub:
+        parameters:
+          lr: {distribution: loguniform, min: 1.0e-5, max: 1.0e-2}
+          msteps: {min: 0, max: 3}          # integer bounds -> int_uniform
+          optimizer: {values: [sgd, adam]}  # values -> categorical
+          momentum: {min: 0.5, max: 0.99, when: {optimizer: sgd}}
+          batch_size: {value: 128}          # value -> constant
+    objective: {w_gap: 1.0, w_mia: 1.0, w_time: 0.1}   # the composite's weights
+    objectives: [{metric: composite, goal: minimize}]  # 2+ entries: a Pareto search
+    search: {algorithm: tpe, num_samples: 20, max_concurrent: 2, seed: 0}
+    budget: {max_epochs: 3, max_time_ratio: 0.15}
+    seeds: [0]
+    resources_per_trial: {cpu: 1, gpu: 0}
+
+Semantics (Optuna's): ``min``/``max`` are real values, never exponents; ``loguniform`` is
+``suggest_float(log=True)``; ``step`` discretises; ``when: {p: v}`` suggests a parameter only when
+``p`` took the value ``v`` (or one of a list), as an ``if`` in a define-by-run function.
+``distribution`` may be omitted: ``values`` -> categorical, ``value`` -> constant, integer bounds
+-> ``int_uniform``, real bounds -> ``uniform``.
+
+Validation (:func:`load_sweep`) checks the schema, the bounds, that every parameter is a field of
+the method's config (did-you-mean), every bound, value and constant against that config's own
+rules, ``when:`` references, the objectives and the combination of search options. Errors are one
+line naming the file, the field, the value and the fix. The spec round-trips losslessly through
+JSON (``SweepSpec.model_validate_json(spec.model_dump_json()) == spec``); the JSON Schema is
+published in ``raysweep/schemas/sweep.schema.json`` (``python -m raysweep.sweep.space`` rewrites
+it). This module imports neither Ray nor Optuna.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from raysweep.config import apply_overrides, load_yaml
+from raysweep.errors import ConfigError, did_you_mean
+from raysweep.metrics.objective import ObjectiveConfig
+
+__all__ = [
+    "ParamSpec", "MethodSpace", "ObjectiveSpec", "EarlyTerminate", "SearchSpec", "BudgetSpec",
+    "Resources", "EvaluationSpec", "TrackingSpec", "SweepSpec", "load_sweep", "parse_sweep",
+    "resolve_spec", "bundled_space_path", "SEARCH_SPACES", "SCHEMA_PATH", "json_schema",
+    "KNOWN_METRICS", "grid_points", "Scalar", "ALGORITHMS",
+]
+
+SEARCH_SPACES = Path(__file__).resolve().parent.parent.parent / "search_spaces"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "sweep.schema.json"
+
+Scalar = Union[bool, int, float, str, None]
+Distribution = Literal["loguniform", "uniform", "int_uniform", "int_loguniform", "categorical",
+                       "constant"]
+ALGORITHMS = ("tpe", "random", "grid", "nsga2", "gp", "cmaes", "qmc")
+
+#: Metric keys that :func:`raysweep.metrics.evaluate` reports, plus the composite and epochs.
+KNOWN_METRICS: tuple[str, ...] = (
+    "composite", "epochs",
+    "forget/acc", "retain/acc", "val/acc", "test/acc", "forget/loss", "test/loss",
+    "test/acc_retain_classes", "test/acc_forget_classes", "test/precision_macro",
+    "test/recall_macro", "test/f1_macro", "rel/retain_acc", "rel/forget_acc", "rel/test_acc",
+    "rel/retain_drop", "gap/forget_test", "gap/oracle", "mia/lr_acc", "mia/lr_auc",
+    "mia/lr_auc_gap_oracle", "mia/catboost", "mia/catboost_attack_acc", "zrf",
+    "zrf/reference_code", "js/original", "js/retrain", "sape/acc_err_oracle", "sape/acc_dis",
+    "sape/acc_err_original", "time/seconds", "time/ratio",
+)
+_NAMESPACES = {k.split("/")[0] for k in KNOWN_METRICS if "/" in k}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _number(v: Any) -> Any:
+    return float(v) if isinstance(v, str) and _NUMBER.match(v.strip()) else v
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class ParamSpec(_Strict):
+    """One hyperparameter: a distribution over values, or a constant."""
+
+    distribution: Distribution | None = Field(
+        None, description="omitted: values -> categorical, value -> constant, integer bounds -> "
+                          "int_uniform, real bounds -> uniform")
+    min: float | int | None = Field(None, description="lower bound (a real value, never an exponent)")
+    max: float | int | None = Field(None, description="upper bound (inclusive)")
+    step: float | int | None = Field(None, description="discretisation step (not with log scales)")
+    values: list[Scalar] | None = Field(None, description="choices of a categorical parameter")
+    value: Scalar = Field(None, description="the value of a constant parameter")
+    when: dict[str, Scalar | list[Scalar]] = Field(
+        default_factory=dict, description="suggest only when these parameters took these values")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer(cls, data: Any) -> Any:
+        if isinstance(data, ParamSpec):
+            return data
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a mapping such as {{min: 1, max: 5}}, {{values: [a, b]}} "
+                             f"or {{value: X}}, got {data!r}")
+        data = dict(data)
+        # YAML 1.1 reads 1e-5 (no dot) as a string; a numeric string is meant as a number.
+        if isinstance(data.get("values"), list):
+            data["values"] = [_number(v) for v in data["values"]]
+        if "value" in data:
+            data["value"] = _number(data["value"])
+        if data.get("distribution") is not None:
+            return data
+        if "values" in data:
+            data["distribution"] = "categorical"
+        elif "value" in data:
+            data["distribution"] = "constant"
+        elif _is_int(data.get("min")) and _is_int(data.get("max")) and (
+                data.get("step") is None or _is_int(data.get("step"))):
+            data["distribution"] = "int_uniform"
+        elif "min" in data or "max" in data:
+            data["distribution"] = "uniform"
+        else:
+            raise ValueError("give values: [...], value: X, or min/max bounds "
+                             "(with an optional distribution)")
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> ParamSpec:
+        d = self.distribution
+        present = {k for k in ("min", "max", "step", "values") if getattr(self, k) is not None}
+        if self.value is not None and d != "constant":
+            present.add("value")
+        if d == "constant":
+            if present:
+                raise ValueError(f"a constant takes only value:, remove {', '.join(sorted(present))}")
+            return self
+        if d == "categorical":
+            if present - {"values"}:
+                raise ValueError(f"categorical takes only values:, remove "
+                                 f"{', '.join(sorted(present - {'values'}))}")
+            if not self.values:
+                raise ValueError("categorical needs a non-empty values: list")
+            if len({json.dumps(v) for v in self.values}) != len(self.values):
+                raise ValueError(f"categorical values must be unique, got {self.values}")
+            return self
+        if present & {"values", "value"}:
+            raise ValueError(f"{d} takes min/max(/step), not values/value; use values: for a "
+                             f"categorical")
+        if self.min is None or self.max is None:
+            raise ValueError(f"{d} needs both min and max")
+        if not self.min < self.max:
+            raise ValueError(f"{d} needs min < max, got min={self.min}, max={self.max}")
+        log = d in ("loguniform", "int_loguniform")
+        if log and self.min <= 0:
+            raise ValueError(f"{d} needs min > 0, got min={self.min}")
+        if self.step is not None:
+            if log:
+                raise ValueError(f"{d} cannot take a step (Optuna has no stepped log scale); "
+                                 f"remove step or use values: [...]")
+            if not self.step > 0:
+                raise ValueError(f"step must be > 0, got step={self.step}")
+        if d.startswith("int"):
+            for k in ("min", "max", "step"):
+                v = getattr(self, k)
+                if v is not None and not _is_int(v) and not (isinstance(v, float) and v.is_integer()):
+                    raise ValueError(f"{d} needs integer {k}, got {k}={v}")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return self.distribution in ("int_uniform", "int_loguniform")
+
+    @property
+    def log(self) -> bool:
+        return self.distribution in ("loguniform", "int_loguniform")
+
+    def bounds(self) -> tuple[Any, Any]:
+        if self.is_int:
+            return int(self.min), int(self.max)  # type: ignore[arg-type]
+        return float(self.min), float(self.max)  # type: ignore[arg-type]
+
+    def conditions(self) -> dict[str, list[Scalar]]:
+        return {k: (v if isinstance(v, list) else [v]) for k, v in self.when.items()}
+
+    def discrete_values(self, max_points: int = 10_000) -> list[Scalar] | None:
+        """Every value a grid search visits, or ``None`` when the range is continuous."""
+        d = self.distribution
+        if d == "constant":
+            return [self.value]
+        if d == "categorical":
+            return list(self.values or [])
+        lo, hi = self.bounds()
+        if self.is_int:
+            step = int(self.step or 1)
+            if not self.log or self.step:
+                n = (hi - lo) // step + 1
+                if n > max_points:
+                    return None
+                return list(range(lo, hi + 1, step))
+            return None if hi - lo + 1 > max_points else list(range(lo, hi + 1))
+        if self.step is None:
+            return None
+        n = int(math.floor((hi - lo) / self.step + 1e-9)) + 1
+        if n > max_points:
+            return None
+        return [round(lo + i * self.step, 12) for i in range(n)]
+
+
+class MethodSpace(_Strict):
+    """The parameters of one method in a comparison; omitted = its bundled search space."""
+
+    parameters: dict[str, ParamSpec] | None = Field(
+        None, description="omitted or null: the ranges of search_spaces/<method>.yaml")
+
+
+class ObjectiveSpec(_Strict):
+    """One objective: a metric (or ``composite``), a goal, and an optional target value."""
+
+    metric: str = Field("composite", description="'composite' (see objective:) or a metric key")
+    goal: Literal["minimize", "maximize"] = "minimize"
+    target: float | None = Field(
+        None, description="optimise the distance |metric - target| (goal must be minimize)")
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v in KNOWN_METRICS:
+            return v
+        hint = did_you_mean(v, KNOWN_METRICS)
+        # A new metric in a known family (``test/...``) is accepted unless it looks like a typo.
+        if not hint and "/" in v and v.split("/")[0] in _NAMESPACES:
+            return v
+        raise ValueError(f"unknown metric {v!r}{hint} (known: {', '.join(KNOWN_METRICS)})")
+
+    @model_validator(mode="after")
+    def _check(self) -> ObjectiveSpec:
+        if self.metric == "composite" and (self.goal != "minimize" or self.target is not None):
+            raise ValueError("the composite is minimised and takes no target; set its weights "
+                             "under objective:")
+        if self.target is not None and self.goal != "minimize":
+            raise ValueError(f"a target makes the objective |metric - target|, which is "
+                             f"minimised; set goal: minimize (got {self.goal})")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The result key the trainable reports for this objective."""
+        if self.metric == "composite":
+            return "objective"
+        if self.target is not None:
+            return f"{self.metric}_to_{self.target:g}"
+        return self.metric
+
+    @property
+    def mode(self) -> str:
+        return "min" if self.goal == "minimize" else "max"
+
+    def uses_time(self, composite: ObjectiveConfig) -> bool:
+        if self.metric == "composite":
+            return composite.w_time > 0
+        return self.metric.startswith("time/")
+
+
+class EarlyTerminate(_Strict):
+    """ASHA early stopping on the per-epoch objective (never with a time objective)."""
+
+    type: Literal["asha"] = "asha"
+    grace_period: int = Field(1, ge=1, description="epochs before a trial may be stopped")
+    reduction_factor: float = Field(2.0, gt=1, description="keep the best 1/reduction_factor")
+    brackets: int = Field(1, ge=1, le=8)
+
+
+class SearchSpec(_Strict):
+    algorithm: Literal["tpe", "random", "grid", "nsga2", "gp", "cmaes", "qmc"] = Field(
+        "tpe", description="Optuna sampler (grid enumerates every point of a discrete space)")
+    num_samples: int | None = Field(
+        None, ge=1, description="configurations to try (each runs once per seed); "
+                                "default 20, or the grid size for grid")
+    max_concurrent: int | None = Field(
+        None, ge=1, description="trials at a time (default: CPUs / resources_per_trial.cpu)")
+    max_failed_trials: int | None = Field(
+        None, ge=0, description="stop the sweep (exit 1) after more failed trials than this")
+    seed: int = Field(0, ge=0, description="sampler seed")
+    n_startup_trials: int | None = Field(
+        None, ge=0, description="random trials before TPE/GP model the space "
+                                "(default: num_samples // 4 clipped to [2, 10])")
+    start_from_defaults: bool = Field(
+        True, description="enqueue every method's paper defaults as its first trial")
+    early_terminate: EarlyTerminate | None = None
+
+
+class BudgetSpec(_Strict):
+    """What one trial may spend; the trainable enforces it, not the method."""
+
+    max_epochs: int | None = Field(None, ge=1, description="stop a method after this many epochs")
+    max_time_ratio: float | None = Field(
+        None, gt=0, description="stop once unlearning time exceeds this share of retrain time")
+    max_seconds: float | None = Field(None, gt=0, description="stop once unlearning time exceeds this")
+
+    @model_validator(mode="after")
+    def _one_time_limit(self) -> BudgetSpec:
+        if self.max_time_ratio is not None and self.max_seconds is not None:
+            raise ValueError("give max_time_ratio or max_seconds, not both")
+        return self
+
+
+class Resources(_Strict):
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial (fractions share a device)")
+
+
+class EvaluationSpec(_Strict):
+    catboost: bool = Field(False, description="run the CatBoost MIA after every epoch (~1 s)")
+    batch_size: int | None = Field(None, ge=1, description="evaluation batch size (default: workload's)")
+
+
+class TrackingSpec(_Strict):
+    experiment: str = Field("raysweep", min_length=1, description="MLflow experiment name")
+    checkpoints: Literal["best", "all", "none"] = Field(
+        "best", description="log the best checkpoint of each method, of every trial, or none")
+
+
+class SweepSpec(_Strict):
+    """A sweep, or one method's search space (``method:`` + ``parameters:``)."""
+
+    schema_version: Literal[1] = 1
+    name: str | None = Field(None, description="sweep name (default: the file name)")
+    description: str = ""
+    workload: str = Field("fmnist-class-small", description="bundled workload name or YAML path")
+    method: str | None = Field(None, description="one method (with parameters:)")
+    parameters: dict[str, ParamSpec] | None = Field(None, description="the parameters of method:")
+    methods: dict[str, MethodSpace | None] | None = Field(
+        None, description="several methods compared in one sweep (method becomes a parameter)")
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig,
+                                       description="weights of the composite objective")
+    objectives: list[ObjectiveSpec] = Field(
+        default_factory=lambda: [ObjectiveSpec()],
+        description="one entry: a single objective; two or more: a Pareto search")
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                             description="each configuration runs once per seed")
+    resources_per_trial: Resources = Field(default_factory=Resources)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _list_of_names(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            if not all(isinstance(x, str) for x in v):
+                raise ValueError("a methods: list holds method names; use a mapping "
+                                 "{name: {parameters: ...}} to give ranges")
+            return {name: None for name in v}
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be unique, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSpec:
+        if self.method is not None and self.methods is not None:
+            raise ValueError("give method: (+ parameters:) or methods:, not both")
+        if self.parameters is not None and self.method is None:
+            raise ValueError("parameters: belongs to a method: (or move it under methods.<name>)")
+        if self.method is None and not self.methods:
+            raise ValueError("name the method(s) to tune: method: NAME or methods: {NAME: ...}")
+        keys = [o.key for o in self.objectives]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"objectives repeat a metric: {keys}")
+        if not self.objectives:
+            raise ValueError("objectives: needs at least one entry")
+        multi = len(self.objectives) > 1
+        alg = self.search.algorithm
+        if multi and alg in ("cmaes", "gp"):
+            raise ValueError(f"search.algorithm {alg} optimises one objective; for a Pareto "
+                             f"search use nsga2, tpe, random, qmc or grid")
+        if self.search.early_terminate is not None:
+            if multi:
+                raise ValueError("search.early_terminate (ASHA) needs a single objective")
+            timed = [o.metric for o in self.objectives if o.uses_time(self.objective)]
+            if timed:
+                raise ValueError(
+                    "search.early_terminate (ASHA) cannot be combined with a time objective "
+                    "(stopped trials look cheap); set objective.w_time: 0 or remove early_terminate")
+        return self
+
+    # -- views ------------------------------------------------------------------------------
+    def method_names(self) -> list[str]:
+        return [self.method] if self.method is not None else list(self.methods or {})
+
+    def spaces(self) -> dict[str, dict[str, ParamSpec]]:
+        """``{method: {param: spec}}``; bundled spaces must be resolved first (:func:`resolve_spec`)."""
+        if self.method is not None:
+            return {self.method: dict(self.parameters or {})}
+        out = {}
+        for name, ms in (self.methods or {}).items():
+            if ms is None or ms.parameters is None:
+                raise ValueError(f"methods.{name} has no parameters; call resolve_spec() first")
+            out[name] = dict(ms.parameters)
+        return out
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def searcher_metrics(self) -> tuple[list[str], list[str]]:
+        """Result keys and modes the searcher optimises (``best/`` keys for one objective)."""
+        if self.multi_objective:
+            return [o.key for o in self.objectives], [o.mode for o in self.objectives]
+        o = self.objectives[0]
+        return [f"best/{o.key}"], [o.mode]
+
+    def num_configs(self) -> int:
+        if self.search.num_samples is not None:
+            n = self.search.num_samples
+            if self.search.algorithm == "grid":
+                n = min(n, len(grid_points(self)))
+            return n
+        if self.search.algorithm == "grid":
+            return len(grid_points(self))
+        return 20
+
+
+# -- loading and cross-field validation ------------------------------------------------------
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    # Pydantic puts union member names (int, float, list[...]) into locations; drop them.
+    loc = ".".join(p for p in loc.split(".") if p and not p.startswith(("list[", "dict[")) and p not in
+                   ("int", "float", "str", "bool", "none", "MethodSpace", "constrained-float"))
+    where = f"{loc}: " if loc else ""
+    if err["type"] == "extra_forbidden":
+        parent, _, key = loc.rpartition(".")
+        return (f"{source}: unknown key {key!r}{' in ' + parent if parent else ''}; remove it or "
+                f"check the spelling (see raysweep/schemas/sweep.schema.json)")
+    if err["type"] == "missing":
+        return f"{source}: missing required field {loc!r}"
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    got = err.get("input")
+    got_s = "" if isinstance(got, (dict, list)) or err["type"] == "value_error" else f" (got {got!r})"
+    return f"{source}: {where}{msg}{got_s}"
+
+
+def parse_sweep(data: Any, source: str = "<sweep>") -> SweepSpec:
+    """Validate a mapping as a :class:`SweepSpec` (schema only; see :func:`load_sweep`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
+
+
+def bundled_space_path(method: str) -> Path:
+    return SEARCH_SPACES / f"{method.replace('+', '_plus')}.yaml"
+
+
+def _load_bundled(method: str, source: str) -> dict[str, ParamSpec]:
+    path = bundled_space_path(method)
+    if not path.is_file():
+        raise ConfigError(f"{source}: methods.{method}: no parameters given and no bundled search "
+                          f"space {path.relative_to(SEARCH_SPACES.parent)}; add parameters: {{...}}")
+    spec = parse_sweep(load_yaml(path), str(path))
+    if spec.method != method:
+        raise ConfigError(f"{path}: method is {spec.method!r}, expected {method!r}")
+    return dict(spec.parameters or {})
+
+
+def resolve_spec(spec: SweepSpec, source: str = "<sweep>") -> SweepSpec:
+    """Fill bundled spaces, fold ``method:``/``parameters:`` into ``methods:`` and validate it all.
+
+    The result is self-contained (it no longer refers to other files) and is what a sweep
+    stores, logs and prints with ``raysweep validate --json``.
+    """
+    from raysweep.methods import get_method
+
+    names = spec.method_names()
+    for name in names:
+        try:
+            get_method(name)
+        except ConfigError as exc:
+            field = "method" if spec.method is not None else f"methods.{name}"
+            raise ConfigError(f"{source}: {field}: {exc}") from None
+    if spec.method is not None:
+        spaces = {spec.method: dict(spec.parameters or {})}
+        prefix = {spec.method: "parameters"}
+    else:
+        spaces = {}
+        prefix = {}
+        for name, ms in (spec.methods or {}).items():
+            if ms is None or ms.parameters is None:
+                spaces[name] = _load_bundled(name, source)
+            else:
+                spaces[name] = dict(ms.parameters)
+            prefix[name] = f"methods.{name}.parameters"
+    for name, params in spaces.items():
+        _check_method_space(name, params, f"{source}: {prefix[name]}")
+    if spec.search.algorithm == "grid":
+        for name, params in spaces.items():
+            for pname, p in params.items():
+                if p.discrete_values() is None:
+                    raise ConfigError(
+                        f"{source}: {prefix[name]}.{pname}: grid search needs a discrete range; "
+                        f"give values: [...] or a step (got {p.distribution} {p.min}..{p.max})")
+    data = spec.model_dump(mode="json", exclude={"method", "parameters", "methods"})
+    data["methods"] = {n: {"parameters": {k: v.model_dump(mode="json") for k, v in ps.items()}}
+                       for n, ps in spaces.items()}
+    return SweepSpec.model_validate(data)
+
+
+def _check_method_space(method: str, params: Mapping[str, ParamSpec], where: str) -> None:
+    from raysweep.methods import get_method
+
+    info = get_method(method)
+    fields = list(info.config.model_fields)
+    for pname, p in params.items():
+        if pname not in fields:
+            raise ConfigError(f"{where}.{pname}: {method} has no parameter {pname!r}"
+                              f"{did_you_mean(pname, fields)} (valid: {', '.join(fields)})")
+        for cond, vals in p.conditions().items():
+            if cond == pname:
+                raise ConfigError(f"{where}.{pname}.when: a parameter cannot depend on itself")
+            if cond not in params:
+                raise ConfigError(f"{where}.{pname}.when: {cond!r} is not a parameter of this space"
+                                  f"{did_you_mean(cond, params)}; conditions refer to other "
+                                  f"parameters listed here")
+            other = params[cond]
+            choices = other.discrete_values()
+            if other.distribution not in ("categorical", "constant") and choices is None:
+                raise ConfigError(f"{where}.{pname}.when.{cond}: conditions need a categorical or "
+                                  f"constant parameter, {cond!r} is {other.distribution}")
+            for v in vals:
+                if choices is not None and v not in choices:
+                    raise ConfigError(f"{where}.{pname}.when.{cond}: {v!r} is not one of "
+                                      f"{cond}'s values {choices}")
+        # Every value the search can produce must be valid for the method's config.
+        probes: list[tuple[str, Any]] = []
+        if p.distribution == "constant":
+            probes.append(("value", p.value))
+        elif p.distribution == "categorical":
+            probes += [("values", v) for v in p.values or []]
+        else:
+            lo, hi = p.bounds()
+            probes += [("min", lo), ("max", hi)]
+        for label, value in probes:
+            try:
+                info.config(**{pname: value})
+            except ValidationError as exc:
+                rule = exc.errors()[0]["msg"]
+                raise ConfigError(f"{where}.{pname}.{label}: {value!r} is not allowed for "
+                                  f"{method}.{pname}: {rule} (see: raysweep methods show {method})"
+                                  ) from None
+    _condition_order(params, where)  # rejects cycles
+
+
+def _condition_order(params: Mapping[str, ParamSpec], where: str = "") -> list[str]:
+    """Parameters in an order where every ``when:`` dependency comes first (YAML order kept)."""
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, stack: tuple[str, ...]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = " -> ".join((*stack, name))
+            raise ConfigError(f"{where}: when: conditions form a cycle ({cycle})")
+        state[name] = 1
+        for dep in params[name].when:
+            if dep in params:
+                visit(dep, (*stack, name))
+        state[name] = 2
+        order.append(name)
+
+    for name in params:
+        visit(name, ())
+    return order
+
+
+def condition_order(params: Mapping[str, ParamSpec]) -> list[str]:
+    return _condition_order(params)
+
+
+def active(p: ParamSpec, chosen: Mapping[str, Any]) -> bool:
+    """Whether ``p``'s ``when:`` conditions hold for the values chosen so far."""
+    return all(k in chosen and chosen[k] in vals for k, vals in p.conditions().items())
+
+
+def load_sweep(path: str | Path, overrides: list[str] | None = None, *,
+               resolve: bool = True) -> SweepSpec:
+    """Load, override (``--set k=v``), validate and (by default) resolve a sweep YAML."""
+    source = str(path)
+    data = load_yaml(path)
+    if overrides:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping at the top level")
+        data = apply_overrides(data, overrides)
+    if isinstance(data, dict) and data.get("name") is None:
+        data = {**data, "name": Path(path).stem}
+    spec = parse_sweep(data, source)
+    return resolve_spec(spec, source) if resolve else spec
+
+
+# -- grid --------------------------------------------------------------------------------------
+
+def _method_grid(params: Mapping[str, ParamSpec]) -> Iterator[dict[str, Any]]:
+    order = _condition_order(params)
+
+    def rec(i: int, chosen: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        if i == len(order):
+            yield dict(chosen)
+            return
+        name = order[i]
+        p = params[name]
+        if not active(p, chosen):
+            yield from rec(i + 1, chosen)
+            return
+        for v in p.discrete_values() or []:
+            chosen[name] = v
+            yield from rec(i + 1, chosen)
+            del chosen[name]
+
+    yield from rec(0, {})
+
+
+def grid_points(spec: SweepSpec) -> list[tuple[str, dict[str, Any]]]:
+    """Every ``(method, params)`` point of a discrete space, ``when:`` conditions honoured."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for method, params in spec.spaces().items():
+        out += [(method, point) for point in _method_grid(params)]
+    return out
+
+
+def json_schema() -> dict[str, Any]:
+    schema = SweepSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://raysweep.dev/schemas/sweep.schema.json"
+    schema["title"] = "raysweep sweep / search space"
+    return schema
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def write_schema(path: Path = SCHEMA_PATH) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(schema_text())
+    return path
+
+
+def iter_product(params: Mapping[str, list[Any]]) -> Iterator[dict[str, Any]]:
+    keys = list(params)
+    for combo in itertools.product(*(params[k] for k in keys)):
+        yield dict(zip(keys, combo))
+
+
+if __name__ == "__main__":  # python -m raysweep.sweep.space  -> rewrites the JSON Schema
+    print(write_schema())

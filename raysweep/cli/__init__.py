@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="raysweep", standalone_mode=False)
-        return EXIT_OK
+        # With standalone_mode=False click returns the code of a ``typer.Exit(n)`` instead of
+        # raising it; keep it (bench run exits 3 on a regression this way).
+        rc = command.main(args=argv, prog_name="raysweep", standalone_mode=False)
+        return rc if type(rc) is int else EXIT_OK
     except UserError as exc:
         print(f"raysweep: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

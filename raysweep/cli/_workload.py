@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import typer
 
 from raysweep.cli import app
@@ -64,57 +62,74 @@ def prepare_cmd(
 @app.command("unlearn")
 def unlearn_cmd(
     workload: str = typer.Option(..., "--workload", "-w", help="workload YAML path or bundled name"),
-    method: str = typer.Option(..., "--method", "-m", help="registered method (raysweep methods list)"),
-    overrides: list[str] = typer.Option([], "--set", help="method config key=value (repeatable)"),
+    method: str = typer.Option(..., "--method", "-m",
+                               help="a method, a comma-separated list, or 'all' (raysweep methods list)"),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="config key=value for one method, METHOD.key=value for several (repeatable)"),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:1 or auto"),
     seed: int = typer.Option(0, help="seed of the unlearning run"),
     max_epochs: int | None = typer.Option(None, help="epoch budget (stops the method early)"),
     catboost: bool = typer.Option(True, "--catboost/--no-catboost", help="compute the CatBoost MIA"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Run one method on a prepared workload and print it beside the original and retrain rows."""
-    import copy
-
+    """Run methods on a prepared workload and print them beside the original and retrain rows."""
     from raysweep._console import info
+    from raysweep.bench._run import run_one
     from raysweep.config import apply_overrides
-    from raysweep.methods import get_method, make_config, run_method
-    from raysweep.metrics import forward_splits
+    from raysweep.errors import ConfigError
+    from raysweep.methods import MethodDivergedError, get_method, list_methods, make_config
     from raysweep.report import paper_columns, rich_table
     from raysweep.training import resolve_device
     from raysweep.workload import load_workload_config, prepare
 
-    get_method(method)  # fail fast on a typo, before any training
-    cfg_values = apply_overrides({}, overrides)
-    mcfg = make_config(method, cfg_values, where="--set")
+    names = list_methods() if method == "all" else [m.strip() for m in method.split(",") if m.strip()]
+    for name in names:
+        get_method(name)  # fail fast on a typo, before any training
     if max_epochs is not None and max_epochs < 1:
-        from raysweep.errors import ConfigError
-
         raise ConfigError(f"--max-epochs must be >= 1, got {max_epochs}")
+    values = apply_overrides({}, overrides)
+    configs = {}
+    for name in names:
+        if len(names) == 1:
+            mine = {k: v for k, v in values.items() if k != name} | values.get(name, {})
+        else:
+            unknown = [k for k in values if k not in names]
+            if unknown:
+                raise ConfigError(f"--set {unknown[0]}=...: with several methods write METHOD.key=value "
+                                  f"(methods: {', '.join(names)})")
+            mine = values.get(name, {})
+        configs[name] = make_config(name, mine, where="--set").model_dump(mode="json")
     wcfg = load_workload_config(workload)
     dev = resolve_device(device)
     prepared = prepare(wcfg, device=str(dev))
-    data = prepared.unlearn_data(batch_size=wcfg.train.batch_size)
-    ctx = prepared.context(dev, seed=seed)
-    model = copy.deepcopy(ctx.original).to(dev)
-    for p in model.parameters():
-        p.requires_grad_(True)
-
-    def progress(event, seconds):  # noqa: ANN001, ANN202
-        stats = "  ".join(f"{k} {v:.4g}" for k, v in event.metrics.items())
-        info(f"  [{method}] epoch {event.epoch}  {stats}  {seconds:6.1f}s")
-
-    info(f"running {method} on {wcfg.name} ({mcfg.model_dump()})")
-    t0 = time.perf_counter()
-    result = run_method(method, model, data, mcfg, ctx, max_epochs=max_epochs, on_epoch=progress)
-    seconds = time.perf_counter() - t0
-    outputs = forward_splits(model, data, dev, batch_size=wcfg.eval_batch_size)
-    metrics = prepared.evaluate(outputs, seconds=seconds, catboost=catboost, seed=seed)
-    metrics["epochs"] = float(result.epochs)
     refs = prepared.reference_metrics(catboost=catboost)
-    rows = [_row("original", refs["original"]), _row("retrain", refs["retrain"]), _row(method, metrics)]
+    rows: list[dict[str, object]] = [_row("original", refs["original"]), _row("retrain", refs["retrain"])]
+    failures = []
+    for name in names:
+        if prepared.kind == "text" and not get_method(name).supports_text:
+            info(f"[yellow]skipping {name}: it does not support text models[/]")
+            continue
+
+        def progress(event, seconds, _name=name):  # noqa: ANN001, ANN202
+            stats = "  ".join(f"{k} {v:.4g}" for k, v in event.metrics.items())
+            info(f"  [{_name}] epoch {event.epoch}  {stats}  {seconds:6.1f}s")
+
+        info(f"running {name} on {wcfg.name} {configs[name]}")
+        try:
+            metrics = run_one(prepared, name, configs[name], seed, dev, catboost=catboost,
+                              max_epochs=max_epochs, on_epoch=progress)
+        except MethodDivergedError as exc:
+            info(f"[red]{name} failed: {exc}[/]")
+            failures.append(name)
+            rows.append({"method": name, "error": str(exc)})
+            continue
+        rows.append(_row(name, metrics))
     if json_out:
-        print_json({"workload": wcfg.name, "method": method, "config": mcfg.model_dump(), "rows": rows})
-        return
-    stdout.print(rich_table(rows, paper_columns(bool(prepared.forget_classes)),
-                            title=f"{method} on {wcfg.name}",
-                            caption=f"time ratio to retrain: {metrics.get('time/ratio', float('nan')):.3f}"))
+        print_json({"workload": wcfg.name, "configs": configs, "rows": rows})
+    else:
+        ratio = " ".join(f"{r['method']}={r['time/ratio']:.3f}" for r in rows[2:] if "time/ratio" in r)
+        stdout.print(rich_table(rows, paper_columns(bool(prepared.forget_classes)),
+                                title=f"{method} on {wcfg.name}",
+                                caption=f"time / retrain time: {ratio}"))
+    if failures:
+        raise typer.Exit(1)

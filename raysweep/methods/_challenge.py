@@ -26,11 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["weight_layers", "classifier_head", "first_layer", "copy_modules", "enable_grad",
            "new_init"]
 
-# Workloads build the original with ``seed``, and ``ctx.fresh_model()`` defaults to the same
-# seed, i.e. to the original's own starting point. A "reset" must draw new values (the
-# reference code calls ``reset_parameters()``), so re-initialisations use an offset seed.
-RESET_SEED_OFFSET = 104_729
-
 
 def classifier_head(model: nn.Module) -> tuple[str, nn.Linear]:
     """``(name, module)`` of the output layer: the last ``nn.Linear`` in module order."""
@@ -70,7 +65,8 @@ def copy_modules(dst: nn.Module, src: nn.Module, names: list[str]) -> None:
 
 def new_init(ctx: UnlearnContext, *, pretrained: bool = False) -> nn.Module:
     """A same-architecture model with a random initialisation different from the original's."""
-    return ctx.fresh_model(pretrained=pretrained, seed=ctx.seed + RESET_SEED_OFFSET)
+    # UnlearnContext.fresh_model already offsets its default seed from the original's.
+    return ctx.fresh_model(pretrained=pretrained)
 
 
 def enable_grad(model: nn.Module) -> nn.Module:

@@ -330,7 +330,8 @@ def test_distillation_resets_first_layer_and_head(mlp: TinyProblem) -> None:
         ref = fresh[k] if k.startswith(("hidden1.1.", "fc.")) else orig[k]
         assert torch.allclose(got[k], ref, atol=1e-8), k
     # a reset is a new draw, not the original's own initialisation
-    assert not torch.allclose(fresh["fc.weight"], _state(mlp.ctx.fresh_model())["fc.weight"])
+    original_init = mlp.ctx.model_spec.build(seed=mlp.ctx.seed)
+    assert not torch.allclose(fresh["fc.weight"], _state(original_init)["fc.weight"])
 
 
 def test_distillation_layer_choice_on_cnn(digits: TinyProblem) -> None:

@@ -281,10 +281,9 @@ def check_ray_auth(address: str | None) -> list[Check]:
                          "unset; raysweep's local Ray turns token auth on with a per-process "
                          "token"))
     path_env = os.environ.get(AUTH_TOKEN_PATH_ENV)
-    for path in {Path(path_env) if path_env else default_token_path()}:
-        perm = _token_file_mode(path)
-        if perm is not None:
-            out.append(perm)
+    perm = _token_file_mode(Path(path_env) if path_env else default_token_path())
+    if perm is not None:
+        out.append(perm)
     try:
         from ray._private import ray_constants
 
@@ -310,8 +309,10 @@ def _fs_type(path: Path) -> str | None:
     target = str(path.resolve())
     for line in mounts:
         parts = line.split()
-        if len(parts) >= 3 and (target == parts[1] or target.startswith(parts[1].rstrip("/") + "/")) \
-                and len(parts[1]) > len(best):
+        if len(parts) < 3:
+            continue
+        inside = target == parts[1] or target.startswith(parts[1].rstrip("/") + "/")
+        if inside and len(parts[1]) > len(best):
             best, fstype = parts[1], parts[2]
     return fstype
 
@@ -413,7 +414,8 @@ def check_gpu() -> list[Check]:
 
 def run_checks(address: str | None = None, tracking_uri: str | None = None, *,
                data: bool = True, gpu: bool = True) -> list[Check]:
-    """Run every check; ``address``/``tracking_uri`` override ``RAY_ADDRESS``/``MLFLOW_TRACKING_URI``."""
+    """Run every check. ``address`` and ``tracking_uri`` override ``RAY_ADDRESS`` and
+    ``MLFLOW_TRACKING_URI``."""
     checks = [check_python(), *check_packages()]
     if data:
         checks += check_data()

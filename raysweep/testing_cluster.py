@@ -87,14 +87,18 @@ class LocalCluster:
     token: str | None = field(default=None, repr=False)
     nodes: list[_Node] = field(default_factory=list, repr=False)
 
-    def env(self, base: dict[str, str] | None = None, *, with_address: bool = True) -> dict[str, str]:
+    def env(self, base: dict[str, str] | None = None, *,
+            with_address: bool = True) -> dict[str, str]:
         """Environment for a client process (driver, ``raysweep submit``): auth and address.
 
         ``with_address=False`` leaves out ``RAY_ADDRESS`` (for Jobs API clients, which take
         the dashboard URL instead).
         """
         env = dict(os.environ if base is None else base)
-        for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
+        # Drop inherited Ray settings: other auth, another address, and the single-machine
+        # switch (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) that makes `ray start` refuse workers.
+        for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS",
+                    "RAY_API_SERVER_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", _MARKER):
             env.pop(key, None)
         env["RAY_AUTH_MODE"] = self.auth_mode
         if self.token is not None:

@@ -123,8 +123,9 @@ def execute(suite: Suite, *, address: str | None = None, device: str | None = No
             tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None = None) -> Execution:
     """Run every entry × seed of ``suite``; returns the records and the reference rows.
 
-    ``tune(entry, prepared)`` resolves a ``config: tuned`` entry to ``{"config": {...}, ...}``
-    (see :func:`raysweep.bench.tuning.tune_entry`); it runs on the driver before the seeds.
+    ``tune(entry, prepared)`` resolves a ``config: tuned`` entry to ``{"config": {...}, ...}``;
+    by default :func:`raysweep.bench.tuning.tune_entry` runs a sweep (on the same cluster when an
+    address is given). It runs on the driver, before the entry's seeds.
     """
     dev = device or suite.config.device
     t0 = time.perf_counter()
@@ -157,7 +158,7 @@ def _execute_local(suite: Suite, device: str,
             refs[wname] = prepared[wname].reference_metrics(catboost=suite.config.catboost)
         pw = prepared[wname]
         if entry.config_kind == "tuned":
-            tuned[entry.id] = _tune(entry, pw, tune)
+            tuned[entry.id] = _tune(entry, pw, tune, suite=suite.name, address=None)
         configs[entry.id] = _config_values(entry, tuned)
         for seed in entry.seeds:
             done += 1
@@ -169,39 +170,46 @@ def _execute_local(suite: Suite, device: str,
 
 
 def _tune(entry: Entry, prepared: PreparedWorkload,
-          tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> dict[str, Any]:
+          tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None, *, suite: str,
+          address: str | None) -> dict[str, Any]:
+    from rich.markup import escape
+
+    info(f"tuning {escape(entry.id)} ({entry.tune.num_samples if entry.tune else '?'} configurations)")
     if tune is None:
-        from raysweep.bench.tuning import tune_entry as tune
-    info(f"tuning {entry.id} ({entry.tune.num_samples if entry.tune else '?'} trials)")
+        from raysweep.bench.tuning import tune_entry
+
+        return tune_entry(entry, prepared, suite=suite, address=address)
     return tune(entry, prepared)
 
 
 def _progress(done: int, total: int, rec: RunRecord, keys: list[str]) -> None:
     from rich.markup import escape
 
+    from raysweep._console import console
+
     if rec.error:
-        info(f"  [{done}/{total}] {escape(rec.entry)} seed {rec.seed}: [red]failed[/] {escape(rec.error)}")
+        msg = f"  [{done}/{total}] {escape(rec.entry)} seed {rec.seed}: [red]failed[/] {escape(rec.error)}"
     else:
-        info(f"  [{done}/{total}] {escape(rec.entry)} seed {rec.seed}: {_describe(rec.metrics, keys)}")
+        msg = f"  [{done}/{total}] {escape(rec.entry)} seed {rec.seed}: {_describe(rec.metrics, keys)}"
+    console.print(msg, soft_wrap=True)  # one line per run, also in CI logs
 
 
 def _init_ray(address: str) -> None:
+    """Join the cluster at ``address`` (``local``: start a private local Ray).
+
+    Through :func:`raysweep.sweep.local_ray.init_local_ray` when the sweep layer is importable:
+    loopback-only binding for a local Ray and token auth matching the cluster's.
+    """
     import ray
 
     if ray.is_initialized():
         return
-    target = None if address in ("local", "auto-local") else address
     try:
-        from raysweep.sweep import local_ray  # written by the sweep layer when present
-
-        init = getattr(local_ray, "init_local_ray", None)
+        from raysweep.sweep.local_ray import init_local_ray
     except ImportError:
-        init = None
-    if init is not None and target is None:
-        init()
+        ray.init(address=None if address == "local" else address, log_to_driver=False)
         return
-    ray.init(address=target, ignore_reinit_error=True, log_to_driver=False,
-             include_dashboard=False if target is None else None)
+    init_local_ray(address=address, log_to_driver=False)
 
 
 def _execute_ray(suite: Suite, address: str, device: str,
@@ -225,7 +233,8 @@ def _execute_ray(suite: Suite, address: str, device: str,
     configs: dict[str, dict[str, Any]] = {}
     for entry in suite.entries:
         if entry.config_kind == "tuned":
-            tuned[entry.id] = _tune(entry, ray.get(prep_refs[entry.workload.name]), tune)
+            tuned[entry.id] = _tune(entry, ray.get(prep_refs[entry.workload.name]), tune,
+                                    suite=suite.name, address=address)
         configs[entry.id] = _config_values(entry, tuned)
     futures: dict[Any, tuple[str, int]] = {}
     for entry in suite.entries:

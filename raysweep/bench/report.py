@@ -86,18 +86,19 @@ def comparison_rows(rows: list[Comparison]) -> list[list[str]]:
 COMPARISON_HEADERS = ["entry", "metric", "baseline", "current", "Δ", "σ", "allowed", "status"]
 
 
-def result_rows(data: ReportData, metrics: list[str]) -> list[tuple[str, list[list[str]]]]:
+def result_rows(suite: Suite, summary: Summary, references: dict[str, dict[str, dict[str, float]]],
+                metrics: list[str]) -> list[tuple[str, list[list[str]]]]:
     """Per workload: rows for original, retrain and every entry with mean ± std per metric."""
     out = []
-    for wname in dict.fromkeys(e.workload.name for e in data.suite.entries):
+    for wname in dict.fromkeys(e.workload.name for e in suite.entries):
         rows = []
         for ref in ("original", "retrain"):
-            vals = data.references.get(wname, {}).get(ref, {})
+            vals = references.get(wname, {}).get(ref, {})
             rows.append([f"({ref})", *(fmt_num(vals.get(m)) for m in metrics)])
-        for e in data.suite.entries:
+        for e in suite.entries:
             if e.workload.name != wname:
                 continue
-            stats = data.summary.get(e.id, {})
+            stats = summary.get(e.id, {})
             rows.append([e.id, *(fmt_stat(stats.get(m)) for m in metrics)])
         out.append((wname, rows))
     return out
@@ -273,7 +274,7 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
 
     regressed = [c for c in data.comparisons if c.failed]
     meta_rows = [[k, str(v)] for k, v in data.meta.items()]
-    results = result_rows(data, metrics)
+    results = result_rows(data.suite, data.summary, data.references, metrics)
     cfg_rows = [[eid, json.dumps(cfg, sort_keys=True)] for eid, cfg in data.configs.items()]
 
     # Markdown

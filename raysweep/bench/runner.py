@@ -118,8 +118,8 @@ def resolve_baseline(suite: Suite, ref: str | None) -> ResolvedBaseline:
                       f"or a pinned JSON/YAML file that exists")
 
 
-def default_out_dir(suite: Suite) -> Path:
-    return Path(".raysweep") / "bench" / suite.name / time.strftime("%Y%m%d-%H%M%S")
+def default_out_dir(suite: Suite, stamp: str | None = None) -> Path:
+    return Path(".raysweep") / "bench" / suite.name / (stamp or time.strftime("%Y%m%d-%H%M%S"))
 
 
 def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None = None,
@@ -163,7 +163,8 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
             status = "baseline"
         else:
             status = "passed"
-        out = Path(out_dir) if out_dir else default_out_dir(suite)
+        out = Path(str(out_dir).format(suite=suite.name, timestamp=stamp)) if out_dir \
+            else default_out_dir(suite, stamp)
         hist = tracking.history(suite.name, include=[recorder.run_id], limit=20)
         # The current run is still ``running`` in MLflow: show it with its final status.
         hist = [(h if h.run_id != recorder.run_id else type(h)(h.run_id, h.start_time, status,

@@ -108,14 +108,28 @@ class Tolerance(_Strict):
 
 
 class TuneSpec(_Strict):
-    """The small sweep behind ``config: tuned`` (run by :mod:`raysweep.sweep`)."""
+    """The small sweep behind ``config: tuned`` (run by :func:`raysweep.sweep.runner.run_sweep`).
 
-    num_samples: int = Field(8, ge=1, le=100_000, description="trials of the tuning sweep")
-    space: str | None = Field(None, description="search-space YAML; default: the method's bundled space")
-    max_concurrent: int | None = Field(None, ge=1, description="concurrent trials (default: the sweep's)")
-    seed: int = Field(0, ge=0, description="seed of the sampler")
-    options: dict[str, Any] = Field(default_factory=dict,
-                                    description="further search-space overrides (key: value)")
+    The fields map onto a sweep spec (``search_spaces/sweeps/*.yaml``) with the entry's workload
+    and method; ``parameters`` defaults to the method's bundled space
+    (``search_spaces/<method>.yaml``), ``objective``/``objectives``/``budget`` to the sweep's.
+    """
+
+    num_samples: int = Field(8, ge=1, le=100_000, description="configurations the sweep tries")
+    algorithm: Literal["tpe", "random", "grid", "nsga2", "gp", "cmaes", "qmc"] = Field(
+        "tpe", description="Optuna sampler")
+    seed: int = Field(0, ge=0, description="sampler seed")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                             description="each configuration runs once per seed while tuning")
+    max_concurrent: int | None = Field(None, ge=1, description="trials at a time")
+    parameters: dict[str, Any] | None = Field(
+        None, description="the method's ranges (default: its bundled search space)")
+    objective: dict[str, Any] | None = Field(None, description="weights of the composite objective")
+    objectives: list[dict[str, Any]] | None = Field(
+        None, description="the sweep's objectives (one entry: the best trial is taken)")
+    budget: dict[str, Any] | None = Field(None, description="per-trial budget, e.g. {max_epochs: 3}")
+    cache: bool = Field(False, description="reuse the config found by an identical earlier tuning "
+                                           "(same workload, method and tune spec)")
 
 
 class SuiteEntry(_Strict):
@@ -199,7 +213,7 @@ class Entry:
     """One resolved suite entry: a method with one config on one workload, over its seeds."""
 
     id: str
-    workload_ref: str
+    workload_ref: str                  # bundled name, or an absolute path to the YAML
     workload: WorkloadConfig
     method: str
     config_kind: Literal["default", "pinned", "tuned"]
@@ -267,7 +281,8 @@ def _resolve_suite_path(ref: str | Path) -> Path:
                       f"{did_you_mean(str(ref), names)} (bundled: {', '.join(names) or 'none'})")
 
 
-def _resolve_workload(ref: str, suite_dir: Path, where: str) -> WorkloadConfig:
+def _resolve_workload(ref: str, suite_dir: Path, where: str) -> tuple[WorkloadConfig, str]:
+    """The workload config and a reference that works from any directory."""
     from raysweep.workload import load_workload_config
 
     candidate = Path(ref)
@@ -275,8 +290,9 @@ def _resolve_workload(ref: str, suite_dir: Path, where: str) -> WorkloadConfig:
         local = suite_dir / candidate
         if local.exists():
             candidate = local
+    resolved = str(candidate.resolve()) if candidate.exists() else ref
     try:
-        return load_workload_config(candidate if candidate.exists() else ref)
+        return load_workload_config(resolved), resolved
     except ConfigError as exc:
         raise ConfigError(f"{where}.workload: {exc}") from None
 
@@ -285,8 +301,9 @@ def apply_suite_overrides(data: dict[str, Any], overrides: list[str], source: st
     """Apply ``path=value`` overrides to raw suite data (values parsed as YAML).
 
     A path walks mappings by key and the ``entries`` list by index or by selector: an entry's
-    ``name``, or a method name that selects every entry running that method. A config that is
-    ``default`` becomes a mapping when a key under it is set. Examples::
+    ``name``, or a method name that selects every entry running that method (an entry listing
+    several methods is first split into one entry per method, which shifts later indices). A
+    config that is ``default`` becomes a mapping when a key under it is set. Examples::
 
         --set seeds=[0]
         --set entries.finetune.config.lr=1e-6
@@ -295,7 +312,7 @@ def apply_suite_overrides(data: dict[str, Any], overrides: list[str], source: st
     """
     import yaml
 
-    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data)) or {}
+    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data, sort_keys=False)) or {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"{source} {item!r}: expected path=value")
@@ -304,6 +321,11 @@ def apply_suite_overrides(data: dict[str, Any], overrides: list[str], source: st
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
             raise ConfigError(f"{source} {item!r}: empty path")
@@ -340,11 +362,21 @@ def _select(items: list[Any], sel: str, where: str) -> list[Any]:
         if not -len(items) <= i < len(items):
             raise ConfigError(f"{where}: index {i} is out of range (there are {len(items)} entries)")
         return [items[i]]
+    # An entry that lists several methods is split in place into one entry per method, so that
+    # a method's own config can be set (a pinned config belongs to one method).
+    for i in range(len(items) - 1, -1, -1):
+        it = items[i]
+        if isinstance(it, dict) and isinstance(it.get("method"), list) and sel in it["method"]:
+            items[i:i + 1] = [{**it, "method": m} for m in it["method"]]
     hits = [it for it in items if isinstance(it, dict)
-            and (it.get("name") == sel or it.get("method") == sel
-                 or (isinstance(it.get("method"), list) and sel in it["method"]))]
+            and (it.get("name") == sel or it.get("method") == sel)]
     if not hits:
-        names = sorted({str(it.get("name") or it.get("method")) for it in items if isinstance(it, dict)})
+        names: set[str] = set()
+        for it in items:
+            if isinstance(it, dict):
+                m = it.get("method")
+                names.update(str(x) for x in ([it.get("name")] + (m if isinstance(m, list) else [m])) if x)
+        names = sorted(names)  # type: ignore[assignment]
         raise ConfigError(f"{where}: no entry is named {sel!r} or runs method {sel!r}"
                           f"{did_you_mean(sel, names)} (entries: {', '.join(names)})")
     return hits
@@ -375,7 +407,7 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None) -> Suite:
     seen: dict[str, str] = {}
     for i, raw in enumerate(cfg.entries):
         where = f"{src}: entries[{i}]"
-        workload = _resolve_workload(raw.workload, path.parent, where)
+        workload, workload_ref = _resolve_workload(raw.workload, path.parent, where)
         methods = raw.method if isinstance(raw.method, list) else [raw.method]
         for method in methods:
             try:
@@ -404,9 +436,14 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None) -> Suite:
                 raise ConfigError(f"{where}: entry id {eid!r} repeats {seen[eid]}; give one of "
                                   f"them a distinct name: field")
             seen[eid] = f"entries[{i}]"
+            tune = (raw.tune or TuneSpec()) if kind == "tuned" else None
+            if tune is not None:
+                from raysweep.bench.tuning import sweep_spec
+
+                sweep_spec(cfg.name, eid, workload_ref, method, tune, where=f"{where}.tune")
             entries.append(Entry(
-                id=eid, workload_ref=raw.workload, workload=workload, method=method,
+                id=eid, workload_ref=workload_ref, workload=workload, method=method,
                 config_kind=kind, config=values, seeds=tuple(raw.seeds or cfg.seeds),
                 tolerances=tolerances, max_epochs=raw.max_epochs,
-                tune=(raw.tune or TuneSpec()) if kind == "tuned" else None))
+                tune=tune))
     return Suite(config=cfg, entries=tuple(entries), source=str(path), raw=data)

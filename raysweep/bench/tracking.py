@@ -51,10 +51,15 @@ _MAX_PARAM = 500
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` or the embedded default ``sqlite:///mlflow.db`` (in the cwd).
 
-    MLflow 3 refuses a bare ``./mlruns`` path; sqlite on local disk is safe for one machine,
-    a cluster points every node at a tracking server instead (never sqlite on NFS).
+    The same store as sweeps (:mod:`raysweep.sweep.tracking`): a relative sqlite path is made
+    absolute and a new experiment keeps its artifacts in ``mlartifacts/`` beside the database.
+    MLflow 3 refuses a bare ``./mlruns`` path; sqlite on local disk is safe for one machine, a
+    cluster points every node at a tracking server instead (never sqlite on NFS).
     """
-    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return uri
 
 
 def client() -> MlflowClient:
@@ -62,8 +67,9 @@ def client() -> MlflowClient:
 
     from mlflow.tracking import MlflowClient
 
-    # Alembic logs every sqlite migration on first use at INFO; keep stderr for our progress.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # MLflow logs every sqlite migration on first use at INFO; keep stderr for our progress.
+    for name in ("alembic", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=tracking_uri())
 
 
@@ -75,8 +81,12 @@ def _experiment_id(c: MlflowClient, name: str, *, create: bool) -> str | None:
         return exp.experiment_id
     if not create:
         return None
+    location = None
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
     try:
-        return c.create_experiment(name)
+        return c.create_experiment(name, artifact_location=location)
     except Exception:  # a concurrent creator won; read it back
         exp = c.get_experiment_by_name(name)
         if exp is None:

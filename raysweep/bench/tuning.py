@@ -1,25 +1,103 @@
 """``config: tuned``: find a config with a small sweep, then run it on the entry's seeds.
 
-The sweep is the project's own (:mod:`raysweep.sweep`): the method's search space (the entry's
-``tune.space`` or the bundled ``search_spaces/<method>.yaml``), ``tune.num_samples`` trials on the
-entry's workload, the best trial's config returned. The tuned config and the sweep id are logged
-on the entry's child runs (``config.*`` params, ``raysweep.tuned_sweep`` tag).
+The sweep is the project's own (:func:`raysweep.sweep.runner.run_sweep`): the entry's workload
+and method, the method's ranges (``tune.parameters`` or the bundled
+``search_spaces/<method>.yaml``), ``tune.num_samples`` configurations, the sweep's objective
+(``tune.objective`` / ``tune.objectives`` / ``tune.budget`` pass through). Its parent run lands in
+the MLflow experiment ``raysweep-bench/<suite>/tuning`` and its files under
+``$RAYSWEEP_HOME/sweeps/<id>``. The best trial's parameters, on top of the method's defaults,
+become the entry's config; the suite's child runs record them as ``config.*`` params and the
+sweep id as the ``raysweep.tuned_sweep`` tag.
+
+With ``tune.cache: true`` the result is kept under ``$RAYSWEEP_CACHE/bench-tuned/`` keyed by the
+workload's cache key, the method and the tune spec, and reused by later suite runs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from typing import TYPE_CHECKING, Any
 
-from raysweep.errors import ConfigError
+from raysweep._console import info
+from raysweep.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
-    from raysweep.bench.suite import Entry
+    from raysweep.bench.suite import Entry, TuneSpec
+    from raysweep.sweep.space import SweepSpec
     from raysweep.workload import PreparedWorkload
 
-__all__ = ["tune_entry"]
+__all__ = ["sweep_spec", "tune_entry"]
 
 
-def tune_entry(entry: Entry, prepared: PreparedWorkload) -> dict[str, Any]:
-    """Return ``{"config": best config values, "sweep_id": ..., "objective": ...}``."""
-    raise ConfigError(f"entry {entry.id}: config: tuned needs the sweep runner "
-                      f"(raysweep.sweep.runner), which is not available yet; pin a config instead")
+def sweep_spec(suite: str, entry_id: str, workload_ref: str, method: str, tune: TuneSpec,
+               *, where: str) -> SweepSpec:
+    """The resolved sweep spec that tunes one entry (validated; imports neither Ray nor Optuna)."""
+    from raysweep.sweep.space import parse_sweep, resolve_spec
+
+    space: dict[str, Any] | None = None
+    if tune.parameters is not None:
+        space = {"parameters": tune.parameters}
+    data: dict[str, Any] = {
+        "name": "bench-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", entry_id).strip("-"),
+        "description": f"tuning {entry_id} for regression suite {suite}",
+        "workload": workload_ref,
+        "methods": {method: space},
+        "search": {"algorithm": tune.algorithm, "num_samples": tune.num_samples, "seed": tune.seed,
+                   **({"max_concurrent": tune.max_concurrent} if tune.max_concurrent else {})},
+        "seeds": list(tune.seeds),
+        "tracking": {"experiment": f"raysweep-bench/{suite}/tuning", "checkpoints": "none"},
+    }
+    for key in ("objective", "objectives", "budget"):
+        value = getattr(tune, key)
+        if value is not None:
+            data[key] = value
+    spec = resolve_spec(parse_sweep(data, where), where)
+    if spec.multi_objective:
+        raise ConfigError(f"{where}.objectives: a tuned entry needs one objective (the best trial "
+                          f"is run); got {[o.key for o in spec.objectives]}")
+    return spec
+
+
+def _cache_path(entry: Entry, prepared: PreparedWorkload) -> Any:
+    from raysweep.workload import cache_root
+
+    blob = json.dumps({"workload": prepared.key, "method": entry.method,
+                       "tune": entry.tune.model_dump(mode="json") if entry.tune else None},
+                      sort_keys=True)
+    return cache_root() / "bench-tuned" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
+
+
+def tune_entry(entry: Entry, prepared: PreparedWorkload, *, suite: str = "bench",
+               address: str | None = None) -> dict[str, Any]:
+    """Tune ``entry``; returns ``{"config", "sweep_id", "objective", "metric", "cached"}``."""
+    from raysweep.sweep.runner import load_study, run_sweep
+
+    assert entry.tune is not None
+    cache = _cache_path(entry, prepared)
+    if entry.tune.cache and cache.is_file():
+        found = json.loads(cache.read_text())
+        info(f"  {entry.id}: reusing the config tuned by sweep {found.get('sweep_id')} ({cache})")
+        return {**found, "cached": True}
+    spec = sweep_spec(suite, entry.id, entry.workload_ref, entry.method, entry.tune,
+                      where=f"entry {entry.id}: tune")
+    outcome = run_sweep(spec, address=address)
+    if outcome.status != "finished":
+        raise UserError(f"entry {entry.id}: the tuning sweep {outcome.sweep_id} {outcome.status}"
+                        f"{': ' + outcome.message if outcome.message else ''}")
+    study = load_study(outcome.sweep_dir)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not complete:
+        raise UserError(f"entry {entry.id}: the tuning sweep {outcome.sweep_id} finished no trial")
+    best = study.best_trial
+    prefix = f"{entry.method}/"
+    config = {k[len(prefix):]: v for k, v in best.params.items() if k.startswith(prefix)}
+    found = {"config": config, "sweep_id": outcome.sweep_id, "objective": best.value,
+             "metric": spec.searcher_metrics()[0][0], "trials": len(complete)}
+    info(f"  {entry.id}: best of {len(complete)} configurations {config} "
+         f"({found['metric']} {best.value:.4g}, sweep {outcome.sweep_id})")
+    if entry.tune.cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(found, indent=2, default=str))
+    return {**found, "cached": False}

@@ -10,8 +10,14 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
+
+try:  # typer >= 0.20 vendors its own click; older versions raise the click package's errors
+    from typer._click.exceptions import ClickException as _ClickError  # type: ignore[import-not-found]
+    from typer._click.exceptions import UsageError as _UsageError  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover
+    from click import ClickException as _ClickError  # type: ignore[assignment]
+    from click import UsageError as _UsageError  # type: ignore[assignment]
 
 from raysweep.errors import UserError
 
@@ -29,7 +35,7 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_REGRESSION, EXIT_INTERRUPTED = 0, 1, 2, 
 
 def _register() -> None:
     # Each module adds its commands to ``app``; keep one module per command group.
-    from raysweep.cli import _bench, _catalog, _doctor, _jobs, _methods, _workload  # noqa: F401
+    from raysweep.cli import _bench, _catalog, _doctor, _jobs, _methods, _sweep, _workload  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"raysweep: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.UsageError as exc:
+    except _UsageError as exc:
         exc.show()
         return EXIT_USAGE
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except _ClickError as exc:  # bad parameter values, missing files given as arguments
+        exc.show()
+        return EXIT_USAGE
+    except (KeyboardInterrupt, typer.Abort):
         print("raysweep: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug or an environment failure, not a user mistake

@@ -1,15 +1,20 @@
-"""``raysweep bench``: regression suites (``run``, ``baseline``) and other benchmarks."""
+"""``raysweep bench``: regression suites (``run``, ``baseline``) and the sweep overhead benchmark."""
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import typer
 
 from raysweep.cli import app
 from raysweep.cli._common import print_json, stdout
 
-bench_app = typer.Typer(help="Benchmarks: regression suites against a baseline.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from raysweep.bench import BenchResult, Suite
+
+bench_app = typer.Typer(help="Benchmarks: regression suites against a baseline; sweep overhead.",
+                        no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
 
@@ -23,8 +28,8 @@ def run_cmd(
     address: str | None = typer.Option(None, "--address",
                                        help="Ray cluster address (default: $RAY_ADDRESS; 'local' "
                                             "starts a local Ray); without one, runs in-process"),
-    out: str | None = typer.Option(None, "--out", help="report directory "
-                                   "(default: ./.raysweep/bench/<suite>/<timestamp>)"),
+    out: str | None = typer.Option(None, "--out", help="report directory; {suite} and {timestamp} "
+                                   "are filled in (default: ./.raysweep/bench/{suite}/{timestamp})"),
     overrides: list[str] = typer.Option([], "--set", help="suite override path=value, e.g. "
                                         "entries.finetune.config.lr=1e-6 (repeatable)"),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 or auto (default: the suite's)"),
@@ -65,7 +70,7 @@ def baseline_cmd(
         stdout.print(f"pinned run {rid} of suite {s.name} to {path}")
 
 
-def _print_plan(s, json_out: bool) -> None:  # noqa: ANN001
+def _print_plan(s: Suite, json_out: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -86,18 +91,14 @@ def _print_plan(s, json_out: bool) -> None:  # noqa: ANN001
     stdout.print(table)
 
 
-def _print_result(result, s) -> None:  # noqa: ANN001
+def _print_result(result: BenchResult, s: Suite) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     from raysweep.bench.report import COMPARISON_HEADERS, comparison_rows, result_rows
 
     metrics = s.report_metrics()
-
-    class _Data:  # the subset of ReportData that result_rows reads
-        suite, summary, references = s, result.summary, result.references
-
-    for wname, rows in result_rows(_Data, metrics):  # type: ignore[arg-type]
+    for wname, rows in result_rows(s, result.summary, result.references, metrics):
         table = Table(title=f"{s.name}: {wname} (seed mean ± std)", header_style="bold")
         table.add_column("entry", style="cyan")
         for m in metrics:
@@ -129,3 +130,35 @@ def _print_result(result, s) -> None:  # noqa: ANN001
     }[result.status]
     stdout.print(verdict)
     stdout.print(f"report: {escape(str(result.report_dir / 'report.html'))}   MLflow run: {result.run_id}")
+
+
+@bench_app.command("overhead")
+def overhead_cmd(
+    workload: str = typer.Option("fmnist-class-small", "--workload", "-w",
+                                 help="workload of the overhead sweep"),
+    method: str = typer.Option("finetune", "--method", "-m", help="method of the overhead sweep"),
+    trials: int = typer.Option(6, "--trials", min=2, help="trials of the overhead sweep"),
+    efficiency_workload: str = typer.Option("digits-class", "--efficiency-workload",
+                                            help="workload of the grid-vs-TPE comparison"),
+    repeats: int = typer.Option(20, "--repeats", min=1,
+                                help="TPE runs (sampler seeds) replayed over the grid's results"),
+    skip_overhead: bool = typer.Option(False, "--skip-overhead", help="only sample efficiency"),
+    skip_efficiency: bool = typer.Option(False, "--skip-efficiency", help="only the overhead"),
+    out: str = typer.Option("bench-overhead.json", "-o", "--output", help="JSON report"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON report on stdout"),
+) -> None:
+    """Sweep overhead (wall time vs the trials' own compute) and TPE's sample efficiency vs a grid."""
+    from pathlib import Path
+
+    from raysweep.bench.overhead import run_benchmark
+
+    report = run_benchmark(workload=workload, method=method, trials=trials,
+                           efficiency_workload=efficiency_workload, repeats=repeats,
+                           overhead=not skip_overhead, efficiency=not skip_efficiency,
+                           out=Path(out))
+    if json_out:
+        print_json(report)
+        return
+    for line in report["summary"]:
+        stdout.print(line)
+    stdout.print(f"report: {out}")

@@ -109,7 +109,7 @@ def jobs_submit_cmd(
     submission_id: str | None = typer.Option(None, "--submission-id", help="choose the job id"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Run any command as a Ray job, e.g. `raysweep jobs submit -a URL -- raysweep bench run S.yaml`."""
+    """Run any command as a Ray job: `raysweep jobs submit -a URL -- raysweep bench run S.yaml`."""
     import shlex
 
     from raysweep.sweep.jobs import connect, project_root, runtime_env_for, submit
@@ -179,7 +179,8 @@ def jobs_stop_cmd(
 
     client, url = connect(address)
     stopped = stop_job(client, url, job_id)
-    summary = wait_for_job(client, url, job_id, out=None) if wait else job_info(client, url, job_id)
+    summary = (wait_for_job(client, url, job_id, quiet=True) if wait
+               else job_info(client, url, job_id))
     if json_out:
         print_json({"job_id": job_id, "stop_requested": stopped, "status": summary.status})
         return

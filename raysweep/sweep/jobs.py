@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import datetime as _dt
 import os
+import re
 import shlex
 import socket
 import sys
@@ -230,7 +231,7 @@ def _parse_env(items: Sequence[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key or not key.replace("_", "a").isalnum():
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise ConfigError(f"--env {item!r}: expected NAME=VALUE with a valid variable name")
         env[key] = value
     return env
@@ -238,7 +239,7 @@ def _parse_env(items: Sequence[str]) -> dict[str, str]:
 
 def runtime_env_for(working_dir: Path | None, env: Sequence[str] = (),
                     excludes: Sequence[str] = DEFAULT_EXCLUDES,
-                    warn: IO[str] | None = sys.stderr) -> dict[str, Any]:
+                    warn: bool = True) -> dict[str, Any]:
     """The job's runtime_env: working dir (with excludes) and environment variables.
 
     ``MLFLOW_TRACKING_URI`` is forwarded when it names a server; a local sqlite/file store
@@ -251,10 +252,10 @@ def runtime_env_for(working_dir: Path | None, env: Sequence[str] = (),
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         if uri.startswith(_LOCAL_TRACKING_PREFIXES) or "://" not in uri:
-            if warn is not None:
+            if warn:
                 print(f"raysweep: warning: MLFLOW_TRACKING_URI={uri} is local to this machine; "
                       f"not forwarded (pass --env MLFLOW_TRACKING_URI=http://SERVER:5000)",
-                      file=warn)
+                      file=sys.stderr)
         else:
             env_vars["MLFLOW_TRACKING_URI"] = uri
     env_vars.update(_parse_env(env))
@@ -344,12 +345,15 @@ def _follow_poll(client: JobSubmissionClient, url: str, job_id: str, out: IO[str
 
 
 def wait_for_job(client: JobSubmissionClient, url: str, job_id: str, *,
-                 out: IO[str] | None = sys.stderr, poll_s: float = 1.0) -> JobSummary:
-    """Stream the job's logs to ``out`` (``None``: do not print) until it finishes.
+                 out: IO[str] | None = None, quiet: bool = False,
+                 poll_s: float = 1.0) -> JobSummary:
+    """Wait until the job finishes; stream its logs to ``out`` (default stderr) unless ``quiet``.
 
     Follows the log websocket; falls back to polling when a proxy blocks websockets.
     """
-    if out is None:
+    if not quiet and out is None:
+        out = sys.stderr
+    if quiet or out is None:
         info = job_info(client, url, job_id)
         while info.status not in _TERMINAL:
             time.sleep(poll_s)

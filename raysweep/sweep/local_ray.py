@@ -130,7 +130,7 @@ def init_local_ray(
     num_gpus: int | None = None,
     **ray_init_kwargs: Any,
 ) -> BaseContext:
-    """Start a private local Ray, or join the cluster at ``address``; return ``ray.init``'s context.
+    """Start a private local Ray, or join the cluster at ``address``; return the Ray context.
 
     This signature is stable: the sweep runner calls it.
 

@@ -627,6 +627,12 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None, *,
         data = apply_overrides(data, overrides)
     if isinstance(data, dict) and data.get("name") is None:
         data = {**data, "name": Path(path).stem}
+    if isinstance(data, dict) and isinstance(data.get("workload"), str):
+        # A workload file next to the sweep file works from any directory.
+        ref = data["workload"]
+        if (ref.endswith((".yaml", ".yml")) and not Path(ref).is_absolute()
+                and not Path(ref).exists() and (Path(path).parent / ref).exists()):
+            data = {**data, "workload": str((Path(path).parent / ref).resolve())}
     spec = parse_sweep(data, source)
     return resolve_spec(spec, source) if resolve else spec
 

@@ -1,0 +1,333 @@
+"""``raysweep run | resume | status | validate | leaderboard | show | plot``.
+
+Output rules (STYLE.md part 2): tables and results on stdout, progress and logs on stderr;
+``run`` ends with the sweep id alone on stdout (``--json``: one JSON document). Exit codes:
+0 ok, 1 the sweep failed (e.g. over ``search.max_failed_trials``), 2 bad usage or config,
+130 interrupted (``raysweep resume SWEEP`` continues).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from raysweep.cli import EXIT_INTERRUPTED, EXIT_RUNTIME, app
+from raysweep.cli._common import Format, print_json, stdout
+
+
+def _overrides(overrides: list[str], num_samples: int | None, max_concurrent: int | None) -> list[str]:
+    out = list(overrides)
+    if num_samples is not None:
+        out.append(f"search.num_samples={num_samples}")
+    if max_concurrent is not None:
+        out.append(f"search.max_concurrent={max_concurrent}")
+    return out
+
+
+def _finish(outcome: Any, json_out: bool) -> None:
+    """Leaderboard + MLflow hint on stderr, the id (or JSON) on stdout, the exit code."""
+    from raysweep.report import rich_table
+    from raysweep.sweep.runner import err_console
+    from raysweep.sweep.leaderboard import leaderboard, leaderboard_columns
+    from raysweep.sweep.tracking import fetch_runs, mlflow_ui_hint
+
+    rows: list[dict[str, Any]] = []
+    try:
+        rows = leaderboard(fetch_runs(outcome.tracking_uri, outcome.experiment,
+                                      sweep_id=outcome.sweep_id))
+    except Exception as exc:  # noqa: BLE001 - the sweep result matters more than the table
+        err_console().print(f"[yellow]could not build the leaderboard: {exc}[/]")
+    if rows:
+        sort = rows[0].get("sort", "objective:min")
+        err_console().print(rich_table(rows, leaderboard_columns(rows, sort.split(":")[0]),
+                                 title=f"sweep {outcome.sweep_id}: best configuration per method "
+                                       f"(sorted by {sort})"))
+    err_console().print(f"MLflow: {mlflow_ui_hint(outcome.tracking_uri)}   (experiment "
+         f"{outcome.experiment_id}, parent run {outcome.parent_run_id})")
+    err_console().print(f"details: raysweep leaderboard --sweep {outcome.sweep_id}   |   raysweep show RUN_ID   "
+         f"|   raysweep plot {outcome.sweep_id} --kind history -o history.html")
+    if outcome.status != "finished":
+        color = "yellow" if outcome.status == "interrupted" else "red"
+        hint = f"; continue with: raysweep resume {outcome.sweep_id}" if outcome.status == "interrupted" else ""
+        err_console().print(f"[{color}]sweep {outcome.sweep_id} {outcome.status}: {outcome.message}{hint}[/]")
+    else:
+        err_console().print(f"[green]sweep {outcome.sweep_id} finished[/] in {outcome.wall_seconds:.0f}s "
+             f"({outcome.counts.get('finished', 0)} trials, {outcome.counts.get('failed', 0)} failed)")
+    if json_out:
+        print_json({**outcome.to_json(), "leaderboard": rows})
+    else:
+        print(outcome.sweep_id, flush=True)
+    if outcome.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if outcome.status == "failed":
+        raise typer.Exit(EXIT_RUNTIME)
+
+
+@app.command("run")
+def run_cmd(
+    space: Path = typer.Argument(..., help="sweep YAML (search_spaces/sweeps/*.yaml or search_spaces/<method>.yaml)"),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray on 127.0.0.1)"),
+    num_samples: int | None = typer.Option(None, "--num-samples", min=1, help="configurations to try (overrides search.num_samples)"),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1, help="trials at a time (overrides search.max_concurrent)"),
+    overrides: list[str] = typer.Option([], "--set", help="override a YAML field: key.path=value (repeatable)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate and show the plan; start nothing"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON document instead of the id"),
+) -> None:
+    """Run a sweep: Ray Tune trials, Optuna search, MLflow runs; prints the sweep id."""
+    from raysweep.sweep.space import load_sweep
+
+    spec = load_sweep(space, _overrides(overrides, num_samples, max_concurrent))
+    if dry_run:
+        from raysweep.sweep.runner import dry_run_plan
+
+        plan = dry_run_plan(spec)
+        if json_out:
+            print_json({"spec": spec.model_dump(mode="json"), "plan": plan})
+        else:
+            _print_spec(spec)
+            stdout.print(f"\n[bold]plan[/]: {plan['trials']} trials = {plan['configurations']} "
+                         f"configurations x {len(plan['seeds'])} seed(s); searcher optimises "
+                         f"{plan['searcher_metrics']}; max concurrent {plan['max_concurrent']}")
+            for ex in plan["example_configs"]:
+                stdout.print(f"  e.g. {ex['method']} {ex['params']}")
+        return
+    from raysweep.sweep.runner import run_sweep
+
+    _finish(run_sweep(spec, address=address), json_out)
+
+
+@app.command("resume")
+def resume_cmd(
+    sweep: str = typer.Argument(..., help="sweep id (or unique prefix, 'latest', or its directory)"),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address"),
+    errored: str = typer.Option("resume", "--errored", help="failed trials: resume (from their checkpoint), restart, or skip"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Continue an interrupted or crashed sweep; finished trials are not run again."""
+    from raysweep.errors import ConfigError
+    from raysweep.sweep.runner import resume_sweep
+
+    if errored not in ("resume", "restart", "skip"):
+        raise ConfigError(f"--errored {errored!r}: choose resume, restart or skip")
+    _finish(resume_sweep(sweep, address=address, errored=errored), json_out)
+
+
+@app.command("status")
+def status_cmd(
+    sweep: str = typer.Argument("latest", help="sweep id (or prefix, 'latest', or directory)"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Trial counts (running / complete / failed), the current best, where things are stored."""
+    from raysweep.sweep.runner import sweep_status
+
+    st = sweep_status(sweep)
+    if json_out:
+        print_json(st)
+        return
+    t = st["trials"]
+    stdout.print(f"[bold]sweep {st['sweep_id']}[/] ({st['name']})  status: [bold]{st['status']}[/]")
+    stdout.print(f"  {', '.join(st['methods'])} on {st['workload']}, {st['algorithm']}")
+    stdout.print(f"  trials: {t['completed']} complete, {t['failed']} failed, {t['running']} "
+                 f"running, of {t['total']}")
+    if "optuna" in st:
+        stdout.print(f"  optuna: {st['optuna']['configurations']} configurations "
+                     f"{st['optuna']['states']}")
+    if "best" in st:
+        b = st["best"]
+        stdout.print(f"  best {b['metric']} = {b['value']:.4f}  (optuna trial {b['number']}) "
+                     f"{b['params']}")
+    for p in st.get("pareto", []):
+        stdout.print(f"  pareto: trial {p['number']} values {p['values']} {p['params']}")
+    if st.get("message"):
+        stdout.print(f"  {st['message']}")
+    stdout.print(f"  mlflow: {st['mlflow_tracking_uri']} (parent run {st['mlflow_parent_run_id']})")
+    stdout.print(f"  state: {st['sweep_dir']}")
+
+
+def _print_spec(spec: Any) -> None:
+    from rich.table import Table
+
+    table = Table(header_style="bold", title=f"{spec.name}: {spec.workload}")
+    for col in ("method", "parameter", "distribution", "range / values", "when"):
+        table.add_column(col)
+    for method, params in spec.spaces().items():
+        if not params:
+            table.add_row(method, "(defaults)", "", "", "")
+        for name, p in params.items():
+            if p.distribution == "constant":
+                rng = repr(p.value)
+            elif p.distribution == "categorical":
+                rng = ", ".join(map(repr, p.values or []))
+            else:
+                rng = f"[{p.min:g}, {p.max:g}]" + (f" step {p.step:g}" if p.step else "")
+            when = ", ".join(f"{k}={v}" for k, v in p.when.items())
+            table.add_row(method, name, p.distribution or "", rng, when)
+    stdout.print(table)
+    objs = ", ".join(f"{o.goal} {o.metric}" + (f" (target {o.target:g})" if o.target is not None else "")
+                     for o in spec.objectives)
+    stdout.print(f"objectives: {objs}" + (f"  [composite: w_gap {spec.objective.w_gap:g}, "
+                                          f"w_mia {spec.objective.w_mia:g}, w_time "
+                                          f"{spec.objective.w_time:g}]"
+                                          if any(o.metric == "composite" for o in spec.objectives) else ""))
+    s = spec.search
+    stdout.print(f"search: {s.algorithm}, {spec.num_configs()} configurations x {len(spec.seeds)} "
+                 f"seed(s), max_concurrent {s.max_concurrent or 'auto'}, seed {s.seed}"
+                 + (f", ASHA grace {s.early_terminate.grace_period}" if s.early_terminate else ""))
+    b = spec.budget
+    stdout.print(f"budget: max_epochs {b.max_epochs}, max_time_ratio {b.max_time_ratio}, "
+                 f"max_seconds {b.max_seconds}; resources {spec.resources_per_trial.cpu:g} CPU, "
+                 f"{spec.resources_per_trial.gpu:g} GPU per trial")
+
+
+@app.command("validate")
+def validate_cmd(
+    space: Path = typer.Argument(..., help="sweep or search-space YAML"),
+    overrides: list[str] = typer.Option([], "--set", help="override a YAML field: key.path=value"),
+    json_out: bool = typer.Option(False, "--json", help="print the resolved spec as JSON"),
+) -> None:
+    """Check a sweep / search-space YAML and print the resolved space (exit 2 with one line if invalid)."""
+    from raysweep.sweep.space import load_sweep
+
+    spec = load_sweep(space, overrides)
+    if json_out:
+        print_json(spec.model_dump(mode="json"))
+        return
+    _print_spec(spec)
+    stdout.print(f"[green]{space}: valid[/]")
+
+
+def _store(sweep: str | None) -> tuple[str, str, str | None]:
+    """(tracking uri, experiment, sweep id) for queries, from a local sweep dir when there is one."""
+    import os
+
+    from raysweep.errors import UserError
+    from raysweep.sweep.tracking import tracking_uri
+
+    if sweep:
+        from raysweep.sweep.runner import find_sweep, load_state
+
+        try:
+            st = load_state(find_sweep(sweep))
+            return st["tracking_uri"], st["experiment"], st["id"]
+        except UserError:
+            pass  # a sweep tracked elsewhere: filter by the given id
+    return tracking_uri(), os.environ.get("RAYSWEEP_EXPERIMENT", "raysweep"), sweep
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    sweep: str | None = typer.Option(None, "--sweep", help="one sweep (id, prefix or 'latest'); default: all"),
+    workload: str | None = typer.Option(None, "--workload", "-w", help="only this workload"),
+    method: str | None = typer.Option(None, "--method", "-m", help="only this method"),
+    sort: str | None = typer.Option(None, "--sort", help="metric[:asc|desc] (default: the sweep's objective)"),
+    pareto: str | None = typer.Option(None, "--pareto", help="M1,M2[,...]: the non-dominated configurations (suffix :max/:min)"),
+    top: int | None = typer.Option(None, "--top", min=1, help="keep the first N rows per workload"),
+    all_configs: bool = typer.Option(False, "--all", help="every configuration, not only the best per method"),
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, json, csv or md"),
+) -> None:
+    """Best configuration per workload x method (mean ± std over seeds), with original and retrain rows."""
+    from raysweep.report import render, rich_table
+    from raysweep.sweep.leaderboard import leaderboard, leaderboard_columns
+    from raysweep.sweep.tracking import fetch_runs
+
+    uri, experiment, sweep_id = _store(sweep)
+    runs = fetch_runs(uri, experiment, sweep_id=sweep_id)
+    rows = leaderboard(runs, workload=workload, method=method, sort=sort,
+                       pareto=[p.strip() for p in pareto.split(",") if p.strip()] if pareto else None,
+                       top=top, all_configs=all_configs)
+    sort_metric = rows[0]["sort"].split(":")[0] if rows else "objective"
+    cols = leaderboard_columns(rows, sort_metric)
+    if fmt == Format.table:
+        title = "leaderboard" + (f" of sweep {sweep_id}" if sweep_id else "")
+        stdout.print(rich_table(rows, cols, title=title + (f" (sorted by {rows[0]['sort']})" if rows else "")))
+    elif fmt == Format.json:
+        for r in rows:
+            r.pop("run_id_short", None)
+        print(render(rows, cols, "json"))
+    else:
+        print(render(rows, cols, fmt.value), end="")
+
+
+def _repro(rec: dict[str, Any]) -> str:
+    import json
+
+    tags = rec["tags"]
+    wl = tags.get("raysweep.workload_ref") or tags.get("raysweep.workload", "WORKLOAD")
+    method = tags.get("raysweep.method", "METHOD")
+    if tags.get("raysweep.kind") == "reference":
+        return f"raysweep workload prepare {shlex.quote(wl)}"
+    params = json.loads(tags.get("raysweep.params_json") or "{}")
+    parts = ["raysweep", "unlearn", "--workload", shlex.quote(wl), "--method", shlex.quote(method),
+             "--seed", str(tags.get("raysweep.seed", 0))]
+    if tags.get("raysweep.best_epoch"):
+        parts += ["--max-epochs", str(tags["raysweep.best_epoch"])]
+    for k, v in params.items():
+        val = json.dumps(v) if isinstance(v, (bool, type(None))) else repr(v) if isinstance(v, float) else str(v)
+        parts += ["--set", shlex.quote(f"{k}={val}")]
+    return " ".join(parts)
+
+
+@app.command("show")
+def show_cmd(
+    trial: str = typer.Argument(..., help="MLflow run id (or prefix) or Tune trial id"),
+    experiment: str = typer.Option("raysweep", "--experiment", help="MLflow experiment"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """A trial's params, best metrics, checkpoint and the exact command that reproduces it."""
+    from rich.table import Table
+
+    from raysweep.sweep.tracking import find_trial_run, list_artifacts, tracking_uri
+
+    uri = tracking_uri()
+    rec = find_trial_run(uri, experiment, trial)
+    tags = rec["tags"]
+    best = {k[len("best/"):]: v for k, v in rec["metrics"].items() if k.startswith("best/")}
+    artifacts = list_artifacts(uri, rec["run_id"], "checkpoint") if tags.get("raysweep.checkpoint") else []
+    doc = {"run_id": rec["run_id"], "status": rec["status"], "experiment_id": rec["experiment_id"],
+           "sweep_id": tags.get("raysweep.sweep_id"), "trial_id": tags.get("raysweep.trial_id"),
+           "method": tags.get("raysweep.method"), "workload": tags.get("raysweep.workload"),
+           "seed": tags.get("raysweep.seed"), "best_epoch": tags.get("raysweep.best_epoch"),
+           "git_sha": tags.get("raysweep.git_sha"), "error": tags.get("raysweep.error"),
+           "params": rec["params"], "best_metrics": best, "checkpoint": artifacts,
+           "mlflow_tracking_uri": uri, "reproduce": _repro(rec)}
+    if json_out:
+        print_json(doc)
+        return
+    stdout.print(f"[bold]{doc['method']}[/] run {doc['run_id']} ({doc['status']}) of sweep "
+                 f"{doc['sweep_id']}, trial {doc['trial_id']}, seed {doc['seed']}, workload "
+                 f"{doc['workload']}")
+    if doc["error"]:
+        stdout.print(f"[red]error: {doc['error']}[/]")
+    table = Table(header_style="bold", title="params")
+    table.add_column("param")
+    table.add_column("value")
+    for k, v in sorted(rec["params"].items()):
+        table.add_row(k, v)
+    stdout.print(table)
+    mt = Table(header_style="bold", title=f"metrics at the best epoch ({doc['best_epoch']})")
+    mt.add_column("metric")
+    mt.add_column("value", justify="right")
+    for k, v in sorted(best.items()):
+        mt.add_row(k, f"{v:.4f}")
+    stdout.print(mt)
+    if artifacts:
+        stdout.print(f"checkpoint: {', '.join(artifacts)} (mlflow artifacts of run {doc['run_id']})")
+    stdout.print(f"reproduce:\n  {doc['reproduce']}")
+
+
+@app.command("plot")
+def plot_cmd(
+    sweep: str = typer.Argument(..., help="sweep id (or prefix, 'latest', or directory)"),
+    kind: str = typer.Option("history", "--kind", "-k", help="history, pareto, importance or parallel"),
+    out: Path = typer.Option(..., "-o", "--output", help="output file: .html (interactive) or .png/.svg/.pdf"),
+) -> None:
+    """Optuna plots of the sweep's stored study."""
+    from raysweep.sweep.plots import plot_study
+    from raysweep.sweep.runner import find_sweep, load_spec, load_study
+
+    d = find_sweep(sweep)
+    path = plot_study(load_study(d), load_spec(d), kind, out)
+    print(path)

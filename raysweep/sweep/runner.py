@@ -1,0 +1,630 @@
+"""Run, resume and inspect sweeps: the driver side of raysweep.
+
+A sweep lives in ``$RAYSWEEP_HOME/sweeps/<id>/`` (``RAYSWEEP_HOME`` defaults to ``./.raysweep``):
+
+=====================  ==========================================================================
+``state.json``         id, status, workload key, MLflow URI / experiment / parent run, timings
+``spec.json``          the resolved sweep spec (self-contained: bundled spaces filled in)
+``references.json``    the original and retrain metrics every trial is compared with
+``progress.json``      trial counts and the current best, rewritten as trials finish
+``optuna.journal``     the Optuna study (JournalStorage): Pareto sets, plots, optuna-dashboard
+``ray/tune/``          Ray Tune's experiment state and trial checkpoints (``Tuner.restore``)
+=====================  ==========================================================================
+
+:func:`run_sweep` prepares the workload once in the driver, logs the reference runs, starts
+Ray (locally bound to 127.0.0.1 with the dashboard off, unless ``--address``/``RAY_ADDRESS``
+names a cluster), and runs ``Tuner.fit`` with the trainable of :mod:`raysweep.sweep.trainable`,
+the search of :mod:`raysweep.sweep.search` and the callbacks of :mod:`raysweep.sweep.tracking`.
+:func:`resume_sweep` restores it with ``Tuner.restore(..., resume_errored=...)``: finished trials
+are not re-run, running ones continue from their checkpoints, and MLflow runs are re-attached.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback, Stopper
+
+from raysweep.errors import ConfigError, UserError
+from raysweep.sweep.space import SweepSpec
+
+__all__ = ["sweeps_home", "find_sweep", "load_state", "run_sweep", "resume_sweep", "SweepOutcome",
+           "sweep_status", "load_study", "dry_run_plan", "SweepFailed", "SweepInterrupted"]
+
+
+class SweepFailed(RuntimeError):
+    """The sweep ran but failed (more failed trials than allowed, or no trial succeeded)."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep was interrupted (Ctrl-C / SIGTERM); ``raysweep resume`` continues it."""
+
+
+def err_console() -> Any:
+    """stderr console; wide enough for the leaderboard when stderr is not a terminal."""
+    import sys
+
+    from rich.console import Console
+
+    global _ERR
+    if _ERR is None:
+        _ERR = Console(stderr=True, highlight=False,
+                       width=None if sys.stderr.isatty() else 160)
+    return _ERR
+
+
+_ERR: Any = None
+
+
+def sweeps_home() -> Path:
+    return Path(os.environ.get("RAYSWEEP_HOME", ".raysweep")).resolve() / "sweeps"
+
+
+def new_sweep_id() -> str:
+    return secrets.token_hex(4)
+
+
+def find_sweep(ref: str) -> Path:
+    """A sweep directory from an id, a unique id prefix, ``latest``, or a path."""
+    p = Path(ref)
+    if (p / "state.json").is_file():
+        return p.resolve()
+    home = sweeps_home()
+    dirs = [d for d in home.glob("*") if (d / "state.json").is_file()] if home.is_dir() else []
+    if ref == "latest":
+        if not dirs:
+            raise UserError(f"no sweeps under {home} (set RAYSWEEP_HOME to where they are)")
+        return max(dirs, key=lambda d: json.loads((d / "state.json").read_text()).get("created", 0))
+    exact = home / ref
+    if (exact / "state.json").is_file():
+        return exact
+    matches = [d for d in dirs if d.name.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise UserError(f"sweep id prefix {ref!r} is ambiguous: {', '.join(d.name for d in matches)}")
+    known = ", ".join(sorted(d.name for d in dirs)[-5:]) or "none"
+    raise UserError(f"no sweep {ref!r} under {home} (recent: {known}; RAYSWEEP_HOME selects "
+                    f"another place)")
+
+
+def load_state(sweep_dir: Path) -> dict[str, Any]:
+    return json.loads((sweep_dir / "state.json").read_text())
+
+
+def _save_state(sweep_dir: Path, state: dict[str, Any]) -> None:
+    state["updated"] = time.time()
+    tmp = sweep_dir / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2, default=str))
+    tmp.replace(sweep_dir / "state.json")
+
+
+def load_spec(sweep_dir: Path) -> SweepSpec:
+    return SweepSpec.model_validate_json((sweep_dir / "spec.json").read_text())
+
+
+def load_study(sweep_dir: Path) -> Any:
+    import optuna
+
+    from raysweep.sweep.search import STUDY_NAME, study_storage
+
+    path = sweep_dir / "optuna.journal"
+    if not path.exists():
+        raise UserError(f"sweep {sweep_dir.name} has no Optuna study yet ({path})")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=STUDY_NAME, storage=study_storage(path))
+
+
+# -- Ray ---------------------------------------------------------------------------------------
+
+@contextmanager
+def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[dict[str, Any]]:
+    """Join ``address`` (or ``RAY_ADDRESS``), or start a private local Ray; shut it down after.
+
+    The local Ray comes from :func:`raysweep.sweep.local_ray.init_local_ray`: every process
+    bound to 127.0.0.1, no dashboard, token auth. A Ray already initialised in this process
+    (tests, notebooks) is used as is and left running. ``RAYSWEEP_NUM_CPUS`` caps a local Ray.
+    """
+    import ray
+
+    from raysweep.sweep.local_ray import init_local_ray
+
+    started = not ray.is_initialized()
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    if started:
+        env_cpus = os.environ.get("RAYSWEEP_NUM_CPUS")
+        init_local_ray(num_cpus=num_cpus or (int(env_cpus) if env_cpus else None),
+                       address=target, logging_level="WARNING",
+                       log_to_driver=bool(os.environ.get("RAYSWEEP_DEBUG")))
+    try:
+        yield {"resources": ray.cluster_resources(), "started": started,
+               "address": target or "local (127.0.0.1)"}
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# -- callbacks ---------------------------------------------------------------------------------
+
+class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.pkl
+    """One stderr line per finished trial, progress.json, and the failed-trial limit."""
+
+    def __init__(self, sweep_dir: Path, total: int, max_failed: int | None,
+                 objective_key: str, objective_mode: str) -> None:
+        self.sweep_dir = str(sweep_dir)
+        self.total = total
+        self.max_failed = max_failed
+        self.key, self.mode = objective_key, objective_mode
+        self.done: dict[str, str] = {}
+        self.best: dict[str, Any] | None = None
+        self.running: dict[str, str] = {}
+        self.last_beat = time.time()
+
+    # Stopper
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.max_failed is not None and self.failed > self.max_failed
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in self.done.values() if s == "failed")
+
+    def get_state(self) -> dict:
+        return {"done": dict(self.done), "best": self.best}
+
+    def set_state(self, state: dict) -> None:
+        self.done.update(state.get("done", {}))
+        self.best = state.get("best")
+
+    def _write(self) -> None:
+        data = {"total": self.total, "completed": len(self.done) - self.failed,
+                "failed": self.failed, "running": len(self.running), "best": self.best,
+                "updated": time.time(), "pid": os.getpid()}
+        path = Path(self.sweep_dir) / "progress.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, default=str))
+        tmp.replace(path)
+
+    def _label(self, trial: Any) -> str:
+        cfg = trial.config
+        seed = cfg.get("seed", 0)
+        return f"{cfg.get('method', '?')}" + (f" seed {seed}" if seed else "")
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info_: Any) -> None:
+        self.running[trial.trial_id] = self._label(trial)
+        self._write()
+
+    def on_step_end(self, iteration: int, trials: list, **info_: Any) -> None:
+        if self.running and time.time() - self.last_beat > 60:
+            self.last_beat = time.time()
+            err_console().print(f"[dim]  running: {', '.join(sorted(self.running.values()))}[/]")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info_: Any) -> None:
+        self.running.pop(trial.trial_id, None)
+        self.done[trial.trial_id] = "ok"
+        r = trial.last_result or {}
+        value = r.get(f"best/{self.key}")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            better = self.best is None or (value < self.best["value"] if self.mode == "min"
+                                           else value > self.best["value"])
+            if better:
+                self.best = {"value": value, "trial_id": trial.trial_id,
+                             "method": trial.config.get("method")}
+        n = len(self.done)
+        val = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+        best = (f"best {self.best['value']:.4f} ({self.best['method']})" if self.best else "")
+        secs = r.get("rs/trial_seconds", float("nan"))
+        err_console().print(f"  [{n:>{len(str(self.total))}}/{self.total}] [green]done[/]   "
+                      f"{self._label(trial):<16} {self.key} {val}  epochs "
+                      f"{int(r.get('epoch', 0))}  {secs:5.1f}s   [dim]{best}[/]")
+        self._write()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info_: Any) -> None:
+        from raysweep.sweep.tracking import error_reason
+
+        self.running.pop(trial.trial_id, None)
+        self.done[trial.trial_id] = "failed"
+        n = len(self.done)
+        err_console().print(f"  [{n:>{len(str(self.total))}}/{self.total}] [red]failed[/] "
+                      f"{self._label(trial):<16} {error_reason(trial)}")
+        if self.stop_all():
+            err_console().print(f"[red]more than {self.max_failed} failed trials "
+                          f"(search.max_failed_trials): stopping the sweep[/]")
+        self._write()
+
+
+
+def _make_callbacks(sweep_dir: Path, total: int, max_failed: int | None,
+                    objective_key: str, objective_mode: str) -> list[Any]:
+    return [Progress(sweep_dir, total, max_failed, objective_key, objective_mode)]
+
+
+# -- run / resume ------------------------------------------------------------------------------
+
+@dataclass
+class SweepOutcome:
+    sweep_id: str
+    sweep_dir: Path
+    status: str                       # finished | failed | interrupted
+    tracking_uri: str
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    optuna_storage: str
+    counts: dict[str, int] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    fit_seconds: float = 0.0
+    trial_seconds: list[float] = field(default_factory=list)
+    method_seconds: list[float] = field(default_factory=list)
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sweep_id": self.sweep_id, "status": self.status,
+                "mlflow_tracking_uri": self.tracking_uri,
+                "mlflow_experiment_id": self.experiment_id,
+                "mlflow_parent_run_id": self.parent_run_id,
+                "optuna_storage": self.optuna_storage, "sweep_dir": str(self.sweep_dir),
+                "counts": self.counts, "wall_seconds": round(self.wall_seconds, 2)}
+
+
+def _max_concurrent(spec: SweepSpec, resources: dict[str, float]) -> int:
+    if spec.search.max_concurrent is not None:
+        return spec.search.max_concurrent
+    cpus = resources.get("CPU", 1.0)
+    n = int(cpus // spec.resources_per_trial.cpu) or 1
+    if spec.resources_per_trial.gpu > 0:
+        gpus = resources.get("GPU", 0.0)
+        if gpus <= 0:
+            raise ConfigError("resources_per_trial.gpu > 0 but the Ray cluster has no GPU; set "
+                              "resources_per_trial.gpu: 0 or connect to a GPU cluster (--address)")
+        n = min(n, int(gpus // spec.resources_per_trial.gpu) or 1)
+    return max(1, n)
+
+
+def _prepare(spec: SweepSpec) -> tuple[Any, Any]:
+    from raysweep.workload import load_workload_config, prepare
+
+    wcfg = load_workload_config(spec.workload)
+    return wcfg, prepare(wcfg)
+
+
+def _trainable(workload: Any, plan: Any) -> Any:
+    from ray import tune
+
+    from raysweep.sweep.trainable import unlearning_trial
+
+    fn = tune.with_parameters(unlearning_trial, workload=workload, plan=plan)
+    res = {"cpu": plan.cpus, "gpu": plan.gpus}
+    return tune.with_resources(fn, res)
+
+
+def dry_run_plan(spec: SweepSpec) -> dict[str, Any]:
+    """What ``raysweep run`` would do, without starting Ray or writing anything."""
+    import optuna
+
+    from raysweep.sweep.search import DefineByRun, default_points
+    from raysweep.sweep.space import grid_points
+
+    n = spec.num_configs()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=spec.search.seed))
+    dbr = DefineByRun(spec)
+    examples = []
+    for _ in range(min(3, n)):
+        t = study.ask()
+        out = dbr(t)
+        examples.append({"method": out["method"],
+                         "params": {k.split("/", 1)[1]: v for k, v in t.params.items() if "/" in k}})
+    metrics, modes = spec.searcher_metrics()
+    return {
+        "name": spec.name, "workload": spec.workload, "methods": spec.method_names(),
+        "algorithm": spec.search.algorithm, "configurations": n, "seeds": spec.seeds,
+        "trials": n * len(spec.seeds),
+        "grid_points": len(grid_points(spec)) if spec.search.algorithm == "grid" else None,
+        "objectives": [o.model_dump() for o in spec.objectives],
+        "searcher_metrics": dict(zip(metrics, modes)),
+        "budget": spec.budget.model_dump(), "resources_per_trial": spec.resources_per_trial.model_dump(),
+        "max_concurrent": spec.search.max_concurrent or "CPUs / resources_per_trial.cpu",
+        "early_terminate": spec.search.early_terminate.model_dump() if spec.search.early_terminate else None,
+        "first_points": default_points(spec) if spec.search.start_from_defaults and spec.search.algorithm != "grid" else [],
+        "example_configs": examples,
+    }
+
+
+@contextmanager
+def _sigterm_as_sigint() -> Iterator[None]:
+    """SIGTERM (e.g. from a scheduler) stops the sweep as gracefully as Ctrl-C does."""
+    def handler(signum: int, frame: Any) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | None = None,
+              num_cpus: int | None = None, tracking_uri_override: str | None = None) -> SweepOutcome:
+    """Run a resolved sweep end to end (see the module docstring)."""
+    from raysweep.sweep.tracking import Tracker, git_sha, tracking_uri
+    from raysweep.sweep.trainable import make_plan, objective_values
+
+    t0 = time.perf_counter()
+    sweep_id = sweep_id or new_sweep_id()
+    sweep_dir = sweeps_home() / sweep_id
+    sweep_dir.mkdir(parents=True, exist_ok=False)
+    (sweep_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
+    uri = tracking_uri(tracking_uri_override)
+    state: dict[str, Any] = {
+        "id": sweep_id, "name": spec.name, "status": "preparing", "created": time.time(),
+        "workload": spec.workload, "tracking_uri": uri, "experiment": spec.tracking.experiment,
+        "git_sha": git_sha(), "pid": os.getpid(), "address": address or os.environ.get("RAY_ADDRESS"),
+        "trials": spec.num_configs() * len(spec.seeds),
+    }
+    _save_state(sweep_dir, state)
+    err_console().print(f"[bold]sweep {sweep_id}[/] ({spec.name}): {', '.join(spec.method_names())} on "
+         f"{spec.workload}; {spec.num_configs()} configurations x {len(spec.seeds)} seed(s), "
+         f"{spec.search.algorithm}")
+
+    wcfg, workload = _prepare(spec)
+    refs = workload.reference_metrics(catboost=spec.evaluation.catboost)
+    plan = make_plan(spec, workload, refs)
+    ref_objectives = {k: objective_values(v, plan) for k, v in refs.items()}
+    (sweep_dir / "references.json").write_text(json.dumps(
+        {"metrics": refs, "objectives": ref_objectives, "workload_key": workload.key,
+         "retrain_seconds": workload.retrain_seconds}, indent=2, default=float))
+
+    tracker = Tracker(uri, spec.tracking.experiment, sweep_id)
+    tags = {"raysweep.workload": wcfg.name, "raysweep.workload_ref": spec.workload,
+            "raysweep.workload_key": workload.key, "raysweep.git_sha": state["git_sha"],
+            "raysweep.sort_key": spec.objectives[0].key}
+    experiment_id = tracker.ensure_experiment()
+    parent = tracker.start_parent(
+        name=f"{spec.name}-{sweep_id}", tags={**tags, "raysweep.methods": ",".join(spec.method_names())},
+        params={"algorithm": spec.search.algorithm, "num_samples": spec.num_configs(),
+                "seeds": spec.seeds, "methods": spec.method_names(), "workload": wcfg.name,
+                "objectives": [o.key for o in spec.objectives],
+                "max_epochs": spec.budget.max_epochs, "max_time_ratio": spec.budget.max_time_ratio,
+                "max_seconds": spec.budget.max_seconds},
+        spec_json=spec.model_dump_json(indent=2))
+    tracker.log_references(parent, refs, ref_objectives, tags)
+    state.update(status="running", experiment_id=experiment_id, parent_run_id=parent,
+                 workload_name=wcfg.name, workload_key=workload.key, tags=tags)
+    _save_state(sweep_dir, state)
+    return _fit(spec, sweep_dir, state, workload, plan, tracker, tags, address=address,
+                num_cpus=num_cpus, restore=None, t0=t0)
+
+
+def resume_sweep(ref: str, *, address: str | None = None, errored: str = "resume",
+                 num_cpus: int | None = None) -> SweepOutcome:
+    """Continue an interrupted or crashed sweep (finished trials are not re-run)."""
+    from raysweep.sweep.tracking import Tracker
+    from raysweep.sweep.trainable import make_plan
+
+    t0 = time.perf_counter()
+    sweep_dir = find_sweep(ref)
+    state = load_state(sweep_dir)
+    spec = load_spec(sweep_dir)
+    if state.get("status") == "finished":
+        raise UserError(f"sweep {state['id']} already finished; see raysweep leaderboard "
+                        f"--sweep {state['id']}")
+    if not (sweep_dir / "ray" / "tune" / "tuner.pkl").exists():
+        raise UserError(f"sweep {state['id']} stopped before Ray Tune started (status "
+                        f"{state.get('status')}); start it again with raysweep run")
+    pid = state.get("pid")
+    if pid and pid != os.getpid() and _alive(pid) and state.get("status") == "running":
+        raise UserError(f"sweep {state['id']} is still running (pid {pid}); stop it first")
+    err_console().print(f"[bold]resuming sweep {state['id']}[/] ({spec.name})")
+    wcfg, workload = _prepare(spec)
+    if workload.key != state.get("workload_key"):
+        raise UserError(f"workload {spec.workload} changed since sweep {state['id']} started "
+                        f"(cache key {workload.key} != {state.get('workload_key')})")
+    refs = json.loads((sweep_dir / "references.json").read_text())["metrics"]
+    plan = make_plan(spec, workload, refs)
+    tracker = Tracker(state["tracking_uri"], state["experiment"], state["id"])
+    tracker.experiment_id = state["experiment_id"]
+    tracker.client.update_run(state["parent_run_id"], status="RUNNING")
+    state.update(status="running", pid=os.getpid(), resumed=state.get("resumed", 0) + 1)
+    _save_state(sweep_dir, state)
+    return _fit(spec, sweep_dir, state, workload, plan, tracker, state["tags"], address=address,
+                num_cpus=num_cpus, restore=errored, t0=t0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any, plan: Any,
+         tracker: Any, tags: dict[str, Any], *, address: str | None, num_cpus: int | None,
+         restore: str | None, t0: float) -> SweepOutcome:
+    from ray import tune
+
+    from raysweep.sweep.search import make_scheduler, make_search
+    from raysweep.sweep.tracking import MlflowTrialCallback
+
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+    # Checkpoints are small and kept one per trial; Tune then snapshots its state after each,
+    # which is what makes a resumed trial continue from its latest epoch. No warning about it.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    n_trials = spec.num_configs() * len(spec.seeds)
+    outcome_status = "finished"
+    message = ""
+    fit_seconds = 0.0
+    trials: list[Any] = []
+    with ray_session(address, num_cpus) as session, _sigterm_as_sigint():
+        trainable = _trainable(workload, plan)
+        experiment_path = sweep_dir / "ray" / "tune"
+        if restore is None:
+            max_conc = _max_concurrent(spec, session["resources"])
+            state["max_concurrent"] = max_conc
+            _save_state(sweep_dir, state)
+            key, mode = spec.objectives[0].key, spec.objectives[0].mode
+            callbacks = [MlflowTrialCallback(tracker, state["parent_run_id"], tags,
+                                             log_checkpoints=spec.tracking.checkpoints == "all"),
+                         *_make_callbacks(sweep_dir, n_trials, spec.search.max_failed_trials,
+                                          key, mode)]
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=make_search(spec, sweep_dir / "optuna.journal", max_conc),
+                    scheduler=make_scheduler(spec), num_samples=n_trials, reuse_actors=True),
+                run_config=tune.RunConfig(
+                    name="tune", storage_path=str(sweep_dir / "ray"), verbose=0,
+                    callbacks=callbacks, stop=callbacks[-1],
+                    failure_config=tune.FailureConfig(max_failures=0),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+            )
+        else:
+            tuner = tune.Tuner.restore(str(experiment_path), trainable=trainable,
+                                       resume_unfinished=True,
+                                       resume_errored=restore == "resume",
+                                       restart_errored=restore == "restart")
+        err_console().print(f"Ray: {session['address']}, {session['resources'].get('CPU', 0):g} CPUs"
+             f"{', %g GPUs' % session['resources']['GPU'] if session['resources'].get('GPU') else ''}; "
+             f"trials write to {sweep_dir}")
+        t_fit = time.perf_counter()
+        try:
+            grid = tuner.fit()
+        finally:
+            fit_seconds = time.perf_counter() - t_fit
+        trials = [r for r in grid]
+        # Count from the progress callback: its state survives restores, and Tune marks the
+        # trials it stops on Ctrl-C TERMINATED in memory although they did not finish.
+        progress = _read_progress(sweep_dir)
+        terminated = int(progress.get("completed", grid.num_terminated))
+        errors = int(progress.get("failed", grid.num_errors))
+        max_failed = spec.search.max_failed_trials
+        if max_failed is not None and errors > max_failed:
+            outcome_status = "failed"
+            message = f"{errors} trials failed, more than search.max_failed_trials={max_failed}"
+        elif terminated + errors < n_trials:
+            outcome_status = "interrupted"
+            message = (f"interrupted with {n_trials - terminated - errors} of {n_trials} trials "
+                       f"unfinished")
+        elif terminated == 0:
+            outcome_status = "failed"
+            message = f"no trial finished ({errors} failed); see raysweep status {state['id']}"
+    counts = {"trials": n_trials, "finished": terminated, "failed": errors,
+              "unfinished": n_trials - terminated - errors}
+    # The best checkpoint of each method's best configuration, as artifacts of its runs.
+    if spec.tracking.checkpoints == "best" and outcome_status != "interrupted":
+        _log_best_checkpoints(spec, tracker, state, trials)
+    mlflow_status = {"finished": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}[outcome_status]
+    best = _read_progress(sweep_dir).get("best") or {}
+    tracker.finish_parent(state["parent_run_id"], mlflow_status,
+                          metrics={"trials_finished": counts["finished"],
+                                   "trials_failed": counts["failed"],
+                                   f"best/{spec.objectives[0].key}": best.get("value", float("nan"))},
+                          tags={"raysweep.status": outcome_status})
+    state.update(status=outcome_status, finished=time.time(), counts=counts, message=message)
+    _save_state(sweep_dir, state)
+    trial_secs = [float(r.metrics.get("rs/trial_seconds", 0.0)) for r in trials if r.metrics]
+    method_secs = [float(r.metrics.get("rs/method_seconds", 0.0)) for r in trials if r.metrics]
+    return SweepOutcome(
+        sweep_id=state["id"], sweep_dir=sweep_dir, status=outcome_status,
+        tracking_uri=state["tracking_uri"], experiment=state["experiment"],
+        experiment_id=state["experiment_id"], parent_run_id=state["parent_run_id"],
+        optuna_storage=str(sweep_dir / "optuna.journal"), counts=counts,
+        wall_seconds=time.perf_counter() - t0, fit_seconds=fit_seconds,
+        trial_seconds=trial_secs, method_seconds=method_secs, message=message)
+
+
+def _read_progress(sweep_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((sweep_dir / "progress.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: dict[str, Any],
+                          results: list[Any]) -> None:
+    from raysweep.sweep.leaderboard import leaderboard
+    from raysweep.sweep.tracking import fetch_runs
+
+    by_trial = {}
+    for r in results:
+        tid = (r.metrics or {}).get("trial_id")
+        if tid and r.checkpoint is not None:
+            by_trial[tid] = r.checkpoint.path
+    try:
+        runs = fetch_runs(state["tracking_uri"], state["experiment"], sweep_id=state["id"])
+        if spec.multi_objective:
+            rows = leaderboard(runs, pareto=[f"{o.key}:{o.mode}" for o in spec.objectives])
+        else:
+            rows = leaderboard(runs)
+    except UserError:
+        return
+    run_trial = {r["run_id"]: r["tags"].get("raysweep.trial_id") for r in runs}
+    for row in rows:
+        if row["kind"] != "trial":
+            continue
+        for run_id in row["run_ids"]:
+            path = by_trial.get(run_trial.get(run_id))
+            if path and Path(path).exists():
+                try:
+                    tracker.log_checkpoint(run_id, path)
+                except Exception as exc:  # noqa: BLE001 - artifacts are best effort
+                    err_console().print(f"[yellow]could not log the checkpoint of run {run_id}: {exc}[/]")
+
+
+def sweep_status(ref: str) -> dict[str, Any]:
+    """State, trial counts (Optuna and Tune) and the current best of a sweep."""
+    sweep_dir = find_sweep(ref)
+    state = load_state(sweep_dir)
+    spec = load_spec(sweep_dir)
+    progress = _read_progress(sweep_dir)
+    out: dict[str, Any] = {
+        "sweep_id": state["id"], "name": state.get("name"), "status": state.get("status"),
+        "workload": state.get("workload"), "methods": spec.method_names(),
+        "algorithm": spec.search.algorithm, "sweep_dir": str(sweep_dir),
+        "mlflow_tracking_uri": state.get("tracking_uri"),
+        "mlflow_experiment_id": state.get("experiment_id"),
+        "mlflow_parent_run_id": state.get("parent_run_id"),
+        "optuna_storage": str(sweep_dir / "optuna.journal"),
+        "trials": {"total": state.get("trials"), "completed": progress.get("completed", 0),
+                   "failed": progress.get("failed", 0), "running": progress.get("running", 0)},
+        "message": state.get("message", ""),
+    }
+    if state.get("status") == "running" and not _alive(int(state.get("pid", 0) or 0)):
+        out["status"] = "crashed"
+        out["message"] = f"the driver (pid {state.get('pid')}) is gone: raysweep resume {state['id']}"
+    try:
+        study = load_study(sweep_dir)
+    except UserError:
+        return out
+    states: dict[str, int] = {}
+    for t in study.trials:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    out["optuna"] = {"configurations": len(study.trials), "states": states}
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if complete:
+        if spec.multi_objective:
+            out["pareto"] = [{"number": t.number, "values": t.values, "params": t.params}
+                             for t in study.best_trials]
+        else:
+            bt = study.best_trial
+            out["best"] = {"number": bt.number, "value": bt.value, "params": bt.params,
+                           "metric": spec.searcher_metrics()[0][0]}
+    return out

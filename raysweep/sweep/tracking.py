@@ -1,0 +1,388 @@
+"""MLflow tracking of sweeps: runs, batched metrics, checkpoints, leaderboard queries.
+
+Layout (one MLflow experiment, ``tracking.experiment``, default ``raysweep``):
+
+* a **parent run** per sweep (tags ``raysweep.kind=sweep``, ``raysweep.sweep_id``; the resolved
+  spec as the ``sweep.json`` artifact);
+* a **child run per trial** (``mlflow.parentRunId``; tags ``raysweep.sweep_id``,
+  ``raysweep.trial_id``, ``raysweep.method``, ``raysweep.workload``, ``raysweep.git_sha``,
+  ``raysweep.seed``, ``raysweep.config_hash``): the method's full config as params, every
+  metric per epoch (``step`` = epoch), ``best/<metric>`` once at the end (MLflow's tables show
+  the *latest* value of a metric, so the best epoch's values get their own keys), and the best
+  checkpoint (``checkpoint/best.pt``) of the best configuration of each method;
+* two **reference runs** per sweep, ``original`` and ``retrain`` (``raysweep.kind=reference``),
+  so that every leaderboard has them.
+
+Everything is written with ``MlflowClient.log_batch`` from the driver (one call per result,
+not one per key: ``MLflowLoggerCallback`` costs 0.2-0.6 s per result on SQLite here). Child
+runs are keyed by trial id: after ``raysweep resume`` the callback re-attaches to the run it
+created before instead of opening a duplicate.
+
+The default store is embedded: ``sqlite:///mlflow.db`` in the working directory with artifacts
+in ``./mlartifacts``, created in the driver before any trial starts; ``MLFLOW_TRACKING_URI``
+selects any other store (a tracking server on a cluster: never SQLite on NFS).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from raysweep.errors import UserError
+
+__all__ = ["tracking_uri", "Tracker", "MlflowTrialCallback", "git_sha", "config_hash",
+           "fetch_runs", "RunRecord", "mlflow_ui_hint", "default_store_exists"]
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+_TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id",
+              "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip",
+              "config", "time_since_restore", "iterations_since_restore", "experiment_tag",
+              "should_checkpoint", "episodes_total", "timesteps_total"}
+_MAX_METRICS, _MAX_PARAMS = 1000, 100
+
+
+def tracking_uri(uri: str | None = None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db`` (absolute)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = Path(uri[len("sqlite:///"):])
+        uri = "sqlite:///" + str(path.resolve())
+    return uri
+
+
+def default_store_exists(uri: str) -> bool:
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).exists()
+    return True
+
+
+def mlflow_ui_hint(uri: str) -> str:
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        rel = os.path.relpath(db) if db.is_absolute() else str(db)
+        shown = f"sqlite:///{rel}" if not rel.startswith("..") else uri
+        return f"mlflow ui --backend-store-uri {shown}"
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def git_sha() -> str:
+    for cwd in (Path.cwd(), Path(__file__).resolve().parent):
+        try:
+            out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                                 text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    return "unknown"
+
+
+def config_hash(method: str, params: Mapping[str, Any]) -> str:
+    blob = json.dumps({"method": method, "params": dict(params)}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def _client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _finite_metrics(values: Mapping[str, Any], step: int, ts: int,
+                    prefix: str = "") -> list[Any]:
+    from mlflow.entities import Metric
+
+    out = []
+    for k, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if not math.isfinite(float(v)):
+            continue
+        out.append(Metric(prefix + k, float(v), ts, step))
+    return out
+
+
+def _batched(client: Any, run_id: str, metrics: list[Any] = (), params: Mapping[str, Any] | None = None,
+             tags: Mapping[str, Any] | None = None) -> None:
+    from mlflow.entities import Param, RunTag
+
+    ps = [Param(k, _param_str(v)) for k, v in (params or {}).items()]
+    ts = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+    metrics = list(metrics)
+    while metrics or ps or ts:
+        client.log_batch(run_id, metrics=metrics[:_MAX_METRICS], params=ps[:_MAX_PARAMS],
+                         tags=ts[:_MAX_PARAMS])
+        metrics, ps, ts = metrics[_MAX_METRICS:], ps[_MAX_PARAMS:], ts[_MAX_PARAMS:]
+
+
+def _param_str(v: Any) -> str:
+    s = json.dumps(v) if isinstance(v, (list, dict, bool)) or v is None else str(v)
+    return s[:6000]
+
+
+class Tracker:
+    """The driver-side handle of one sweep's MLflow records."""
+
+    def __init__(self, uri: str, experiment: str, sweep_id: str) -> None:
+        self.uri = uri
+        self.experiment = experiment
+        self.sweep_id = sweep_id
+        self._c: Any = None
+        self.experiment_id: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_c": None}
+
+    @property
+    def client(self) -> Any:
+        if self._c is None:
+            self._c = _client(self.uri)
+        return self._c
+
+    # -- experiment and parent run -------------------------------------------------------------
+    def ensure_experiment(self) -> str:
+        if self.experiment_id:
+            return self.experiment_id
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            artifact_location = None
+            if self.uri.startswith("sqlite:///"):
+                root = Path(self.uri[len("sqlite:///"):]).parent / "mlartifacts"
+                artifact_location = root.resolve().as_uri()
+            try:
+                self.experiment_id = self.client.create_experiment(
+                    self.experiment, artifact_location=artifact_location)
+            except Exception:  # created concurrently by another sweep
+                exp = self.client.get_experiment_by_name(self.experiment)
+                if exp is None:
+                    raise
+                self.experiment_id = exp.experiment_id
+        else:
+            self.experiment_id = exp.experiment_id
+        return self.experiment_id
+
+    def find_run(self, **tags: str) -> str | None:
+        flt = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs([self.ensure_experiment()], filter_string=flt,
+                                       max_results=5)
+        return runs[0].info.run_id if runs else None
+
+    def start_parent(self, *, name: str, tags: Mapping[str, Any], params: Mapping[str, Any],
+                     spec_json: str) -> str:
+        existing = self.find_run(**{"raysweep.sweep_id": self.sweep_id, "raysweep.kind": "sweep"})
+        if existing:
+            self.client.update_run(existing, status="RUNNING")
+            return existing
+        run = self.client.create_run(self.ensure_experiment(), run_name=name, tags={
+            "raysweep.sweep_id": self.sweep_id, "raysweep.kind": "sweep", **tags})
+        run_id = run.info.run_id
+        _batched(self.client, run_id, params=params)
+        self.client.log_text(run_id, spec_json, "sweep.json")
+        return run_id
+
+    def finish_parent(self, run_id: str, status: str, metrics: Mapping[str, float] | None = None,
+                      tags: Mapping[str, Any] | None = None) -> None:
+        if metrics or tags:
+            _batched(self.client, run_id, _finite_metrics(metrics or {}, 0, _now()), tags=tags)
+        self.client.set_terminated(run_id, status=status)
+
+    def log_references(self, parent_id: str, references: Mapping[str, Mapping[str, float]],
+                       objectives: Mapping[str, Mapping[str, float]], tags: Mapping[str, Any]) -> None:
+        """``original`` and ``retrain`` as finished child runs (metrics also as ``best/``)."""
+        for name, metrics in references.items():
+            if self.find_run(**{"raysweep.sweep_id": self.sweep_id, "raysweep.kind": "reference",
+                                "raysweep.method": name}):
+                continue
+            run = self.client.create_run(self.ensure_experiment(), run_name=name, tags={
+                **tags, "mlflow.parentRunId": parent_id, "raysweep.sweep_id": self.sweep_id,
+                "raysweep.kind": "reference", "raysweep.method": name})
+            values = {**metrics, **objectives.get(name, {})}
+            ts = _now()
+            _batched(self.client, run.info.run_id,
+                     _finite_metrics(values, 0, ts) + _finite_metrics(values, 0, ts, "best/"))
+            self.client.set_terminated(run.info.run_id, status="FINISHED")
+
+    def log_checkpoint(self, run_id: str, checkpoint_dir: str | os.PathLike[str]) -> None:
+        self.client.log_artifacts(run_id, str(checkpoint_dir), "checkpoint")
+        self.client.set_tag(run_id, "raysweep.checkpoint", "checkpoint/best.pt")
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+class MlflowTrialCallback(Callback):
+    """A Tune callback that logs each trial as a child run, one ``log_batch`` per result."""
+
+    def __init__(self, tracker: Tracker, parent_id: str, tags: Mapping[str, Any],
+                 log_checkpoints: bool = False) -> None:
+        self.tracker = tracker
+        self.parent_id = parent_id
+        self.tags = dict(tags)
+        self.log_checkpoints = log_checkpoints
+        self.runs: dict[str, str] = {}
+
+    def get_state(self) -> dict[str, Any]:
+        return {"runs": dict(self.runs)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.runs.update(state.get("runs", {}))
+
+    def run_id(self, trial: Any) -> str:
+        tid = trial.trial_id
+        if tid in self.runs:
+            return self.runs[tid]
+        t = self.tracker
+        existing = t.find_run(**{"raysweep.sweep_id": t.sweep_id, "raysweep.trial_id": tid})
+        if existing:  # re-attach after a resume: never a duplicate run
+            self.runs[tid] = existing
+            t.client.update_run(existing, status="RUNNING")
+            return existing
+        from raysweep.methods import make_config
+        from raysweep.sweep.search import trial_params
+
+        cfg = trial.config
+        method, params = trial_params(cfg)
+        seed = int(cfg.get("seed", 0))
+        rs = cfg.get("rs") or {}
+        full = make_config(method, params).model_dump(mode="json")
+        run = t.client.create_run(t.ensure_experiment(), run_name=f"{method}-{tid}", tags={
+            **self.tags, "mlflow.parentRunId": self.parent_id, "raysweep.sweep_id": t.sweep_id,
+            "raysweep.kind": "trial", "raysweep.trial_id": tid, "raysweep.method": method,
+            "raysweep.seed": seed, "raysweep.group": rs.get("group", tid),
+            "raysweep.optuna_trial": rs.get("optuna_trial", ""),
+            "raysweep.config_hash": config_hash(method, params),
+            "raysweep.params_json": json.dumps(params, sort_keys=True)})
+        run_id = run.info.run_id
+        _batched(t.client, run_id, params={"method": method, "seed": seed, **full})
+        self.runs[tid] = run_id
+        return run_id
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        per_epoch = {k: v for k, v in result.items()
+                     if k not in _TUNE_KEYS and not k.startswith(("best/", "rs/"))}
+        per_epoch["rs/method_seconds"] = result.get("rs/method_seconds", float("nan"))
+        _batched(self.tracker.client, self.run_id(trial), _finite_metrics(per_epoch, step, _now()))
+
+    def _final(self, trial: Any, status: str, tags: Mapping[str, Any] | None = None) -> None:
+        run_id = self.run_id(trial)
+        last = trial.last_result or {}
+        best = {k: v for k, v in last.items() if k.startswith("best/")}
+        extra = {k: last[k] for k in ("best_epoch", "rs/trial_seconds", "rs/method_seconds")
+                 if k in last}
+        all_tags = dict(tags or {})
+        if "best_epoch" in last:
+            all_tags["raysweep.best_epoch"] = int(last["best_epoch"])
+        _batched(self.tracker.client, run_id, _finite_metrics({**best, **extra}, 0, _now()),
+                 tags=all_tags)
+        if self.log_checkpoints and status == "FINISHED" and trial.checkpoint is not None:
+            try:
+                self.tracker.log_checkpoint(run_id, trial.checkpoint.path)
+            except Exception:  # noqa: BLE001 - an artifact store hiccup must not fail the sweep
+                pass
+        self.tracker.client.set_terminated(run_id, status=status)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._final(trial, "FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._final(trial, "FAILED", {"raysweep.error": error_reason(trial)})
+
+
+def error_reason(trial: Any) -> str:
+    """The last line of a trial's error trace (``TrialFailure: ...``), or a generic text."""
+    try:
+        text = trial.get_error() or ""
+    except Exception:  # noqa: BLE001
+        text = ""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "Failure" in ln or "Exception" in ln:
+            return ln[:2000]
+    return lines[-1][:2000] if lines else "trial failed (no error text)"
+
+
+# -- queries -----------------------------------------------------------------------------------
+
+class RunRecord(dict):
+    """One MLflow run flattened: ``run_id``, ``status``, ``start``, ``tags``, ``params``, ``metrics``."""
+
+
+def fetch_runs(uri: str, experiment: str = "raysweep", *, sweep_id: str | None = None,
+               kinds: Iterable[str] = ("trial", "reference"), run_id: str | None = None) -> list[RunRecord]:
+    """Runs of the experiment (optionally one sweep), paged through ``search_runs``."""
+    if not default_store_exists(uri):
+        raise UserError(f"no MLflow store at {uri}: run a sweep first, or set "
+                        f"MLFLOW_TRACKING_URI to the store that has your sweeps")
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise UserError(f"MLflow experiment {experiment!r} not found in {uri}")
+    flt = []
+    if sweep_id:
+        flt.append(f"tags.`raysweep.sweep_id` = '{sweep_id}'")
+    out: list[RunRecord] = []
+    token = None
+    kinds = set(kinds)
+    while True:
+        page = client.search_runs([exp.experiment_id], filter_string=" and ".join(flt),
+                                  max_results=1000, page_token=token)
+        for r in page:
+            tags = dict(r.data.tags)
+            if tags.get("raysweep.kind") not in kinds:
+                continue
+            out.append(RunRecord(run_id=r.info.run_id, status=r.info.status,
+                                 start=r.info.start_time, experiment_id=exp.experiment_id,
+                                 tags=tags, params=dict(r.data.params),
+                                 metrics=dict(r.data.metrics)))
+        token = page.token
+        if not token:
+            break
+    return out
+
+
+def get_run(uri: str, run_id: str) -> RunRecord:
+    client = _client(uri)
+    r = client.get_run(run_id)
+    return RunRecord(run_id=r.info.run_id, status=r.info.status, start=r.info.start_time,
+                     experiment_id=r.info.experiment_id, tags=dict(r.data.tags),
+                     params=dict(r.data.params), metrics=dict(r.data.metrics))
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    return [(m.step, m.value) for m in _client(uri).get_metric_history(run_id, key)]
+
+
+def list_artifacts(uri: str, run_id: str, path: str | None = None) -> list[str]:
+    return [a.path for a in _client(uri).list_artifacts(run_id, path)]
+
+
+def find_trial_run(uri: str, experiment: str, ref: str) -> RunRecord:
+    """A trial run by MLflow run id (or unique prefix) or by Tune trial id."""
+    for rec in fetch_runs(uri, experiment, kinds=("trial", "reference")):
+        if rec["run_id"] == ref or rec["tags"].get("raysweep.trial_id") == ref:
+            return rec
+    matches = [rec for rec in fetch_runs(uri, experiment, kinds=("trial", "reference"))
+               if rec["run_id"].startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise UserError(f"run id prefix {ref!r} is ambiguous ({len(matches)} runs); give more characters")
+    raise UserError(f"no trial {ref!r} in MLflow experiment {experiment!r} at {uri} (give an "
+                    f"MLflow run id or a Tune trial id, as shown by raysweep leaderboard)")

@@ -1,0 +1,294 @@
+"""The one Ray Tune function trainable that runs any registered method on a prepared workload.
+
+Per trial (see :func:`unlearning_trial`):
+
+1. Copy the original model (the workload came once through the object store via
+   ``tune.with_parameters``; nothing is reloaded per trial).
+2. Run the method with :func:`raysweep.methods.run_method`. After each epoch the callback
+   evaluates every metric (one forward pass per split), computes the objective(s), reports
+   with a ``tune.Checkpoint`` and decides whether the budget allows another epoch.
+3. The epoch and time budgets are enforced here, not trusted to the method: the epoch budget
+   through ``max_epochs``; the time budget (``max_seconds`` or ``max_time_ratio`` x retrain
+   time) stops the run at the first epoch that ends past it. Time counts only the method's own
+   work: evaluation is excluded.
+4. Every report carries the running best: ``best/<metric>`` are the metrics of the best epoch
+   so far and ``best_epoch`` its number (for several objectives, "best" is the last epoch within
+   budget). OptunaSearch tells Optuna the *last* result, so the searcher reads ``best/...``.
+   An epoch that ends past the time budget is never the best unless no epoch made it.
+5. Failures (an exception, a non-finite loss or non-finite outputs) raise
+   :class:`TrialFailure` with the reason; Tune marks the trial ERROR and tracking records why.
+
+Resume: a checkpoint holds ``state.json`` (epochs done, method time, the best epoch's metrics,
+a fingerprint of the weights after each epoch) and ``best.pt`` (the best weights). Methods are
+generators whose optimiser state is not checkpointed, so a resumed trial replays its completed
+epochs deterministically (same seed; evaluation never touches the method's RNG) without
+evaluating or reporting them, checks the replay against the stored fingerprints, and continues.
+A trial whose checkpoint says it finished just returns.
+
+This module talks to Ray only through ``ray.tune.report`` / ``get_checkpoint`` and can be called
+outside Tune through :func:`run_trial` (tests, ``raysweep bench``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from raysweep.methods import EpochEnd, get_method, make_config, run_method
+from raysweep.metrics import forward_splits
+from raysweep.sweep.space import ObjectiveSpec, SweepSpec
+
+__all__ = ["TrialPlan", "TrialFailure", "unlearning_trial", "run_trial", "objective_values",
+           "STATE_FILE", "BEST_FILE", "make_plan"]
+
+STATE_FILE = "state.json"
+BEST_FILE = "best.pt"
+
+
+class TrialFailure(RuntimeError):
+    """A trial that cannot produce a valid result (diverged, non-finite outputs)."""
+
+
+@dataclass
+class TrialPlan:
+    """Everything about a sweep that a trial needs besides its config (small, picklable)."""
+
+    objectives: list[ObjectiveSpec]
+    objective_config: Any                     # raysweep.metrics.ObjectiveConfig
+    reference: dict[str, dict[str, float]]    # "original" / "retrain" metrics
+    max_epochs: int | None = None
+    max_seconds: float | None = None
+    catboost: bool = False
+    eval_batch_size: int = 512
+    cpus: float = 1.0
+    gpus: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+
+def make_plan(spec: SweepSpec, workload: Any, reference: dict[str, dict[str, float]]) -> TrialPlan:
+    """The plan of a sweep on a prepared workload (time budget resolved to seconds)."""
+    b = spec.budget
+    max_seconds = b.max_seconds
+    if b.max_time_ratio is not None:
+        max_seconds = b.max_time_ratio * float(workload.retrain_seconds)
+    return TrialPlan(objectives=list(spec.objectives), objective_config=spec.objective,
+                     reference=reference, max_epochs=b.max_epochs, max_seconds=max_seconds,
+                     catboost=spec.evaluation.catboost,
+                     eval_batch_size=spec.evaluation.batch_size or workload.config.eval_batch_size,
+                     cpus=spec.resources_per_trial.cpu, gpus=spec.resources_per_trial.gpu)
+
+
+def objective_values(metrics: dict[str, float], plan: TrialPlan) -> dict[str, float]:
+    """The value of every objective (keys :attr:`ObjectiveSpec.key`); non-finite -> worst."""
+    out: dict[str, float] = {}
+    for o in plan.objectives:
+        if o.metric == "composite":
+            v = plan.objective_config.score(
+                metrics, oracle_metrics=plan.reference.get("retrain"))
+        else:
+            v = float(metrics.get(o.metric, float("nan")))
+            if o.target is not None:
+                v = abs(v - o.target)
+        if not math.isfinite(v):
+            v = float("inf") if o.mode == "min" else float("-inf")
+        out[o.key] = float(v)
+    return out
+
+
+def _better(a: dict[str, float], b: dict[str, float] | None, plan: TrialPlan) -> bool:
+    if b is None:
+        return True
+    if plan.multi_objective:
+        return True  # the last epoch within budget
+    o = plan.objectives[0]
+    return a[o.key] < b[o.key] if o.mode == "min" else a[o.key] > b[o.key]
+
+
+def _fingerprint(model: torch.nn.Module) -> float:
+    with torch.no_grad():
+        return float(sum(p.detach().double().abs().sum().item() for p in model.parameters()))
+
+
+class _Isolated:
+    """Evaluate without disturbing the method: RNG states and module modes are restored."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    def __enter__(self) -> None:
+        self.modes = [(m, m.training) for m in self.model.modules()]
+        self.rng = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                    torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+
+    def __exit__(self, *exc: Any) -> None:
+        for m, training in self.modes:
+            m.train(training)
+        random.setstate(self.rng[0])
+        np.random.set_state(self.rng[1])
+        torch.set_rng_state(self.rng[2])
+        if self.rng[3] is not None:
+            torch.cuda.set_rng_state_all(self.rng[3])
+
+
+Reporter = Callable[[dict[str, Any], "dict[str, Any] | None", "torch.nn.Module | None"], None]
+
+
+def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
+              report: Reporter, resume_state: dict[str, Any] | None = None,
+              device: torch.device | None = None) -> dict[str, Any]:
+    """Run one trial outside Tune; ``report(result, state, best_model)`` is called per epoch.
+
+    Returns the last result (also when the trial resumed an already finished run).
+    """
+    t_start = time.perf_counter()
+    method = config["method"]
+    params = dict(config.get(method) or {})
+    seed = int(config.get("seed", 0))
+    mcfg = make_config(method, params)
+    info = get_method(method)
+    dev = device or torch.device("cpu")
+    data = workload.unlearn_data(batch_size=workload.config.train.batch_size)
+    ctx = workload.context(dev, seed=seed)
+    model = copy.deepcopy(ctx.original).to(dev)
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+    state: dict[str, Any] = dict(resume_state or {})
+    if state.get("done"):
+        return dict(state.get("result") or {})
+    done_epochs = int(state.get("epoch", 0))
+    stored_prints: list[float] = list(state.get("fingerprints", []))
+    prints: list[float] = stored_prints[:done_epochs]
+    best: dict[str, Any] | None = state.get("best")
+    method_seconds = float(state.get("method_seconds", 0.0))
+    trial_seconds0 = float(state.get("trial_seconds", 0.0))
+    last: dict[str, Any] = dict(state.get("result") or {})
+    clock = {"eval": 0.0, "mark": 0.0, "seen": 0}  # eval time; method time at last epoch
+
+    def on_epoch(event: EpochEnd, elapsed: float) -> bool:
+        nonlocal best, method_seconds, last
+        clock["seen"] += 1
+        epoch = int(clock["seen"])
+        bad = {k: v for k, v in event.metrics.items() if not math.isfinite(float(v))}
+        if bad:
+            raise TrialFailure(f"{method}: non-finite training statistic at epoch {epoch}: "
+                               f"{bad} (diverged; try a smaller learning rate)")
+        own = elapsed - clock["eval"]  # the method's own time in this process so far
+        if epoch <= done_epochs:       # replaying an epoch finished before the resume
+            if epoch <= len(stored_prints) and not math.isclose(
+                    _fingerprint(model), stored_prints[epoch - 1], rel_tol=1e-4):
+                state.setdefault("replay_mismatch", []).append(epoch)
+            clock["mark"] = own
+            return False
+        method_seconds += own - clock["mark"]
+        clock["mark"] = own
+        t_eval = time.perf_counter()
+        with _Isolated(model):
+            outputs = forward_splits(model, data, dev, batch_size=plan.eval_batch_size)
+            bad_out = [s for s, o in outputs.splits.items()
+                       if len(o.logits) and not np.isfinite(o.logits).all()]
+            if bad_out:
+                raise TrialFailure(f"{method}: non-finite model outputs on {', '.join(bad_out)} "
+                                   f"at epoch {epoch} (diverged)")
+            metrics = workload.evaluate(outputs, seconds=method_seconds, catboost=plan.catboost,
+                                        seed=seed)
+        prints.append(_fingerprint(model))
+        metrics["epochs"] = float(epoch)
+        objectives = objective_values(metrics, plan)
+        over = plan.max_seconds is not None and method_seconds > plan.max_seconds
+        candidate = {**metrics, **objectives}
+        best_weights = None
+        if best is None or (not over and (best.get("over_budget")
+                                          or _better(candidate, best["metrics"], plan))):
+            best = {"epoch": epoch, "metrics": candidate, "over_budget": over}
+            best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        train_stats = {f"train/{k}": float(v) for k, v in event.metrics.items()}
+        result = {**metrics, **objectives, **train_stats, "epoch": epoch,
+                  "best_epoch": best["epoch"], "budget/over": float(over),
+                  "rs/method_seconds": method_seconds,
+                  **{f"best/{k}": v for k, v in best["metrics"].items()}}
+        clock["eval"] += time.perf_counter() - t_eval
+        stop = over or (plan.max_epochs is not None and epoch >= plan.max_epochs)
+        result["rs/trial_seconds"] = trial_seconds0 + time.perf_counter() - t_start
+        # "done" lets a resumed trial return at once; only certain when the budget stopped it
+        # or the method is one-shot (other methods may yield more epochs than they declare).
+        new_state = {"epoch": epoch, "method_seconds": method_seconds, "best": best,
+                     "fingerprints": prints, "trial_seconds": result["rs/trial_seconds"],
+                     "done": bool(stop or info.one_shot), "result": result,
+                     "replay_mismatch": state.get("replay_mismatch", [])}
+        last = result
+        report(result, new_state, best_weights)
+        return stop
+
+    run_method(method, model, data, mcfg, ctx, max_epochs=plan.max_epochs, on_epoch=on_epoch)
+    if not last:
+        raise TrialFailure(f"{method}: the method yielded no epoch")
+    return last
+
+
+def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPlan | None = None) -> None:
+    """The Ray Tune function trainable (wrap with ``tune.with_parameters(workload=, plan=)``)."""
+    from ray import tune
+
+    assert workload is not None and plan is not None, "use tune.with_parameters(workload=, plan=)"
+    torch.set_num_threads(max(1, int(plan.cpus)))
+    dev = torch.device("cuda" if plan.gpus > 0 and torch.cuda.is_available() else "cpu")
+    resume_state = None
+    prev_best: Path | None = None
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            resume_state = json.loads((Path(d) / STATE_FILE).read_text())
+            if (Path(d) / BEST_FILE).exists():
+                keep = Path(tempfile.mkdtemp(prefix="rs-best-"))
+                (keep / BEST_FILE).write_bytes((Path(d) / BEST_FILE).read_bytes())
+                prev_best = keep / BEST_FILE
+
+    def report(result: dict[str, Any], state: dict[str, Any] | None,
+               best_state: dict[str, torch.Tensor] | None) -> None:
+        nonlocal prev_best
+        with tempfile.TemporaryDirectory(prefix="rs-ckpt-") as d:
+            (Path(d) / STATE_FILE).write_text(json.dumps(state, default=float))
+            if best_state is not None:
+                torch.save(best_state, Path(d) / BEST_FILE)
+                keep = Path(tempfile.mkdtemp(prefix="rs-best-"))
+                torch.save(best_state, keep / BEST_FILE)
+                if prev_best is not None:
+                    _rmtree(prev_best.parent)
+                prev_best = keep / BEST_FILE
+            elif prev_best is not None:
+                (Path(d) / BEST_FILE).write_bytes(prev_best.read_bytes())
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
+
+    try:
+        run_trial(config, workload, plan, report=report, resume_state=resume_state, device=dev)
+    finally:
+        if prev_best is not None:
+            _rmtree(prev_best.parent)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def load_best(checkpoint_dir: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The best weights stored in a trial checkpoint directory."""
+    return torch.load(Path(checkpoint_dir) / BEST_FILE, map_location="cpu", weights_only=True)

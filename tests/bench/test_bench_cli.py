@@ -1,0 +1,115 @@
+"""End to end: ``raysweep bench run`` on the shipped smoke suite with a private MLflow store.
+
+First run: no baseline, so it becomes the baseline (exit 0). Second run: compared with the first,
+within tolerance (exit 0). Third run: SSD's selection weighting is injected so high that it
+dampens nothing and the model keeps its forget-set accuracy: exit 3, with a table naming the
+entry and the metric. Then the report, the pinned baseline and its use as ``--baseline``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from raysweep.cli import main
+
+WORSE_SSD = "entries.ssd.config.selection_weighting=1000"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(["bench", "run", *args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture()
+def smoke_history(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    rc1, out1, _ = _run(capsys, "smoke", "--out", str(bench_env / "r1"), "--json")
+    rc2, out2, _ = _run(capsys, "smoke", "--out", str(bench_env / "r2"))
+    rc3, out3, _ = _run(capsys, "smoke", "--out", str(bench_env / "r3"), "--set", WORSE_SSD)
+    return {"rc": (rc1, rc2, rc3), "first": json.loads(out1), "out2": out2, "out3": out3}
+
+
+def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_history: dict,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert smoke_history["rc"] == (0, 0, 3)
+    first = smoke_history["first"]
+    assert first["status"] == "baseline" and first["exit_code"] == 0
+    assert set(first["entries"]) == {"digits-class/ssd", "digits-class/scrub", "digits-class/finetune"}
+    assert first["entries"]["digits-class/ssd"]["metrics"]["forget/acc"]["n"] == 2
+    assert first["entries"]["digits-class/ssd"]["metrics"]["forget/acc"]["mean"] < 0.2  # SSD forgets
+
+    assert "passed" in smoke_history["out2"] and "previous run" in smoke_history["out2"]
+    out3 = smoke_history["out3"]
+    assert "REGRESSION" in out3 and "regressed" in out3
+    table = out3[out3.index("REGRESSION"):]
+    assert "digits-class/ssd" in table and "forget/acc" in table and "REGRESSED" in table
+    assert "digits-class/scrub" not in table.split("regressed:")[0]   # only what got worse
+
+    # Reports: Markdown + self-contained HTML with embedded plots, for every run.
+    for run in ("r1", "r2", "r3"):
+        d = bench_env / run
+        assert (d / "report.md").is_file() and (d / "summary.json").is_file()
+        html = (d / "report.html").read_text()
+        assert "data:image/png;base64," in html and "<img" in html
+    assert (bench_env / "r3" / "trend.png").is_file()
+    assert "What got worse" in (bench_env / "r3" / "report.md").read_text()
+    summary3 = json.loads((bench_env / "r3" / "summary.json").read_text())
+    assert summary3["status"] == "regressed"
+    assert [(r["entry"], r["metric"]) for r in summary3["regressions"]] == [("digits-class/ssd", "forget/acc")]
+
+    # MLflow: a parent per suite run, children per entry x seed with the documented tags.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("raysweep-bench/smoke")
+    parents = client.search_runs([exp.experiment_id], "tags.`raysweep.kind` = 'bench-suite'",
+                                 order_by=["attributes.start_time ASC"])
+    assert [p.data.tags["raysweep.bench.status"] for p in parents] == ["baseline", "passed", "regressed"]
+    kids = client.search_runs([exp.experiment_id],
+                              f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    assert len(kids) == 6
+    tags = kids[0].data.tags
+    for key in ("raysweep.suite", "raysweep.method", "raysweep.workload", "raysweep.git_sha",
+                "raysweep.entry"):
+        assert tags[key]
+    assert "forget/acc" in kids[0].data.metrics and "config.selection_weighting" in \
+        next(k for k in kids if k.data.tags["raysweep.method"] == "ssd").data.params
+
+    # "previous" skips the regressed run: the next clean run compares with run 2, not run 3.
+    # Pin the latest passing run, then use the pinned file (and a run id) as the baseline.
+    capsys.readouterr()
+    pin = bench_env / "pin.json"
+    assert main(["bench", "baseline", "smoke", "--pin", str(pin), "--run", parents[1].info.run_id]) == 0
+    pinned = json.loads(pin.read_text())
+    assert pinned["suite"] == "smoke" and "digits-class/ssd" in pinned["entries"]
+    rc, out, _ = _run(capsys, "smoke", "--baseline", str(pin), "--set", WORSE_SSD,
+                      "--set", "entries.scrub.seeds=[0]", "--set", "entries.finetune.seeds=[0]",
+                      "--out", str(bench_env / "r4"), "--json")
+    doc = json.loads(out)
+    assert rc == 3 and doc["baseline"]["ref"] == f"file:{pin}"
+    assert [r["entry"] for r in doc["regressions"]] == ["digits-class/ssd"]
+
+
+def test_bad_baseline_ref_fails_fast(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = _run(capsys, "smoke", "--baseline", "nope")
+    assert rc == 2 and "--baseline 'nope'" in err
+    rc, _, err = _run(capsys, "smoke", "--baseline", "0" * 32)
+    assert rc == 2 and "no MLflow run with this id" in err
+    rc, _, err = _run(capsys, "smoke", "--set", "entries.ssd.config.selection_weighting=0")
+    assert rc == 2 and "selection_weighting" in err
+
+
+def test_dry_run_prints_the_plan(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = _run(capsys, "smoke", "--dry-run", "--json")
+    plan = json.loads(out)
+    assert rc == 0 and plan["runs"] == 6
+    assert [e["entry"] for e in plan["entries"]][0] == "digits-class/ssd"
+
+
+def test_pin_without_runs_says_how(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["bench", "baseline", "smoke", "--pin", str(bench_env / "p.json")])
+    assert rc == 2 and "has no finished runs" in capsys.readouterr().err

@@ -216,7 +216,19 @@ def _execute_ray(suite: Suite, address: str, device: str,
                  tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> Execution:
     import ray
 
+    started = not ray.is_initialized()
     _init_ray(address)
+    try:
+        return _submit_all(suite, address, device, tune)
+    finally:
+        if started:  # a Ray this call started (``--address local``) goes away with it
+            ray.shutdown()
+
+
+def _submit_all(suite: Suite, address: str, device: str,
+                tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> Execution:
+    import ray
+
     res = suite.config.resources
     opts = {"num_cpus": res.cpu, "num_gpus": res.gpu}
     prep_task = ray.remote(**opts, num_returns=2)(_prepare_with_refs)

@@ -279,7 +279,7 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
 
     # Markdown
     md = [f"# Regression suite `{data.suite.name}`", "", f"**{_VERDICT.get(data.status, data.status)}**",
-          "", _md_table(["", ""], meta_rows), ""]
+          "", _md_table(["run", ""], meta_rows), ""]
     if regressed:
         md += ["## What got worse", "", _md_table(COMPARISON_HEADERS, comparison_rows(regressed)), ""]
     if data.errors:
@@ -306,7 +306,7 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
          f"<title>raysweep bench: {html.escape(data.suite.name)}</title><style>{_CSS}</style></head><body>",
          f"<h1>Regression suite <code>{html.escape(data.suite.name)}</code></h1>",
          f"<p class='verdict v-{html.escape(data.status)}'>{html.escape(_VERDICT.get(data.status, data.status))}</p>",
-         _html_table(["", ""], meta_rows)]
+         _html_table(["run", ""], meta_rows)]
     if regressed:
         h += ["<h2>What got worse</h2>", _html_table(COMPARISON_HEADERS, comparison_rows(regressed), 7)]
     if data.errors:

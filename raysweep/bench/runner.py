@@ -15,12 +15,13 @@ status is ``baseline`` or ``passed``), an MLflow run id of a suite run, or a pin
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,8 +168,7 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
             else default_out_dir(suite, stamp)
         hist = tracking.history(suite.name, include=[recorder.run_id], limit=20)
         # The current run is still ``running`` in MLflow: show it with its final status.
-        hist = [(h if h.run_id != recorder.run_id else type(h)(h.run_id, h.start_time, status,
-                                                                h.git_sha, h.name), s)
+        hist = [(h if h.run_id != recorder.run_id else replace(h, status=status), s)
                 for h, s in hist]
         meta = {"status": status, "suite file": suite.source, "MLflow run": recorder.run_id,
                 "experiment": f"{suite.experiment_name} ({recorder.experiment_id})",
@@ -186,8 +186,6 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
                              errors=errors, seconds=ex.seconds, configs=ex.configs,
                              references=ex.references)
         write_report(data, out)
-        import json
-
         (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=_json_default))
         n_reg = len(regressions(comparisons))
         recorder.finish(status, {"bench/regressions": float(n_reg),

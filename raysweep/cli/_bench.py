@@ -137,7 +137,7 @@ def overhead_cmd(
     workload: str = typer.Option("fmnist-class-small", "--workload", "-w",
                                  help="workload of the overhead sweep"),
     method: str = typer.Option("finetune", "--method", "-m", help="method of the overhead sweep"),
-    trials: int = typer.Option(6, "--trials", min=2, help="trials of the overhead sweep"),
+    trials: int = typer.Option(10, "--trials", min=2, help="trials of the overhead sweep (2 epochs each)"),
     efficiency_workload: str = typer.Option("digits-class", "--efficiency-workload",
                                             help="workload of the grid-vs-TPE comparison"),
     repeats: int = typer.Option(20, "--repeats", min=1,

@@ -244,8 +244,6 @@ def leaderboard_cmd(
         title = "leaderboard" + (f" of sweep {sweep_id}" if sweep_id else "")
         stdout.print(rich_table(rows, cols, title=title + (f" (sorted by {rows[0]['sort']})" if rows else "")))
     elif fmt == Format.json:
-        for r in rows:
-            r.pop("run_id_short", None)
         print(render(rows, cols, "json"))
     else:
         print(render(rows, cols, fmt.value), end="")

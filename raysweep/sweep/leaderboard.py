@@ -213,9 +213,13 @@ def leaderboard_columns(rows: Sequence[Mapping[str, Any]], sort_metric: str = "o
         Column("Time/RT", "time/ratio", "{:.3f}"),
         Column("Epochs", "epochs", "{:.0f}"),
         Column("Seeds", "n_seeds", "{:.0f}"),
-        Column("Run", "run_id_short", "{}"),
+        _Prefix("Run", "run_id", "{}"),
     ]
-    for r in rows:
-        if isinstance(r, dict):
-            r["run_id_short"] = str(r.get("run_id", ""))[:8]
     return cols
+
+
+class _Prefix(Column):
+    """A column showing the first 8 characters (MLflow run ids; any unique prefix works)."""
+
+    def cell(self, row: dict[str, Any]) -> str:
+        return str(row.get(self.key, ""))[:8]

@@ -22,6 +22,7 @@ are not re-run, running ones continue from their checkpoints, and MLflow runs ar
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import secrets
@@ -266,9 +267,11 @@ class SweepOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     wall_seconds: float = 0.0
     fit_seconds: float = 0.0
+    fit_started: float = 0.0          # time.time() when Tuner.fit began
     trial_seconds: list[float] = field(default_factory=list)
     method_seconds: list[float] = field(default_factory=list)
     message: str = ""
+    results: list[dict[str, Any]] = field(default_factory=list)  # per trial: config, best/*
 
     def to_json(self) -> dict[str, Any]:
         return {"sweep_id": self.sweep_id, "status": self.status,
@@ -455,6 +458,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class _QuietTrialErrors(logging.Filter):
+    """Drop Tune's traceback per failed trial: the progress line and MLflow carry the reason,
+    the full trace stays in the trial's error.txt (``RAYSWEEP_DEBUG=1`` shows it again)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Trial task failed", "Trials did not complete"))
+
+
 def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any, plan: Any,
          tracker: Any, tags: dict[str, Any], *, address: str | None, num_cpus: int | None,
          restore: str | None, t0: float) -> SweepOutcome:
@@ -463,6 +474,9 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
     from raysweep.sweep.search import make_scheduler, make_search
     from raysweep.sweep.tracking import MlflowTrialCallback
 
+    if not os.environ.get("RAYSWEEP_DEBUG"):
+        for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+            logging.getLogger(name).addFilter(_QuietTrialErrors())
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     # Checkpoints are small and kept one per trial; Tune then snapshots its state after each,
     # which is what makes a resumed trial continue from its latest epoch. No warning about it.
@@ -472,6 +486,7 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
     outcome_status = "finished"
     message = ""
     fit_seconds = 0.0
+    fit_started = time.time()
     trials: list[Any] = []
     with ray_session(address, num_cpus) as session, _sigterm_as_sigint():
         trainable = _trainable(workload, plan)
@@ -505,6 +520,7 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
              f"{', %g GPUs' % session['resources']['GPU'] if session['resources'].get('GPU') else ''}; "
              f"trials write to {sweep_dir}")
         t_fit = time.perf_counter()
+        fit_started = time.time()
         try:
             grid = tuner.fit()
         finally:
@@ -547,8 +563,13 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
         tracking_uri=state["tracking_uri"], experiment=state["experiment"],
         experiment_id=state["experiment_id"], parent_run_id=state["parent_run_id"],
         optuna_storage=str(sweep_dir / "optuna.journal"), counts=counts,
-        wall_seconds=time.perf_counter() - t0, fit_seconds=fit_seconds,
-        trial_seconds=trial_secs, method_seconds=method_secs, message=message)
+        wall_seconds=time.perf_counter() - t0, fit_seconds=fit_seconds, fit_started=fit_started,
+        trial_seconds=trial_secs, method_seconds=method_secs, message=message,
+        results=[{"trial_id": (r.metrics or {}).get("trial_id"), "config": r.config,
+                  "error": r.error is not None, "ended": (r.metrics or {}).get("timestamp"),
+                  "trial_seconds": (r.metrics or {}).get("rs/trial_seconds"),
+                  "best": {k: v for k, v in (r.metrics or {}).items() if k.startswith("best/")}}
+                 for r in trials])
 
 
 def _read_progress(sweep_dir: Path) -> dict[str, Any]:

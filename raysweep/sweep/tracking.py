@@ -307,10 +307,15 @@ class MlflowTrialCallback(Callback):
 
 def error_reason(trial: Any) -> str:
     """The last line of a trial's error trace (``TrialFailure: ...``), or a generic text."""
-    try:
-        text = trial.get_error() or ""
+    text = ""
+    try:  # the driver-side copy is written before callbacks run; storage is synced later
+        local = getattr(trial, "error_file", None)
+        if local and Path(local).is_file():
+            text = Path(local).read_text(errors="replace")
+        else:
+            text = trial.get_error() or ""
     except Exception:  # noqa: BLE001
-        text = ""
+        pass
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     for ln in reversed(lines):
         if "Error" in ln or "Failure" in ln or "Exception" in ln:

@@ -229,7 +229,7 @@ def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
         # "done" lets a resumed trial return at once; only certain when the budget stopped it
         # or the method is one-shot (other methods may yield more epochs than they declare).
         new_state = {"epoch": epoch, "method_seconds": method_seconds, "best": best,
-                     "fingerprints": prints, "trial_seconds": result["rs/trial_seconds"],
+                     "fingerprints": list(prints), "trial_seconds": result["rs/trial_seconds"],
                      "done": bool(stop or info.one_shot), "result": result,
                      "replay_mismatch": state.get("replay_mismatch", [])}
         last = result

@@ -3,7 +3,7 @@
 First run: no baseline, so it becomes the baseline (exit 0). Second run: compared with the first,
 within tolerance (exit 0). Third run: SSD's selection weighting is injected so high that it
 dampens nothing and the model keeps its forget-set accuracy: exit 3, with a table naming the
-entry and the metric. Then the report, the pinned baseline and its use as ``--baseline``.
+entry and the metric. Then the reports, the MLflow layout, and pinned / run-id baselines.
 """
 
 from __future__ import annotations
@@ -79,28 +79,34 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
     assert "forget/acc" in kids[0].data.metrics and "config.selection_weighting" in \
         next(k for k in kids if k.data.tags["raysweep.method"] == "ssd").data.params
 
-    # "previous" skips the regressed run: the next clean run compares with run 2, not run 3.
-    # Pin the latest passing run, then use the pinned file (and a run id) as the baseline.
+    # "previous" skips the regressed run: the next baseline is run 2, not run 3.
+    from raysweep.bench import load_suite, resolve_baseline
+
+    prev = resolve_baseline(load_suite("smoke"), "previous")
+    assert prev.ref == f"previous:{parents[1].info.run_id}"
+    # Pin run 2, then use the pinned file and a run id as baselines.
     capsys.readouterr()
     pin = bench_env / "pin.json"
     assert main(["bench", "baseline", "smoke", "--pin", str(pin), "--run", parents[1].info.run_id]) == 0
     pinned = json.loads(pin.read_text())
-    assert pinned["suite"] == "smoke" and "digits-class/ssd" in pinned["entries"]
-    rc, out, _ = _run(capsys, "smoke", "--baseline", str(pin), "--set", WORSE_SSD,
-                      "--set", "entries.scrub.seeds=[0]", "--set", "entries.finetune.seeds=[0]",
-                      "--out", str(bench_env / "r4"), "--json")
-    doc = json.loads(out)
-    assert rc == 3 and doc["baseline"]["ref"] == f"file:{pin}"
-    assert [r["entry"] for r in doc["regressions"]] == ["digits-class/ssd"]
+    assert pinned["suite"] == "smoke" and pinned["source"]["run_id"] == parents[1].info.run_id
+    from_file = resolve_baseline(load_suite("smoke"), str(pin))
+    from_run = resolve_baseline(load_suite("smoke"), parents[1].info.run_id)
+    assert from_file.summary is not None and from_run.summary is not None
+    for entry, metrics in from_run.summary.items():
+        assert from_file.summary[entry]["forget/acc"].mean == metrics["forget/acc"].mean
+    assert set(from_file.summary) == set(first["entries"])
 
 
-def test_bad_baseline_ref_fails_fast(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_references_fail_fast(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, _, err = _run(capsys, "smoke", "--baseline", "nope")
     assert rc == 2 and "--baseline 'nope'" in err
     rc, _, err = _run(capsys, "smoke", "--baseline", "0" * 32)
     assert rc == 2 and "no MLflow run with this id" in err
     rc, _, err = _run(capsys, "smoke", "--set", "entries.ssd.config.selection_weighting=0")
     assert rc == 2 and "selection_weighting" in err
+    rc = main(["bench", "baseline", "smoke", "--pin", str(bench_env / "p.json")])
+    assert rc == 2 and "has no finished runs" in capsys.readouterr().err
 
 
 def test_dry_run_prints_the_plan(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,8 +114,3 @@ def test_dry_run_prints_the_plan(bench_env: Path, capsys: pytest.CaptureFixture[
     plan = json.loads(out)
     assert rc == 0 and plan["runs"] == 6
     assert [e["entry"] for e in plan["entries"]][0] == "digits-class/ssd"
-
-
-def test_pin_without_runs_says_how(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["bench", "baseline", "smoke", "--pin", str(bench_env / "p.json")])
-    assert rc == 2 and "has no finished runs" in capsys.readouterr().err

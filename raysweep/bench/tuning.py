@@ -92,7 +92,14 @@ def tune_entry(entry: Entry, prepared: PreparedWorkload, *, suite: str = "bench"
         raise UserError(f"entry {entry.id}: the tuning sweep {outcome.sweep_id} finished no trial")
     best = study.best_trial
     prefix = f"{entry.method}/"
+    # Optuna records only sampled parameters; constants (``epochs: {value: 2}``) are part of the
+    # tuned configuration too, so take them from the resolved space (active ones only).
+    from raysweep.sweep.space import active, resolve_spec
+
     config = {k[len(prefix):]: v for k, v in best.params.items() if k.startswith(prefix)}
+    for name, param in resolve_spec(spec).spaces().get(entry.method, {}).items():
+        if param.distribution == "constant" and name not in config and active(param, config):
+            config[name] = param.value
     found = {"config": config, "sweep_id": outcome.sweep_id, "objective": best.value,
              "metric": spec.searcher_metrics()[0][0], "trials": len(complete)}
     info(f"  {entry.id}: best of {len(complete)} configurations {config} "

@@ -43,8 +43,8 @@ def _finish(outcome: Any, json_out: bool) -> None:
     if rows:
         sort = rows[0].get("sort", "objective:min")
         err_console().print(rich_table(rows, leaderboard_columns(rows, sort.split(":")[0]),
-                                 title=f"sweep {outcome.sweep_id}: best configuration per method "
-                                       f"(sorted by {sort})"))
+                                 title=f"sweep {outcome.sweep_id} on {rows[0]['workload']}: best "
+                                       f"configuration per method (sorted by {sort})"))
     err_console().print(f"MLflow: {mlflow_ui_hint(outcome.tracking_uri)}   (experiment "
          f"{outcome.experiment_id}, parent run {outcome.parent_run_id})")
     err_console().print(f"details: raysweep leaderboard --sweep {outcome.sweep_id}   |   raysweep show RUN_ID   "
@@ -103,7 +103,7 @@ def run_cmd(
 def resume_cmd(
     sweep: str = typer.Argument(..., help="sweep id (or unique prefix, 'latest', or its directory)"),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address"),
-    errored: str = typer.Option("resume", "--errored", help="failed trials: resume (from their checkpoint), restart, or skip"),
+    errored: str = typer.Option("skip", "--errored", help="trials that failed: skip (keep them failed), resume (from their checkpoint) or restart"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Continue an interrupted or crashed sweep; finished trials are not run again."""
@@ -137,7 +137,7 @@ def status_cmd(
                      f"{st['optuna']['states']}")
     if "best" in st:
         b = st["best"]
-        stdout.print(f"  best {b['metric']} = {b['value']:.4f}  (optuna trial {b['number']}) "
+        stdout.print(f"  best trial: {b['metric']} = {b['value']:.4f}  (optuna trial {b['number']}) "
                      f"{b['params']}")
     for p in st.get("pareto", []):
         stdout.print(f"  pareto: trial {p['number']} values {p['values']} {p['params']}")
@@ -241,7 +241,9 @@ def leaderboard_cmd(
     sort_metric = rows[0]["sort"].split(":")[0] if rows else "objective"
     cols = leaderboard_columns(rows, sort_metric)
     if fmt == Format.table:
-        title = "leaderboard" + (f" of sweep {sweep_id}" if sweep_id else "")
+        workloads = sorted({r["workload"] for r in rows})
+        title = "leaderboard" + (f" of sweep {sweep_id}" if sweep_id else "") + (
+            f" on {workloads[0]}" if len(workloads) == 1 else "")
         stdout.print(rich_table(rows, cols, title=title + (f" (sorted by {rows[0]['sort']})" if rows else "")))
     elif fmt == Format.json:
         print(render(rows, cols, "json"))

@@ -200,7 +200,11 @@ def leaderboard(runs: Iterable[Mapping[str, Any]], *, workload: str | None = Non
 def leaderboard_columns(rows: Sequence[Mapping[str, Any]], sort_metric: str = "objective") -> list[Column]:
     class_forgetting = any("test/acc_retain_classes" in r for r in rows)
     acc_t = "test/acc_retain_classes" if class_forgetting else "test/acc"
-    cols = [Column("Workload", "workload", "{}"), Column("Objective", "objective", "{:.4f}")]
+    cols = []
+    if len({r.get("workload") for r in rows}) > 1:
+        cols.append(Column("Workload", "workload", "{}"))
+    if any("objective" in r for r in rows):
+        cols.append(Column("Objective", "objective", "{:.4f}"))
     if sort_metric not in ("objective", acc_t, "retain/acc", "forget/acc", "mia/lr_auc",
                            "gap/oracle", "time/ratio"):
         cols.append(Column(sort_metric, sort_metric, "{:.4f}"))

@@ -15,8 +15,10 @@ A sweep lives in ``$RAYSWEEP_HOME/sweeps/<id>/`` (``RAYSWEEP_HOME`` defaults to 
 Ray (locally bound to 127.0.0.1 with the dashboard off, unless ``--address``/``RAY_ADDRESS``
 names a cluster), and runs ``Tuner.fit`` with the trainable of :mod:`raysweep.sweep.trainable`,
 the search of :mod:`raysweep.sweep.search` and the callbacks of :mod:`raysweep.sweep.tracking`.
-:func:`resume_sweep` restores it with ``Tuner.restore(..., resume_errored=...)``: finished trials
-are not re-run, running ones continue from their checkpoints, and MLflow runs are re-attached.
+:func:`resume_sweep` restores it with ``Tuner.restore(path, trainable, resume_unfinished=True)``:
+finished trials are not re-run, interrupted ones continue from their checkpoints, and MLflow runs
+are re-attached. Failed trials stay failed unless ``errored`` asks to resume (from their last
+checkpoint: a node lost, an OOM kill) or restart them.
 """
 
 from __future__ import annotations
@@ -415,7 +417,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
                 num_cpus=num_cpus, restore=None, t0=t0)
 
 
-def resume_sweep(ref: str, *, address: str | None = None, errored: str = "resume",
+def resume_sweep(ref: str, *, address: str | None = None, errored: str = "skip",
                  num_cpus: int | None = None) -> SweepOutcome:
     """Continue an interrupted or crashed sweep (finished trials are not re-run)."""
     from raysweep.sweep.tracking import Tracker
@@ -444,10 +446,47 @@ def resume_sweep(ref: str, *, address: str | None = None, errored: str = "resume
     tracker = Tracker(state["tracking_uri"], state["experiment"], state["id"])
     tracker.experiment_id = state["experiment_id"]
     tracker.client.update_run(state["parent_run_id"], status="RUNNING")
+    dropped = tracker.drop_orphans(_snapshot_trial_ids(sweep_dir / "ray" / "tune"))
+    if dropped:
+        err_console().print(f"[dim]dropped MLflow runs of {len(dropped)} trial(s) started after "
+                            f"the last snapshot ({', '.join(dropped)}); they run again[/]")
     state.update(status="running", pid=os.getpid(), resumed=state.get("resumed", 0) + 1)
     _save_state(sweep_dir, state)
-    return _fit(spec, sweep_dir, state, workload, plan, tracker, state["tags"], address=address,
-                num_cpus=num_cpus, restore=errored, t0=t0)
+    # A sweep started on a cluster resumes there unless told otherwise.
+    return _fit(spec, sweep_dir, state, workload, plan, tracker, state["tags"],
+                address=address or state.get("address"), num_cpus=num_cpus, restore=errored, t0=t0)
+
+
+def _snapshot_trial_ids(experiment_path: Path) -> set[str]:
+    """Trial ids in Tune's newest experiment snapshot (what ``Tuner.restore`` brings back)."""
+    states = sorted(experiment_path.glob("experiment_state-*.json"))
+    if not states:
+        return set()
+    data = json.loads(states[-1].read_text())
+    ids = set()
+    for entry in data.get("trial_data", []):
+        blob = entry[0] if isinstance(entry, list) else entry
+        trial = json.loads(blob) if isinstance(blob, str) else blob
+        if isinstance(trial, dict) and trial.get("trial_id"):
+            ids.add(trial["trial_id"])
+    return ids
+
+
+def _close_stale_study_trials(sweep_dir: Path) -> int:
+    """Optuna trials left RUNNING by a crash (asked after the last snapshot) -> FAIL."""
+    import optuna
+
+    try:
+        study = load_study(sweep_dir)
+    except UserError:
+        return 0
+    stale = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    for t in stale:
+        try:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        except Exception:  # noqa: BLE001 - bookkeeping only
+            pass
+    return len(stale)
 
 
 def _alive(pid: int) -> bool:
@@ -463,7 +502,14 @@ class _QuietTrialErrors(logging.Filter):
     the full trace stays in the trial's error.txt (``RAYSWEEP_DEBUG=1`` shows it again)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(("Trial task failed", "Trials did not complete"))
+        msg = str(record.msg)
+        if msg.startswith("Saving experiment state to storage"):
+            # A known benign race: an asynchronous upload of Tune's staging directory lists a
+            # searcher's temporary file that is renamed before it is copied; the next snapshot
+            # (seconds later) uploads the renamed file. Real failures still show.
+            exc = record.exc_info[1] if record.exc_info else None
+            return not (isinstance(exc, FileNotFoundError) and "-tmp-" in str(exc))
+        return not msg.startswith(("Trial task failed", "Trials did not complete"))
 
 
 def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any, plan: Any,
@@ -475,7 +521,8 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
     from raysweep.sweep.tracking import MlflowTrialCallback
 
     if not os.environ.get("RAYSWEEP_DEBUG"):
-        for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
+                     "ray.tune.execution.experiment_state"):
             logging.getLogger(name).addFilter(_QuietTrialErrors())
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     # Checkpoints are small and kept one per trial; Tune then snapshots its state after each,
@@ -542,6 +589,8 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
         elif terminated == 0:
             outcome_status = "failed"
             message = f"no trial finished ({errors} failed); see raysweep status {state['id']}"
+    if outcome_status != "interrupted":
+        _close_stale_study_trials(sweep_dir)
     counts = {"trials": n_trials, "finished": terminated, "failed": errors,
               "unfinished": n_trials - terminated - errors}
     # The best checkpoint of each method's best configuration, as artifacts of its runs.

@@ -213,6 +213,20 @@ class Tracker:
                      _finite_metrics(values, 0, ts) + _finite_metrics(values, 0, ts, "best/"))
             self.client.set_terminated(run.info.run_id, status="FINISHED")
 
+    def drop_orphans(self, known_trial_ids: set[str]) -> list[str]:
+        """Delete child runs of trials that Tune no longer knows (started after its last
+        snapshot before a crash; the restored search suggests them again under new ids)."""
+        dropped = []
+        flt = (f"tags.`raysweep.sweep_id` = '{self.sweep_id}' and "
+               f"tags.`raysweep.kind` = 'trial'")
+        for r in self.client.search_runs([self.ensure_experiment()], filter_string=flt,
+                                         max_results=5000):
+            tid = r.data.tags.get("raysweep.trial_id")
+            if tid and tid not in known_trial_ids:
+                self.client.delete_run(r.info.run_id)
+                dropped.append(tid)
+        return dropped
+
     def log_checkpoint(self, run_id: str, checkpoint_dir: str | os.PathLike[str]) -> None:
         self.client.log_artifacts(run_id, str(checkpoint_dir), "checkpoint")
         self.client.set_tag(run_id, "raysweep.checkpoint", "checkpoint/best.pt")
@@ -232,12 +246,14 @@ class MlflowTrialCallback(Callback):
         self.tags = dict(tags)
         self.log_checkpoints = log_checkpoints
         self.runs: dict[str, str] = {}
+        self.last_step: dict[str, int] = {}
 
     def get_state(self) -> dict[str, Any]:
-        return {"runs": dict(self.runs)}
+        return {"runs": dict(self.runs), "last_step": dict(self.last_step)}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.runs.update(state.get("runs", {}))
+        # Runs are looked up again on first use (and their logged epochs with them).
+        self.last_step.update(state.get("last_step", {}))
 
     def run_id(self, trial: Any) -> str:
         tid = trial.trial_id
@@ -247,6 +263,9 @@ class MlflowTrialCallback(Callback):
         existing = t.find_run(**{"raysweep.sweep_id": t.sweep_id, "raysweep.trial_id": tid})
         if existing:  # re-attach after a resume: never a duplicate run
             self.runs[tid] = existing
+            # Epochs logged before a crash but after Tune's last snapshot come again: skip them.
+            history = t.client.get_metric_history(existing, "epoch")
+            self.last_step[tid] = max((int(m.step) for m in history), default=0)
             t.client.update_run(existing, status="RUNNING")
             return existing
         from raysweep.methods import make_config
@@ -275,10 +294,14 @@ class MlflowTrialCallback(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         step = int(result.get("epoch", result.get("training_iteration", 0)))
+        run_id = self.run_id(trial)
+        if step <= self.last_step.get(trial.trial_id, 0):
+            return  # already logged before a crash
         per_epoch = {k: v for k, v in result.items()
                      if k not in _TUNE_KEYS and not k.startswith(("best/", "rs/"))}
         per_epoch["rs/method_seconds"] = result.get("rs/method_seconds", float("nan"))
-        _batched(self.tracker.client, self.run_id(trial), _finite_metrics(per_epoch, step, _now()))
+        _batched(self.tracker.client, run_id, _finite_metrics(per_epoch, step, _now()))
+        self.last_step[trial.trial_id] = step
 
     def _final(self, trial: Any, status: str, tags: Mapping[str, Any] | None = None) -> None:
         run_id = self.run_id(trial)

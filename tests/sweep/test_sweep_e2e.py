@@ -205,3 +205,31 @@ def test_uninterrupted_run_in_process(sweep_env: Path, capsys: pytest.CaptureFix
     out = _json_out(capsys, ["run", SMOKE, "--set", "search.num_samples=3", "--json"])
     assert out["status"] == "finished" and out["counts"]["finished"] == 3
     _check_mlflow_layout(out["sweep_id"], 3)
+
+
+@pytest.mark.slow
+def test_driver_crash_resumes(sweep_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGKILL the driver (no chance to save anything); ``resume`` continues from the snapshot."""
+    cmd = [sys.executable, "-m", "raysweep", "run", SMOKE, "--max-concurrent", "1",
+           "--num-samples", str(N_TRIALS)]
+    proc = subprocess.Popen(cmd, env=dict(os.environ), cwd=sweep_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        progress = _wait_for(sweep_env, "home/sweeps/*/progress.json",
+                             lambda d: d["completed"] >= 1, 240)
+        assert progress is not None
+        os.kill(proc.pid, signal.SIGKILL)  # Ray's local processes share the driver's fate
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    sweep_id = progress.parent.name
+    finished = json.loads(progress.read_text())["completed"]
+    if finished >= N_TRIALS:
+        pytest.skip("the sweep finished before the crash")
+    status = _json_out(capsys, ["status", sweep_id, "--json"])
+    assert status["status"] == "crashed" and "raysweep resume" in status["message"]
+    resumed = _json_out(capsys, ["resume", sweep_id, "--json"])
+    assert resumed["status"] == "finished" and resumed["counts"]["finished"] == N_TRIALS
+    trials = _check_mlflow_layout(sweep_id, N_TRIALS)
+    assert len({r.data.tags["raysweep.trial_id"] for r in trials}) == N_TRIALS

@@ -1,0 +1,91 @@
+"""Driver-side pieces without Ray running: sweep lookup, progress/failure accounting, planning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from raysweep.errors import ConfigError, UserError
+from raysweep.sweep.runner import Progress, _max_concurrent, dry_run_plan, find_sweep
+from raysweep.sweep.space import SEARCH_SPACES, load_sweep, parse_sweep, resolve_spec
+from raysweep.sweep.tracking import error_reason, tracking_uri
+
+
+def _trial(tid: str, method: str = "ssd", result: dict | None = None, error_file: Path | None = None):  # noqa: ANN202
+    return SimpleNamespace(trial_id=tid, config={"method": method, "seed": 0},
+                           last_result=result or {}, error_file=str(error_file) if error_file else None,
+                           get_error=lambda: None)
+
+
+def test_find_sweep_by_id_prefix_latest_and_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAYSWEEP_HOME", str(tmp_path))
+    for i, sid in enumerate(["abc12345", "abd99999"]):
+        d = tmp_path / "sweeps" / sid
+        d.mkdir(parents=True)
+        (d / "state.json").write_text(json.dumps({"id": sid, "created": i}))
+    assert find_sweep("abc12345").name == "abc12345"
+    assert find_sweep("abd").name == "abd99999"
+    assert find_sweep("latest").name == "abd99999"
+    assert find_sweep(str(tmp_path / "sweeps" / "abc12345")).name == "abc12345"
+    with pytest.raises(UserError, match="ambiguous"):
+        find_sweep("ab")
+    with pytest.raises(UserError, match="no sweep 'zzz'"):
+        find_sweep("zzz")
+
+
+def test_progress_counts_best_and_failure_budget(tmp_path: Path) -> None:
+    err = tmp_path / "error.txt"
+    err.write_text("Traceback...\nraysweep.methods._base.MethodDivergedError: scrub diverged at epoch 2\n")
+    p = Progress(tmp_path, total=4, max_failed=1, objective_key="objective", objective_mode="min")
+    p.on_trial_start(0, [], _trial("a"))
+    p.on_trial_complete(0, [], _trial("a", result={"best/objective": 0.5, "epoch": 1}))
+    p.on_trial_complete(0, [], _trial("b", "scrub", result={"best/objective": 0.2, "epoch": 2}))
+    assert p.best["value"] == 0.2 and p.best["method"] == "scrub"
+    p.on_trial_error(0, [], _trial("c", error_file=err))
+    assert not p.stop_all()
+    p.on_trial_error(0, [], _trial("d", error_file=err))
+    assert p.stop_all()  # more failures than search.max_failed_trials
+    data = json.loads((tmp_path / "progress.json").read_text())
+    assert data["completed"] == 2 and data["failed"] == 2 and data["total"] == 4
+    restored = Progress(tmp_path, 4, 1, "objective", "min")
+    restored.set_state(p.get_state())
+    assert restored.failed == 2 and restored.best == p.best
+
+
+def test_error_reason_is_the_exception_line(tmp_path: Path) -> None:
+    err = tmp_path / "error.txt"
+    err.write_text("Failure # 1\nTraceback (most recent call last):\n  File x\n"
+                   "raysweep.sweep.trainable.TrialFailure: finetune: non-finite model outputs\n")
+    assert error_reason(_trial("x", error_file=err)).endswith("TrialFailure: finetune: non-finite model outputs")
+    assert error_reason(_trial("y")) == "trial failed (no error text)"
+
+
+def test_max_concurrent_defaults_to_cpu_slots() -> None:
+    spec = load_sweep(SEARCH_SPACES / "sweeps" / "smoke.yaml", ["search.max_concurrent=null"])
+    assert _max_concurrent(spec, {"CPU": 4.0}) == 4
+    half = load_sweep(SEARCH_SPACES / "sweeps" / "smoke.yaml",
+                      ["search.max_concurrent=null", "resources_per_trial.cpu=2"])
+    assert _max_concurrent(half, {"CPU": 5.0}) == 2
+    gpu = resolve_spec(parse_sweep({"method": "ssd", "resources_per_trial": {"gpu": 0.5}}))
+    assert _max_concurrent(gpu, {"CPU": 16.0, "GPU": 1.0}) == 2
+    with pytest.raises(ConfigError, match="no GPU"):
+        _max_concurrent(gpu, {"CPU": 16.0})
+
+
+def test_dry_run_plan_counts_trials() -> None:
+    spec = load_sweep(SEARCH_SPACES / "sweeps" / "quickstart.yaml", ["seeds=[0, 1]"])
+    plan = dry_run_plan(spec)
+    assert plan["trials"] == 2 * plan["configurations"] == 20
+    assert [p["method"] for p in plan["first_points"]] == spec.method_names()
+    assert plan["searcher_metrics"] == {"best/objective": "min"}
+
+
+def test_tracking_uri_default_is_an_absolute_sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert tracking_uri() == "http://mlflow:5000"

@@ -116,6 +116,28 @@ class LocalCluster:
             parts.append(f"--- {node.name} ---\n" + "\n".join(text.splitlines()[-tail:]))
         return "\n".join(parts)
 
+    def kill_node(self, index: int) -> int:
+        """SIGKILL one node (its raylet, agents and workers), as a machine crash would.
+
+        Returns how many processes were killed. Index 0 is the head; the others stay up and
+        the GCS notices the loss after its health checks time out (about 15 s by default).
+        """
+        if not 0 <= index < len(self.nodes):
+            raise IndexError(f"no node {index} (the cluster has {len(self.nodes)})")
+        node = self.nodes[index]
+        pids = set(_pids_naming(node.temp_dir, marker=False))
+        # Workers rename themselves (ray::...), so find them by their raylet's pid instead.
+        raylets = {f"RAY_RAYLET_PID={pid}".encode() for pid in pids}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if raylets & set((entry / "environ").read_bytes().split(b"\0")):
+                        pids.add(int(entry.name))
+        _signal_group(node.pgid, signal.SIGKILL)
+        for pid in pids:
+            _signal_pid(pid, signal.SIGKILL)
+        return len(pids)
+
     def stop(self, grace_s: float = 2.0) -> None:
         """Stop every process of this cluster (and only those), then delete its temp dirs.
 
@@ -170,10 +192,10 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _pids_naming(root: Path) -> list[int]:
-    """Live pids (not ours) of this cluster: their command line names ``root``, or their
-    environment carries this cluster's marker (Ray daemons, workers, job drivers, including
-    any that left the ``ray start`` process group)."""
+def _pids_naming(root: Path, *, marker: bool = True) -> list[int]:
+    """Live pids (not ours) of this cluster: their command line names ``root``, or (with
+    ``marker``) their environment carries this cluster's marker (Ray daemons, workers, job
+    drivers, including any that left the ``ray start`` process group)."""
     needle = str(root).encode()
     marker = f"{_MARKER}={root}".encode()
     me = os.getpid()
@@ -183,7 +205,7 @@ def _pids_naming(root: Path) -> list[int]:
             continue
         try:
             hit = needle in (entry / "cmdline").read_bytes()
-            if not hit:
+            if not hit and marker:
                 hit = marker in (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue

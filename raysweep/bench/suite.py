@@ -27,6 +27,27 @@ mapping (pinned values, validated against the method's config now, before anythi
 tuned entry of one method sit side by side); ids must be unique, so two pinned configs of one
 method on one workload need a ``name``.
 
+Scales (optional): named variants of the suite, chosen with ``raysweep bench run SUITE --scale
+NAME``; without ``--scale`` a suite that defines ``small`` runs at ``small``, one without scales
+runs as written. A scale changes sizes, never the comparison::
+
+    scales:
+      small: {description: the file as written (2 CPU cores, under an hour)}
+      paper:
+        description: the papers' sizes (GPU / cluster)
+        seeds: [0, 1, 2, 3, 4]                 # replaces the suite's seeds
+        tune: {num_samples: 50}                # merged into every tuned entry's tune:
+        workloads:                             # workload name -> fields merged over its file
+          fmnist-class-conv: {dataset: {train_size: null, image_size: 32}, model: {name: resnet18-cifar}}
+                                               # (dataset, model, train merge field by field;
+                                               # a scenario given here replaces the file's)
+        only: [fmnist-class-conv]              # keep only the entries on these workloads
+        set: ["entries.scrub.max_epochs=5"]    # --set overrides, applied before the user's
+
+A scale other than ``small`` records under the suite name ``<name>-<scale>`` (its own MLflow
+experiment and baselines), so runs of different sizes are never compared with each other. Every
+scale is validated on load (workload overrides must parse, names must exist).
+
 Tolerance semantics (see :func:`raysweep.bench.baseline.compare`): with ``worse_by`` the change
 of the seed mean in the bad direction (for ``direction: target``, the growth of the distance to
 ``target``), a metric regresses when ``worse_by > max(abs, rel * |baseline|)`` and, when
@@ -47,10 +68,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from raysweep.config import WorkloadConfig, load_yaml, parse_model
 from raysweep.errors import ConfigError, did_you_mean
 
-__all__ = ["Direction", "Tolerance", "TuneSpec", "SuiteEntry", "SuiteConfig", "Entry", "Suite",
-           "load_suite", "apply_suite_overrides", "BUNDLED_SUITES"]
+__all__ = ["Direction", "Tolerance", "TuneSpec", "SuiteEntry", "SuiteConfig", "SuiteScale", "Entry",
+           "Suite", "load_suite", "apply_suite_overrides", "BUNDLED_SUITES", "DEFAULT_SCALE"]
 
 BUNDLED_SUITES = Path(__file__).resolve().parent.parent.parent / "search_spaces" / "suites"
+DEFAULT_SCALE = "small"
 
 Direction = Literal["higher_is_better", "lower_is_better", "target"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
@@ -180,6 +202,27 @@ class Resources(_Strict):
     gpu: float = Field(0.0, ge=0, description="GPUs per run (Ray task)")
 
 
+class SuiteScale(_Strict):
+    """One named size of a suite (``scales:``; see the module docstring)."""
+
+    description: str = ""
+    seeds: list[int] | None = Field(None, min_length=1, description="replaces the suite's seeds")
+    tune: dict[str, Any] | None = Field(
+        None, description="fields merged into every tuned entry's tune: (e.g. num_samples)")
+    workloads: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="workload name -> fields merged over its YAML")
+    only: list[str] | None = Field(None, min_length=1,
+                                   description="keep only the entries on these workloads")
+    set: list[str] = Field(default_factory=list, description="--set overrides, before the user's")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_ok(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("must not repeat a seed")
+        return v
+
+
 class SuiteConfig(_Strict):
     schema_version: Literal[1] = 1
     name: str = Field(..., description="suite name; the MLflow experiment is raysweep-bench/<name>")
@@ -191,6 +234,8 @@ class SuiteConfig(_Strict):
     report_metrics: list[str] | None = Field(
         None, description="metrics plotted in the report (default: the toleranced ones + time)")
     tolerances: dict[str, Tolerance] = Field(default_factory=dict)
+    scales: dict[str, SuiteScale] = Field(
+        default_factory=dict, description="named sizes chosen with --scale (default: small)")
     entries: list[SuiteEntry] = Field(..., min_length=1)
 
     @field_validator("name")
@@ -240,6 +285,7 @@ class Suite:
     entries: tuple[Entry, ...]
     source: str
     raw: dict[str, Any] = field(default_factory=dict)
+    scale: str | None = None           # the scale it was loaded at (None: the suite has none)
 
     @property
     def name(self) -> str:
@@ -382,7 +428,74 @@ def _select(items: list[Any], sel: str, where: str) -> list[Any]:
     return hits
 
 
-def load_suite(ref: str | Path, overrides: list[str] | None = None) -> Suite:
+def _deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in patch.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _patched_workload(workload: WorkloadConfig, patch: dict[str, Any], where: str) -> WorkloadConfig:
+    # A scenario is one choice (its params belong to its selector): a patched one replaces it.
+    base = workload.model_dump(mode="json")
+    if "scenario" in patch:
+        base.pop("scenario", None)
+    merged = _deep_merge(base, patch)
+    return parse_model(WorkloadConfig, merged, where)
+
+
+def _write_workload(workload: WorkloadConfig) -> str:
+    """A scale's patched workload as a YAML file (tuning sweeps take a workload by reference)."""
+    import yaml
+
+    from raysweep.workload import cache_root
+
+    blob = json.dumps(workload.model_dump(mode="json"), sort_keys=True)
+    path = cache_root() / "bench-workloads" / \
+        f"{workload.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.yaml"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{id(workload)}.tmp")
+        tmp.write_text(yaml.safe_dump(workload.model_dump(mode="json"), sort_keys=False))
+        tmp.replace(path)
+    return str(path)
+
+
+def _apply_scale(data: dict[str, Any], scale: str | None, src: str
+                 ) -> tuple[dict[str, Any], str | None, SuiteScale | None]:
+    """The raw suite at ``scale`` (see the module docstring), the scale's name and spec."""
+    import copy
+
+    raw_scales = data.get("scales") or {}
+    if not isinstance(raw_scales, dict):
+        raise ConfigError(f"{src}: scales: expected a mapping of scale name -> settings")
+    scales = {str(k): parse_model(SuiteScale, v or {}, f"{src}: scales.{k}")
+              for k, v in raw_scales.items()}
+    if scale is not None and scale not in scales:
+        names = sorted(scales)
+        raise ConfigError(f"--scale {scale!r}: suite {src} defines "
+                          f"{'scales ' + ', '.join(names) if names else 'no scales'}"
+                          f"{did_you_mean(scale, names)}")
+    chosen = scale if scale is not None else (DEFAULT_SCALE if DEFAULT_SCALE in scales else None)
+    if chosen is None:
+        return data, None, None
+    sc = scales[chosen]
+    out = copy.deepcopy(data)
+    if chosen != DEFAULT_SCALE and isinstance(out.get("name"), str):
+        out["name"] = f"{out['name']}-{chosen}"
+    if sc.seeds is not None:
+        out["seeds"] = list(sc.seeds)
+    if sc.tune:
+        for e in out.get("entries") or []:
+            if isinstance(e, dict) and e.get("config") == "tuned":
+                e["tune"] = {**(e.get("tune") or {}), **sc.tune}
+    if sc.set:
+        out = apply_suite_overrides(out, sc.set, source=f"scales.{chosen}.set")
+    return out, chosen, sc
+
+
+def load_suite(ref: str | Path, overrides: list[str] | None = None,
+               scale: str | None = None) -> Suite:
     """Load, validate and resolve a suite; every error is one line naming the file and field.
 
     Workloads and method configs are validated here (unknown method, bad pinned value,
@@ -395,6 +508,7 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None) -> Suite:
     src = str(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{src}: expected a mapping at the top level, got {type(data).__name__}")
+    data, chosen, sc = _apply_scale(data, scale, src)
     if overrides:
         data = apply_suite_overrides(data, overrides)
         src = f"{path} (with --set)"
@@ -405,9 +519,17 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None) -> Suite:
 
     entries: list[Entry] = []
     seen: dict[str, str] = {}
+    resolved: dict[str, WorkloadConfig] = {}
     for i, raw in enumerate(cfg.entries):
         where = f"{src}: entries[{i}]"
         workload, workload_ref = _resolve_workload(raw.workload, path.parent, where)
+        resolved.setdefault(workload.name, workload)
+        if sc is not None and sc.only is not None and workload.name not in sc.only:
+            continue
+        if sc is not None and workload.name in sc.workloads:
+            workload = _patched_workload(workload, sc.workloads[workload.name],
+                                         f"{src}: scales.{chosen}.workloads.{workload.name}")
+            workload_ref = _write_workload(workload)
         methods = raw.method if isinstance(raw.method, list) else [raw.method]
         for method in methods:
             try:
@@ -446,4 +568,15 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None) -> Suite:
                 config_kind=kind, config=values, seeds=tuple(raw.seeds or cfg.seeds),
                 tolerances=tolerances, max_epochs=raw.max_epochs,
                 tune=tune))
-    return Suite(config=cfg, entries=tuple(entries), source=str(path), raw=data)
+    for sname, spec in cfg.scales.items():   # every scale, not only the chosen one
+        for key, names in (("only", spec.only or []), ("workloads", list(spec.workloads))):
+            for wname in names:
+                if wname not in resolved:
+                    raise ConfigError(f"{src}: scales.{sname}.{key}: no entry runs workload "
+                                      f"{wname!r}{did_you_mean(wname, sorted(resolved))} "
+                                      f"(workloads: {', '.join(sorted(resolved))})")
+        for wname, patch in spec.workloads.items():
+            _patched_workload(resolved[wname], patch, f"{src}: scales.{sname}.workloads.{wname}")
+    if not entries:
+        raise ConfigError(f"{src}: scale {chosen!r} keeps no entry")
+    return Suite(config=cfg, entries=tuple(entries), source=str(path), raw=data, scale=chosen)

@@ -8,6 +8,7 @@ Set ``RAYSWEEP_DEBUG=1`` to see the traceback of an internal error.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import typer
@@ -50,15 +51,21 @@ def main(argv: list[str] | None = None) -> int:
         rc = command.main(args=argv, prog_name="raysweep", standalone_mode=False)
         return rc if type(rc) is int else EXIT_OK
     except UserError as exc:
-        print(f"raysweep: error: {exc}", file=sys.stderr)
+        # Always one line: multi-line messages (e.g. an expected directory layout) are joined.
+        msg = re.sub(r"\s*\n\s*", " ", str(exc).strip())
+        print(f"raysweep: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except _UsageError as exc:
-        exc.show()
+    except _UsageError as exc:  # one line, like a UserError: what is wrong and where to look
+        path = exc.ctx.command_path if exc.ctx is not None else "raysweep"
+        msg = " ".join(exc.format_message().split())
+        if not msg:  # no arguments: the help was printed
+            return EXIT_USAGE
+        print(f"raysweep: error: {path}: {msg} (see: {path} -h)", file=sys.stderr)
         return EXIT_USAGE
     except _ClickError as exc:  # bad parameter values, missing files given as arguments
-        exc.show()
+        print(f"raysweep: error: {' '.join(exc.format_message().split())}", file=sys.stderr)
         return EXIT_USAGE
     except (KeyboardInterrupt, typer.Abort):
         print("raysweep: interrupted", file=sys.stderr)

@@ -33,12 +33,14 @@ def run_cmd(
     overrides: list[str] = typer.Option([], "--set", help="suite override path=value, e.g. "
                                         "entries.finetune.config.lr=1e-6 (repeatable)"),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 or auto (default: the suite's)"),
+    scale: str | None = typer.Option(None, "--scale", help="one of the suite's scales: (e.g. small, "
+                                     "paper); default: small when the suite defines it"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and print the plan; run nothing"),
 ) -> None:
     """Run a regression suite, compare with the baseline; exit 3 when a metric got worse."""
     from raysweep.bench import load_suite, run_suite
 
-    s = load_suite(suite, overrides)
+    s = load_suite(suite, overrides, scale=scale)
     if dry_run:
         _print_plan(s, json_out)
         return
@@ -58,16 +60,72 @@ def baseline_cmd(
     pin: str = typer.Option(..., "--pin", help="write pinned values here (.json, .yaml)"),
     run_id: str | None = typer.Option(None, "--run", help="the suite run to pin (default: the latest)"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
+    scale: str | None = typer.Option(None, "--scale", help="the scale of the run to pin"),
 ) -> None:
     """Pin the seed means and spreads of a suite run to a file usable as --baseline."""
     from raysweep.bench import load_suite, pin_baseline
 
-    s = load_suite(suite)
+    s = load_suite(suite, scale=scale)
     path, rid = pin_baseline(s, pin, run_id=run_id)
     if json_out:
         print_json({"suite": s.name, "run_id": rid, "path": str(path)})
     else:
         stdout.print(f"pinned run {rid} of suite {s.name} to {path}")
+
+
+@bench_app.command("paper")
+def paper_cmd(
+    suites: list[str] = typer.Argument(..., help="paper suite YAML paths or bundled names, e.g. "
+                                       "search_spaces/suites/paper-*.yaml"),
+    scale: str | None = typer.Option(None, "--scale", help="the suites' scale (default: small)"),
+    results: str = typer.Option("docs/results", "--results", help="reports go to RESULTS/<suite>/"),
+    regenerate: bool = typer.Option(False, "--regenerate", help="train nothing: rebuild the reports "
+                                    "from RESULTS/<suite>/run/summary.json"),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (see bench run)"),
+    overrides: list[str] = typer.Option([], "--set", help="suite override path=value (repeatable)"),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 or auto (default: the suite's)"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+) -> None:
+    """Run paper suites and write default-vs-tuned tables and plots to RESULTS/<suite>/README.md."""
+    import time
+    from pathlib import Path
+
+    from raysweep.bench import load_suite, run_suite
+    from raysweep.bench.paper import load_summary_json, write_paper_report
+
+    loaded = [load_suite(ref, overrides, scale=scale) for ref in suites]   # all validated first
+    addr = address or os.environ.get("RAY_ADDRESS") or None
+    done, failed = [], False
+    for s in loaded:
+        out = Path(results) / s.name
+        run_dir = out / "run"
+        summary_path = run_dir / "summary.json"
+        if not regenerate:
+            result = run_suite(s, baseline="previous", address=addr, out_dir=run_dir, device=device)
+            failed = failed or result.status == "failed"
+        elif not summary_path.is_file():
+            raise typer.BadParameter(f"--regenerate: {summary_path} does not exist; run without "
+                                     f"--regenerate first")
+        data = load_summary_json(summary_path)
+        doc = data["doc"]
+        meta = {"produced": time.strftime("%Y-%m-%d %H:%M", time.localtime(summary_path.stat().st_mtime)),
+                "wall time of the run": f"{float(doc.get('seconds') or 0) / 60:.1f} min "
+                                        f"(training, tuning and evaluation)",
+                "runs": f"{sum(len(e.seeds) for e in s.entries)} method runs "
+                        f"({len(data['errors'])} failed) + "
+                        f"{sum(1 for e in s.entries if e.tune)} tuning sweeps",
+                "MLflow run": f"{doc.get('run_id')} ({doc.get('tracking_uri')})",
+                "bench report": "[run/report.md](run/report.md)"}
+        path = write_paper_report(s, data["summary"], data["references"], out, configs=data["configs"],
+                                  errors=data["errors"], meta=meta)
+        done.append({"suite": s.name, "scale": s.scale, "report": str(path),
+                     "failed_runs": len(data["errors"])})
+        if not json_out:
+            stdout.print(f"{s.name}: {path}")
+    if json_out:
+        print_json({"results": done})
+    if failed:
+        raise typer.Exit(1)
 
 
 def _print_plan(s: Suite, json_out: bool) -> None:
@@ -79,9 +137,10 @@ def _print_plan(s: Suite, json_out: bool) -> None:
              "tolerances": {m: t.model_dump(exclude_none=True) for m, t in e.tolerances.items()}}
             for e in s.entries]
     if json_out:
-        print_json({"suite": s.name, "runs": s.runs(), "entries": rows})
+        print_json({"suite": s.name, "scale": s.scale, "runs": s.runs(), "entries": rows})
         return
-    table = Table(title=f"suite {s.name}: {s.runs()} runs", header_style="bold")
+    at = f" (scale {s.scale})" if s.scale else ""
+    table = Table(title=f"suite {s.name}{at}: {s.runs()} runs", header_style="bold")
     for col in ("entry", "config", "seeds", "tolerances"):
         table.add_column(col)
     for r, e in zip(rows, s.entries):
@@ -130,6 +189,40 @@ def _print_result(result: BenchResult, s: Suite) -> None:
     }[result.status]
     stdout.print(verdict)
     stdout.print(f"report: {escape(str(result.report_dir / 'report.html'))}   MLflow run: {result.run_id}")
+
+
+@bench_app.command("scale")
+def scale_cmd(
+    workload: str = typer.Option("fmnist-class-small", "--workload", "-w", help="workload of the sweep"),
+    method: str = typer.Option("finetune", "--method", "-m", help="method of the sweep"),
+    trials: int = typer.Option(8, "--trials", min=2, help="trials per sweep"),
+    epochs: int = typer.Option(2, "--epochs", min=1, help="epochs per trial"),
+    cores: int = typer.Option(2, "--cores", min=2, help="total CPUs: 1 node x CORES vs CORES nodes x 1"),
+    repeats: int = typer.Option(1, "--repeats", min=1, help="alternating runs of each layout"),
+    out: str = typer.Option("bench-scale.json", "-o", "--output", help="JSON report"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON report on stdout"),
+) -> None:
+    """Trials/hour of one sweep on 1 local node vs several, at equal total cores (real ray start)."""
+    from pathlib import Path
+
+    from raysweep.bench.scale import measure_scale
+    from raysweep.errors import UserError
+    from raysweep.methods import get_method
+    from raysweep.sweep.runner import err_console
+    from raysweep.sweep.space import bundled_space_path
+
+    get_method(method)  # an unknown name is a UserError with a did-you-mean
+    if not bundled_space_path(method).is_file():
+        raise UserError(f"--method {method}: no bundled search space; pick another method")
+    report = measure_scale(workload=workload, method=method, trials=trials, epochs=epochs,
+                           cores=cores, repeats=repeats, out=Path(out),
+                           log=lambda m: err_console().print(m))
+    if json_out:
+        print_json(report)
+        return
+    for line in report["summary"]:
+        stdout.print(line)
+    stdout.print(f"report: {out}")
 
 
 @bench_app.command("overhead")

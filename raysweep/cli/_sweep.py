@@ -8,7 +8,10 @@ Output rules (STYLE.md part 2): tables and results on stdout, progress and logs 
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,14 @@ def _finish(outcome: Any, json_out: bool) -> None:
         raise typer.Exit(EXIT_RUNTIME)
 
 
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """While a sweep runs, anything printed to stdout (Ray forwards worker and raylet lines
+    there) goes to stderr: stdout carries only the sweep id or the --json document."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
 @app.command("run")
 def run_cmd(
     space: Path = typer.Argument(..., help="sweep YAML (search_spaces/sweeps/*.yaml or search_spaces/<method>.yaml)"),
@@ -96,7 +107,9 @@ def run_cmd(
         return
     from raysweep.sweep.runner import run_sweep
 
-    _finish(run_sweep(spec, address=address), json_out)
+    with _stdout_to_stderr():
+        outcome = run_sweep(spec, address=address)
+    _finish(outcome, json_out)
 
 
 @app.command("resume")
@@ -112,7 +125,9 @@ def resume_cmd(
 
     if errored not in ("resume", "restart", "skip"):
         raise ConfigError(f"--errored {errored!r}: choose resume, restart or skip")
-    _finish(resume_sweep(sweep, address=address, errored=errored), json_out)
+    with _stdout_to_stderr():
+        outcome = resume_sweep(sweep, address=address, errored=errored)
+    _finish(outcome, json_out)
 
 
 @app.command("status")

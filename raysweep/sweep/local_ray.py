@@ -98,16 +98,15 @@ def ensure_token_auth(*, create: bool = True) -> str:
     writing ``~/.ray/auth_token`` (which would silently switch on auth for every later
     ``ray start`` on the machine). Returns the resulting mode.
     """
-    changed = False
     mode = auth_mode()
     if mode is None:
         os.environ[AUTH_MODE_ENV] = mode = "token"
-        changed = True
     if mode == "token" and token_source() is None and create:
         os.environ[AUTH_TOKEN_ENV] = secrets.token_hex(32)
-        changed = True
-    if changed:
-        _refresh_ray_auth_cache()
+    # Refresh even when nothing changed here: an earlier ray.init (or a test that set and
+    # restored RAY_AUTH_MODE) may have cached another mode in this process, and the driver
+    # would then start a token-auth GCS it cannot talk to.
+    _refresh_ray_auth_cache()
     return mode
 
 
@@ -167,6 +166,8 @@ def init_local_ray(
         # auth in Ray, so do it here when a token is configured and the mode is unset.
         if auth_mode() is None and token_source() is not None:
             ensure_token_auth(create=False)
+        else:
+            _refresh_ray_auth_cache()
         return ray.init(address=target, **ray_init_kwargs)
 
     ensure_token_auth(create=True)

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import secrets
 import signal
 import time
@@ -41,7 +42,7 @@ from ray.tune import Callback, Stopper
 from raysweep.errors import ConfigError, UserError
 from raysweep.sweep.space import SweepSpec
 
-__all__ = ["sweeps_home", "find_sweep", "load_state", "run_sweep", "resume_sweep", "SweepOutcome",
+__all__ = ["check_ray_address", "sweeps_home", "find_sweep", "load_state", "run_sweep", "resume_sweep", "SweepOutcome",
            "sweep_status", "load_study", "dry_run_plan", "SweepFailed", "SweepInterrupted"]
 
 
@@ -129,6 +130,31 @@ def load_study(sweep_dir: Path) -> Any:
 
 
 # -- Ray ---------------------------------------------------------------------------------------
+
+def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
+    """Fail fast (:class:`UserError`) on a Ray address that is malformed or unreachable.
+
+    ``None``/``local``/``auto`` are left to Ray; ``HOST:PORT`` and ``ray://HOST:PORT`` must
+    accept a TCP connection. Called before anything is prepared or written to MLflow.
+    """
+    import socket
+
+    if not address or address in ("local", "auto"):
+        return
+    fix = "give HOST:PORT of the head node (ray start --head prints it) or ray://HOST:10001"
+    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    if "://" in rest:
+        raise UserError(f"--address {address!r}: unsupported scheme; {fix}")
+    host, sep, port_s = rest.rpartition(":")
+    if not sep or not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise UserError(f"--address {address!r}: expected HOST:PORT; {fix}")
+    try:
+        with socket.create_connection((host, int(port_s)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UserError(f"--address {address!r}: no Ray cluster reachable there "
+                        f"({exc.strerror or exc}); {fix}, or leave it out for a local Ray") from None
+
 
 @contextmanager
 def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[dict[str, Any]]:
@@ -371,12 +397,23 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
     from raysweep.sweep.tracking import Tracker, git_sha, tracking_uri
     from raysweep.sweep.trainable import make_plan, objective_values
 
+    from raysweep.sweep.tracking import check_tracking_uri
+
     t0 = time.perf_counter()
+    uri = tracking_uri(tracking_uri_override)
+    # Bad input is rejected before anything is prepared, started or written to MLflow.
+    check_ray_address(address or os.environ.get("RAY_ADDRESS"))
+    check_tracking_uri(uri)
     sweep_id = sweep_id or new_sweep_id()
+    err_console().print(f"[bold]sweep {sweep_id}[/] ({spec.name}): {', '.join(spec.method_names())} on "
+         f"{spec.workload}; {spec.num_configs()} configurations x {len(spec.seeds)} seed(s), "
+         f"{spec.search.algorithm}")
+    # A missing or corrupt dataset, or a scenario the data cannot satisfy, fails here: no
+    # sweep directory, no Ray, no MLflow run.
+    wcfg, workload = _prepare(spec)
     sweep_dir = sweeps_home() / sweep_id
     sweep_dir.mkdir(parents=True, exist_ok=False)
     (sweep_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
-    uri = tracking_uri(tracking_uri_override)
     state: dict[str, Any] = {
         "id": sweep_id, "name": spec.name, "status": "preparing", "created": time.time(),
         "workload": spec.workload, "tracking_uri": uri, "experiment": spec.tracking.experiment,
@@ -384,11 +421,6 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
         "trials": spec.num_configs() * len(spec.seeds),
     }
     _save_state(sweep_dir, state)
-    err_console().print(f"[bold]sweep {sweep_id}[/] ({spec.name}): {', '.join(spec.method_names())} on "
-         f"{spec.workload}; {spec.num_configs()} configurations x {len(spec.seeds)} seed(s), "
-         f"{spec.search.algorithm}")
-
-    wcfg, workload = _prepare(spec)
     refs = workload.reference_metrics(catboost=spec.evaluation.catboost)
     plan = make_plan(spec, workload, refs)
     ref_objectives = {k: objective_values(v, plan) for k, v in refs.items()}
@@ -420,7 +452,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
 def resume_sweep(ref: str, *, address: str | None = None, errored: str = "skip",
                  num_cpus: int | None = None) -> SweepOutcome:
     """Continue an interrupted or crashed sweep (finished trials are not re-run)."""
-    from raysweep.sweep.tracking import Tracker
+    from raysweep.sweep.tracking import Tracker, check_tracking_uri
     from raysweep.sweep.trainable import make_plan
 
     t0 = time.perf_counter()
@@ -436,6 +468,8 @@ def resume_sweep(ref: str, *, address: str | None = None, errored: str = "skip",
     pid = state.get("pid")
     if pid and pid != os.getpid() and _alive(pid) and state.get("status") == "running":
         raise UserError(f"sweep {state['id']} is still running (pid {pid}); stop it first")
+    check_ray_address(address or state.get("address") or os.environ.get("RAY_ADDRESS"))
+    check_tracking_uri(state["tracking_uri"])
     err_console().print(f"[bold]resuming sweep {state['id']}[/] ({spec.name})")
     wcfg, workload = _prepare(spec)
     if workload.key != state.get("workload_key"):
@@ -535,6 +569,12 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
     fit_seconds = 0.0
     fit_started = time.time()
     trials: list[Any] = []
+    # Method errors recorded here are not retried (see raysweep.sweep.trainable); asking to
+    # resume or restart errored trials clears them.
+    failure_dir = sweep_dir / "failures"
+    if restore in ("resume", "restart"):
+        shutil.rmtree(failure_dir, ignore_errors=True)
+    plan.extra["failure_dir"] = str(failure_dir)
     with ray_session(address, num_cpus) as session, _sigterm_as_sigint():
         trainable = _trainable(workload, plan)
         experiment_path = sweep_dir / "ray" / "tune"
@@ -555,7 +595,7 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
                 run_config=tune.RunConfig(
                     name="tune", storage_path=str(sweep_dir / "ray"), verbose=0,
                     callbacks=callbacks, stop=callbacks[-1],
-                    failure_config=tune.FailureConfig(max_failures=0),
+                    failure_config=tune.FailureConfig(max_failures=spec.search.trial_retries),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
             )
         else:

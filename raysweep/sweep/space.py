@@ -302,6 +302,9 @@ class SearchSpec(_Strict):
         None, ge=1, description="trials at a time (default: CPUs / resources_per_trial.cpu)")
     max_failed_trials: int | None = Field(
         None, ge=0, description="stop the sweep (exit 1) after more failed trials than this")
+    trial_retries: int = Field(
+        2, ge=0, le=10, description="restarts (from the last checkpoint) of a trial whose worker "
+        "or node died; an exception raised by the method itself is never retried")
     seed: int = Field(0, ge=0, description="sampler seed")
     n_startup_trials: int | None = Field(
         None, ge=0, description="random trials before TPE/GP model the space "

@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
@@ -40,7 +41,7 @@ from ray.tune import Callback
 from raysweep.errors import UserError
 
 __all__ = ["tracking_uri", "Tracker", "MlflowTrialCallback", "git_sha", "config_hash",
-           "fetch_runs", "RunRecord", "mlflow_ui_hint", "default_store_exists"]
+           "fetch_runs", "RunRecord", "mlflow_ui_hint", "default_store_exists", "check_tracking_uri"]
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 _TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id",
@@ -57,6 +58,40 @@ def tracking_uri(uri: str | None = None) -> str:
         path = Path(uri[len("sqlite:///"):])
         uri = "sqlite:///" + str(path.resolve())
     return uri
+
+
+def check_tracking_uri(uri: str, timeout: float = 3.0) -> None:
+    """Fail fast (:class:`UserError`) when the MLflow store cannot be written or reached.
+
+    Called before a sweep prepares anything, so a typo in ``MLFLOW_TRACKING_URI`` costs
+    seconds, not a workload preparation followed by minutes of HTTP retries.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    fix = "start the server or set MLFLOW_TRACKING_URI to a reachable store"
+    if uri.startswith("sqlite:///"):
+        parent = Path(uri[len("sqlite:///"):]).parent
+        if not parent.is_dir():
+            raise UserError(f"MLFLOW_TRACKING_URI {uri}: directory {parent} does not exist; "
+                            f"create it or choose another path")
+        if not os.access(parent, os.W_OK):
+            raise UserError(f"MLFLOW_TRACKING_URI {uri}: directory {parent} is not writable")
+        return
+    if uri.startswith(("http://", "https://")):
+        parts = urlsplit(uri)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise UserError(f"MLFLOW_TRACKING_URI {uri}: bad port; {fix}") from None
+        if not parts.hostname:
+            raise UserError(f"MLFLOW_TRACKING_URI {uri}: no host; e.g. http://127.0.0.1:5000")
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=timeout):
+                pass
+        except OSError as exc:
+            raise UserError(f"MLFLOW_TRACKING_URI {uri}: MLflow server unreachable "
+                            f"({exc.strerror or exc}); {fix}") from None
 
 
 def default_store_exists(uri: str) -> bool:
@@ -312,6 +347,10 @@ class MlflowTrialCallback(Callback):
         all_tags = dict(tags or {})
         if "best_epoch" in last:
             all_tags["raysweep.best_epoch"] = int(last["best_epoch"])
+        if last.get("budget/over"):  # stopped by the time budget: say so, not only in a metric
+            all_tags["raysweep.stopped"] = (
+                f"time budget exceeded: the method ran {float(last.get('rs/method_seconds', 0)):.1f}s "
+                f"by epoch {int(last.get('epoch', 0))} (budget.max_seconds / max_time_ratio)")
         _batched(self.tracker.client, run_id, _finite_metrics({**best, **extra}, 0, _now()),
                  tags=all_tags)
         if self.log_checkpoints and status == "FINISHED" and trial.checkpoint is not None:
@@ -328,6 +367,10 @@ class MlflowTrialCallback(Callback):
         self._final(trial, "FAILED", {"raysweep.error": error_reason(trial)})
 
 
+# "InjectedFault: ...", "ray.exceptions.RayTaskError(ValueError): ...", not "Failure # 1 (...)"
+_EXC_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:\([\w.]*\))?: \S")
+
+
 def error_reason(trial: Any) -> str:
     """The last line of a trial's error trace (``TrialFailure: ...``), or a generic text."""
     text = ""
@@ -340,8 +383,11 @@ def error_reason(trial: Any) -> str:
     except Exception:  # noqa: BLE001
         pass
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    for ln in reversed(lines):  # the innermost exception: "pkg.mod.AnyName: message"
+        if _EXC_LINE.match(ln):
+            return ln[:2000]
     for ln in reversed(lines):
-        if "Error" in ln or "Failure" in ln or "Exception" in ln:
+        if ("Error" in ln or "Failure" in ln or "Exception" in ln) and not ln.startswith("Failure #"):
             return ln[:2000]
     return lines[-1][:2000] if lines else "trial failed (no error text)"
 

@@ -17,6 +17,11 @@ Per trial (see :func:`unlearning_trial`):
    An epoch that ends past the time budget is never the best unless no epoch made it.
 5. Failures (an exception, a non-finite loss or non-finite outputs) raise
    :class:`TrialFailure` with the reason; Tune marks the trial ERROR and tracking records why.
+   Tune restarts an errored trial up to ``search.trial_retries`` times, which is what a trial
+   whose worker or node died needs. A Python exception in the trial is deterministic under its
+   seed, so the trial writes it to ``<plan.extra["failure_dir"]>/<trial id>`` first and a restart
+   re-raises it at once instead of running the method again (on a cluster without shared
+   storage the marker may not be visible: the restart then runs and fails the same way).
 
 Resume: a checkpoint holds ``state.json`` (epochs done, method time, the best epoch's metrics,
 a fingerprint of the weights after each epoch) and ``best.pt`` (the best weights). Methods are
@@ -31,6 +36,7 @@ outside Tune through :func:`run_trial` (tests, ``raysweep bench``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -276,8 +282,20 @@ def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPl
                 (Path(d) / BEST_FILE).write_bytes(prev_best.read_bytes())
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
 
+    marker = None
+    if plan.extra.get("failure_dir"):
+        marker = Path(plan.extra["failure_dir"]) / tune.get_context().get_trial_id()
+        if marker.is_file():
+            raise TrialFailure(f"{marker.read_text()} (raised by the first attempt; a method "
+                               f"error is not retried)")
     try:
         run_trial(config, workload, plan, report=report, resume_state=resume_state, device=dev)
+    except Exception as exc:
+        if marker is not None:
+            with contextlib.suppress(OSError):
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(f"{type(exc).__name__}: {exc}"[:2000])
+        raise
     finally:
         if prev_best is not None:
             _rmtree(prev_best.parent)

@@ -83,15 +83,16 @@ def resumed(module_sweep_env: Path) -> dict[str, Any]:
              "runs": {r.data.tags["raysweep.trial_id"]: r for r in _runs(sweep_id)
                       if r.data.tags.get("raysweep.kind") == "trial"}}
     import io
-    from contextlib import redirect_stdout
+    from contextlib import redirect_stderr, redirect_stdout
 
-    buf = io.StringIO()
+    buf, errbuf = io.StringIO(), io.StringIO()
     if proc.returncode == 130:
-        with redirect_stdout(buf):
+        with redirect_stdout(buf), redirect_stderr(errbuf):
             rc = main(["resume", sweep_id, "--json"])
     else:  # the sweep outran the signal; nothing to resume
         rc = None
     return {"sweep_id": sweep_id, "root": root, "first": first, "resume_rc": rc,
+            "resume_stderr": errbuf.getvalue(),
             "resume": json.loads(buf.getvalue()) if buf.getvalue() else None}
 
 
@@ -108,7 +109,7 @@ def test_resume_finishes_without_rerunning_or_duplicating(resumed: dict[str, Any
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     if resumed["first"]["rc"] == 0:
         pytest.skip("the sweep finished before the interrupt arrived")
-    assert resumed["resume_rc"] == 0
+    assert resumed["resume_rc"] == 0, resumed["resume_stderr"][-4000:]
     assert resumed["resume"]["status"] == "finished"
     assert resumed["resume"]["counts"]["finished"] == N_TRIALS
     runs = _runs(resumed["sweep_id"])

@@ -1,0 +1,322 @@
+"""Paper-reproduction reports: default vs tuned, per method, as Markdown tables and plots.
+
+A paper suite (``search_spaces/suites/paper-*.yaml``) has, for every method on every workload, an
+entry at the method's paper defaults (``<workload>/<method>``) and a ``config: tuned`` entry
+under the same epoch budget (``<workload>/<method>@tuned``). :func:`write_paper_report` turns the
+``summary.json`` that ``raysweep bench run`` writes into ``<out>/README.md``:
+
+* one table per workload (scenario): the original and retrained references, then for every method
+  a ``default`` and a ``tuned`` row with the seed mean ± std of each of the suite's
+  ``report_metrics`` (the paper's columns);
+* ``<workload>.png``: per metric, the default and tuned bars of every method side by side (error
+  bars: one seed std; dots: the seeds; dashed line: the retrained model);
+* ``across-workloads.png`` when the suite has several workloads: each metric's seed mean per
+  method and config across the workloads (e.g. forget fraction or number of forgotten classes);
+* the configs the tuned entries ran, and the failed runs.
+
+``raysweep bench paper SUITE...`` runs the suites and writes these reports (see the CLI); the same
+function regenerates them from a saved ``summary.json`` without training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from raysweep.bench.baseline import Stat, Summary, summary_from_json
+from raysweep.bench.report import fmt_num, fmt_stat
+
+if TYPE_CHECKING:
+    from raysweep.bench.suite import Suite
+
+__all__ = ["PaperRow", "paper_rows", "paper_tables_markdown", "write_paper_report",
+           "load_summary_json", "METRIC_LABELS"]
+
+# Metric key -> the paper's column name (arrow: which way is better).
+METRIC_LABELS: dict[str, str] = {
+    "test/acc_retain_classes": "Acc_t (retained classes) ↑",
+    "test/acc": "test acc ↑",
+    "rel/retain_acc": "Acc_r (% of original) ↑",
+    "rel/forget_acc": "Acc_f (% of original) ↓",
+    "zrf": "ZRF ↑",
+    "mia/member_rate": "MIA (member rate) ↓",
+    "mia/lr_auc": "MIA AUC (→0.5)",
+    "mia/catboost": "CatBoost MIA",
+    "sape/acc_err_oracle": "AccErr vs oracle ↓",
+    "sape/acc_dis": "AccDis ↓",
+    "sape/acc_err_original": "AccErr vs original ↓",
+    "js/original": "JS to original",
+    "forget/acc": "forget acc",
+    "retain/acc": "retain acc ↑",
+    "time/seconds": "time (s) ↓",
+    "time/ratio": "time / retrain ↓",
+}
+
+
+@dataclass
+class PaperRow:
+    method: str
+    config: str                       # default | pinned | tuned | (reference)
+    entry: str
+    stats: dict[str, Stat | None] = field(default_factory=dict)
+
+
+def load_summary_json(path: str | Path) -> dict[str, Any]:
+    """``summary.json`` of a bench run -> {summary, references, configs, errors, meta}."""
+    doc = json.loads(Path(path).read_text())
+    entries = doc.get("entries") or {}
+    summary = summary_from_json({e: v.get("metrics") or {} for e, v in entries.items()},
+                                f"{path}: entries")
+    return {"summary": summary, "references": doc.get("references") or {},
+            "configs": {e: v.get("config") or {} for e, v in entries.items()},
+            "errors": doc.get("errors") or [], "doc": doc}
+
+
+def paper_rows(suite: Suite, summary: Summary, references: Mapping[str, Mapping[str, Mapping[str, float]]],
+               metrics: list[str]) -> list[tuple[str, list[PaperRow]]]:
+    """Per workload: reference rows, then each method's default row followed by its tuned row."""
+    out: list[tuple[str, list[PaperRow]]] = []
+    for wname in dict.fromkeys(e.workload.name for e in suite.entries):
+        rows: list[PaperRow] = []
+        for ref in ("original", "retrain"):
+            vals = references.get(wname, {}).get(ref, {})
+            if vals:
+                rows.append(PaperRow(f"({ref})", "reference", ref, {
+                    m: (Stat(float(vals[m]), float("nan"), 1, (float(vals[m]),))
+                        if vals.get(m) is not None else None) for m in metrics}))
+        entries = [e for e in suite.entries if e.workload.name == wname]
+        order = {"default": 0, "pinned": 1, "tuned": 2}
+        methods = list(dict.fromkeys(e.method for e in entries))
+        for method in methods:
+            for e in sorted((x for x in entries if x.method == method),
+                            key=lambda x: order[x.config_kind]):
+                stats = summary.get(e.id, {})
+                rows.append(PaperRow(method, e.config_kind, e.id, {m: stats.get(m) for m in metrics}))
+        out.append((wname, rows))
+    return out
+
+
+def _cell(s: Stat | None) -> str:
+    return fmt_stat(s) if s is not None else "-"
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(esc(h) for h in headers) + " |",
+             "|" + "|".join(["---"] * 2 + ["--:"] * (len(headers) - 2)) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def paper_tables_markdown(suite: Suite, summary: Summary, references: Mapping[str, Any],
+                          metrics: list[str] | None = None) -> list[tuple[str, str]]:
+    """Per workload: (name, Markdown table) with method / config / n / one column per metric."""
+    metrics = metrics or suite.report_metrics()
+    # Drop columns no row has (e.g. Acc_t on retained classes for random forgetting).
+    out = []
+    for wname, rows in paper_rows(suite, summary, references, metrics):
+        cols = [m for m in metrics if any(r.stats.get(m) is not None for r in rows)]
+        headers = ["method", "config", "seeds", *(METRIC_LABELS.get(m, m) + f" `{m}`" for m in cols)]
+        body = []
+        for r in rows:
+            n = max((s.n for s in r.stats.values() if s is not None), default=0)
+            body.append([r.method, r.config, "-" if r.config == "reference" else str(n),
+                         *(_cell(r.stats.get(m)) for m in cols)])
+        out.append((wname, _md_table(headers, body)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- plots
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+_COLORS = {"default": "#7f7f7f", "pinned": "#bcbd22", "tuned": "#1f77b4"}
+
+
+def _bars(suite: Suite, wname: str, rows: list[PaperRow], metrics: list[str], path: Path) -> bool:
+    plt = _plt()
+    methods = list(dict.fromkeys(r.method for r in rows if r.config != "reference"))
+    metrics = [m for m in metrics if any(r.stats.get(m) is not None for r in rows if r.config != "reference")]
+    if not methods or not metrics:
+        return False
+    retrain = next((r for r in rows if r.entry == "retrain"), None)
+    ncol = min(3, len(metrics))
+    nrow = math.ceil(len(metrics) / ncol)
+    width = max(3.6, 0.7 * len(methods) + 1.4)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(width * ncol, 3.4 * nrow), squeeze=False)
+    kinds = [k for k in ("default", "pinned", "tuned") if any(r.config == k for r in rows)]
+    bw = 0.8 / max(1, len(kinds))
+    for ax, metric in zip(axes.flat, metrics):
+        for ki, kind in enumerate(kinds):
+            for x, method in enumerate(methods):
+                r = next((r for r in rows if r.method == method and r.config == kind), None)
+                s = r.stats.get(metric) if r else None
+                if s is None or s.n == 0:
+                    continue
+                xpos = x - 0.4 + bw * (ki + 0.5)
+                ax.bar(xpos, s.mean, width=bw * 0.95, color=_COLORS[kind], alpha=0.85,
+                       yerr=s.std if s.n > 1 else None, capsize=3, ecolor="#333333",
+                       label=kind if x == 0 or not ax.get_legend_handles_labels()[1].count(kind) else None)
+                if s.values:
+                    ax.scatter([xpos] * len(s.values), s.values, s=8, color="black", zorder=3)
+        if retrain is not None and retrain.stats.get(metric) is not None:
+            ax.axhline(retrain.stats[metric].mean, color="#2ca02c", linestyle="--", linewidth=1,
+                       label="retrain (reference)")
+        ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=9)
+        ax.set_xticks(range(len(methods)))
+        ax.set_xticklabels(methods, rotation=30, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    fig.legend(list(uniq.values()), list(uniq.keys()), loc="upper right", fontsize=8, frameon=False)
+    fig.suptitle(f"{suite.name}: {wname} - paper default vs tuned (mean ± std over seeds; dots: seeds)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.92, 0.95))
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _across(suite: Suite, tables: list[tuple[str, list[PaperRow]]], metrics: list[str], path: Path) -> bool:
+    if len(tables) < 2:
+        return False
+    plt = _plt()
+    wnames = [w for w, _ in tables]
+    metrics = [m for m in metrics if sum(any(r.stats.get(m) is not None and r.config != "reference"
+                                             for r in rows) for _, rows in tables) >= 2]
+    if not metrics:
+        return False
+    series = list(dict.fromkeys((r.method, r.config) for _, rows in tables for r in rows
+                                if r.config != "reference"))
+    ncol = min(2, len(metrics))
+    nrow = math.ceil(len(metrics) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.4 * ncol, 3.4 * nrow), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    methods = list(dict.fromkeys(m for m, _ in series))
+    for ax, metric in zip(axes.flat, metrics):
+        for method, kind in series:
+            xs, ys, es = [], [], []
+            for x, (_, rows) in enumerate(tables):
+                r = next((r for r in rows if r.method == method and r.config == kind), None)
+                s = r.stats.get(metric) if r else None
+                if s is not None and s.n:
+                    xs.append(x)
+                    ys.append(s.mean)
+                    es.append(s.std if s.n > 1 else 0.0)
+            if xs:
+                ax.errorbar(xs, ys, yerr=es, marker="o", markersize=3, capsize=2, linewidth=1.1,
+                            color=cmap(methods.index(method) % 10),
+                            linestyle="-" if kind == "tuned" else ":",
+                            label=f"{method} ({kind})")
+        ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=9)
+        ax.set_xticks(range(len(wnames)))
+        ax.set_xticklabels(wnames, rotation=20, ha="right", fontsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
+    fig.suptitle(f"{suite.name}: across workloads (solid: tuned, dotted: paper default)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05 + 0.025 * math.ceil(len(labels) / 4), 1, 0.96))
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+    return True
+
+
+# -------------------------------------------------------------------------------------- writer
+
+def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, Any], out_dir: str | Path,
+                       *, configs: Mapping[str, Any] | None = None, errors: list[Any] | None = None,
+                       meta: Mapping[str, Any] | None = None, plots: bool = True) -> Path:
+    """Write ``<out_dir>/README.md`` (and the PNG plots); returns its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = suite.report_metrics()
+    tables = paper_rows(suite, summary, references, metrics)
+    md_tables = dict(paper_tables_markdown(suite, summary, references, metrics))
+    scale = suite.scale or "as written"
+    scale_desc = suite.config.scales.get(suite.scale or "", None)
+    md = [f"# `{suite.name}`: paper defaults vs tuned", "",
+          f"{suite.config.description}", "",
+          f"* **scale: `{scale}`**" + (f" - {scale_desc.description}" if scale_desc and scale_desc.description else ""),
+          f"* suite file: `{_rel(suite.source)}`; seeds: {_seeds(suite)}",
+          f"* every method runs at its paper defaults (`default`) and at the best configuration of a "
+          f"small TPE sweep (`tuned`, {_tune_desc(suite)}) under the same epoch budget "
+          f"(`max_epochs` of the entry = the sweep's `budget.max_epochs`)"]
+    for k, v in (meta or {}).items():
+        md.append(f"* {k}: {v}")
+    md += ["", "Cells: mean ± sample std over the seeds (`-`: not defined for this workload). "
+               "Reference rows: the original model and the retrained oracle (seed of the workload).", ""]
+    for wname, rows in tables:
+        md += [f"## {wname}", "", _workload_line(suite, wname), "", md_tables[wname], ""]
+        if plots and _bars(suite, wname, rows, metrics, out / f"{_slug(wname)}.png"):
+            md += [f"![{wname}]({_slug(wname)}.png)", ""]
+    if plots and _across(suite, tables, metrics, out / "across-workloads.png"):
+        md += ["## Across workloads", "", "![across workloads](across-workloads.png)", ""]
+    tuned = [(e.id, (configs or {}).get(e.id)) for e in suite.entries if e.config_kind == "tuned"]
+    if any(c for _, c in tuned):
+        md += ["## Configurations the tuned entries ran", "",
+               _md_table(["entry", "config"], [[eid, "`" + json.dumps(c, sort_keys=True, default=str) + "`"]
+                                               for eid, c in tuned if c]), ""]
+    if errors:
+        md += ["## Failed runs", ""]
+        for err in errors:
+            if isinstance(err, Mapping):
+                md.append(f"- `{err.get('entry')}` seed {err.get('seed')}: {err.get('error')}")
+            else:
+                md.append(f"- {err}")
+        md.append("")
+    path = out / "README.md"
+    path.write_text("\n".join(md))
+    return path
+
+
+def _rel(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _seeds(suite: Suite) -> str:
+    seeds = sorted({s for e in suite.entries for s in e.seeds})
+    return ", ".join(map(str, seeds))
+
+
+def _tune_desc(suite: Suite) -> str:
+    specs = {(e.tune.num_samples, e.tune.algorithm, tuple(e.tune.seeds)) for e in suite.entries if e.tune}
+    if not specs:
+        return "no tuned entries"
+    return "; ".join(f"{n} trials, {alg}, tuning seed(s) {', '.join(map(str, seeds))}"
+                     for n, alg, seeds in sorted(specs))
+
+
+def _workload_line(suite: Suite, wname: str) -> str:
+    e = next(e for e in suite.entries if e.workload.name == wname)
+    w = e.workload
+    d = w.dataset
+    size = f"train_size {d.train_size or 'full'}, test_size {d.test_size or 'full'}"
+    if d.image_size:
+        size += f", image_size {d.image_size}"
+    budgets = sorted({x.max_epochs for x in suite.entries if x.workload.name == wname and x.max_epochs})
+    return (f"`{w.dataset.name}` ({size}), model `{w.model.name}`, scenario "
+            f"`{json.dumps(w.scenario.model_dump(mode='json', exclude_none=True))}`, original trained "
+            f"{w.train.epochs} epochs; epoch budget per method: {', '.join(map(str, budgets)) or 'none'}")

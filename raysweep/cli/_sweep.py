@@ -133,15 +133,33 @@ def resume_cmd(
 @app.command("status")
 def status_cmd(
     sweep: str = typer.Argument("latest", help="sweep id (or prefix, 'latest', or directory)"),
-    json_out: bool = typer.Option(False, "--json", help="print JSON"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON (with --watch: one line per poll)"),
+    watch: float | None = typer.Option(None, "--watch", "-w", min=1.0, metavar="SECONDS",
+                                       help="print again every SECONDS until the sweep stops running"),
 ) -> None:
     """Trial counts (running / complete / failed), the current best, where things are stored."""
+    import json
+    import time
+
     from raysweep.sweep.runner import sweep_status
 
-    st = sweep_status(sweep)
-    if json_out:
-        print_json(st)
-        return
+    while True:
+        st = sweep_status(sweep)
+        if json_out:
+            if watch is None:
+                print_json(st)
+            else:
+                print(json.dumps(st, default=str), flush=True)
+        else:
+            if watch is not None:
+                stdout.print(f"[dim]{time.strftime('%H:%M:%S')}[/]")
+            _print_status(st)
+        if watch is None or st["status"] not in ("preparing", "running"):
+            return
+        time.sleep(watch)
+
+
+def _print_status(st: dict[str, Any]) -> None:
     t = st["trials"]
     stdout.print(f"[bold]sweep {st['sweep_id']}[/] ({st['name']})  status: [bold]{st['status']}[/]")
     stdout.print(f"  {', '.join(st['methods'])} on {st['workload']}, {st['algorithm']}")

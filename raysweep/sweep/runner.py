@@ -717,7 +717,8 @@ def sweep_status(ref: str) -> dict[str, Any]:
                    "failed": progress.get("failed", 0), "running": progress.get("running", 0)},
         "message": state.get("message", ""),
     }
-    if state.get("status") == "running" and not _alive(int(state.get("pid", 0) or 0)):
+    if state.get("status") in ("running", "preparing") and state.get("pid") \
+            and not _alive(int(state["pid"])):
         out["status"] = "crashed"
         out["message"] = f"the driver (pid {state.get('pid')}) is gone: raysweep resume {state['id']}"
     try:

@@ -282,6 +282,7 @@ class MlflowTrialCallback(Callback):
         self.log_checkpoints = log_checkpoints
         self.runs: dict[str, str] = {}
         self.last_step: dict[str, int] = {}
+        self.nodes: dict[str, list[str]] = {}  # Ray node ids a trial reported from, in order
 
     def get_state(self) -> dict[str, Any]:
         return {"runs": dict(self.runs), "last_step": dict(self.last_step)}
@@ -337,6 +338,10 @@ class MlflowTrialCallback(Callback):
         per_epoch["rs/method_seconds"] = result.get("rs/method_seconds", float("nan"))
         _batched(self.tracker.client, run_id, _finite_metrics(per_epoch, step, _now()))
         self.last_step[trial.trial_id] = step
+        if result.get("rs/node"):
+            nodes = self.nodes.setdefault(trial.trial_id, [])
+            if result["rs/node"] not in nodes:
+                nodes.append(result["rs/node"])
 
     def _final(self, trial: Any, status: str, tags: Mapping[str, Any] | None = None) -> None:
         run_id = self.run_id(trial)
@@ -347,6 +352,11 @@ class MlflowTrialCallback(Callback):
         all_tags = dict(tags or {})
         if "best_epoch" in last:
             all_tags["raysweep.best_epoch"] = int(last["best_epoch"])
+        nodes = self.nodes.get(trial.trial_id) or ([last["rs/node"]] if last.get("rs/node") else [])
+        if nodes:  # where it ran; several when a lost node's trial was restarted elsewhere
+            all_tags["raysweep.node"] = nodes[-1]
+            if len(nodes) > 1:
+                all_tags["raysweep.nodes"] = ",".join(nodes)
         if last.get("budget/over"):  # stopped by the time budget: say so, not only in a metric
             all_tags["raysweep.stopped"] = (
                 f"time budget exceeded: the method ran {float(last.get('rs/method_seconds', 0)):.1f}s "

@@ -266,9 +266,13 @@ def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPl
                 (keep / BEST_FILE).write_bytes((Path(d) / BEST_FILE).read_bytes())
                 prev_best = keep / BEST_FILE
 
+    node = _node_id()
+
     def report(result: dict[str, Any], state: dict[str, Any] | None,
                best_state: dict[str, torch.Tensor] | None) -> None:
         nonlocal prev_best
+        if node:
+            result = {**result, "rs/node": node}  # tracking tags the run with where it ran
         with tempfile.TemporaryDirectory(prefix="rs-ckpt-") as d:
             (Path(d) / STATE_FILE).write_text(json.dumps(state, default=float))
             if best_state is not None:
@@ -299,6 +303,15 @@ def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPl
     finally:
         if prev_best is not None:
             _rmtree(prev_best.parent)
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001  (outside Ray)
+        return None
 
 
 def _rmtree(path: Path) -> None:

@@ -4,7 +4,8 @@ Head and worker have one CPU each and the sweep runs two trials at a time, so on
 run, one of them is on the worker. Killing that node (raylet, agents and workers, as a crashed
 machine) must cost nothing but time: Tune restarts the lost trial (``search.trial_retries``)
 from its last checkpoint on the surviving node, the sweep finishes with every trial finished,
-and MLflow holds exactly one run per trial with each epoch logged once.
+and MLflow holds exactly one run per trial with each epoch logged once. The runs' node tags
+show that the sweep, started through ``--address``, ran trials on both nodes.
 """
 
 from __future__ import annotations
@@ -114,4 +115,12 @@ def test_worker_node_killed_mid_sweep(private_env: Path, monkeypatch: pytest.Mon
         assert r.info.status == "FINISHED"
         steps = [m.step for m in c.get_metric_history(r.info.run_id, "epoch")]
         assert steps == list(range(1, EPOCHS + 1)), (r.data.tags["raysweep.trial_id"], steps)
+    # Trials ran on both nodes (raysweep.node: where a run finished; raysweep.nodes: every
+    # node a restarted trial reported from, here the killed worker, then the head).
+    seen = set()
+    for r in trials:
+        seen.add(r.data.tags["raysweep.node"])
+        seen.update(filter(None, r.data.tags.get("raysweep.nodes", "").split(",")))
+    assert len(seen) == 2, seen
+    assert any("," in r.data.tags.get("raysweep.nodes", "") for r in trials)
     COUNTS["faults_survived"] += 1

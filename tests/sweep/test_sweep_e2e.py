@@ -126,6 +126,9 @@ def test_resume_finishes_without_rerunning_or_duplicating(resumed: dict[str, Any
         assert new.data.metrics["rs/trial_seconds"] == old.data.metrics["rs/trial_seconds"]
     status = _json_out(capsys, ["status", resumed["sweep_id"], "--json"])
     assert status["status"] == "finished"
+    assert main(["status", resumed["sweep_id"], "--watch", "1", "--json"]) == 0  # stopped: one poll
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["status"] == "finished"
     assert status["optuna"]["states"] == {"COMPLETE": N_TRIALS}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import optuna
@@ -69,7 +71,7 @@ def test_default_points_lie_inside_the_space() -> None:
     assert scrub["scrub/lr"] == 5e-4 and scrub["scrub/optimizer"] == "sgd"
 
 
-@pytest.mark.parametrize("alg", ["tpe", "random", "grid", "nsga2", "gp", "qmc"])
+@pytest.mark.parametrize("alg", ["tpe", "random", "grid", "nsga2", "gp", "qmc", "cmaes"])
 def test_every_algorithm_gets_a_sampler(alg: str) -> None:
     params = {"lr": {"values": [1e-3, 1e-2]}} if alg == "grid" else {
         "lr": {"distribution": "loguniform", "min": 1e-4, "max": 1e-1}}
@@ -77,15 +79,25 @@ def test_every_algorithm_gets_a_sampler(alg: str) -> None:
     assert isinstance(make_sampler(spec), optuna.samplers.BaseSampler)
 
 
-def test_cmaes_without_its_package_is_a_config_error() -> None:
-    pytest.importorskip("ray")
-    try:
-        import cmaes  # noqa: F401
-    except ImportError:
-        spec = _spec({"method": "finetune", "search": {"algorithm": "cmaes"},
-                      "parameters": {"lr": {"min": 0.01, "max": 0.1}}})
-        with pytest.raises(ConfigError, match="cmaes"):
-            make_sampler(spec)
+def test_cmaes_without_its_package_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cmaes", None)  # as if not installed
+    spec = _spec({"method": "finetune", "search": {"algorithm": "cmaes"},
+                  "parameters": {"lr": {"min": 0.01, "max": 0.1}}})
+    with pytest.raises(ConfigError, match="cmaes"):
+        make_sampler(spec)
+
+
+def test_cmaes_searches_a_continuous_space() -> None:
+    spec = _spec({"method": "finetune", "search": {"algorithm": "cmaes", "seed": 0},
+                  "parameters": {"lr": {"distribution": "loguniform", "min": 1e-4, "max": 1e-1}}})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=make_sampler(spec))
+    study.optimize(lambda t: (math.log10(t.suggest_float("lr", 1e-4, 1e-1, log=True)) + 2.5) ** 2,
+                   n_trials=30)
+    assert 1e-4 <= study.best_params["lr"] <= 1e-1
+    assert abs(math.log10(study.best_params["lr"]) + 2.5) < 0.3  # near the optimum 10^-2.5
 
 
 class _Inner:

@@ -53,11 +53,13 @@ class Execution:
 def run_one(prepared: PreparedWorkload, method: str, config: dict[str, Any], seed: int,
             device: str | torch.device | None = None, *, catboost: bool = False,
             max_epochs: int | None = None,
-            on_epoch: Callable[[Any, float], bool | None] | None = None) -> dict[str, float]:
+            on_epoch: Callable[[Any, float], bool | None] | None = None,
+            relearn: dict[str, Any] | None = None) -> dict[str, float]:
     """Run ``method`` with ``config`` on a prepared workload; return every metric.
 
     The metrics are those of :meth:`PreparedWorkload.evaluate` plus ``epochs`` (the number of
-    epochs the method ran, which the budget may cut short).
+    epochs the method ran, which the budget may cut short) and, with ``relearn`` (the fields of
+    :class:`raysweep.bench.suite.RelearnSpec`), ``relearn/epochs``.
     """
     from raysweep.methods import make_config, run_method
     from raysweep.metrics import forward_splits
@@ -76,17 +78,34 @@ def run_one(prepared: PreparedWorkload, method: str, config: dict[str, Any], see
     outputs = forward_splits(model, data, dev, batch_size=prepared.config.eval_batch_size)
     metrics = prepared.evaluate(outputs, seconds=seconds, catboost=catboost, seed=seed)
     metrics["epochs"] = float(result.epochs)
+    if relearn is not None:
+        metrics["relearn/epochs"] = measure_relearn(prepared, model, relearn, seed, dev)
     return metrics
 
 
+def measure_relearn(prepared: PreparedWorkload, model: Any, spec: dict[str, Any], seed: int,
+                    device: Any) -> float:
+    """Epochs of fine-tuning on D_f until ``model`` is back at the original's forget accuracy."""
+    from raysweep.metrics import relearn_time
+    from raysweep.metrics.accuracy import accuracy
+
+    data = prepared.unlearn_data(batch_size=prepared.config.train.batch_size)
+    forget = prepared.original_outputs["forget"]
+    target = float(accuracy(forget.logits, forget.labels))
+    return relearn_time(model, data, target, lr=spec["lr"], max_epochs=spec["max_epochs"],
+                        device=device, seed=seed, batch_size=spec["batch_size"],
+                        tolerance=spec["tolerance"], max_samples=spec.get("max_samples"))
+
+
 def _safe_run(prepared: PreparedWorkload, entry_id: str, method: str, config: dict[str, Any],
-              seed: int, device: str, catboost: bool, max_epochs: int | None) -> RunRecord:
+              seed: int, device: str, catboost: bool, max_epochs: int | None,
+              relearn: dict[str, Any] | None = None) -> RunRecord:
     import socket
 
     rec = RunRecord(entry=entry_id, seed=seed, config=dict(config), node=socket.gethostname())
     try:
         rec.metrics = run_one(prepared, method, config, seed, device, catboost=catboost,
-                              max_epochs=max_epochs)
+                              max_epochs=max_epochs, relearn=relearn)
     except Exception as exc:  # recorded; the suite reports it and exits 1
         tail = traceback.format_exc().strip().splitlines()[-3:]
         rec.error = f"{type(exc).__name__}: {exc}"
@@ -95,14 +114,35 @@ def _safe_run(prepared: PreparedWorkload, entry_id: str, method: str, config: di
     return rec
 
 
-def _prepare_with_refs(workload_json: dict[str, Any], device: str,
-                       catboost: bool) -> tuple[PreparedWorkload, dict[str, dict[str, float]]]:
+def _relearn(suite: Any) -> dict[str, Any] | None:
+    spec = suite.config.relearn
+    return spec.model_dump() if spec is not None else None
+
+
+def _prepare_with_refs(workload_json: dict[str, Any], device: str, catboost: bool,
+                      relearn: dict[str, Any] | None = None,
+                      ) -> tuple[PreparedWorkload, dict[str, dict[str, float]]]:
     from raysweep.config import WorkloadConfig
     from raysweep.workload import prepare
 
     cfg = WorkloadConfig.model_validate(workload_json)
     prepared = prepare(cfg, device=device, quiet=True)
-    return prepared, prepared.reference_metrics(catboost=catboost)
+    return prepared, _references(prepared, catboost, relearn, device)
+
+
+def _references(prepared: PreparedWorkload, catboost: bool, relearn: dict[str, Any] | None,
+                device: Any) -> dict[str, dict[str, float]]:
+    """The original's and the oracle's metrics; with ``relearn``, their relearn times too (the
+    oracle's is the baseline: how fast a model that never saw D_f learns it)."""
+    from raysweep.training import resolve_device
+
+    refs = prepared.reference_metrics(catboost=catboost)
+    if relearn is not None:
+        dev = resolve_device(device)
+        refs["original"]["relearn/epochs"] = 0.0  # at the target by definition
+        refs["retrain"]["relearn/epochs"] = measure_relearn(
+            prepared, prepared.build_model("retrain").to(dev), relearn, prepared.config.seed, dev)
+    return refs
 
 
 def _config_values(entry: Entry, tuned: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -155,7 +195,7 @@ def _execute_local(suite: Suite, device: str,
         if wname not in prepared:
             info(f"[bold]workload {wname}[/]")
             prepared[wname] = prepare(entry.workload, device=dev)
-            refs[wname] = prepared[wname].reference_metrics(catboost=suite.config.catboost)
+            refs[wname] = _references(prepared[wname], suite.config.catboost, _relearn(suite), dev)
         pw = prepared[wname]
         if entry.config_kind == "tuned":
             tuned[entry.id] = _tune(entry, pw, tune, suite=suite.name, address=None)
@@ -163,7 +203,7 @@ def _execute_local(suite: Suite, device: str,
         for seed in entry.seeds:
             done += 1
             rec = _safe_run(pw, entry.id, entry.method, configs[entry.id], seed, dev,
-                            suite.config.catboost, entry.max_epochs)
+                            suite.config.catboost, entry.max_epochs, _relearn(suite))
             records.append(rec)
             _progress(done, total, rec, keys)
     return Execution(records, refs, configs, tuned)
@@ -240,7 +280,8 @@ def _submit_all(suite: Suite, address: str, device: str,
         wname = entry.workload.name
         if wname not in prep_refs:
             prep_refs[wname], ref_refs[wname] = prep_task.remote(
-                entry.workload.model_dump(mode="json"), device, suite.config.catboost)
+                entry.workload.model_dump(mode="json"), device, suite.config.catboost,
+                _relearn(suite))
     tuned: dict[str, dict[str, Any]] = {}
     configs: dict[str, dict[str, Any]] = {}
     for entry in suite.entries:
@@ -253,7 +294,7 @@ def _submit_all(suite: Suite, address: str, device: str,
         for seed in entry.seeds:
             fut = run_task.remote(prep_refs[entry.workload.name], entry.id, entry.method,
                                   configs[entry.id], seed, device, suite.config.catboost,
-                                  entry.max_epochs)
+                                  entry.max_epochs, _relearn(suite))
             futures[fut] = (entry.id, seed)
     info(f"submitted {len(futures)} runs to Ray at {address}")
     by_key: dict[tuple[str, int], RunRecord] = {}

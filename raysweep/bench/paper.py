@@ -54,6 +54,7 @@ METRIC_LABELS: dict[str, str] = {
     "forget/acc": "forget acc",
     "retain/acc": "retain acc ↑",
     "time/seconds": "time (s) ↓",
+    "relearn/epochs": "relearn (epochs) ↑",
     "time/ratio": "time / retrain ↓",
 }
 

@@ -6,6 +6,7 @@ A suite is a YAML file (``search_spaces/suites/<name>.yaml``)::
     name: smoke
     seeds: [0, 1]                       # default seeds of every entry
     catboost: false                     # the CatBoost MIA is slow; opt in per suite
+    relearn: {lr: 0.01, max_epochs: 10} # optional: relearn/epochs of every run (paper 003)
     tolerances:                         # metric -> how far it may move in the worse direction
       forget/acc: {direction: lower_is_better, abs: 0.05}
       test/acc_retain_classes: {direction: higher_is_better, abs: 0.03, rel: 0.05}
@@ -223,6 +224,16 @@ class SuiteScale(_Strict):
         return v
 
 
+class RelearnSpec(_Strict):
+    """Relearn time (paper 003) of every run's final model: :func:`raysweep.metrics.relearn_time`."""
+
+    lr: float = Field(0.01, gt=0, description="fine-tuning learning rate on D_f (SGD, momentum 0.9)")
+    max_epochs: int = Field(10, ge=1, le=1000, description="cap; reported when never relearned")
+    tolerance: float = Field(0.02, ge=0, le=1, description="within this of the original's forget accuracy")
+    batch_size: int = Field(64, ge=1)
+    max_samples: int | None = Field(None, ge=1, description="fine-tune on at most this many D_f samples")
+
+
 class SuiteConfig(_Strict):
     schema_version: Literal[1] = 1
     name: str = Field(..., description="suite name; the MLflow experiment is raysweep-bench/<name>")
@@ -230,6 +241,8 @@ class SuiteConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     device: str = Field("auto", description="cpu, cuda, cuda:1 or auto")
     catboost: bool = Field(False, description="compute the CatBoost MIA (slow)")
+    relearn: RelearnSpec | None = Field(
+        None, description="also measure relearn time (metric relearn/epochs; trains a copy per run)")
     resources: Resources = Field(default_factory=Resources)
     report_metrics: list[str] | None = Field(
         None, description="metrics plotted in the report (default: the toleranced ones + time)")

@@ -114,3 +114,24 @@ def test_dry_run_prints_the_plan(bench_env: Path, capsys: pytest.CaptureFixture[
     plan = json.loads(out)
     assert rc == 0 and plan["runs"] == 6
     assert [e["entry"] for e in plan["entries"]][0] == "digits-class/ssd"
+
+
+def test_relearn_time_in_suite_runs_and_references(bench_env: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # relearn: on a suite adds relearn/epochs to every run and to both reference rows: the
+    # original is at its own forget accuracy (0 epochs); the oracle never saw D_f, so it needs
+    # at least one fine-tuning step; a method that forgot takes > 0 epochs as well.
+    suite = bench_env / "relearn.yaml"
+    suite.write_text(
+        "schema_version: 1\nname: relearn\nseeds: [0]\n"
+        "relearn: {lr: 0.01, max_epochs: 3}\n"
+        "report_metrics: [forget/acc, relearn/epochs]\n"
+        "entries:\n  - {workload: digits-class, method: ssd}\n")
+    rc, out, err = _run(capsys, str(suite), "--out", str(bench_env / "r"), "--json")
+    assert rc == 0, err[-3000:]
+    doc = json.loads(out)
+    run = doc["entries"]["digits-class/ssd"]["metrics"]["relearn/epochs"]
+    refs = doc["references"]["digits-class"]
+    assert refs["original"]["relearn/epochs"] == 0.0
+    assert 0.0 < refs["retrain"]["relearn/epochs"] <= 3.0
+    assert 0.0 < run["mean"] <= 3.0

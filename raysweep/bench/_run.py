@@ -114,6 +114,14 @@ def _safe_run(prepared: PreparedWorkload, entry_id: str, method: str, config: di
     return rec
 
 
+def _max_epochs(entry: Entry, tuned: dict[str, dict[str, Any]]) -> int | None:
+    """The entry's epoch budget; a tuned entry stops where its sweep scored it (best epoch)."""
+    best = (tuned.get(entry.id) or {}).get("best_epoch")
+    if best is None:
+        return entry.max_epochs
+    return min(int(best), entry.max_epochs) if entry.max_epochs is not None else int(best)
+
+
 def _relearn(suite: Any) -> dict[str, Any] | None:
     spec = suite.config.relearn
     return spec.model_dump() if spec is not None else None
@@ -203,7 +211,7 @@ def _execute_local(suite: Suite, device: str,
         for seed in entry.seeds:
             done += 1
             rec = _safe_run(pw, entry.id, entry.method, configs[entry.id], seed, dev,
-                            suite.config.catboost, entry.max_epochs, _relearn(suite))
+                            suite.config.catboost, _max_epochs(entry, tuned), _relearn(suite))
             records.append(rec)
             _progress(done, total, rec, keys)
     return Execution(records, refs, configs, tuned)
@@ -294,7 +302,7 @@ def _submit_all(suite: Suite, address: str, device: str,
         for seed in entry.seeds:
             fut = run_task.remote(prep_refs[entry.workload.name], entry.id, entry.method,
                                   configs[entry.id], seed, device, suite.config.catboost,
-                                  entry.max_epochs, _relearn(suite))
+                                  _max_epochs(entry, tuned), _relearn(suite))
             futures[fut] = (entry.id, seed)
     info(f"submitted {len(futures)} runs to Ray at {address}")
     by_key: dict[tuple[str, int], RunRecord] = {}

@@ -74,7 +74,9 @@ def load_summary_json(path: str | Path) -> dict[str, Any]:
     summary = summary_from_json({e: v.get("metrics") or {} for e, v in entries.items()},
                                 f"{path}: entries")
     return {"summary": summary, "references": doc.get("references") or {},
-            "configs": {e: v.get("config") or {} for e, v in entries.items()},
+            "configs": {e: ({**(v.get("config") or {}), "(stopped at epoch)": v["stop_epoch"]}
+                            if v.get("stop_epoch") is not None else v.get("config") or {})
+                        for e, v in entries.items()},
             "errors": doc.get("errors") or [], "doc": doc}
 
 

@@ -63,6 +63,7 @@ class BenchResult:
     seconds: float = 0.0
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     references: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    stop_epochs: dict[str, int] = field(default_factory=dict)  # tuned entry -> its best epoch
 
     @property
     def exit_code(self) -> int:
@@ -84,7 +85,8 @@ class BenchResult:
             "regressions": [c.to_json() for c in self.regressions],
             "comparisons": [c.to_json() for c in self.comparisons],
             "errors": [{"entry": e, "seed": s, "error": err} for e, s, err in self.errors],
-            "entries": {e: {"config": self.configs.get(e, {}), "metrics": m}
+            "entries": {e: {"config": self.configs.get(e, {}), "metrics": m,
+                            **({"stop_epoch": self.stop_epochs[e]} if e in self.stop_epochs else {})}
                         for e, m in summary_to_json(self.summary).items()},
             "references": self.references,
         }
@@ -184,7 +186,9 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
                              experiment_id=recorder.experiment_id, summary=summary,
                              comparisons=comparisons, baseline=base, report_dir=out.resolve(),
                              errors=errors, seconds=ex.seconds, configs=ex.configs,
-                             references=ex.references)
+                             references=ex.references,
+                             stop_epochs={e: t["best_epoch"] for e, t in ex.tuned.items()
+                                          if t.get("best_epoch") is not None})
         write_report(data, out)
         (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=_json_default))
         n_reg = len(regressions(comparisons))

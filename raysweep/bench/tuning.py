@@ -69,6 +69,15 @@ def _cache_path(entry: Entry, prepared: PreparedWorkload) -> Any:
     return cache_root() / "bench-tuned" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
 
 
+def _best_epoch(results: list[dict[str, Any]], optuna_trial: int) -> int | None:
+    """The epoch a sweep scored the Optuna trial at (trials are scored at their best epoch), so
+    that the suite stops the tuned config there too; the latest one over the trial's seeds."""
+    epochs = [int(r["best"]["best/epochs"]) for r in results
+              if not r.get("error") and "best/epochs" in r.get("best", {})
+              and ((r.get("config") or {}).get("rs") or {}).get("optuna_trial") == optuna_trial]
+    return max(epochs) if epochs else None
+
+
 def tune_entry(entry: Entry, prepared: PreparedWorkload, *, suite: str = "bench",
                address: str | None = None) -> dict[str, Any]:
     """Tune ``entry``; returns ``{"config", "sweep_id", "objective", "metric", "cached"}``."""
@@ -101,7 +110,8 @@ def tune_entry(entry: Entry, prepared: PreparedWorkload, *, suite: str = "bench"
         if param.distribution == "constant" and name not in config and active(param, config):
             config[name] = param.value
     found = {"config": config, "sweep_id": outcome.sweep_id, "objective": best.value,
-             "metric": spec.searcher_metrics()[0][0], "trials": len(complete)}
+             "metric": spec.searcher_metrics()[0][0], "trials": len(complete),
+             "best_epoch": _best_epoch(outcome.results, best.number)}
     info(f"  {entry.id}: best of {len(complete)} configurations {config} "
          f"({found['metric']} {best.value:.4g}, sweep {outcome.sweep_id})")
     if entry.tune.cache:

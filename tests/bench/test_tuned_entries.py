@@ -78,3 +78,26 @@ def test_tuned_entry_through_a_real_sweep(bench_env: Path, monkeypatch: pytest.M
     assert set(cfg) == {"selection_weighting", "dampening_constant", "batch_size"}
     second = run_suite(suite, out_dir=bench_env / "o2")   # cache: true reuses the tuned config
     assert second.configs["digits-class/ssd@tuned"] == cfg and second.status == "passed"
+
+
+def test_tuned_entry_stops_at_the_epoch_its_sweep_scored() -> None:
+    # A sweep scores a trial at its best epoch; the suite must run the tuned config to that
+    # epoch, not to the entry's budget (which would report a different, later model).
+    from types import SimpleNamespace
+
+    from raysweep.bench._run import _max_epochs
+    from raysweep.bench.tuning import _best_epoch
+
+    results = [
+        {"config": {"rs": {"optuna_trial": 0}}, "error": False, "best": {"best/epochs": 3.0}},
+        {"config": {"rs": {"optuna_trial": 1}}, "error": False, "best": {"best/epochs": 2.0}},
+        {"config": {"rs": {"optuna_trial": 1}}, "error": False, "best": {"best/epochs": 1.0}},
+        {"config": {"rs": {"optuna_trial": 2}}, "error": True, "best": {}},
+    ]
+    assert _best_epoch(results, 1) == 2 and _best_epoch(results, 0) == 3
+    assert _best_epoch(results, 2) is None
+    entry = SimpleNamespace(id="w/m@tuned", max_epochs=5)
+    assert _max_epochs(entry, {"w/m@tuned": {"best_epoch": 2}}) == 2
+    assert _max_epochs(entry, {"w/m@tuned": {"best_epoch": 9}}) == 5
+    assert _max_epochs(entry, {"w/m@tuned": {"config": {}}}) == 5
+    assert _max_epochs(entry, {}) == 5

@@ -255,6 +255,12 @@ def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPl
     assert workload is not None and plan is not None, "use tune.with_parameters(workload=, plan=)"
     torch.set_num_threads(max(1, int(plan.cpus)))
     dev = torch.device("cuda" if plan.gpus > 0 and torch.cuda.is_available() else "cpu")
+    marker = None
+    if plan.extra.get("failure_dir"):
+        marker = Path(plan.extra["failure_dir"]) / tune.get_context().get_trial_id()
+        if marker.is_file():
+            raise TrialFailure(f"{marker.read_text()} (raised by the first attempt; a method "
+                               f"error is not retried)")
     resume_state = None
     prev_best: Path | None = None
     ckpt = tune.get_checkpoint()
@@ -286,16 +292,11 @@ def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPl
                 (Path(d) / BEST_FILE).write_bytes(prev_best.read_bytes())
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
 
-    marker = None
-    if plan.extra.get("failure_dir"):
-        marker = Path(plan.extra["failure_dir"]) / tune.get_context().get_trial_id()
-        if marker.is_file():
-            raise TrialFailure(f"{marker.read_text()} (raised by the first attempt; a method "
-                               f"error is not retried)")
     try:
         run_trial(config, workload, plan, report=report, resume_state=resume_state, device=dev)
     except Exception as exc:
-        if marker is not None:
+        # Ray's own exceptions (a stopped or cancelled trial) are not the method's failures.
+        if marker is not None and not type(exc).__module__.startswith("ray"):
             with contextlib.suppress(OSError):
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(f"{type(exc).__name__}: {exc}"[:2000])

@@ -10,6 +10,7 @@ A run that raises is recorded with its error and the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
@@ -198,23 +199,41 @@ def _execute_local(suite: Suite, device: str,
     records: list[RunRecord] = []
     configs: dict[str, dict[str, Any]] = {}
     total, done = suite.runs(), 0
-    for entry in suite.entries:
-        wname = entry.workload.name
-        if wname not in prepared:
-            info(f"[bold]workload {wname}[/]")
-            prepared[wname] = prepare(entry.workload, device=dev)
-            refs[wname] = _references(prepared[wname], suite.config.catboost, _relearn(suite), dev)
-        pw = prepared[wname]
-        if entry.config_kind == "tuned":
-            tuned[entry.id] = _tune(entry, pw, tune, suite=suite.name, address=None)
-        configs[entry.id] = _config_values(entry, tuned)
-        for seed in entry.seeds:
-            done += 1
-            rec = _safe_run(pw, entry.id, entry.method, configs[entry.id], seed, dev,
-                            suite.config.catboost, _max_epochs(entry, tuned), _relearn(suite))
-            records.append(rec)
-            _progress(done, total, rec, keys)
+    ray_started = False
+    with contextlib.ExitStack() as ray_scope:
+        for entry in suite.entries:
+            wname = entry.workload.name
+            if wname not in prepared:
+                info(f"[bold]workload {wname}[/]")
+                prepared[wname] = prepare(entry.workload, device=dev)
+                refs[wname] = _references(prepared[wname], suite.config.catboost, _relearn(suite),
+                                          dev)
+            pw = prepared[wname]
+            if entry.config_kind == "tuned":
+                if tune is None and not ray_started and _needs_sweep(entry, pw):
+                    # One local Ray for every tuning sweep of the suite, started at the first:
+                    # each sweep reuses it (and its warm workers) instead of starting its own,
+                    # about 7 s of start-up and shutdown per sweep here.
+                    from raysweep.sweep.runner import ray_session
+
+                    ray_scope.enter_context(ray_session(None))
+                    ray_started = True
+                tuned[entry.id] = _tune(entry, pw, tune, suite=suite.name, address=None)
+            configs[entry.id] = _config_values(entry, tuned)
+            for seed in entry.seeds:
+                done += 1
+                rec = _safe_run(pw, entry.id, entry.method, configs[entry.id], seed, dev,
+                                suite.config.catboost, _max_epochs(entry, tuned), _relearn(suite))
+                records.append(rec)
+                _progress(done, total, rec, keys)
     return Execution(records, refs, configs, tuned)
+
+
+def _needs_sweep(entry: Entry, prepared: PreparedWorkload) -> bool:
+    """Whether tuning ``entry`` runs a sweep (not when an earlier identical tuning is cached)."""
+    from raysweep.bench.tuning import cached_tuning
+
+    return cached_tuning(entry, prepared) is None
 
 
 def _tune(entry: Entry, prepared: PreparedWorkload,

@@ -64,6 +64,7 @@ class BenchResult:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     references: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     stop_epochs: dict[str, int] = field(default_factory=dict)  # tuned entry -> its best epoch
+    finished: str = ""                # local time the run ended, "YYYY-MM-DD HH:MM"
 
     @property
     def exit_code(self) -> int:
@@ -81,7 +82,7 @@ class BenchResult:
             "run_id": self.run_id, "experiment_id": self.experiment_id,
             "tracking_uri": tracking_uri(), "baseline": {"ref": self.baseline.ref, "label": self.baseline.label},
             "report_dir": str(self.report_dir) if self.report_dir else None,
-            "seconds": self.seconds,
+            "seconds": self.seconds, "finished": self.finished,
             "regressions": [c.to_json() for c in self.regressions],
             "comparisons": [c.to_json() for c in self.comparisons],
             "errors": [{"entry": e, "seed": s, "error": err} for e, s, err in self.errors],
@@ -188,7 +189,8 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
                              errors=errors, seconds=ex.seconds, configs=ex.configs,
                              references=ex.references,
                              stop_epochs={e: t["best_epoch"] for e, t in ex.tuned.items()
-                                          if t.get("best_epoch") is not None})
+                                          if t.get("best_epoch") is not None},
+                             finished=time.strftime("%Y-%m-%d %H:%M"))
         write_report(data, out)
         (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=_json_default))
         n_reg = len(regressions(comparisons))

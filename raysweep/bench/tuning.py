@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from raysweep.sweep.space import SweepSpec
     from raysweep.workload import PreparedWorkload
 
-__all__ = ["sweep_spec", "tune_entry"]
+__all__ = ["sweep_spec", "tune_entry", "cached_tuning"]
 
 
 def sweep_spec(suite: str, entry_id: str, workload_ref: str, method: str, tune: TuneSpec,
@@ -78,6 +78,15 @@ def _best_epoch(results: list[dict[str, Any]], optuna_trial: int) -> int | None:
     return max(epochs) if epochs else None
 
 
+def cached_tuning(entry: Entry, prepared: PreparedWorkload) -> dict[str, Any] | None:
+    """The result an identical earlier tuning cached (``tune.cache: true``), else ``None``."""
+    assert entry.tune is not None
+    cache = _cache_path(entry, prepared)
+    if entry.tune.cache and cache.is_file():
+        return dict(json.loads(cache.read_text()))
+    return None
+
+
 def tune_entry(entry: Entry, prepared: PreparedWorkload, *, suite: str = "bench",
                address: str | None = None) -> dict[str, Any]:
     """Tune ``entry``; returns ``{"config", "sweep_id", "objective", "metric", "cached"}``."""
@@ -85,8 +94,8 @@ def tune_entry(entry: Entry, prepared: PreparedWorkload, *, suite: str = "bench"
 
     assert entry.tune is not None
     cache = _cache_path(entry, prepared)
-    if entry.tune.cache and cache.is_file():
-        found = json.loads(cache.read_text())
+    found = cached_tuning(entry, prepared)
+    if found is not None:
         info(f"  {entry.id}: reusing the config tuned by sweep {found.get('sweep_id')} ({cache})")
         return {**found, "cached": True}
     spec = sweep_spec(suite, entry.id, entry.workload_ref, entry.method, entry.tune,

@@ -108,7 +108,11 @@ def paper_cmd(
                                      f"--regenerate first")
         data = load_summary_json(summary_path)
         doc = data["doc"]
-        meta = {"produced": time.strftime("%Y-%m-%d %H:%M", time.localtime(summary_path.stat().st_mtime)),
+        # summary.json's own end time; its mtime for files written before it had one (a fresh
+        # checkout resets mtimes).
+        produced = doc.get("finished") or time.strftime(
+            "%Y-%m-%d %H:%M", time.localtime(summary_path.stat().st_mtime))
+        meta = {"produced": produced,
                 "wall time of the run": f"{float(doc.get('seconds') or 0) / 60:.1f} min "
                                         f"(training, tuning and evaluation)",
                 "runs": f"{sum(len(e.seeds) for e in s.entries)} method runs "

@@ -347,6 +347,7 @@ def dry_run_plan(spec: SweepSpec) -> dict[str, Any]:
 
     from raysweep.sweep.search import DefineByRun, default_points
     from raysweep.sweep.space import grid_points
+    from raysweep.workload import load_workload_config
 
     n = spec.num_configs()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -369,7 +370,9 @@ def dry_run_plan(spec: SweepSpec) -> dict[str, Any]:
         "budget": spec.budget.model_dump(), "resources_per_trial": spec.resources_per_trial.model_dump(),
         "max_concurrent": spec.search.max_concurrent or "CPUs / resources_per_trial.cpu",
         "early_terminate": spec.search.early_terminate.model_dump() if spec.search.early_terminate else None,
-        "first_points": default_points(spec) if spec.search.start_from_defaults and spec.search.algorithm != "grid" else [],
+        "first_points": (default_points(spec, load_workload_config(spec.workload).train.model_dump())
+                         if spec.search.start_from_defaults and spec.search.algorithm != "grid"
+                         else []),
         "example_configs": examples,
     }
 
@@ -590,7 +593,8 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
-                    search_alg=make_search(spec, sweep_dir / "optuna.journal", max_conc),
+                    search_alg=make_search(spec, sweep_dir / "optuna.journal", max_conc,
+                                           recipe=workload.config.train.model_dump()),
                     scheduler=make_scheduler(spec), num_samples=n_trials, reuse_actors=True),
                 run_config=tune.RunConfig(
                     name="tune", storage_path=str(sweep_dir / "ray"), verbose=0,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,8 +97,13 @@ def trial_params(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return method, dict(config.get(method) or {})
 
 
-def default_points(spec: SweepSpec) -> list[dict[str, Any]]:
-    """One enqueued point per method: its paper defaults, where they lie inside the space."""
+def default_points(spec: SweepSpec, recipe: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One enqueued point per method: its paper defaults, where they lie inside the space.
+
+    A default of ``None`` means "the workload's training recipe" (EU-k's and retrain's ``lr``,
+    retrain's ``epochs``); ``recipe`` (the workload's ``train`` section) supplies that value, so
+    the first trial really is the method as published rather than a sampled ``lr``.
+    """
     from raysweep.methods import get_method
 
     points = []
@@ -106,6 +112,8 @@ def default_points(spec: SweepSpec) -> list[dict[str, Any]]:
         point: dict[str, Any] = {"method": method} if len(spec.spaces()) > 1 else {}
         for name, p in params.items():
             v = defaults.get(name)
+            if v is None and recipe is not None:
+                v = recipe.get(name)
             if p.distribution == "constant" or v is None:
                 continue
             if p.distribution == "categorical":
@@ -249,8 +257,10 @@ class SeedReplicator(Searcher):
         self.searcher.restore(checkpoint_path)
 
 
-def make_search(spec: SweepSpec, storage_path: Path, max_concurrent: int) -> Searcher:
-    """OptunaSearch on persistent storage, replicated over seeds, with a concurrency limit."""
+def make_search(spec: SweepSpec, storage_path: Path, max_concurrent: int,
+                recipe: Mapping[str, Any] | None = None) -> Searcher:
+    """OptunaSearch on persistent storage, replicated over seeds, with a concurrency limit
+    (``recipe``: the workload's training recipe, see :func:`default_points`)."""
     from ray.tune.search.optuna import OptunaSearch
 
     metrics, modes = spec.searcher_metrics()
@@ -264,7 +274,7 @@ def make_search(spec: SweepSpec, storage_path: Path, max_concurrent: int) -> Sea
                 point["method"] = method
             points.append(point)
     elif spec.search.start_from_defaults:
-        points = [p for p in default_points(spec) if p][: spec.num_configs()]
+        points = [p for p in default_points(spec, recipe) if p][: spec.num_configs()]
     searcher = OptunaSearch(
         space=DefineByRun(spec),
         metric=metrics if spec.multi_objective else metrics[0],

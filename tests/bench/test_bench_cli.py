@@ -9,6 +9,7 @@ entry and the metric. Then the reports, the MLflow layout, and pinned / run-id b
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,7 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
     assert "What got worse" in (bench_env / "r3" / "report.md").read_text()
     summary3 = json.loads((bench_env / "r3" / "summary.json").read_text())
     assert summary3["status"] == "regressed"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", summary3["finished"])
     assert [(r["entry"], r["metric"]) for r in summary3["regressions"]] == [("digits-class/ssd", "forget/acc")]
 
     # MLflow: a parent per suite run, children per entry x seed with the documented tags.

@@ -210,6 +210,7 @@ def test_bench_paper_regenerate_from_summary_json(tmp_path: Path, monkeypatch: p
     run_dir = tmp_path / "results" / "paper-002-quick" / "run"
     run_dir.mkdir(parents=True)
     doc = {"suite": suite.name, "status": "baseline", "seconds": 90.0, "run_id": "abc",
+           "finished": "2026-01-02 03:04",
            "tracking_uri": "sqlite:///x.db", "errors": [], "references": refs,
            "entries": {e: {"config": {}, "metrics": m} for e, m in summary_to_json(summary).items()}}
     (run_dir / "summary.json").write_text(json.dumps(doc))
@@ -222,4 +223,5 @@ def test_bench_paper_regenerate_from_summary_json(tmp_path: Path, monkeypatch: p
     text = (tmp_path / "results" / "paper-002-quick" / "README.md").read_text()
     assert "| rotate | tuned |" in text and "| divergence | default |" in text
     assert "MIA AUC" in text and "1.5 min" in text
+    assert "produced: 2026-01-02 03:04" in text  # the run's own end time, not the file's mtime
     assert main(["bench", "paper", "paper-003", "--results", "results", "--regenerate"]) != 0

@@ -89,3 +89,13 @@ def test_tracking_uri_default_is_an_absolute_sqlite_file(tmp_path: Path, monkeyp
     assert tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
     assert tracking_uri() == "http://mlflow:5000"
+
+
+def test_dry_run_first_point_uses_the_workload_recipe_for_recipe_defaults() -> None:
+    # EU-k's lr default means "the workload's recipe": the enqueued first trial carries that lr.
+    from raysweep.workload import load_workload_config
+
+    spec = resolve_spec(parse_sweep({"methods": {"eu-k": None}, "workload": "fmnist-class-small"}))
+    recipe_lr = load_workload_config("fmnist-class-small").train.lr
+    assert dry_run_plan(spec)["first_points"] == [{"eu-k/k": 1, "eu-k/lr": recipe_lr,
+                                                   "eu-k/epochs": 10}]

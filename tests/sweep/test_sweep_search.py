@@ -71,6 +71,18 @@ def test_default_points_lie_inside_the_space() -> None:
     assert scrub["scrub/lr"] == 5e-4 and scrub["scrub/optimizer"] == "sgd"
 
 
+
+def test_default_points_take_recipe_values_for_recipe_defaults() -> None:
+    # EU-k's lr default is None = "the workload's recipe": without the recipe the first trial
+    # would sample lr (not the published method); with it, the recipe's lr is enqueued, and a
+    # recipe value outside the space is left to the sampler.
+    spec = _spec({"method": "eu-k", "parameters": {
+        "lr": {"distribution": "loguniform", "min": 1e-4, "max": 1e-1},
+        "k": {"distribution": "int_uniform", "min": 1, "max": 3}}})
+    assert default_points(spec) == [{"eu-k/k": 1}]
+    assert default_points(spec, {"lr": 0.05, "epochs": 10}) == [{"eu-k/k": 1, "eu-k/lr": 0.05}]
+    assert default_points(spec, {"lr": 0.5}) == [{"eu-k/k": 1}]
+
 @pytest.mark.parametrize("alg", ["tpe", "random", "grid", "nsga2", "gp", "qmc", "cmaes"])
 def test_every_algorithm_gets_a_sampler(alg: str) -> None:
     params = {"lr": {"values": [1e-3, 1e-2]}} if alg == "grid" else {

@@ -32,3 +32,18 @@ def test_bundled_workloads_named_in_readme_exist() -> None:
     names = {p.stem for p in BUNDLED_WORKLOADS.glob("*.yaml")}
     for name in set(re.findall(r"(?:-w|--workload) ([a-z0-9\-]+)", README)):
         assert name in names, name
+
+
+def test_relative_links_in_the_docs_point_at_files() -> None:
+    # Markdown links and images to paths inside the repository ([text](path), ![alt](path.png)):
+    # a renamed results directory or a deleted plot would otherwise leave dead links.
+    pages = [ROOT / "README.md", ROOT / "cluster" / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    dead = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # a URL or an anchor on the same page
+            path = target.split("#", 1)[0]
+            if not (page.parent / path).exists():
+                dead.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not dead, dead

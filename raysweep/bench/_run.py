@@ -5,7 +5,9 @@ run the method under its epoch budget, one forward pass per split, every metric.
 runs every entry × seed of a suite, preparing each workload once (from the on-disk cache when it
 exists); with an address it submits one Ray task per workload preparation and per run, so runs
 spread over the cluster's nodes while the prepared workload travels through the object store.
-A run that raises is recorded with its error and the others go on.
+Without one, runs are in-process and the tuning sweeps of ``config: tuned`` entries share one
+local Ray, started at the first sweep. A run that raises is recorded with its error and the
+others go on.
 """
 
 from __future__ import annotations

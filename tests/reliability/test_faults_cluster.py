@@ -52,6 +52,12 @@ def _running(home: Path) -> int:
     return 0
 
 
+def _reported(home: Path) -> int:
+    """Trials with at least one reported result (Tune's per-trial ``result.json``)."""
+    return sum(1 for p in home.glob("sweeps/*/ray/tune/*/result.json")
+               if p.is_file() and p.stat().st_size > 0)
+
+
 def _num_failures(sweep_dir: Path) -> int:
     """Restarts Tune recorded, from its newest experiment snapshot."""
     states = sorted((sweep_dir / "ray" / "tune").glob("experiment_state-*.json"))
@@ -84,7 +90,12 @@ def test_worker_node_killed_mid_sweep(private_env: Path, monkeypatch: pytest.Mon
             while time.time() < deadline and _running(root / "home") < 2 and proc.poll() is None:
                 time.sleep(0.5)
             assert _running(root / "home") >= 2, proc.communicate(timeout=60)[1][-4000:]
-            time.sleep(3)  # let the worker's trial write a checkpoint or two
+            # Kill only once both running trials have reported an epoch (a started trial may
+            # still be importing torch on the worker; killed then, it never reported from there).
+            while time.time() < deadline + 120 and _reported(root / "home") < 2 \
+                    and proc.poll() is None:
+                time.sleep(0.5)
+            time.sleep(1)
             killed = cluster.kill_node(1)
             COUNTS["faults_injected"] += 1
             out, err = proc.communicate(timeout=420)

@@ -71,7 +71,6 @@ def test_default_points_lie_inside_the_space() -> None:
     assert scrub["scrub/lr"] == 5e-4 and scrub["scrub/optimizer"] == "sgd"
 
 
-
 def test_default_points_take_recipe_values_for_recipe_defaults() -> None:
     # EU-k's lr default is None = "the workload's recipe": without the recipe the first trial
     # would sample lr (not the published method); with it, the recipe's lr is enqueued, and a
@@ -82,6 +81,7 @@ def test_default_points_take_recipe_values_for_recipe_defaults() -> None:
     assert default_points(spec) == [{"eu-k/k": 1}]
     assert default_points(spec, {"lr": 0.05, "epochs": 10}) == [{"eu-k/k": 1, "eu-k/lr": 0.05}]
     assert default_points(spec, {"lr": 0.5}) == [{"eu-k/k": 1}]
+
 
 @pytest.mark.parametrize("alg", ["tpe", "random", "grid", "nsga2", "gp", "qmc", "cmaes"])
 def test_every_algorithm_gets_a_sampler(alg: str) -> None:

@@ -107,9 +107,10 @@ def predict_logits(model: nn.Module, dataset: TensorDataset, *, device: torch.de
     was_training = model.training
     model.eval()
     outs, labels = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        outs.append(model(x.to(device)).float().cpu())
-        labels.append(y)
+    with torch.no_grad():
+        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            outs.append(model(x.to(device)).float().cpu())
+            labels.append(y)
     model.train(was_training)
     if not outs:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)

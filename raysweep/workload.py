@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,15 @@ from raysweep.config import WorkloadConfig, load_yaml, parse_model
 from raysweep.data import LoadedDataset, load_dataset
 from raysweep.errors import ConfigError
 from raysweep.methods._base import UnlearnContext, UnlearnData
-from raysweep.metrics import ModelOutputs, evaluate, forward_splits
+from raysweep.methods import PassCount, retrain_passes
+from raysweep.metrics import ModelOutputs, evaluate, forward_splits, raw_terms
 from raysweep.models import ModelSpec, model_kind
 from raysweep.training import resolve_device, seed_everything, train_model
 
 __all__ = ["PreparedWorkload", "prepare", "load_workload_config", "cache_root", "workload_key",
            "CACHE_VERSION", "BUNDLED_WORKLOADS"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: outputs carry penultimate features (the representation probe)
 BUNDLED_WORKLOADS = Path(__file__).resolve().parent.parent / "search_spaces" / "workloads"
 
 
@@ -90,6 +91,10 @@ class PreparedWorkload:
     original_seconds: float
     retrain_seconds: float
     tokenizer_model: nn.Module | None = None
+    #: Per held-out split, the rows matched to the forget set (MIA non-members, probe target);
+    #: ``None`` = every row (random forgetting). See :mod:`raysweep.metrics.oracle`.
+    matched: dict[str, np.ndarray | None] = field(default_factory=dict)
+    _oracle_raw: dict[int, dict[str, float]] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -117,22 +122,95 @@ class PreparedWorkload:
                               device=dev, seed=self.config.seed if seed is None else seed,
                               train_recipe=self.config.train, is_text=self.kind == "text")
 
+    def oracle_raw(self, seed: int = 0) -> dict[str, float]:
+        """The oracle's raw term values (:func:`raysweep.metrics.raw_terms`), computed once."""
+        if seed not in self._oracle_raw:
+            self._oracle_raw[seed] = raw_terms(self.retrain_outputs,
+                                               forget_classes=self.forget_classes,
+                                               matched=self.matched, seed=seed)
+        return self._oracle_raw[seed]
+
+    @property
+    def retrain_cost(self) -> PassCount:
+        """Sample-passes of retraining from scratch with the workload's recipe."""
+        return retrain_passes(len(self.splits["retain"]), self.config.train.epochs)
+
     def evaluate(self, outputs: ModelOutputs, *, seconds: float | None, catboost: bool = True,
-                 seed: int = 0) -> dict[str, float]:
-        """All metrics of a model's outputs against this workload's original and oracle."""
+                 seed: int = 0, retrain_seconds: float | None = None) -> dict[str, float]:
+        """All metrics of a model's outputs against this workload's original and oracle.
+
+        ``retrain_seconds`` is the retrain time that ``time/ratio`` divides by; give it only when
+        it was measured under the same conditions as ``seconds`` (no ratio otherwise).
+        """
         return evaluate(outputs, forget_classes=self.forget_classes,
                         original=self.original_outputs, retrain=self.retrain_outputs,
                         random_teacher_forget_logits=self.teacher_forget_logits,
-                        seconds=seconds, retrain_seconds=self.retrain_seconds,
-                        catboost=catboost, seed=seed)
+                        seconds=seconds, retrain_seconds=retrain_seconds,
+                        catboost=catboost, seed=seed, matched=self.matched,
+                        retrain_raw=self.oracle_raw(seed))
+
+    def signal_check(self, objective: Any = None, *, split: str = "val",
+                     seed: int = 0) -> list[dict[str, Any]]:
+        """Does each objective term separate the original from the oracle? One row per term.
+
+        ``separation`` is ``|original - oracle|`` in units of the spread of that difference
+        (:func:`raysweep.metrics.term_spread`: resampling of the attack's, the probe's and the
+        accuracies' samples); under 2 it is marked ``signal: False``. ``weighted`` says whether
+        ``objective`` (an :class:`~raysweep.metrics.ObjectiveConfig`) weights the term.
+        """
+        from raysweep.metrics import TERMS, ObjectiveConfig, term_spread
+
+        objective = objective or ObjectiveConfig()
+        weights = objective.weights()
+        orig = raw_terms(self.original_outputs, forget_classes=self.forget_classes,
+                         matched=self.matched, seed=seed)
+        oracle = self.oracle_raw(seed)
+        kw = dict(forget_classes=self.forget_classes, matched=self.matched, split=split,
+                  seed=seed)
+        s_orig = term_spread(self.original_outputs, reference=self.retrain_outputs, **kw)
+        s_oracle = term_spread(self.retrain_outputs, **kw)
+        dists = self.evaluate(self.original_outputs, seconds=None, catboost=False, seed=seed)
+        rows = []
+        for term in TERMS:
+            raw = term.raw_key(split)
+            if term.name == "js":
+                diff, sd = dists.get("dist/js"), s_orig.get("dist/js")
+                o, r = diff, 0.0
+            else:
+                o, r = orig.get(raw), oracle.get(raw)
+                diff = None if o is None or r is None else abs(o - r)
+                sd = None
+                if raw in s_orig and raw in s_oracle:
+                    sd = float(np.hypot(s_orig[raw], s_oracle[raw]))
+                if term.name == "heldout" and self.forget_classes:
+                    # class forgetting: the distance sums retained and forgotten classes
+                    diff = dists.get(term.dist_key(split))
+                    k2 = f"heldout/acc_forgotten/{split}"
+                    if sd is not None and k2 in s_orig and k2 in s_oracle:
+                        sd = float(np.sqrt(sd**2 + s_orig[k2] ** 2 + s_oracle[k2] ** 2))
+            sep = None if diff is None or not sd else diff / sd
+            if diff is not None and sd == 0.0:
+                sep = float("inf") if diff > 0 else 0.0
+            rows.append({"term": term.name, "metric": term.dist_key(split), "original": o,
+                         "oracle": r, "distance": diff, "sigma": sd, "separation": sep,
+                         "signal": bool(sep is not None and sep >= 2.0),
+                         "weighted": bool(weights.get(term.name, 0.0))})
+        return rows
 
     def reference_metrics(self, catboost: bool = True) -> dict[str, dict[str, float]]:
-        return {
+        """The original's and the oracle's metrics; cost: the original spends nothing on
+        unlearning (ratio 0), the oracle retrains (ratio 1), in the same sample-pass units."""
+        refs = {
             "original": self.evaluate(self.original_outputs, seconds=self.original_seconds,
                                       catboost=catboost, seed=self.config.seed),
             "retrain": self.evaluate(self.retrain_outputs, seconds=self.retrain_seconds,
                                      catboost=catboost, seed=self.config.seed),
         }
+        zero = PassCount(0, 0)
+        for name, cost in (("original", zero), ("retrain", self.retrain_cost)):
+            refs[name].update(cost.as_metrics())
+            refs[name]["cost/ratio"] = cost.passes / max(self.retrain_cost.passes, 1)
+        return refs
 
 
 def _build(spec: ModelSpec, *, pretrained: bool, seed: int) -> nn.Module:
@@ -170,6 +248,30 @@ def _split_indices(cfg: WorkloadConfig, ds: LoadedDataset) -> dict[str, np.ndarr
         raise ConfigError(f"workload {cfg.name}: the forget set is empty after holding out val "
                           f"(scenario {cfg.scenario.describe()})")
     return {"forget": forget_idx, "retain": retain_idx, "val": val_idx}
+
+
+def _matched_masks(cfg: WorkloadConfig, ds: LoadedDataset,
+                   idx: dict[str, np.ndarray]) -> dict[str, np.ndarray | None]:
+    """Held-out rows the scenario would have selected (see :mod:`raysweep.metrics.oracle`).
+
+    val rows come from the training set, so the forget mask itself says which are matched. On
+    test the scenario is applied to the test set (a selector that takes a ``count`` gets it
+    scaled to the test set's size; when the scenario cannot run there, ``None``: every row).
+    """
+    sc = cfg.scenario
+    if sc.kind == "random":
+        return {"val": None, "test": None}
+    val = np.asarray(sc.forget_mask(ds, seed=cfg.seed), dtype=bool)[idx["val"]]
+    view = replace(ds, train_x=ds.test_x, train_y=ds.test_y, train_groups=ds.test_groups)
+    if sc.kind == "targeted" and "count" in sc.params:
+        scale = len(ds.test_y) / max(len(ds.train_y), 1)
+        sc = sc.model_copy(update={"params": {**sc.params,
+                                              "count": max(1, round(sc.params["count"] * scale))}})
+    try:
+        test: np.ndarray | None = np.asarray(sc._mask(view, seed=cfg.seed), dtype=bool)
+    except Exception:  # noqa: BLE001  (a selector that cannot run on test: unmatched)
+        test = None
+    return {"val": val, "test": test}
 
 
 def _tensorize(cfg: WorkloadConfig, ds: LoadedDataset, idx: dict[str, np.ndarray],
@@ -216,7 +318,8 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
         text_model = _build(spec, pretrained=False, seed=cfg.seed)
     splits = _tensorize(cfg, ds, idx, text_model)
     common = dict(config=cfg, key=key, kind=ds.kind, class_names=list(ds.class_names),
-                  forget_classes=forget_classes, splits=splits, model_spec=spec)
+                  forget_classes=forget_classes, splits=splits, model_spec=spec,
+                  matched=_matched_masks(cfg, ds, idx))
     if cache.is_dir() and not force:
         try:
             return _load_cached(cache, common)

@@ -2,8 +2,10 @@
 
 :func:`run_one` is the unit (the same steps as ``raysweep unlearn``): copy the original model,
 run the method under its epoch budget, one forward pass per split, every metric. :func:`execute`
-runs every entry × seed of a suite, preparing each workload once (from the on-disk cache when it
-exists); with an address it submits one Ray task per workload preparation and per run, so runs
+runs every entry × seed of a suite, preparing each (workload, workload seed) once per suite run
+(from the on-disk cache when it exists): with ``seed_scope: method`` one per workload, with
+``seed_scope: full`` one per evaluation seed (the workload's ``seed`` replaced by it); with an
+address it submits one Ray task per workload preparation and per run, so runs
 spread over the cluster's nodes while the prepared workload travels through the object store.
 Without one, runs are in-process and the tuning sweeps of ``config: tuned`` entries share one
 local Ray, started at the first sweep. A run that raises is recorded with its error and the
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     import torch
 
     from raysweep.bench.suite import Entry, Suite
+    from raysweep.config import WorkloadConfig
     from raysweep.workload import PreparedWorkload
 
 __all__ = ["RunRecord", "Execution", "run_one", "execute", "git_sha"]
@@ -42,6 +45,9 @@ class RunRecord:
     config: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     node: str = ""
+    seed_scope: str = "method"           # method: the seed varies the run; full: the workload too
+    workload_seed: int | None = None     # the seed the run's workload was prepared with
+    workload_key: str = ""               # that workload's cache key
 
 
 @dataclass
@@ -51,6 +57,8 @@ class Execution:
     configs: dict[str, dict[str, Any]]                   # entry -> the config actually run
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry -> sweep info
     seconds: float = 0.0
+    #: workload -> the workload seeds its reference rows average over (one with seed_scope method)
+    reference_seeds: dict[str, list[int]] = field(default_factory=dict)
 
 
 def run_one(prepared: PreparedWorkload, method: str, config: dict[str, Any], seed: int,
@@ -81,6 +89,14 @@ def run_one(prepared: PreparedWorkload, method: str, config: dict[str, Any], see
     outputs = forward_splits(model, data, dev, batch_size=prepared.config.eval_batch_size)
     metrics = prepared.evaluate(outputs, seconds=seconds, catboost=catboost, seed=seed)
     metrics["epochs"] = float(result.epochs)
+    metrics.update(result.cost.as_metrics())
+    metrics["cost/ratio"] = result.cost.passes / max(prepared.retrain_cost.passes, 1)
+    # The default objective, on val (what a sweep would select on) and on test (reported).
+    from raysweep.metrics import ObjectiveConfig
+
+    objective = ObjectiveConfig()
+    metrics["objective"] = objective.score(metrics, split="val")
+    metrics["objective/test"] = objective.score(metrics, split="test")
     if relearn is not None:
         metrics["relearn/epochs"] = measure_relearn(prepared, model, relearn, seed, dev)
     return metrics
@@ -102,10 +118,12 @@ def measure_relearn(prepared: PreparedWorkload, model: Any, spec: dict[str, Any]
 
 def _safe_run(prepared: PreparedWorkload, entry_id: str, method: str, config: dict[str, Any],
               seed: int, device: str, catboost: bool, max_epochs: int | None,
-              relearn: dict[str, Any] | None = None) -> RunRecord:
+              relearn: dict[str, Any] | None = None, seed_scope: str = "method") -> RunRecord:
     import socket
 
-    rec = RunRecord(entry=entry_id, seed=seed, config=dict(config), node=socket.gethostname())
+    rec = RunRecord(entry=entry_id, seed=seed, config=dict(config), node=socket.gethostname(),
+                    seed_scope=seed_scope, workload_seed=prepared.config.seed,
+                    workload_key=prepared.key)
     try:
         rec.metrics = run_one(prepared, method, config, seed, device, catboost=catboost,
                               max_epochs=max_epochs, relearn=relearn)
@@ -156,6 +174,51 @@ def _references(prepared: PreparedWorkload, catboost: bool, relearn: dict[str, A
     return refs
 
 
+def _mean_references(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """The reference rows of one workload over its prepared seeds: the mean of each metric."""
+    if len(per_seed) == 1:
+        return per_seed[0]
+    out: dict[str, dict[str, float]] = {}
+    for ref in dict.fromkeys(k for r in per_seed for k in r):
+        rows = [r[ref] for r in per_seed if ref in r]
+        keys = dict.fromkeys(k for row in rows for k in row)
+        out[ref] = {k: sum(float(row[k]) for row in rows if k in row) /
+                    sum(1 for row in rows if k in row) for k in keys}
+    return out
+
+
+def _workload_plan(suite: Suite) -> dict[tuple[str, int], WorkloadConfig]:
+    """Every (workload name, workload seed) the suite's evaluation runs need, in entry order."""
+    plan: dict[tuple[str, int], WorkloadConfig] = {}
+    for entry in suite.entries:
+        for seed in entry.seeds:
+            w = entry.workload_for(seed)
+            plan.setdefault((w.name, w.seed), w)
+    return plan
+
+
+def _group_references(refs: dict[tuple[str, int], dict[str, dict[str, float]]]
+                      ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, list[int]]]:
+    by_name: dict[str, list[int]] = {}
+    for wname, wseed in refs:
+        by_name.setdefault(wname, []).append(wseed)
+    return ({w: _mean_references([refs[(w, s)] for s in seeds]) for w, seeds in by_name.items()},
+            {w: sorted(seeds) for w, seeds in by_name.items()})
+
+
+def _tuning_entry(entry: Entry) -> Entry:
+    """The entry a tuning sweep runs (``full``: its workload drawn with the first tuning seed,
+    written to a YAML file since a sweep takes its workload by reference)."""
+    from dataclasses import replace
+
+    w = entry.tuning_workload()
+    if w is entry.workload:
+        return entry
+    from raysweep.bench.suite import _write_workload
+
+    return replace(entry, workload=w, workload_ref=_write_workload(w))
+
+
 def _config_values(entry: Entry, tuned: dict[str, dict[str, Any]]) -> dict[str, Any]:
     from raysweep.methods import make_config
 
@@ -195,24 +258,33 @@ def _execute_local(suite: Suite, device: str,
 
     dev = str(resolve_device(device))
     keys = suite.report_metrics()
-    prepared: dict[str, PreparedWorkload] = {}
-    refs: dict[str, dict[str, dict[str, float]]] = {}
+    plan = _workload_plan(suite)
+    prepared: dict[tuple[str, int], PreparedWorkload] = {}
+    refs: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
     tuned: dict[str, dict[str, Any]] = {}
     records: list[RunRecord] = []
     configs: dict[str, dict[str, Any]] = {}
     total, done = suite.runs(), 0
     ray_started = False
+
+    def prepared_for(w: WorkloadConfig, *, reference: bool = True) -> PreparedWorkload:
+        key = (w.name, w.seed)
+        if key not in prepared:   # each (workload, seed) once per suite run
+            info(f"[bold]workload {w.name}[/] (seed {w.seed})")
+            prepared[key] = prepare(w, device=dev)
+        if reference and key not in refs:
+            refs[key] = _references(prepared[key], suite.config.catboost, _relearn(suite), dev)
+        return prepared[key]
+
     with contextlib.ExitStack() as ray_scope:
         for entry in suite.entries:
-            wname = entry.workload.name
-            if wname not in prepared:
-                info(f"[bold]workload {wname}[/]")
-                prepared[wname] = prepare(entry.workload, device=dev)
-                refs[wname] = _references(prepared[wname], suite.config.catboost, _relearn(suite),
-                                          dev)
-            pw = prepared[wname]
             if entry.config_kind == "tuned":
-                if tune is None and not ray_started and _needs_sweep(entry, pw):
+                tentry = _tuning_entry(entry)
+                # The tuning workload is an evaluation workload too unless full scope moved it
+                # to a tuning seed (then it has no reference row).
+                pw = prepared_for(tentry.workload,
+                                  reference=(tentry.workload.name, tentry.workload.seed) in plan)
+                if tune is None and not ray_started and _needs_sweep(tentry, pw):
                     # One local Ray for every tuning sweep of the suite, started at the first:
                     # each sweep reuses it (and its warm workers) instead of starting its own,
                     # about 7 s of start-up and shutdown per sweep here.
@@ -220,15 +292,18 @@ def _execute_local(suite: Suite, device: str,
 
                     ray_scope.enter_context(ray_session(None))
                     ray_started = True
-                tuned[entry.id] = _tune(entry, pw, tune, suite=suite.name, address=None)
+                tuned[entry.id] = _tune(tentry, pw, tune, suite=suite.name, address=None)
             configs[entry.id] = _config_values(entry, tuned)
             for seed in entry.seeds:
+                pw = prepared_for(entry.workload_for(seed))
                 done += 1
                 rec = _safe_run(pw, entry.id, entry.method, configs[entry.id], seed, dev,
-                                suite.config.catboost, _max_epochs(entry, tuned), _relearn(suite))
+                                suite.config.catboost, _max_epochs(entry, tuned), _relearn(suite),
+                                seed_scope=entry.seed_scope)
                 records.append(rec)
                 _progress(done, total, rec, keys)
-    return Execution(records, refs, configs, tuned)
+    grouped, ref_seeds = _group_references(refs)
+    return Execution(records, grouped, configs, tuned, reference_seeds=ref_seeds)
 
 
 def _needs_sweep(entry: Entry, prepared: PreparedWorkload) -> bool:
@@ -303,29 +378,40 @@ def _submit_all(suite: Suite, address: str, device: str,
     prep_task = ray.remote(**opts, num_returns=2)(_prepare_with_refs)
     run_task = ray.remote(**opts)(_safe_run)
     keys = suite.report_metrics()
-    prep_refs: dict[str, Any] = {}
-    ref_refs: dict[str, Any] = {}
-    for entry in suite.entries:
-        wname = entry.workload.name
-        if wname not in prep_refs:
-            prep_refs[wname], ref_refs[wname] = prep_task.remote(
-                entry.workload.model_dump(mode="json"), device, suite.config.catboost,
-                _relearn(suite))
+    plan = _workload_plan(suite)
+    prep_refs: dict[tuple[str, int], Any] = {}
+    ref_refs: dict[tuple[str, int], Any] = {}
+
+    def submit_prep(w: WorkloadConfig) -> Any:
+        key = (w.name, w.seed)
+        if key not in prep_refs:   # each (workload, seed) once per suite run
+            prep_refs[key], ref = prep_task.remote(w.model_dump(mode="json"), device,
+                                                   suite.config.catboost, _relearn(suite))
+            if key in plan:        # a tuning-only workload (full scope) has no reference row
+                ref_refs[key] = ref
+        return prep_refs[key]
+
+    for w in plan.values():
+        submit_prep(w)
     tuned: dict[str, dict[str, Any]] = {}
     configs: dict[str, dict[str, Any]] = {}
     for entry in suite.entries:
         if entry.config_kind == "tuned":
-            tuned[entry.id] = _tune(entry, ray.get(prep_refs[entry.workload.name]), tune,
+            tentry = _tuning_entry(entry)
+            tuned[entry.id] = _tune(tentry, ray.get(submit_prep(tentry.workload)), tune,
                                     suite=suite.name, address=address)
         configs[entry.id] = _config_values(entry, tuned)
     futures: dict[Any, tuple[str, int]] = {}
     for entry in suite.entries:
         for seed in entry.seeds:
-            fut = run_task.remote(prep_refs[entry.workload.name], entry.id, entry.method,
+            w = entry.workload_for(seed)
+            fut = run_task.remote(prep_refs[(w.name, w.seed)], entry.id, entry.method,
                                   configs[entry.id], seed, device, suite.config.catboost,
-                                  _max_epochs(entry, tuned), _relearn(suite))
+                                  _max_epochs(entry, tuned), _relearn(suite),
+                                  seed_scope=entry.seed_scope)
             futures[fut] = (entry.id, seed)
     info(f"submitted {len(futures)} runs to Ray at {address}")
+    entries = {e.id: e for e in suite.entries}
     by_key: dict[tuple[str, int], RunRecord] = {}
     pending, done = list(futures), 0
     while pending:
@@ -335,14 +421,16 @@ def _submit_all(suite: Suite, address: str, device: str,
             try:
                 rec = ray.get(fut)
             except Exception as exc:  # the task itself died (worker crash, OOM)
+                e = entries[eid]
                 rec = RunRecord(entry=eid, seed=seed, config=configs[eid],
-                                error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                                error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                                seed_scope=e.seed_scope, workload_seed=e.workload_for(seed).seed)
             by_key[(eid, seed)] = rec
             done += 1
             _progress(done, len(futures), rec, keys)
-    refs = {w: ray.get(r) for w, r in ref_refs.items()}
+    grouped, ref_seeds = _group_references({k: ray.get(r) for k, r in ref_refs.items()})
     records = [by_key[(e.id, s)] for e in suite.entries for s in e.seeds]
-    return Execution(records, refs, configs, tuned)
+    return Execution(records, grouped, configs, tuned, reference_seeds=ref_seeds)
 
 
 def git_sha() -> str:

@@ -36,7 +36,9 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_REGRESSION, EXIT_INTERRUPTED = 0, 1, 2, 
 
 def _register() -> None:
     # Each module adds its commands to ``app``; keep one module per command group.
-    from raysweep.cli import _bench, _catalog, _doctor, _jobs, _methods, _sweep, _workload  # noqa: F401
+    from raysweep.cli import (  # noqa: F401
+        _bench, _catalog, _doctor, _jobs, _methods, _metrics, _sweep, _workload,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

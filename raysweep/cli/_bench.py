@@ -121,7 +121,8 @@ def paper_cmd(
                 "MLflow run": f"{doc.get('run_id')} ({doc.get('tracking_uri')})",
                 "bench report": "[run/report.md](run/report.md)"}
         path = write_paper_report(s, data["summary"], data["references"], out, configs=data["configs"],
-                                  errors=data["errors"], meta=meta)
+                                  errors=data["errors"], meta=meta,
+                                  reference_seeds=data["reference_seeds"])
         done.append({"suite": s.name, "scale": s.scale, "report": str(path),
                      "failed_runs": len(data["errors"])})
         if not json_out:
@@ -138,10 +139,13 @@ def _print_plan(s: Suite, json_out: bool) -> None:
 
     rows = [{"entry": e.id, "workload": e.workload.name, "method": e.method,
              "config": e.config_kind, "values": e.config, "seeds": list(e.seeds),
+             "tuning_seeds": list(e.tuning_seeds), "seed_scope": e.seed_scope,
              "tolerances": {m: t.model_dump(exclude_none=True) for m, t in e.tolerances.items()}}
             for e in s.entries]
     if json_out:
-        print_json({"suite": s.name, "scale": s.scale, "runs": s.runs(), "entries": rows})
+        print_json({"suite": s.name, "scale": s.scale, "runs": s.runs(),
+                    "protocol": {k: v for k, v in s.protocol().items() if k != "entries"},
+                    "entries": rows})
         return
     at = f" (scale {s.scale})" if s.scale else ""
     table = Table(title=f"suite {s.name}{at}: {s.runs()} runs", header_style="bold")
@@ -150,7 +154,12 @@ def _print_plan(s: Suite, json_out: bool) -> None:
     for r, e in zip(rows, s.entries):
         cfg = r["config"] + (f" {r['values']}" if r["values"] else "")
         tols = ", ".join(f"{m} {t.describe()}" for m, t in e.tolerances.items())
-        table.add_row(escape(r["entry"]), escape(cfg), ",".join(map(str, r["seeds"])), escape(tols))
+        seeds = ",".join(map(str, r["seeds"]))
+        if r["tuning_seeds"]:
+            seeds += f" (tuning {','.join(map(str, r['tuning_seeds']))})"
+        if r["seed_scope"] != "method":
+            seeds += f" [scope {r['seed_scope']}]"
+        table.add_row(escape(r["entry"]), escape(cfg), escape(seeds), escape(tols))
     stdout.print(table)
 
 
@@ -158,11 +167,16 @@ def _print_result(result: BenchResult, s: Suite) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from raysweep.bench.report import COMPARISON_HEADERS, comparison_rows, result_rows
+    from raysweep.bench.report import (
+        COMPARISON_HEADERS, STAT_LABEL, comparison_rows, protocol_rows, result_rows,
+    )
 
     metrics = s.report_metrics()
+    for key, value in protocol_rows(s, (result.protocol or {}).get("reference_seeds")):
+        stdout.print(f"[bold]{escape(key)}[/]: {escape(value)}", soft_wrap=True)
     for wname, rows in result_rows(s, result.summary, result.references, metrics):
-        table = Table(title=f"{s.name}: {wname} (seed mean ± std)", header_style="bold")
+        table = Table(title=f"{s.name}: {wname} ({STAT_LABEL}; n=1: no interval)",
+                      header_style="bold")
         table.add_column("entry", style="cyan")
         for m in metrics:
             table.add_column(m, justify="right")
@@ -259,3 +273,55 @@ def overhead_cmd(
     for line in report["summary"]:
         stdout.print(line)
     stdout.print(f"report: {out}")
+
+
+@bench_app.command("edits")
+def edits_cmd(
+    workloads: list[str] = typer.Argument(None, help="workload names or YAML paths (default: "
+                                          "every shipped benchmark workload)"),
+    methods: str = typer.Option(",".join(("ssd", "scrub", "sftc", "bad-teaching", "finetune")),
+                                "--methods", "-m", help="honest methods to compare with"),
+    max_epochs: int = typer.Option(2, "--max-epochs", min=1, max=1000,
+                                   help="epoch budget of each honest method"),
+    max_cost_ratio: float = typer.Option(0.5, "--max-cost-ratio", min=1e-6, max=100.0,
+                                         help="cost budget: sample-passes / retraining's"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**31 - 1),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 or auto"),
+    out: str = typer.Option("docs/results/trivial-edits.md", "-o", "--output",
+                            help="markdown report"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON report on stdout"),
+) -> None:
+    """Trivial edits (suppress a logit, re-init the head, noise, unchanged, constant) vs the
+    retrain oracle and honest methods; exit 3 when an edit beats the oracle or every method."""
+    import shlex
+    import sys
+
+    from raysweep.bench.edits import BENCHMARK_WORKLOADS, run_edits_bench, write_report
+    from raysweep.errors import ConfigError
+    from raysweep.methods import get_method
+    from raysweep.workload import load_workload_config
+
+    names = list(workloads or BENCHMARK_WORKLOADS)
+    for name in names:
+        load_workload_config(name)  # every name checked before anything is trained
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    if not chosen:
+        raise ConfigError("--methods: give at least one method (raysweep methods list)")
+    for m in chosen:
+        get_method(m)
+    command = "raysweep bench edits " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    report = run_edits_bench(names, methods=chosen, max_epochs=max_epochs,
+                             max_cost_ratio=max_cost_ratio, seed=seed, device=device,
+                             command=command.strip())
+    path = write_report(report, out)
+    if json_out:
+        print_json(report.to_json())
+    else:
+        for wl, v in report.verdicts.items():
+            stdout.print(f"{wl}: {'pass' if v['passed'] else '[red]FAIL[/]'}  best edit "
+                         f"{v['best_edit']} {v['best_edit_objective']:.4f}  oracle "
+                         f"{v['oracle_objective']:.4f}  best method {v['best_method']} "
+                         f"{v['best_method_objective']:.4f}")
+        stdout.print(f"report: {path}")
+    if not report.passed:
+        raise typer.Exit(3)

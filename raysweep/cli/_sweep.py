@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from raysweep.cli import EXIT_INTERRUPTED, EXIT_RUNTIME, app
 from raysweep.cli._common import Format, print_json, stdout
@@ -34,7 +35,7 @@ def _finish(outcome: Any, json_out: bool) -> None:
     """Leaderboard + MLflow hint on stderr, the id (or JSON) on stdout, the exit code."""
     from raysweep.report import rich_table
     from raysweep.sweep.runner import err_console
-    from raysweep.sweep.leaderboard import leaderboard, leaderboard_columns
+    from raysweep.sweep.leaderboard import leaderboard, leaderboard_columns, legend
     from raysweep.sweep.tracking import fetch_runs, mlflow_ui_hint
 
     rows: list[dict[str, Any]] = []
@@ -47,7 +48,8 @@ def _finish(outcome: Any, json_out: bool) -> None:
         sort = rows[0].get("sort", "objective:min")
         err_console().print(rich_table(rows, leaderboard_columns(rows, sort.split(":")[0]),
                                  title=f"sweep {outcome.sweep_id} on {rows[0]['workload']}: best "
-                                       f"configuration per method (sorted by {sort})"))
+                                       f"configuration per method (sorted by {sort})",
+                                 caption=escape(legend(rows))))
     err_console().print(f"MLflow: {mlflow_ui_hint(outcome.tracking_uri)}   (experiment "
          f"{outcome.experiment_id}, parent run {outcome.parent_run_id})")
     err_console().print(f"details: raysweep leaderboard --sweep {outcome.sweep_id}   |   raysweep show RUN_ID   "
@@ -201,17 +203,16 @@ def _print_spec(spec: Any) -> None:
     stdout.print(table)
     objs = ", ".join(f"{o.goal} {o.metric}" + (f" (target {o.target:g})" if o.target is not None else "")
                      for o in spec.objectives)
-    stdout.print(f"objectives: {objs}" + (f"  [composite: w_gap {spec.objective.w_gap:g}, "
-                                          f"w_mia {spec.objective.w_mia:g}, w_time "
-                                          f"{spec.objective.w_time:g}]"
-                                          if any(o.metric == "composite" for o in spec.objectives) else ""))
+    composite = (f"  ({spec.objective.describe()})"
+                 if any(o.metric == "composite" for o in spec.objectives) else "")
+    stdout.print(escape(f"objectives: {objs}{composite}"))
     s = spec.search
     stdout.print(f"search: {s.algorithm}, {spec.num_configs()} configurations x {len(spec.seeds)} "
                  f"seed(s), max_concurrent {s.max_concurrent or 'auto'}, seed {s.seed}"
                  + (f", ASHA grace {s.early_terminate.grace_period}" if s.early_terminate else ""))
     b = spec.budget
-    stdout.print(f"budget: max_epochs {b.max_epochs}, max_time_ratio {b.max_time_ratio}, "
-                 f"max_seconds {b.max_seconds}; resources {spec.resources_per_trial.cpu:g} CPU, "
+    stdout.print(f"budget: max_epochs {b.max_epochs}, max_cost_ratio {b.max_cost_ratio}, "
+                 f"max_time_ratio {b.max_time_ratio}, max_seconds {b.max_seconds}; resources {spec.resources_per_trial.cpu:g} CPU, "
                  f"{spec.resources_per_trial.gpu:g} GPU per trial")
 
 
@@ -263,7 +264,7 @@ def leaderboard_cmd(
 ) -> None:
     """Best configuration per workload x method (mean ± std over seeds), with original and retrain rows."""
     from raysweep.report import render, rich_table
-    from raysweep.sweep.leaderboard import leaderboard, leaderboard_columns
+    from raysweep.sweep.leaderboard import leaderboard, leaderboard_columns, legend
     from raysweep.sweep.tracking import fetch_runs
 
     uri, experiment, sweep_id = _store(sweep)
@@ -277,7 +278,8 @@ def leaderboard_cmd(
         workloads = sorted({r["workload"] for r in rows})
         title = "leaderboard" + (f" of sweep {sweep_id}" if sweep_id else "") + (
             f" on {workloads[0]}" if len(workloads) == 1 else "")
-        stdout.print(rich_table(rows, cols, title=title + (f" (sorted by {rows[0]['sort']})" if rows else "")))
+        stdout.print(rich_table(rows, cols, title=title + (f" (sorted by {rows[0]['sort']})" if rows else ""),
+                                caption=escape(legend(rows))))
     elif fmt == Format.json:
         print(render(rows, cols, "json"))
     else:

@@ -43,7 +43,8 @@ def prepare_cmd(
     catboost: bool = typer.Option(True, "--catboost/--no-catboost", help="compute the CatBoost MIA"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Train (or load) the original model and the retrain oracle; print their metrics."""
+    """Train (or load) the original model and the retrain oracle; print their metrics and the
+    signal check: does each objective term separate the original from the oracle?"""
     from raysweep.report import paper_columns, rich_table
     from raysweep.workload import load_workload_config, prepare
 
@@ -51,12 +52,37 @@ def prepare_cmd(
     prepared = prepare(cfg, device=device, force=force)
     refs = prepared.reference_metrics(catboost=catboost)
     rows = [_row(k, v) for k, v in refs.items()]
+    signal = prepared.signal_check()
     if json_out:
-        print_json({"workload": cfg.name, "key": prepared.key, "rows": rows})
+        print_json({"workload": cfg.name, "key": prepared.key, "rows": rows, "signal": signal,
+                    "signal_split": "val"})
         return
     cols = paper_columns(bool(prepared.forget_classes))
     stdout.print(rich_table(rows, cols, title=f"{cfg.name}  (|D_f|={len(prepared.splits['forget'])}, "
                                               f"|D_r|={len(prepared.splits['retain'])})"))
+    stdout.print(signal_table(signal))
+
+
+def signal_table(signal: list[dict[str, object]]):  # noqa: ANN201
+    """The signal check as a table (one row per objective term, on the val split)."""
+    from rich.table import Table
+
+    def num(v: object, fmt: str = ".4f") -> str:
+        return "-" if v is None else format(float(v), fmt)  # type: ignore[arg-type]
+
+    table = Table(title="signal check (val split): does each objective term separate the "
+                        "original from the oracle?", header_style="bold")
+    for col in ("term", "metric", "original", "oracle", "distance", "sigma", "separation",
+                "verdict"):
+        table.add_column(col)
+    for r in signal:
+        verdict = "signal" if r["signal"] else "[red]no signal[/]"
+        table.add_row(str(r["term"]), str(r["metric"]), num(r["original"]), num(r["oracle"]),
+                      num(r["distance"]), num(r["sigma"]), num(r["separation"], ".1f"),
+                      verdict if r["weighted"] else f"{verdict} (not weighted)")
+    table.caption = ("separation = distance / sigma, sigma from resampling the samples of both "
+                     "models; under 2 = no signal (the term would add noise to the objective)")
+    return table
 
 
 @app.command("unlearn")

@@ -31,6 +31,7 @@ from raysweep.methods._base import (
     register_method,
     run_method,
 )
+from raysweep.methods._cost import PassCount, PassCounter, retrain_passes
 
 for _mod in pkgutil.iter_modules(__path__):
     if not _mod.name.startswith("_"):
@@ -54,5 +55,5 @@ _load_plugins()
 __all__ = [
     "EpochEnd", "MethodConfig", "MethodDivergedError", "MethodInfo", "RunResult", "UnlearnContext", "UnlearnData",
     "UnsupportedModelError", "get_method", "list_methods", "make_config", "register_method",
-    "run_method",
+    "run_method", "PassCount", "PassCounter", "retrain_passes",
 ]

@@ -16,6 +16,9 @@ A method is a generator::
 * One-shot methods (SSD, masking) yield once. Each yield is a point where the caller may
   report, checkpoint, or stop; the caller, not the method, enforces the epoch budget.
 * A method that cannot handle text models raises :class:`UnsupportedModelError`.
+* ``run_method`` counts the method's compute in sample-passes (:mod:`raysweep.methods._cost`):
+  every forward and backward example through ``model``, ``ctx.original``, models from
+  ``ctx.fresh_model`` and deep copies of these. Methods need not do anything for it.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from raysweep.errors import ConfigError, UserError, did_you_mean
+from raysweep.methods._cost import PassCount, PassCounter, attach_if_active
 from raysweep.models import ModelSpec
 from raysweep.training import TrainConfig, make_loader, seed_everything
 
 __all__ = [
     "MethodConfig", "EpochEnd", "UnlearnData", "UnlearnContext", "MethodInfo",
     "UnsupportedModelError", "register_method", "get_method", "list_methods", "make_config",
-    "run_method", "RunResult", "MethodDivergedError",
+    "run_method", "RunResult", "MethodDivergedError", "PassCount", "PassCounter",
 ]
 
 
@@ -56,10 +60,15 @@ class MethodConfig(BaseModel):
 
 @dataclass
 class EpochEnd:
-    """What a method yields after each epoch: the epoch number (1-based) and training stats."""
+    """What a method yields after each epoch: the epoch number (1-based) and training stats.
+
+    ``cost`` is filled by :func:`run_method` (methods leave it ``None``): the sample-passes spent
+    from the start of the run up to this yield.
+    """
 
     epoch: int
     metrics: dict[str, float] = field(default_factory=dict)
+    cost: PassCount | None = None
 
 
 class MethodDivergedError(RuntimeError):
@@ -115,7 +124,8 @@ class UnlearnContext:
         """
         draw = self.seed + 104_729 if seed is None else seed
         model = self.model_spec.build(pretrained=pretrained, seed=draw)
-        return model.to(self.device)
+        # ``build`` attaches the active pass counter; this covers specs that override ``build``.
+        return attach_if_active(model).to(self.device)
 
     def require_image_model(self, method: str) -> None:
         if self.is_text:
@@ -214,14 +224,23 @@ class RunResult:
     seconds: float
     history: list[EpochEnd]
     stopped_by_budget: bool
+    cost: PassCount = field(default_factory=PassCount)
+    """Sample-passes the method spent (evaluation inside ``on_epoch`` excluded)."""
 
 
 def run_method(name: str, model: nn.Module, data: UnlearnData, cfg: MethodConfig,
                ctx: UnlearnContext, *, max_epochs: int | None = None,
-               on_epoch: Callable[[EpochEnd, float], bool | None] | None = None) -> RunResult:
+               on_epoch: Callable[[EpochEnd, float], bool | None] | None = None,
+               counter: PassCounter | None = None) -> RunResult:
     """Run a method to completion or until ``max_epochs`` yields (the budget).
 
     ``on_epoch(event, seconds)`` may return ``True`` to stop early (time budget, scheduler).
+    ``event.cost`` holds the sample-passes spent so far; ``on_epoch`` runs with counting paused,
+    so evaluation inside it is not charged to the method.
+
+    ``counter`` (a new one when ``None``) is attached to ``model``, ``ctx.original`` and every
+    model built while the method runs, and detached at the end, also on error; its counts are
+    kept (a counter passed in adds to what it holds). ``RunResult.cost`` is this run's share.
     """
     info = get_method(name)
     if ctx.is_text and not info.supports_text:
@@ -232,30 +251,38 @@ def run_method(name: str, model: nn.Module, data: UnlearnData, cfg: MethodConfig
         p.requires_grad_(False)
     model.to(ctx.device).train()
     history: list[EpochEnd] = []
+    counter = PassCounter() if counter is None else counter
+    base = counter.snapshot()
     start = time.perf_counter()
     stopped = False
-    gen = info.fn(model, data, cfg, ctx)
-    try:
-        for event in gen:
-            bad = {k: v for k, v in event.metrics.items() if not math.isfinite(float(v))}
-            if bad:
-                raise MethodDivergedError(
-                    f"{name} diverged at epoch {event.epoch} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
-                    f"lower the learning rate or change the config")
-            history.append(event)
-            elapsed = time.perf_counter() - start
-            if on_epoch is not None and on_epoch(event, elapsed):
-                stopped = True
-                break
-            if max_epochs is not None and len(history) >= max_epochs:
-                stopped = True
-                break
-    finally:
-        gen.close()
+    with counter.counting(model, ctx.original):
+        gen = info.fn(model, data, cfg, ctx)
+        try:
+            for event in gen:
+                event.cost = counter.snapshot() - base
+                bad = {k: v for k, v in event.metrics.items() if not math.isfinite(float(v))}
+                if bad:
+                    raise MethodDivergedError(
+                        f"{name} diverged at epoch {event.epoch} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
+                        f"lower the learning rate or change the config")
+                history.append(event)
+                elapsed = time.perf_counter() - start
+                if on_epoch is not None:
+                    with counter.paused():
+                        stop = on_epoch(event, elapsed)
+                    if stop:
+                        stopped = True
+                        break
+                if max_epochs is not None and len(history) >= max_epochs:
+                    stopped = True
+                    break
+        finally:
+            gen.close()
+    cost = counter.snapshot() - base
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise MethodDivergedError(f"{name} left non-finite weights in the model")
     model.eval()
-    return RunResult(len(history), time.perf_counter() - start, history, stopped)
+    return RunResult(len(history), time.perf_counter() - start, history, stopped, cost)
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:

@@ -11,6 +11,7 @@ documented in each family's module:
 * :mod:`~raysweep.metrics.divergence` Jensen-Shannon divergence, ZRF (batchmean reduction)
 * :mod:`~raysweep.metrics.sape`       symmetric absolute percentage error
 * :mod:`~raysweep.metrics.relearn`    relearn time (trains a copy; not part of ``evaluate``)
+* :mod:`~raysweep.metrics.oracle`     the objective's terms: distances to the retrain oracle
 * :mod:`~raysweep.metrics.objective`  the composite objective and its config
 
 This package never imports Ray or MLflow.
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 from raysweep.metrics._evaluate import evaluate
 from raysweep.metrics._outputs import (
-    SPLITS, ModelOutputs, SplitOutputs, cross_entropy, forward_splits, log_softmax, softmax,
+    SPLITS, ModelOutputs, SplitOutputs, cross_entropy, feature_layer, forward_splits, log_softmax,
+    softmax,
 )
 from raysweep.metrics.accuracy import (
     accuracy, class_split_accuracy, confusion_matrix, per_class_accuracy, precision_recall_f1,
@@ -34,14 +36,18 @@ from raysweep.metrics.mia import (
     prediction_entropy,
 )
 from raysweep.metrics.objective import (
-    DEFAULT_MIA_REF, MIA_KEYS, ObjectiveConfig, composite_score,
+    REPORT_SPLIT, SELECTION_SPLIT, ObjectiveConfig, composite_score,
+)
+from raysweep.metrics.oracle import (
+    HELDOUT_SPLITS, TERMS, loss_auc, oracle_distances, raw_terms, representation_probe,
+    term_spread,
 )
 from raysweep.metrics.relearn import relearn_time
 from raysweep.metrics.sape import sape
 
 __all__ = [
     # outputs
-    "SPLITS", "SplitOutputs", "ModelOutputs", "forward_splits", "softmax", "log_softmax",
+    "SPLITS", "SplitOutputs", "ModelOutputs", "forward_splits", "feature_layer", "softmax", "log_softmax",
     "cross_entropy",
     # all metrics at once
     "evaluate",
@@ -56,5 +62,8 @@ __all__ = [
     # SAPE, relearn time
     "sape", "relearn_time",
     # objective
-    "composite_score", "ObjectiveConfig", "MIA_KEYS", "DEFAULT_MIA_REF",
+    "composite_score", "ObjectiveConfig", "SELECTION_SPLIT", "REPORT_SPLIT",
+    # oracle-referenced terms
+    "TERMS", "HELDOUT_SPLITS", "raw_terms", "oracle_distances", "term_spread", "loss_auc",
+    "representation_probe",
 ]

@@ -35,8 +35,16 @@ key                            meaning
 ``sape/acc_dis``               SAPE(forget acc, oracle forget acc)
 ``sape/acc_err_original``      SAPE(test acc, original test acc)
 ``time/seconds``               unlearning wall time
-``time/ratio``                 ``seconds / retrain_seconds``
+``time/ratio``                 ``seconds / retrain_seconds`` (only when the caller measured the
+                               retrain time under the same conditions; see the trainable)
+``heldout/acc/<split>`` ...    the oracle-referenced terms' raw values, ``dist/...`` their
+                               distances to the oracle, ``rel/heldout_drop/<split>`` the drop
+                               of held-out accuracy below the original's: see
+                               :mod:`raysweep.metrics.oracle` (``<split>`` is val or test)
 =============================  =================================================================
+
+Selection (the objective, the best epoch) reads only ``.../val`` keys and the D_f terms; the
+``.../test`` twins and every other test metric are for reporting.
 
 The MIA non-member choice for class forgetting is explained in :mod:`raysweep.metrics.mia`.
 """
@@ -52,8 +60,10 @@ from raysweep.metrics.accuracy import (
     accuracy, class_split_accuracy, precision_recall_f1, relative_accuracy,
 )
 from raysweep.metrics.divergence import js_from_logits, zrf, zrf_reference_code
-from raysweep.metrics.mia import (LRAttackResult, mia_catboost, mia_lr, mia_member_rate,
-                                  nonmember_mask)
+from raysweep.metrics.mia import (LRAttackResult, label_free_features, mia_catboost, mia_lr,
+                                  mia_member_rate, nonmember_mask)
+from raysweep.metrics.oracle import (HELDOUT_SPLITS, _heldout_acc, oracle_distances,
+                                     raw_terms)
 from raysweep.metrics.sape import sape
 
 __all__ = ["evaluate"]
@@ -73,9 +83,13 @@ def _check_same_samples(name: str, ref: ModelOutputs, outputs: ModelOutputs) -> 
 
 
 def _lr_attack(out: ModelOutputs, forget_classes: tuple[int, ...], cv_splits: int,
-               seed: int) -> tuple[LRAttackResult | None, bool]:
+               seed: int, test_matched: np.ndarray | None = None
+               ) -> tuple[LRAttackResult | None, bool]:
     test = out["test"]
-    mask, matched = nonmember_mask(test.labels, forget_classes, min_count=2 * cv_splits)
+    if test_matched is not None and int(np.sum(test_matched)) >= 2 * cv_splits:
+        mask, matched = np.asarray(test_matched, dtype=bool), True
+    else:
+        mask, matched = nonmember_mask(test.labels, forget_classes, min_count=2 * cv_splits)
     return mia_lr(out["forget"].losses(), test.losses()[mask], cv_splits=cv_splits,
                   seed=seed), matched
 
@@ -91,7 +105,9 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
              original: ModelOutputs | None = None, retrain: ModelOutputs | None = None,
              random_teacher_forget_logits: np.ndarray | None = None,
              seconds: float | None = None, retrain_seconds: float | None = None,
-             catboost: bool = True, seed: int = 0, cv_splits: int = 5) -> dict[str, float]:
+             catboost: bool = True, seed: int = 0, cv_splits: int = 5,
+             matched: dict[str, np.ndarray | None] | None = None,
+             retrain_raw: dict[str, float] | None = None) -> dict[str, float]:
     """All metrics of one model's outputs; see the module docstring for every key.
 
     Args:
@@ -105,6 +121,10 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
         catboost: run the CatBoost attack (about a second; off for quick evaluations).
         seed: seeds the MIA subsampling, folds and CatBoost.
         cv_splits: folds of both attacks.
+        matched: per held-out split, the boolean mask of rows matched to the forget set (MIA
+            non-members and the probe's target; ``None`` entries = every row, random forgetting).
+        retrain_raw: the oracle's :func:`~raysweep.metrics.oracle.raw_terms`, when the caller
+            cached them (computed here otherwise).
 
     Returns:
         A flat dict of finite floats.
@@ -170,23 +190,39 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
         if len(f):
             _put(m, "js/retrain", float(js_from_logits(f.logits, rf.logits).mean()))
 
-    # Membership inference.
-    lr, matched = _lr_attack(outputs, forget_classes, cv_splits, seed)
+    # Oracle-referenced terms (raysweep.metrics.oracle): raw values, distances, held-out drop.
+    raw = raw_terms(outputs, forget_classes=forget_classes, matched=matched, seed=seed)
+    m.update(raw)
+    if retrain is not None:
+        if retrain_raw is None:
+            retrain_raw = raw_terms(retrain, forget_classes=forget_classes, matched=matched,
+                                    seed=seed)
+        m.update(oracle_distances(raw, retrain_raw, model_out=outputs, oracle_out=retrain))
+    if original is not None:
+        for split in HELDOUT_SPLITS:
+            if split in outputs and split in original and len(outputs[split]):
+                _put(m, f"rel/heldout_drop/{split}",
+                     _heldout_acc(original[split], forget_classes)[0]
+                     - _heldout_acc(outputs[split], forget_classes)[0])
+
+    # Membership inference (the papers' attacks, reported on test).
+    test_matched = (matched or {}).get("test")
+    lr, matched_lr = _lr_attack(outputs, forget_classes, cv_splits, seed, test_matched)
     if lr is not None:
         _put(m, "mia/lr_acc", lr.accuracy)
         _put(m, "mia/lr_auc", lr.auc)
         _put(m, "mia/lr_n", float(lr.n_per_side))
-        _put(m, "mia/lr_class_matched", float(matched))
+        _put(m, "mia/lr_class_matched", float(matched_lr))
         if retrain is not None:
-            lr_rt, _ = _lr_attack(retrain, forget_classes, cv_splits, seed)
+            lr_rt, _ = _lr_attack(retrain, forget_classes, cv_splits, seed, test_matched)
             if lr_rt is not None:
                 _put(m, "mia/lr_auc_gap_oracle", abs(lr.auc - lr_rt.auc))
     if "retain" in outputs and len(f):
         rate = mia_member_rate(outputs["retain"].losses(), t.losses(), f.losses(), seed=seed)
         _put(m, "mia/member_rate", rate)
     if catboost and "retain" in outputs:
-        cb = mia_catboost(outputs["retain"].logits, t.logits, f.logits, cv_splits=cv_splits,
-                          seed=seed)
+        cb = mia_catboost(label_free_features(outputs["retain"]), label_free_features(t),
+                          label_free_features(f), cv_splits=cv_splits, seed=seed)
         if cb is not None:
             _put(m, "mia/catboost", cb.value)
             _put(m, "mia/catboost_attack_acc", cb.attack_accuracy)

@@ -21,13 +21,13 @@ if TYPE_CHECKING:
 
     from raysweep.methods._base import UnlearnData
 
-__all__ = ["SPLITS", "SplitOutputs", "ModelOutputs", "forward_splits", "softmax", "log_softmax",
+__all__ = ["SPLITS", "SplitOutputs", "ModelOutputs", "forward_splits", "feature_layer", "softmax", "log_softmax",
            "cross_entropy"]
 
 #: The splits an :class:`ModelOutputs` holds, in the order they are evaluated.
 SPLITS: tuple[str, ...] = ("forget", "retain", "val", "test")
 
-_NPZ_VERSION = 1
+_NPZ_VERSION = 2  # 2: optional penultimate features per split
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -57,10 +57,13 @@ class SplitOutputs:
     Attributes:
         logits: float32 array of shape ``(N, C)``.
         labels: int64 array of shape ``(N,)``.
+        features: optional float32 array ``(N, D)``: the penultimate representation (the input
+            of the classifier's last ``nn.Linear``), read by the representation probe.
     """
 
     logits: np.ndarray
     labels: np.ndarray
+    features: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.logits = np.asarray(self.logits, dtype=np.float32)
@@ -70,6 +73,11 @@ class SplitOutputs:
         if len(self.logits) != len(self.labels):
             raise ValueError(f"logits and labels disagree on N: {len(self.logits)} logits rows "
                              f"vs {len(self.labels)} labels")
+        if self.features is not None:
+            self.features = np.asarray(self.features, dtype=np.float32)
+            if self.features.ndim != 2 or len(self.features) != len(self.labels):
+                raise ValueError(f"features must have shape (N, D) with N={len(self.labels)}, "
+                                 f"got shape {self.features.shape}")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -95,7 +103,8 @@ class SplitOutputs:
 
     def subset(self, mask: np.ndarray) -> SplitOutputs:
         """The rows selected by a boolean mask or an index array."""
-        return SplitOutputs(self.logits[mask], self.labels[mask])
+        feats = None if self.features is None else self.features[mask]
+        return SplitOutputs(self.logits[mask], self.labels[mask], feats)
 
 
 @dataclass
@@ -122,6 +131,8 @@ class ModelOutputs:
                 raise ValueError(f"split names may not contain '__', got {name!r}")
             arrays[f"{name}__logits"] = out.logits
             arrays[f"{name}__labels"] = out.labels
+            if out.features is not None:
+                arrays[f"{name}__features"] = out.features
         with open(path, "wb") as fh:  # a file object keeps numpy from appending ".npz"
             np.savez_compressed(fh, **arrays)
 
@@ -135,12 +146,31 @@ class ModelOutputs:
                                  f"{_NPZ_VERSION} (found version {version}); delete it to rebuild")
             names = sorted({k.rsplit("__", 1)[0] for k in z.files if k != "__version__"},
                            key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), s))
-            splits = {n: SplitOutputs(z[f"{n}__logits"], z[f"{n}__labels"]) for n in names}
+            splits = {n: SplitOutputs(z[f"{n}__logits"], z[f"{n}__labels"],
+                                      z[f"{n}__features"] if f"{n}__features" in z.files
+                                      else None)
+                      for n in names}
         return cls(splits)
 
 
+def feature_layer(model: nn.Module) -> nn.Module | None:
+    """The classifier's last ``nn.Linear`` (its input is the penultimate representation).
+
+    Every model raysweep builds ends in a linear head (SmallCNN, MLP, ResNet, ViT, EfficientNet,
+    the text encoders' classifier), so "the input of the last ``nn.Linear`` in module order" is
+    the representation a linear probe should read; ``None`` when the model has no linear layer.
+    """
+    from torch import nn as _nn
+
+    last = None
+    for module in model.modules():
+        if isinstance(module, _nn.Linear):
+            last = module
+    return last
+
+
 def forward_splits(model: nn.Module, data: UnlearnData, device: torch.device | str,
-                   batch_size: int = 512) -> ModelOutputs:
+                   batch_size: int = 512, *, features: bool = True) -> ModelOutputs:
     """Run ``model`` once over each split of ``data`` (eval mode, no gradients).
 
     Args:
@@ -148,6 +178,8 @@ def forward_splits(model: nn.Module, data: UnlearnData, device: torch.device | s
         data: the :class:`~raysweep.methods.UnlearnData` bundle.
         device: where to run the forward passes.
         batch_size: inference batch size.
+        features: also keep the penultimate representation (:func:`feature_layer`'s input),
+            captured in the same pass by a forward pre-hook.
 
     Returns:
         A :class:`ModelOutputs` with one :class:`SplitOutputs` per split.
@@ -157,9 +189,27 @@ def forward_splits(model: nn.Module, data: UnlearnData, device: torch.device | s
     from raysweep.training import predict_logits
 
     dev = torch.device(device) if isinstance(device, str) else device
+    layer = feature_layer(model) if features else None
+    captured: list[np.ndarray] = []
+    handle = None
+    if layer is not None:
+        def grab(_module: nn.Module, args: tuple) -> None:
+            x = args[0]
+            captured.append(x.detach().reshape(x.shape[0], -1).float().cpu().numpy())
+        handle = layer.register_forward_pre_hook(grab)
     splits = {}
-    for name in SPLITS:
-        logits, labels = predict_logits(model, getattr(data, name), device=dev,
-                                        batch_size=batch_size)
-        splits[name] = SplitOutputs(logits, labels)
+    try:
+        for name in SPLITS:
+            captured.clear()
+            logits, labels = predict_logits(model, getattr(data, name), device=dev,
+                                            batch_size=batch_size)
+            feats = None
+            if layer is not None and len(labels):
+                feats = np.concatenate(captured) if captured else None
+                if feats is not None and len(feats) != len(labels):
+                    feats = None  # the head ran more or less than once per sample: no probe
+            splits[name] = SplitOutputs(logits, labels, feats)
+    finally:
+        if handle is not None:
+            handle.remove()
     return ModelOutputs(splits)

@@ -33,7 +33,13 @@ confidently calls every forgotten "Trouser" a "Dress" has low entropy on D_f and
 have memorised it, which inverts the metric under class forgetting (measured on
 Fashion-MNIST: original 0.06 vs oracle 0.19 with entropy).
 
-**MIA-CatBoost** (paper 004). Features are the logit vectors. A balanced sample of D_r
+**MIA-CatBoost** (paper 004). Features are the *label-free* view of the logit vectors
+(:func:`label_free_features`: the log-probabilities sorted in decreasing order, plus the loss on
+the true label). Paper 004 feeds the raw logits; then, under class forgetting, the attacker
+learns class identity (D_r holds no forgotten-class sample, so "forgotten class" reads as
+"non-member" for the original and the oracle alike: measured 1.000 on an original whose
+attacker was at chance). Sorting removes which class is which and keeps the confidence profile
+that membership shows in. A balanced sample of D_r
 (members, label 1) and test (non-members, label 0) - the smaller of the two sizes, capped at
 ``max_per_side`` rows each for speed - trains a CatBoost classifier in each of
 ``StratifiedKFold(cv_splits)`` folds; each fold's attacker is applied to every D_f sample and the
@@ -52,8 +58,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from raysweep.metrics._outputs import SplitOutputs, log_softmax
+
 __all__ = ["LRAttackResult", "CatBoostAttackResult", "mia_lr", "mia_catboost", "mia_member_rate",
-           "nonmember_mask", "balanced_subsample"]
+           "nonmember_mask", "balanced_subsample", "label_free_features"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,14 @@ class CatBoostAttackResult:
     value: float
     attack_accuracy: float
     n_per_side: int
+
+
+def label_free_features(split: SplitOutputs) -> np.ndarray:
+    """Per-row attack features that carry no class identity: sorted log-probs and the loss."""
+    if len(split) == 0:
+        return np.zeros((0, split.logits.shape[1] + 1), np.float32)
+    lp = np.sort(log_softmax(split.logits), axis=1)[:, ::-1]
+    return np.concatenate([lp, split.losses()[:, None]], axis=1).astype(np.float32)
 
 
 def balanced_subsample(n_a: int, n_b: int, rng: np.random.Generator,

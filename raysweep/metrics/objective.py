@@ -1,45 +1,97 @@
-"""The composite objective of a sweep (DESIGN.md section 5); lower is better.
+"""The composite objective of a sweep (DESIGN.md section 5); lower is better; the oracle scores 0.
 
 ::
 
-    score = w_gap * gap + w_mia * |MIA - MIA_ref| + w_time * time/ratio
-            + penalty * (1 + excess)        if the retain-accuracy drop exceeds retain_floor
+    score = w_forget  * |acc(D_f)           - oracle's|
+          + w_heldout * |acc(held-out)      - oracle's|   (class forgetting: retained + forgotten)
+          + w_mia     * |attack AUC         - oracle's|   (D_f vs matched held-out non-members)
+          + w_js      * mean JS(model, oracle) on D_f
+          + w_probe   * |feature probe on D_f - oracle's|
+          + w_cost    * cost/ratio                       (sample-passes / the oracle's; 0 = off)
+          + penalty * (1 + excess)   if held-out accuracy dropped more than retain_floor
+                                     below the original's
 
-* ``gap``: ``gap/oracle`` when the metrics have it (a retrain oracle exists), else
-  ``gap/forget_test`` (see :func:`raysweep.metrics.evaluate` for both definitions).
-* ``MIA``: ``metrics[mia_key]``. The reference ``mia_ref`` defaults to chance level, 0.5, for
-  the logistic-regression attack (``mia/lr_auc``, ``mia/lr_acc``), and to 1.0 for
-  ``mia/catboost``, whose value is a share of D_f judged non-members (paper 004: higher is more
-  private; 0.5 would mean nothing there). Best practice is the retrain oracle's own value:
-  ``ObjectiveConfig(mia_ref="oracle")`` reads it from the oracle's metrics.
-* ``time/ratio`` is unlearning time / retrain time; when it is missing the term is 0.
-* Retain floor: ``retain_floor`` is the largest allowed *absolute* drop of ``retain_key``
-  accuracy below the original model's (e.g. 0.05 = five points). The drop is
-  ``original_retain - metrics[retain_key]`` or, for ``retain/acc`` without ``original_retain``,
-  the ``rel/retain_drop`` metric that :func:`~raysweep.metrics.evaluate` reports. A violation
-  adds ``penalty * (1 + excess)``: larger than any regular term (gap <= 2, MIA term <= 1) and
-  still graded, so a search can climb back towards feasibility.
-* A non-finite score (NaN metrics from a diverged model) becomes ``inf``, the worst value.
+Every quality term is a distance to the retrain oracle measured the same way on both models
+(:mod:`raysweep.metrics.oracle`), so the oracle scores exactly 0 on quality, and the original or
+an edit that only hides what the model knows (suppressing a logit, re-initialising the head)
+pays for every way it differs from a model that never saw D_f. Cost is a budget
+(``budget.max_cost_ratio``); if it is also weighted, the oracle pays it too (its ratio is 1).
+
+Held-out terms are read on one split: ``val`` for selection (the default everywhere a search or
+a best-epoch pick happens) and ``test`` for reporting (``objective/test``). A non-finite score
+(NaN metrics from a diverged model) becomes ``inf``, the worst value.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from raysweep.errors import did_you_mean
+from raysweep.metrics.oracle import TERMS
 
-__all__ = ["MIA_KEYS", "DEFAULT_MIA_REF", "composite_score", "ObjectiveConfig"]
+__all__ = ["composite_score", "ObjectiveConfig", "SELECTION_SPLIT", "REPORT_SPLIT",
+           "LEGACY_FIELDS"]
 
-#: MIA metrics the objective can use, with their default reference values.
-# member_rate has no chance level: its natural target is the oracle ("oracle"); 0 is the
-# fallback (a model that forgot D_f calls none of it a member).
-DEFAULT_MIA_REF: dict[str, float] = {"mia/lr_auc": 0.5, "mia/lr_acc": 0.5, "mia/catboost": 1.0,
-                                     "mia/member_rate": 0.0}
-MIA_KEYS: tuple[str, ...] = tuple(DEFAULT_MIA_REF)
+#: The split selection reads (Optuna, best epoch) and the one results are reported on.
+SELECTION_SPLIT = "val"
+REPORT_SPLIT = "test"
+
+#: Fields of the old objective (before oracle-referenced terms) and what replaced them.
+LEGACY_FIELDS: dict[str, str] = {
+    "w_gap": "w_forget and w_heldout (distances of D_f and held-out accuracy to the oracle's)",
+    "w_time": "w_cost (sample-passes / the oracle's; wall time is logged, not optimised) and "
+              "budget.max_cost_ratio",
+    "mia_key": "w_mia (the loss-attack AUC on matched non-members, distance to the oracle's)",
+    "mia_ref": "w_mia (the reference is always the oracle's value)",
+    "retain_key": "retain_floor (it applies to held-out accuracy on the selection split)",
+}
+
+
+def composite_score(metrics: Mapping[str, float], *, split: str = SELECTION_SPLIT,
+                    w_forget: float = 1.0, w_heldout: float = 1.0, w_mia: float = 1.0,
+                    w_js: float = 1.0, w_probe: float = 1.0, w_cost: float = 0.0,
+                    retain_floor: float | None = 0.05, penalty: float = 10.0) -> float:
+    """The composite objective (lower is better); see the module docstring.
+
+    Args:
+        metrics: the flat dict from :func:`raysweep.metrics.evaluate` (with a retrain oracle),
+            plus ``cost/ratio`` when ``w_cost`` is non-zero.
+        split: the held-out split the held-out terms read (``val`` to select, ``test`` to report).
+        w_forget, w_heldout, w_mia, w_js, w_probe, w_cost: term weights; a zero weight skips the
+            term and its metric.
+        retain_floor: the largest allowed drop of held-out accuracy below the original's
+            (``rel/heldout_drop/<split>``); ``None`` = no floor.
+        penalty: the base penalty added when the floor is violated.
+
+    Raises:
+        KeyError: a weighted term's metric is missing (the message lists what is there).
+
+    Example:
+        >>> composite_score({"dist/forget_acc": 0.1, "dist/heldout_acc/val": 0.02,
+        ...                  "dist/mia_auc/val": 0.05, "dist/js": 0.03, "dist/probe/val": 0.0,
+        ...                  "rel/heldout_drop/val": 0.01})
+        0.2
+    """
+    weights = {"forget": w_forget, "heldout": w_heldout, "mia": w_mia, "js": w_js,
+               "probe": w_probe}
+    score = 0.0
+    for term in TERMS:
+        w = weights[term.name]
+        if w:
+            score += w * _get(metrics, term.dist_key(split), f"the {term.name} term")
+    if w_cost:
+        score += w_cost * _get(metrics, "cost/ratio", "the cost term")
+    if retain_floor is not None:
+        drop = _get(metrics, f"rel/heldout_drop/{split}", "the retain floor")
+        excess = drop - retain_floor
+        if excess > 0:
+            score += penalty * (1.0 + excess)
+    score = round(score, 12)  # sums of exact zeros stay exactly 0 for the oracle
+    return score if math.isfinite(score) else float("inf")
 
 
 def _get(metrics: Mapping[str, float], key: str, why: str) -> float:
@@ -49,98 +101,64 @@ def _get(metrics: Mapping[str, float], key: str, why: str) -> float:
     return float(metrics[key])
 
 
-def composite_score(metrics: Mapping[str, float], *, w_gap: float = 1.0, w_mia: float = 1.0,
-                    w_time: float = 0.1, mia_key: str = "mia/lr_auc",
-                    mia_ref: float | None = None, retain_floor: float | None = None,
-                    retain_key: str = "retain/acc", original_retain: float | None = None,
-                    penalty: float = 10.0) -> float:
-    """The composite objective (lower is better); see the module docstring.
-
-    Args:
-        metrics: the flat dict from :func:`raysweep.metrics.evaluate`.
-        w_gap, w_mia, w_time: term weights (a zero weight skips the term and its metric).
-        mia_key: which MIA metric to use.
-        mia_ref: the MIA target; ``None`` = :data:`DEFAULT_MIA_REF` of ``mia_key`` (0.5 for LR).
-        retain_floor: the largest allowed absolute drop of retain accuracy; ``None`` = no floor.
-        retain_key: the accuracy the floor applies to.
-        original_retain: the original model's ``retain_key`` accuracy.
-        penalty: the base penalty added when the floor is violated.
-
-    Example:
-        >>> composite_score({"gap/oracle": 0.1, "mia/lr_auc": 0.6, "time/ratio": 0.5})
-        0.25
-    """
-    score = 0.0
-    if w_gap:
-        key = "gap/oracle" if "gap/oracle" in metrics else "gap/forget_test"
-        score += w_gap * _get(metrics, key, "the forgetting gap")
-    if w_mia:
-        ref = mia_ref if mia_ref is not None else DEFAULT_MIA_REF.get(mia_key, 0.5)
-        score += w_mia * abs(_get(metrics, mia_key, "the MIA term") - ref)
-    if w_time and "time/ratio" in metrics:
-        score += w_time * float(metrics["time/ratio"])
-    if retain_floor is not None:
-        if original_retain is not None:
-            drop = float(original_retain) - _get(metrics, retain_key, "the retain floor")
-        elif retain_key == "retain/acc" and "rel/retain_drop" in metrics:
-            drop = float(metrics["rel/retain_drop"])
-        else:
-            raise ValueError(f"retain_floor={retain_floor} needs the original model's "
-                             f"{retain_key!r}: pass original_retain=..., or evaluate with "
-                             f"original=... so that the metrics carry 'rel/retain_drop'")
-        excess = drop - retain_floor
-        if excess > 0:
-            score += penalty * (1.0 + excess)
-    return score if math.isfinite(score) else float("inf")
+_W = dict(ge=0, le=1000, allow_inf_nan=False)
 
 
 class ObjectiveConfig(BaseModel):
-    """The composite objective's settings, as written in a search-space YAML ``objective:``.
-
-    ``mia_ref: oracle`` uses the retrain oracle's value of ``mia_key`` as the MIA target.
-    """
+    """The composite objective's settings, as written in a search-space YAML ``objective:``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    w_gap: float = Field(1.0, ge=0, description="weight of the forgetting gap")
-    w_mia: float = Field(1.0, ge=0, description="weight of |MIA - mia_ref|")
-    w_time: float = Field(0.1, ge=0, description="weight of unlearning time / retrain time")
-    mia_key: str = Field("mia/lr_auc", description=f"one of {', '.join(MIA_KEYS)}")
-    mia_ref: float | Literal["oracle"] | None = Field(
-        None, description="MIA target: a number, 'oracle', or null for the key's default")
+    w_forget: float = Field(1.0, **_W, description="weight of |acc(D_f) - oracle's|")
+    w_heldout: float = Field(1.0, **_W, description="weight of |held-out acc - oracle's|")
+    w_mia: float = Field(1.0, **_W, description="weight of |attack AUC - oracle's|")
+    w_js: float = Field(1.0, **_W, description="weight of JS(model, oracle) on D_f")
+    w_probe: float = Field(1.0, **_W, description="weight of |feature probe - oracle's|")
+    w_cost: float = Field(0.0, **_W, description="weight of sample-passes / the oracle's "
+                                                 "(the oracle pays it too; 0 = a budget only)")
     retain_floor: float | None = Field(
-        None, ge=0, le=1, description="largest allowed absolute drop of retain accuracy")
-    retain_key: str = Field("retain/acc", description="accuracy the retain floor applies to")
-    penalty: float = Field(10.0, gt=0, description="base penalty when the floor is violated")
+        0.05, ge=0, le=1, allow_inf_nan=False,
+        description="largest allowed drop of held-out accuracy below the original's "
+                    "(null = off)")
+    penalty: float = Field(10.0, gt=0, le=1e6, allow_inf_nan=False,
+                           description="base penalty when the floor is violated")
 
-    @field_validator("mia_key")
+    @model_validator(mode="before")
     @classmethod
-    def _known_mia_key(cls, v: str) -> str:
-        if v not in MIA_KEYS:
-            raise ValueError(f"unknown MIA metric {v!r}{did_you_mean(v, MIA_KEYS)} "
-                             f"(choose from: {', '.join(MIA_KEYS)})")
-        return v
+    def _legacy(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            old = [k for k in data if k in LEGACY_FIELDS]
+            if old:
+                k = old[0]
+                raise ValueError(f"objective.{k} belongs to the old objective; it was replaced "
+                                 f"by {LEGACY_FIELDS[k]}: remove it (see README, 'Objective')")
+        return data
 
-    @field_validator("retain_key")
-    @classmethod
-    def _accuracy_key(cls, v: str) -> str:
-        if "/acc" not in v:
-            raise ValueError(f"retain_key must name an accuracy metric such as 'retain/acc' or "
-                             f"'test/acc_retain_classes', got {v!r}")
-        return v
+    def weights(self) -> dict[str, float]:
+        """``{term name: weight}``, the cost term included as ``cost``."""
+        return {"forget": self.w_forget, "heldout": self.w_heldout, "mia": self.w_mia,
+                "js": self.w_js, "probe": self.w_probe, "cost": self.w_cost}
 
-    def score(self, metrics: Mapping[str, float], *, original_retain: float | None = None,
-              oracle_metrics: Mapping[str, float] | None = None) -> float:
-        """:func:`composite_score` with these settings; ``oracle_metrics`` resolves "oracle"."""
-        ref: float | None
-        if self.mia_ref == "oracle":
-            if oracle_metrics is None or self.mia_key not in oracle_metrics:
-                raise ValueError(f"objective.mia_ref is 'oracle' but no retrain-oracle value of "
-                                 f"{self.mia_key!r} was given (pass oracle_metrics=...)")
-            ref = float(oracle_metrics[self.mia_key])
-        else:
-            ref = self.mia_ref
-        return composite_score(metrics, w_gap=self.w_gap, w_mia=self.w_mia, w_time=self.w_time,
-                               mia_key=self.mia_key, mia_ref=ref, retain_floor=self.retain_floor,
-                               retain_key=self.retain_key, original_retain=original_retain,
-                               penalty=self.penalty)
+    def weighted_keys(self, split: str = SELECTION_SPLIT) -> list[str]:
+        """The metric keys the score reads on ``split`` (for checks before a sweep starts)."""
+        keys = [t.dist_key(split) for t in TERMS if self.weights()[t.name]]
+        if self.w_cost:
+            keys.append("cost/ratio")
+        if self.retain_floor is not None:
+            keys.append(f"rel/heldout_drop/{split}")
+        return keys
+
+    def describe(self) -> str:
+        """One line: the non-zero terms and the floor."""
+        parts = [f"{w:g}*{name}" for name, w in self.weights().items() if w]
+        floor = ("off" if self.retain_floor is None else f"{self.retain_floor:g}")
+        return (f"oracle-referenced composite: {' + '.join(parts) or '0'}; retain floor {floor}; "
+                f"selection on {SELECTION_SPLIT}, reported on {REPORT_SPLIT}")
+
+    def score(self, metrics: Mapping[str, float], *, split: str = SELECTION_SPLIT) -> float:
+        """:func:`composite_score` with these settings on ``split``."""
+        return composite_score(metrics, split=split, w_forget=self.w_forget,
+                               w_heldout=self.w_heldout, w_mia=self.w_mia, w_js=self.w_js,
+                               w_probe=self.w_probe, w_cost=self.w_cost,
+                               retain_floor=self.retain_floor, penalty=self.penalty)
+

@@ -7,6 +7,7 @@ every unlearning method and metric treat image and text models alike.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -95,11 +96,21 @@ class ModelSpec:
         if seed is not None:
             torch.manual_seed(seed)
         pre = self.pretrained if pretrained is None else (self.pretrained if pretrained else False)
-        return create_model(self.name, self.num_classes, in_chans=self.in_chans,
-                            img_size=self.img_size, pretrained=pre, **self.options)
+        model = create_model(self.name, self.num_classes, in_chans=self.in_chans,
+                             img_size=self.img_size, pretrained=pre, **self.options)
+        return _count_if_active(model)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _count_if_active(model: nn.Module) -> nn.Module:
+    """Attach the active :class:`~raysweep.methods.PassCounter` (if any) to a newly built model,
+    so that random teachers and fresh models built while a method runs count towards its cost.
+    Without an active counter (always, unless ``raysweep.methods._cost`` was imported and a
+    counter is running) the model is returned untouched."""
+    cost = sys.modules.get("raysweep.methods._cost")
+    return model if cost is None else cost.attach_if_active(model)
 
 
 def model_blocks(model: nn.Module) -> list[nn.Module]:

@@ -394,6 +394,20 @@ def _sigterm_as_sigint() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def warn_no_signal(rows: list[dict[str, Any]], objective: Any) -> list[str]:
+    """Warn (stderr) about every weighted objective term that does not separate original from
+    oracle on this workload: optimising it optimises noise. Returns the terms warned about."""
+    weak = [r for r in rows if r["weighted"] and not r["signal"]]
+    for r in weak:
+        sep = "n/a" if r["separation"] is None else f"{r['separation']:.1f} sigma"
+        err_console().print(
+            f"[yellow]warning:[/] objective term {r['term']!r} ({r['metric']}) has no signal on "
+            f"this workload: original vs oracle separate by {sep} (< 2); it adds noise to the "
+            f"objective. Set objective.w_{r['term']}: 0 or use a workload that memorises "
+            f"(raysweep workload prepare NAME shows the check)", markup=True, highlight=False)
+    return [r["term"] for r in weak]
+
+
 def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | None = None,
               num_cpus: int | None = None, tracking_uri_override: str | None = None) -> SweepOutcome:
     """Run a resolved sweep end to end (see the module docstring)."""
@@ -427,14 +441,22 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
     refs = workload.reference_metrics(catboost=spec.evaluation.catboost)
     plan = make_plan(spec, workload, refs)
     ref_objectives = {k: objective_values(v, plan) for k, v in refs.items()}
+    signal = workload.signal_check(spec.objective)
+    warn_no_signal(signal, spec.objective)
     (sweep_dir / "references.json").write_text(json.dumps(
         {"metrics": refs, "objectives": ref_objectives, "workload_key": workload.key,
-         "retrain_seconds": workload.retrain_seconds}, indent=2, default=float))
+         "retrain_seconds": workload.retrain_seconds, "signal": signal,
+         "selection_split": "val", "report_split": "test", "seeds": spec.seeds},
+        indent=2, default=float))
 
     tracker = Tracker(uri, spec.tracking.experiment, sweep_id)
     tags = {"raysweep.workload": wcfg.name, "raysweep.workload_ref": spec.workload,
             "raysweep.workload_key": workload.key, "raysweep.git_sha": state["git_sha"],
-            "raysweep.sort_key": spec.objectives[0].key}
+            "raysweep.sort_key": spec.objectives[0].key,
+            "raysweep.selection_split": "val", "raysweep.report_split": "test",
+            "raysweep.objective": spec.objective.describe(),
+            "raysweep.signal_terms": ",".join(r["term"] for r in signal if r["signal"]),
+            "raysweep.no_signal_terms": ",".join(r["term"] for r in signal if not r["signal"])}
     experiment_id = tracker.ensure_experiment()
     parent = tracker.start_parent(
         name=f"{spec.name}-{sweep_id}", tags={**tags, "raysweep.methods": ",".join(spec.method_names())},
@@ -442,7 +464,8 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
                 "seeds": spec.seeds, "methods": spec.method_names(), "workload": wcfg.name,
                 "objectives": [o.key for o in spec.objectives],
                 "max_epochs": spec.budget.max_epochs, "max_time_ratio": spec.budget.max_time_ratio,
-                "max_seconds": spec.budget.max_seconds},
+                "max_seconds": spec.budget.max_seconds,
+                "max_cost_ratio": spec.budget.max_cost_ratio},
         spec_json=spec.model_dump_json(indent=2))
     tracker.log_references(parent, refs, ref_objectives, tags)
     state.update(status="running", experiment_id=experiment_id, parent_run_id=parent,

@@ -20,7 +20,7 @@ One schema covers both kinds of file:
           optimizer: {values: [sgd, adam]}  # values -> categorical
           momentum: {min: 0.5, max: 0.99, when: {optimizer: sgd}}
           batch_size: {value: 128}          # value -> constant
-    objective: {w_gap: 1.0, w_mia: 1.0, w_time: 0.1}   # the composite's weights
+    objective: {w_forget: 1, w_heldout: 1, w_mia: 1, w_js: 1, w_probe: 1}   # distances to the oracle
     objectives: [{metric: composite, goal: minimize}]  # 2+ entries: a Pareto search
     search: {algorithm: tpe, num_samples: 20, max_concurrent: 2, seed: 0}
     budget: {max_epochs: 3, max_time_ratio: 0.15}
@@ -83,8 +83,20 @@ KNOWN_METRICS: tuple[str, ...] = (
     "mia/lr_auc_gap_oracle", "mia/catboost", "mia/catboost_attack_acc", "zrf",
     "zrf/reference_code", "js/original", "js/retrain", "sape/acc_err_oracle", "sape/acc_dis",
     "sape/acc_err_original", "time/seconds", "time/ratio",
+    # oracle-referenced terms (raysweep.metrics.oracle); selection reads the val twins
+    "dist/forget_acc", "dist/js", "dist/heldout_acc/val", "dist/mia_auc/val", "dist/probe/val",
+    "heldout/acc/val", "mia/auc/val", "probe/val", "rel/heldout_drop/val",
+    "dist/heldout_acc/test", "dist/mia_auc/test", "dist/probe/test", "heldout/acc/test",
+    "mia/auc/test", "probe/test", "rel/heldout_drop/test",
+    "cost/forward", "cost/backward", "cost/passes", "cost/ratio",
 )
 _NAMESPACES = {k.split("/")[0] for k in KNOWN_METRICS if "/" in k}
+
+
+def _reads_test(metric: str) -> bool:
+    """Whether a metric key is computed on the test split (reporting only, never selection)."""
+    return metric.startswith(("test/", "gap/", "sape/", "mia/lr", "mia/catboost",
+                              "mia/member_rate", "rel/test")) or metric.endswith("/test")
 
 
 class _Strict(BaseModel):
@@ -246,6 +258,13 @@ class ObjectiveSpec(_Strict):
     @field_validator("metric")
     @classmethod
     def _known(cls, v: str) -> str:
+        if _reads_test(v):
+            twin = v[: -len("/test")] + "/val" if v.endswith("/test") else None
+            raise ValueError(f"objective metric {v!r} reads the test split, which selection must "
+                             f"never see (test is for reporting)"
+                             + (f"; use its selection twin {twin!r}" if twin else
+                                "; use an oracle-referenced term such as 'dist/heldout_acc/val' "
+                                "or metric: composite"))
         if v in KNOWN_METRICS:
             return v
         hint = did_you_mean(v, KNOWN_METRICS)
@@ -277,10 +296,11 @@ class ObjectiveSpec(_Strict):
     def mode(self) -> str:
         return "min" if self.goal == "minimize" else "max"
 
-    def uses_time(self, composite: ObjectiveConfig) -> bool:
+    def uses_cost(self, composite: ObjectiveConfig) -> bool:
+        """Whether the objective rewards spending less (then ASHA's stopped trials look good)."""
         if self.metric == "composite":
-            return composite.w_time > 0
-        return self.metric.startswith("time/")
+            return composite.w_cost > 0
+        return self.metric.startswith(("time/", "cost/"))
 
 
 class EarlyTerminate(_Strict):
@@ -321,6 +341,10 @@ class BudgetSpec(_Strict):
     max_time_ratio: float | None = Field(
         None, gt=0, description="stop once unlearning time exceeds this share of retrain time")
     max_seconds: float | None = Field(None, gt=0, description="stop once unlearning time exceeds this")
+    max_cost_ratio: float | None = Field(
+        None, gt=0, le=100, allow_inf_nan=False,
+        description="stop once the sample-passes spent exceed this share of retraining's "
+                    "(machine-independent; paper 004's budget is 0.15)")
 
     @model_validator(mode="after")
     def _one_time_limit(self) -> BudgetSpec:
@@ -407,11 +431,11 @@ class SweepSpec(_Strict):
         if self.search.early_terminate is not None:
             if multi:
                 raise ValueError("search.early_terminate (ASHA) needs a single objective")
-            timed = [o.metric for o in self.objectives if o.uses_time(self.objective)]
+            timed = [o.metric for o in self.objectives if o.uses_cost(self.objective)]
             if timed:
                 raise ValueError(
-                    "search.early_terminate (ASHA) cannot be combined with a time objective "
-                    "(stopped trials look cheap); set objective.w_time: 0 or remove early_terminate")
+                    "search.early_terminate (ASHA) cannot be combined with a cost or time objective "
+                    "(stopped trials look cheap); set objective.w_cost: 0 or remove early_terminate")
         return self
 
     # -- views ------------------------------------------------------------------------------

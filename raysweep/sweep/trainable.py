@@ -7,12 +7,17 @@ Per trial (see :func:`unlearning_trial`):
 2. Run the method with :func:`raysweep.methods.run_method`. After each epoch the callback
    evaluates every metric (one forward pass per split), computes the objective(s), reports
    with a ``tune.Checkpoint`` and decides whether the budget allows another epoch.
-3. The epoch and time budgets are enforced here, not trusted to the method: the epoch budget
-   through ``max_epochs``; the time budget (``max_seconds`` or ``max_time_ratio`` x retrain
-   time) stops the run at the first epoch that ends past it. Time counts only the method's own
-   work: evaluation is excluded.
-4. Every report carries the running best: ``best/<metric>`` are the metrics of the best epoch
-   so far and ``best_epoch`` its number (for several objectives, "best" is the last epoch within
+3. The budgets are enforced here, not trusted to the method: the epoch budget through
+   ``max_epochs``; the cost budget (``max_cost_ratio``: sample-passes counted by
+   :class:`raysweep.methods.PassCounter` over the oracle's) and the time budget (``max_seconds``
+   or ``max_time_ratio`` x retrain time) stop the run at the first epoch that ends past them.
+   Cost and time count only the method's own work: evaluation is excluded. The retrain time a
+   ratio divides by is measured here, at the start of the trial, under the trial's own threads
+   and device (:func:`retrain_seconds_here`), never taken from the prepare run.
+4. Selection reads the val split only: the objective is computed on val (``objective``) and,
+   for reporting, on test (``objective/test``, never used to choose). Every report carries the
+   running best: ``best/<metric>`` are the metrics of the best epoch so far (by the val
+   objective) and ``best_epoch`` its number (for several objectives, "best" is the last epoch within
    budget). OptunaSearch tells Optuna the *last* result, so the searcher reads ``best/...``.
    An epoch that ends past the time budget is never the best unless no epoch made it.
 5. Failures (an exception, a non-finite loss or non-finite outputs) raise
@@ -76,6 +81,8 @@ class TrialPlan:
     reference: dict[str, dict[str, float]]    # "original" / "retrain" metrics
     max_epochs: int | None = None
     max_seconds: float | None = None
+    max_time_ratio: float | None = None
+    max_cost_ratio: float | None = None
     catboost: bool = False
     eval_batch_size: int = 512
     cpus: float = 1.0
@@ -90,23 +97,26 @@ class TrialPlan:
 def make_plan(spec: SweepSpec, workload: Any, reference: dict[str, dict[str, float]]) -> TrialPlan:
     """The plan of a sweep on a prepared workload (time budget resolved to seconds)."""
     b = spec.budget
-    max_seconds = b.max_seconds
-    if b.max_time_ratio is not None:
-        max_seconds = b.max_time_ratio * float(workload.retrain_seconds)
     return TrialPlan(objectives=list(spec.objectives), objective_config=spec.objective,
-                     reference=reference, max_epochs=b.max_epochs, max_seconds=max_seconds,
+                     reference=reference, max_epochs=b.max_epochs, max_seconds=b.max_seconds,
+                     max_time_ratio=b.max_time_ratio, max_cost_ratio=b.max_cost_ratio,
                      catboost=spec.evaluation.catboost,
                      eval_batch_size=spec.evaluation.batch_size or workload.config.eval_batch_size,
                      cpus=spec.resources_per_trial.cpu, gpus=spec.resources_per_trial.gpu)
 
 
 def objective_values(metrics: dict[str, float], plan: TrialPlan) -> dict[str, float]:
-    """The value of every objective (keys :attr:`ObjectiveSpec.key`); non-finite -> worst."""
+    """The value of every objective (keys :attr:`ObjectiveSpec.key`); non-finite -> worst.
+
+    The composite is read on val (what selection uses) and reported on test as
+    ``objective/test`` beside it.
+    """
     out: dict[str, float] = {}
     for o in plan.objectives:
         if o.metric == "composite":
-            v = plan.objective_config.score(
-                metrics, oracle_metrics=plan.reference.get("retrain"))
+            v = plan.objective_config.score(metrics, split="val")
+            t = plan.objective_config.score(metrics, split="test")
+            out["objective/test"] = float(t) if math.isfinite(t) else float("inf")
         else:
             v = float(metrics.get(o.metric, float("nan")))
             if o.target is not None:
@@ -129,6 +139,38 @@ def _better(a: dict[str, float], b: dict[str, float] | None, plan: TrialPlan) ->
 def _fingerprint(model: torch.nn.Module) -> float:
     with torch.no_grad():
         return float(sum(p.detach().double().abs().sum().item() for p in model.parameters()))
+
+
+def retrain_seconds_here(workload: Any, device: torch.device, steps: int = 8) -> float:
+    """Seconds that retraining from scratch would take under this process's conditions.
+
+    Runs ``steps`` training steps (after two warm-up steps) of the workload's architecture
+    through the recipe's own data loader and batch size, on this device with this process's
+    thread count, and scales the median step time to the oracle's epochs x |D_r|. A wall-time
+    ratio that divides a trial's time by a retrain time measured elsewhere (another thread
+    count, another load) is not a ratio.
+    """
+    from raysweep.training import make_loader
+
+    model = workload.build_model("original").to(device).train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    retain = workload.splits["retain"]
+    bs = max(1, min(int(workload.config.train.batch_size), len(retain)))
+    times: list[float] = []
+    with _Isolated(model):
+        while len(times) < steps + 2:
+            for x, y in make_loader(retain, bs, shuffle=True, seed=0):
+                t0 = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device)).backward()
+                opt.step()
+                times.append((time.perf_counter() - t0) / len(y))
+                if len(times) >= steps + 2:
+                    break
+    per_example = float(np.median(times[2:]))
+    return per_example * len(retain) * int(workload.config.train.epochs)
 
 
 class _Isolated:
@@ -170,6 +212,11 @@ def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
     info = get_method(method)
     dev = device or torch.device("cpu")
     data = workload.unlearn_data(batch_size=workload.config.train.batch_size)
+    retrain_seconds = retrain_seconds_here(workload, dev)
+    retrain_passes = float(workload.retrain_cost.passes)
+    max_seconds = plan.max_seconds
+    if plan.max_time_ratio is not None:
+        max_seconds = plan.max_time_ratio * retrain_seconds
     ctx = workload.context(dev, seed=seed)
     model = copy.deepcopy(ctx.original).to(dev)
     for p in model.parameters():
@@ -213,11 +260,17 @@ def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
                 raise TrialFailure(f"{method}: non-finite model outputs on {', '.join(bad_out)} "
                                    f"at epoch {epoch} (diverged)")
             metrics = workload.evaluate(outputs, seconds=method_seconds, catboost=plan.catboost,
-                                        seed=seed)
+                                        seed=seed, retrain_seconds=retrain_seconds)
         prints.append(_fingerprint(model))
         metrics["epochs"] = float(epoch)
+        metrics["time/retrain_seconds_here"] = retrain_seconds
+        if event.cost is not None:
+            metrics.update(event.cost.as_metrics())
+            metrics["cost/ratio"] = event.cost.passes / retrain_passes
         objectives = objective_values(metrics, plan)
-        over = plan.max_seconds is not None and method_seconds > plan.max_seconds
+        over = ((max_seconds is not None and method_seconds > max_seconds)
+                or (plan.max_cost_ratio is not None
+                    and metrics.get("cost/ratio", 0.0) > plan.max_cost_ratio))
         candidate = {**metrics, **objectives}
         best_weights = None
         if best is None or (not over and (best.get("over_budget")

@@ -1,3 +1,5 @@
+"""The oracle-referenced composite objective (raysweep.metrics.objective)."""
+
 from __future__ import annotations
 
 import math
@@ -7,63 +9,65 @@ from pydantic import ValidationError
 
 from raysweep.metrics import ObjectiveConfig, composite_score
 
-M = {"gap/oracle": 0.2, "gap/forget_test": 0.9, "mia/lr_auc": 0.7, "mia/catboost": 0.8,
-     "time/ratio": 0.5, "retain/acc": 0.8, "rel/retain_drop": 0.1}
+M = {"dist/forget_acc": 0.2, "dist/heldout_acc/val": 0.05, "dist/heldout_acc/test": 0.5,
+     "dist/mia_auc/val": 0.1, "dist/mia_auc/test": 0.9, "dist/js": 0.03,
+     "dist/probe/val": 0.02, "dist/probe/test": 0.8, "rel/heldout_drop/val": 0.01,
+     "rel/heldout_drop/test": 0.01, "cost/ratio": 0.4}
 
 
-def test_default_weights_and_gap_choice():
-    assert composite_score(M) == pytest.approx(0.2 + 0.2 + 0.1 * 0.5)
-    no_oracle = {k: v for k, v in M.items() if k != "gap/oracle"}
-    assert composite_score(no_oracle) == pytest.approx(0.9 + 0.2 + 0.05)
+def test_default_sums_every_distance_on_val_only():
+    assert composite_score(M) == pytest.approx(0.2 + 0.05 + 0.1 + 0.03 + 0.02)
+    # the test twins are read only when asked for (reporting)
+    assert composite_score(M, split="test") == pytest.approx(0.2 + 0.5 + 0.9 + 0.03 + 0.8)
 
 
-def test_weights_and_references():
-    assert composite_score(M, w_gap=2, w_mia=0, w_time=0) == pytest.approx(0.4)
-    assert composite_score(M, w_gap=0, w_time=0, mia_ref=0.6) == pytest.approx(0.1)
-    # CatBoost MIA: higher is more private, default reference 1.0
-    assert composite_score(M, w_gap=0, w_time=0, mia_key="mia/catboost") == pytest.approx(0.2)
-    # missing time ratio: no time term
-    assert composite_score({"gap/oracle": 0.1, "mia/lr_auc": 0.5}) == pytest.approx(0.1)
+def test_the_oracle_scores_exactly_zero():
+    oracle = {k: 0.0 for k in M if k.startswith("dist/")}
+    oracle.update({"rel/heldout_drop/val": -0.01, "rel/heldout_drop/test": 0.0})
+    assert composite_score(oracle) == 0.0
+    assert ObjectiveConfig().score(oracle, split="test") == 0.0
 
 
-def test_missing_metric_is_a_clear_error():
-    with pytest.raises(KeyError, match="mia/lr_auc"):
-        composite_score({"gap/oracle": 0.1})
-    assert composite_score({"gap/oracle": 0.1}, w_mia=0) == pytest.approx(0.1)
+def test_cost_is_off_by_default_and_paid_by_the_oracle_when_weighted():
+    assert composite_score(M, w_cost=0.5) == pytest.approx(composite_score(M) + 0.2)
+    oracle = {k: 0.0 for k in M if k.startswith("dist/")} | {"rel/heldout_drop/val": 0.0,
+                                                             "cost/ratio": 1.0}
+    assert composite_score(oracle, w_cost=0.5) == pytest.approx(0.5)
 
 
-def test_retain_floor_penalty():
-    base = composite_score(M)
-    # drop 0.9 - 0.8 = 0.1 > floor 0.05: penalty 10 * (1 + 0.05)
-    assert composite_score(M, retain_floor=0.05, original_retain=0.9) == pytest.approx(
-        base + 10 * 1.05)
-    assert composite_score(M, retain_floor=0.2, original_retain=0.9) == pytest.approx(base)
-    # falls back to rel/retain_drop from evaluate
-    assert composite_score(M, retain_floor=0.05, penalty=100) == pytest.approx(base + 105)
-    with pytest.raises(ValueError, match="original_retain"):
-        composite_score(M, retain_floor=0.05, retain_key="test/acc_retain_classes")
+def test_retain_floor_is_on_by_default_and_graded():
+    worse = {**M, "rel/heldout_drop/val": 0.15}
+    assert composite_score(worse) == pytest.approx(composite_score(M) + 10 * (1 + 0.10))
+    assert composite_score(worse, retain_floor=None) == pytest.approx(composite_score(M))
+    with pytest.raises(KeyError, match="rel/heldout_drop/val"):
+        composite_score({k: v for k, v in M.items() if not k.startswith("rel/")})
 
 
-def test_nan_scores_are_worst():
-    assert composite_score({**M, "mia/lr_auc": math.nan}) == math.inf
+def test_missing_weighted_metric_is_a_clear_error_and_zero_weight_skips_it():
+    partial = {k: v for k, v in M.items() if k != "dist/probe/val"}
+    with pytest.raises(KeyError, match="dist/probe/val"):
+        composite_score(partial)
+    assert composite_score(partial, w_probe=0) == pytest.approx(0.2 + 0.05 + 0.1 + 0.03)
 
 
-def test_objective_config_from_yaml_dict():
-    cfg = ObjectiveConfig.model_validate({"w_gap": 2.0, "w_time": 0.0, "mia_ref": "oracle",
-                                          "retain_floor": 0.05})
-    got = cfg.score(M, original_retain=0.82, oracle_metrics={"mia/lr_auc": 0.6})
-    assert got == pytest.approx(2 * 0.2 + 0.1)
-    with pytest.raises(ValueError, match="oracle"):
-        cfg.score(M, original_retain=0.82)
-    assert ObjectiveConfig().score(M) == pytest.approx(composite_score(M))
+def test_non_finite_becomes_worst():
+    assert composite_score({**M, "dist/js": math.nan}) == math.inf
 
 
-def test_objective_config_rejects_bad_values():
-    with pytest.raises(ValidationError, match="extra"):
-        ObjectiveConfig(w_gapp=1.0)
-    with pytest.raises(ValidationError, match="did you mean 'mia/lr_auc'"):
-        ObjectiveConfig(mia_key="mia/lr_au")
+@pytest.mark.parametrize("field,value", [("w_mia", math.nan), ("w_forget", math.inf),
+                                         ("w_js", -1), ("retain_floor", 2.0),
+                                         ("penalty", 0), ("w_cost", 1e9)])
+def test_config_rejects_bad_numbers(field, value):
     with pytest.raises(ValidationError):
-        ObjectiveConfig(w_mia=-1)
-    with pytest.raises(ValidationError):
-        ObjectiveConfig(retain_floor=2)
+        ObjectiveConfig(**{field: value})
+
+
+@pytest.mark.parametrize("old", ["w_gap", "w_time", "mia_key", "mia_ref", "retain_key"])
+def test_old_objective_fields_fail_with_the_replacement(old):
+    with pytest.raises(ValidationError, match="replaced by"):
+        ObjectiveConfig(**{old: 1.0})
+
+
+def test_describe_names_terms_splits_and_floor():
+    text = ObjectiveConfig(w_probe=0, w_cost=0.1).describe()
+    assert "probe" not in text and "0.1*cost" in text and "val" in text and "test" in text

@@ -188,11 +188,12 @@ def test_make_search_enqueues_the_whole_grid(tmp_path: Path) -> None:
 
 def test_make_search_multi_objective_uses_metric_lists(tmp_path: Path) -> None:
     spec = _spec({"method": "finetune", "parameters": {"lr": {"min": 0.01, "max": 0.1}},
-                  "objectives": [{"metric": "gap/oracle"}, {"metric": "test/acc", "goal": "maximize"}],
+                  "objectives": [{"metric": "dist/forget_acc"},
+                                 {"metric": "heldout/acc/val", "goal": "maximize"}],
                   "search": {"algorithm": "nsga2"}})
     search = make_search(spec, tmp_path / "s.journal", max_concurrent=2)
     optuna_search = search.searcher.searcher
-    assert optuna_search.metric == ["gap/oracle", "test/acc"]
+    assert optuna_search.metric == ["dist/forget_acc", "heldout/acc/val"]
     assert optuna_search._ot_study.directions[1].name == "MAXIMIZE"
 
 
@@ -200,6 +201,6 @@ def test_scheduler_is_asha_only_when_asked() -> None:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     assert isinstance(make_scheduler(_spec({"method": "finetune"})), FIFOScheduler)
-    spec = _spec({"method": "finetune", "objective": {"w_time": 0}, "budget": {"max_epochs": 4},
+    spec = _spec({"method": "finetune", "objective": {"w_cost": 0}, "budget": {"max_epochs": 4},
                   "search": {"early_terminate": {"type": "asha", "grace_period": 1}}})
     assert isinstance(make_scheduler(spec), ASHAScheduler)

@@ -74,12 +74,21 @@ def test_yaml_exponent_without_dot_is_a_number() -> None:
                                         "momentum": {"min": 0.5, "max": 0.9,
                                                      "when": {"optimizer": "rmsprop"}}}},
      "'rmsprop' is not one of optimizer's values"),
-    ({"method": "scrub", "objectives": [{"metric": "gap/orcle"}]},
-     "objectives.0.metric: unknown metric 'gap/orcle'; did you mean 'gap/oracle'?"),
-    ({"method": "scrub", "search": {"early_terminate": {"type": "asha"}}},
-     "cannot be combined with a time objective"),
+    ({"method": "scrub", "objectives": [{"metric": "dist/forget_ac"}]},
+     "objectives.0.metric: unknown metric 'dist/forget_ac'; did you mean 'dist/forget_acc'?"),
+    ({"method": "scrub", "objectives": [{"metric": "test/acc", "goal": "maximize"}]},
+     "objectives.0.metric: objective metric 'test/acc' reads the test split"),
+    ({"method": "scrub", "objectives": [{"metric": "dist/mia_auc/test"}]},
+     "use its selection twin 'dist/mia_auc/val'"),
+    ({"method": "scrub", "objective": {"w_cost": 0.1},
+      "search": {"early_terminate": {"type": "asha"}}},
+     "cannot be combined with a cost or time objective"),
+    ({"method": "scrub", "objective": {"w_gap": 1}}, "objective.w_gap belongs to the old objective"),
+    ({"method": "scrub", "objective": {"w_mia": float("nan")}}, "objective.w_mia"),
+    ({"method": "scrub", "budget": {"max_cost_ratio": 0}}, "budget.max_cost_ratio"),
     ({"method": "scrub", "search": {"algorithm": "cmaes"},
-      "objectives": [{"metric": "gap/oracle"}, {"metric": "test/acc", "goal": "maximize"}]},
+      "objectives": [{"metric": "dist/forget_acc"},
+                     {"metric": "heldout/acc/val", "goal": "maximize"}]},
      "search.algorithm cmaes optimises one objective"),
     ({"method": "scrub", "budget": {"max_time_ratio": 0.1, "max_seconds": 5}},
      "budget: give max_time_ratio or max_seconds, not both"),
@@ -95,8 +104,8 @@ def test_bad_inputs_name_the_field(data: dict, needle: str) -> None:
     assert needle in _error(data)
 
 
-def test_asha_is_fine_without_a_time_term() -> None:
-    spec = _resolve({"method": "finetune", "objective": {"w_time": 0},
+def test_asha_is_fine_without_a_cost_term() -> None:
+    spec = _resolve({"method": "finetune", "objective": {"w_cost": 0},
                      "search": {"early_terminate": {"type": "asha"}}, "budget": {"max_epochs": 4}})
     assert spec.search.early_terminate is not None
 

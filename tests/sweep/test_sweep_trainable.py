@@ -100,8 +100,8 @@ def test_non_finite_loss_fails_the_trial(digits, monkeypatch: pytest.MonkeyPatch
 
 
 def test_objectives_with_targets_and_goals(digits) -> None:  # noqa: ANN001
-    plan = _plan(digits, objectives=[{"metric": "mia/lr_auc", "target": 0.5},
-                                     {"metric": "test/acc", "goal": "maximize"}])
-    vals = objective_values({"mia/lr_auc": 0.7, "test/acc": math.nan}, plan)
-    assert vals["mia/lr_auc_to_0.5"] == pytest.approx(0.2)
-    assert vals["test/acc"] == -math.inf  # non-finite -> the worst value for its goal
+    plan = _plan(digits, objectives=[{"metric": "mia/auc/val", "target": 0.5},
+                                     {"metric": "heldout/acc/val", "goal": "maximize"}])
+    vals = objective_values({"mia/auc/val": 0.7, "heldout/acc/val": math.nan}, plan)
+    assert vals["mia/auc/val_to_0.5"] == pytest.approx(0.2)
+    assert vals["heldout/acc/val"] == -math.inf  # non-finite -> the worst value for its goal

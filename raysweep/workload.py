@@ -303,8 +303,11 @@ def _model_spec(cfg: WorkloadConfig, ds: LoadedDataset) -> ModelSpec:
 
 
 def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = False,
-            quiet: bool = False) -> PreparedWorkload:
-    """Prepare (or load from cache) the workload's original model, oracle and outputs."""
+            quiet: bool = False, cached_only: bool = False) -> PreparedWorkload | None:
+    """Prepare (or load from cache) the workload's original model, oracle and outputs.
+
+    With ``cached_only`` nothing is trained: the cached workload, or ``None`` when there is none.
+    """
     say = (lambda m: None) if quiet else info
     key = workload_key(cfg)
     cache = cache_root() / "workloads" / f"{_safe(cfg.name)}-{key}"
@@ -322,9 +325,11 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
                   matched=_matched_masks(cfg, ds, idx))
     if cache.is_dir() and not force:
         try:
-            return _load_cached(cache, common)
+            return _load_cached(cache, common, quiet)
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             say(f"[yellow]cache {cache} unreadable ({exc}); preparing again[/]")
+    if cached_only:
+        return None
     sizes = ", ".join(f"{k}={len(v)}" for k, v in splits.items())
     say(f"[bold]preparing workload {cfg.name}[/] ({cfg.dataset.name}, {cfg.model.name}, "
         f"{cfg.scenario.kind}; {sizes}; device {dev})")
@@ -394,7 +399,7 @@ def _write_cache(cache: Path, cfg: WorkloadConfig, original: nn.Module, retrain:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _load_cached(cache: Path, common: dict[str, Any]) -> PreparedWorkload:
+def _load_cached(cache: Path, common: dict[str, Any], quiet: bool = False) -> PreparedWorkload:
     meta = json.loads((cache / "meta.json").read_text())
     idx = np.load(cache / "indices.npz")
     for split in ("forget", "retain", "val"):
@@ -402,7 +407,8 @@ def _load_cached(cache: Path, common: dict[str, Any]) -> PreparedWorkload:
             raise ValueError(f"cached {split} split has {len(idx[split])} rows, data gives "
                              f"{len(common['splits'][split])}")
     load = lambda p: torch.load(p, map_location="cpu", weights_only=True)  # noqa: E731
-    info(f"workload {common['config'].name}: using cache {cache}")
+    if not quiet:
+        info(f"workload {common['config'].name}: using cache {cache}")
     return PreparedWorkload(
         **common, original_state=load(cache / "original.pt"), retrain_state=load(cache / "retrain.pt"),
         original_outputs=ModelOutputs.from_npz(cache / "original_outputs.npz"),

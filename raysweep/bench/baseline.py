@@ -11,6 +11,9 @@ file written by ``raysweep bench baseline --pin``::
                                            "test/acc_retain_classes": 0.95}}}
 
 A hand-written pinned value may be a bare number (a mean with unknown spread).
+
+Reports print a seed mean with its 95% confidence interval (:attr:`Stat.ci95`, Student t); the
+regression check (:func:`compare`, ``min_sigma``) uses the seed standard deviation itself.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +30,7 @@ from raysweep.bench.suite import Tolerance
 from raysweep.errors import ConfigError
 
 __all__ = ["Stat", "Summary", "Comparison", "aggregate", "summarize", "compare", "regressions",
-           "read_pinned", "write_pinned", "Status"]
+           "read_pinned", "write_pinned", "Status", "t_quantile"]
 
 Summary = dict[str, dict[str, "Stat"]]
 Status = Literal["ok", "improved", "regressed", "missing", "new"]
@@ -41,6 +45,14 @@ class Stat:
     std: float
     n: int
     values: tuple[float, ...] = ()
+
+    @property
+    def ci95(self) -> float | None:
+        """Half-width of the 95% confidence interval of the mean (Student t:
+        ``t.ppf(0.975, n - 1) * std / sqrt(n)``); ``None`` for one seed or an unknown spread."""
+        if self.n < 2 or not math.isfinite(self.std):
+            return None
+        return t_quantile(self.n - 1) * self.std / math.sqrt(self.n)
 
     def to_json(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std, "n": self.n, "values": list(self.values)}
@@ -58,6 +70,14 @@ class Stat:
             except (TypeError, ValueError):
                 pass
         raise ConfigError(f"{where}: expected a number or {{mean, std, n}}, got {obj!r}")
+
+
+@lru_cache(maxsize=64)
+def t_quantile(dof: int, q: float = 0.975) -> float:
+    """Student t quantile (``scipy.stats.t.ppf(q, dof)``)."""
+    from scipy.stats import t
+
+    return float(t.ppf(q, dof))
 
 
 def aggregate(values: Iterable[float]) -> Stat:

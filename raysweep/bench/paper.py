@@ -6,13 +6,15 @@ under the same epoch budget (``<workload>/<method>@tuned``). :func:`write_paper_
 ``summary.json`` that ``raysweep bench run`` writes into ``<out>/README.md``:
 
 * one table per workload (scenario): the original and retrained references, then for every method
-  a ``default`` and a ``tuned`` row with the seed mean ± std of each of the suite's
-  ``report_metrics`` (the paper's columns);
+  a ``default`` and a ``tuned`` row with the seed mean ± 95% CI half-width (Student t; one seed:
+  no interval) of each of the suite's ``report_metrics`` (the paper's columns);
 * ``<workload>.png``: per metric, the default and tuned bars of every method side by side (error
-  bars: one seed std; dots: the seeds; dashed line: the retrained model);
+  bars: the 95% CI of the mean; dots: the seeds; dashed line: the retrained model);
 * ``across-workloads.png`` when the suite has several workloads: each metric's seed mean per
   method and config across the workloads (e.g. forget fraction or number of forgotten classes);
-* the configs the tuned entries ran, and the failed runs.
+* the configs the tuned entries ran, and the failed runs;
+* the protocol: selection split (val), report split (test), evaluation and tuning seeds, seed
+  scope.
 
 ``raysweep bench paper SUITE...`` runs the suites and writes these reports (see the CLI); the same
 function regenerates them from a saved ``summary.json`` without training.
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raysweep.bench.baseline import Stat, Summary, summary_from_json
-from raysweep.bench.report import fmt_num, fmt_stat
+from raysweep.bench.report import STAT_LABEL, STAT_LEGEND, fmt_num, fmt_stat, protocol_rows
 
 if TYPE_CHECKING:
     from raysweep.bench.suite import Suite
@@ -75,6 +77,7 @@ def load_summary_json(path: str | Path) -> dict[str, Any]:
     summary = summary_from_json({e: v.get("metrics") or {} for e, v in entries.items()},
                                 f"{path}: entries")
     return {"summary": summary, "references": doc.get("references") or {},
+            "reference_seeds": (doc.get("protocol") or {}).get("reference_seeds") or {},
             "configs": {e: ({**(v.get("config") or {}), "(stopped at epoch)": v["stop_epoch"]}
                             if v.get("stop_epoch") is not None else v.get("config") or {})
                         for e, v in entries.items()},
@@ -105,8 +108,11 @@ def paper_rows(suite: Suite, summary: Summary, references: Mapping[str, Mapping[
     return out
 
 
-def _cell(s: Stat | None) -> str:
-    return fmt_stat(s) if s is not None else "-"
+def _cell(s: Stat | None, *, reference: bool = False) -> str:
+    if s is None:
+        return "-"
+    # A reference row is one model (the original, the oracle), not a seed statistic.
+    return fmt_num(s.mean) if reference else fmt_stat(s)
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -130,7 +136,7 @@ def paper_tables_markdown(suite: Suite, summary: Summary, references: Mapping[st
         for r in rows:
             n = max((s.n for s in r.stats.values() if s is not None), default=0)
             body.append([r.method, r.config, "-" if r.config == "reference" else str(n),
-                         *(_cell(r.stats.get(m)) for m in cols)])
+                         *(_cell(r.stats.get(m), reference=r.config == "reference") for m in cols)])
         out.append((wname, _md_table(headers, body)))
     return out
 
@@ -175,7 +181,7 @@ def _bars(suite: Suite, wname: str, rows: list[PaperRow], metrics: list[str], pa
                     continue
                 xpos = x - 0.4 + bw * (ki + 0.5)
                 ax.bar(xpos, s.mean, width=bw * 0.95, color=_COLORS[kind], alpha=0.85,
-                       yerr=s.std if s.n > 1 else None, capsize=3, ecolor="#333333",
+                       yerr=s.ci95, capsize=3, ecolor="#333333",
                        label=kind if x == 0 or not ax.get_legend_handles_labels()[1].count(kind) else None)
                 if s.values:
                     ax.scatter([xpos] * len(s.values), s.values, s=8, color="black", zorder=3)
@@ -191,8 +197,8 @@ def _bars(suite: Suite, wname: str, rows: list[PaperRow], metrics: list[str], pa
     handles, labels = axes.flat[0].get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
     fig.legend(list(uniq.values()), list(uniq.keys()), loc="upper right", fontsize=8, frameon=False)
-    fig.suptitle(f"{suite.name}: {wname} - paper default vs tuned (mean ± std over seeds; dots: seeds)",
-                 fontsize=10)
+    fig.suptitle(f"{suite.name}: {wname} - paper default vs tuned ({STAT_LABEL}, n=1: no interval; "
+                 f"dots: seeds)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.92, 0.95))
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
@@ -224,7 +230,7 @@ def _across(suite: Suite, tables: list[tuple[str, list[PaperRow]]], metrics: lis
                 if s is not None and s.n:
                     xs.append(x)
                     ys.append(s.mean)
-                    es.append(s.std if s.n > 1 else 0.0)
+                    es.append(s.ci95 or 0.0)
             if xs:
                 ax.errorbar(xs, ys, yerr=es, marker="o", markersize=3, capsize=2, linewidth=1.1,
                             color=cmap(methods.index(method) % 10),
@@ -238,7 +244,8 @@ def _across(suite: Suite, tables: list[tuple[str, list[PaperRow]]], metrics: lis
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
-    fig.suptitle(f"{suite.name}: across workloads (solid: tuned, dotted: paper default)", fontsize=10)
+    fig.suptitle(f"{suite.name}: across workloads ({STAT_LABEL}; solid: tuned, dotted: paper "
+                 f"default)", fontsize=10)
     fig.tight_layout(rect=(0, 0.05 + 0.025 * math.ceil(len(labels) / 4), 1, 0.96))
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
@@ -249,7 +256,8 @@ def _across(suite: Suite, tables: list[tuple[str, list[PaperRow]]], metrics: lis
 
 def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, Any], out_dir: str | Path,
                        *, configs: Mapping[str, Any] | None = None, errors: list[Any] | None = None,
-                       meta: Mapping[str, Any] | None = None, plots: bool = True) -> Path:
+                       meta: Mapping[str, Any] | None = None, plots: bool = True,
+                       reference_seeds: Mapping[str, list[int]] | None = None) -> Path:
     """Write ``<out_dir>/README.md`` (and the PNG plots); returns its path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -261,14 +269,18 @@ def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, 
     md = [f"# `{suite.name}`: paper defaults vs tuned", "",
           f"{suite.config.description}", "",
           f"* **scale: `{scale}`**" + (f" - {scale_desc.description}" if scale_desc and scale_desc.description else ""),
-          f"* suite file: `{_rel(suite.source)}`; seeds: {_seeds(suite)}",
+          f"* suite file: `{_rel(suite.source)}`; evaluation seeds: {_seeds(suite)}",
           f"* every method runs at its paper defaults (`default`) and at the best configuration of a "
           f"small TPE sweep (`tuned`, {_tune_desc(suite)}) under the same epoch budget "
           f"(`max_epochs` of the entry = the sweep's `budget.max_epochs`)"]
+    for k, v in protocol_rows(suite, reference_seeds):
+        md.append(f"* {k}: {v}")
     for k, v in (meta or {}).items():
         md.append(f"* {k}: {v}")
-    md += ["", "Cells: mean ± sample std over the seeds (`-`: not defined for this workload). "
-               "Reference rows: the original model and the retrained oracle (seed of the workload).", ""]
+    ref_note = ("the mean over the evaluation seeds' workloads" if any(
+        len(s) > 1 for s in (reference_seeds or {}).values()) else "seed of the workload")
+    md += ["", f"{STAT_LEGEND} `-`: not defined for this workload. Reference rows: the original "
+               f"model and the retrained oracle ({ref_note}).", ""]
     for wname, rows in tables:
         md += [f"## {wname}", "", _workload_line(suite, wname), "", md_tables[wname], ""]
         if plots and _bars(suite, wname, rows, metrics, out / f"{_slug(wname)}.png"):

@@ -7,10 +7,17 @@ machine-readable result, the same document ``bench run --json`` prints).
 Plots (matplotlib, Agg):
 
 * ``bars-<workload>.png``: for each key metric a bar per entry at its seed mean, error bars of
-  one seed standard deviation, the seeds as dots, and the baseline mean as a black tick; bars of
-  regressed metrics are red.
+  the 95% confidence interval of the mean, the seeds as dots, and the baseline mean as a black
+  tick; bars of regressed metrics are red.
 * ``trend.png``: each key metric's seed mean per entry over the suite's past runs in MLflow
-  (oldest to newest, the current run last), so drift shows before it crosses a tolerance.
+  (oldest to newest, the current run last), band: the 95% CI, so drift shows before it crosses a
+  tolerance.
+
+Seed statistics print as mean ± 95% CI half-width (Student t: ``t.ppf(0.975, n-1) * sd /
+sqrt(n)``; one seed: no interval, printed as ``(n=1, no CI)``). The regression check and its σ
+column use the seed standard deviation (:func:`raysweep.bench.baseline.compare`). Every report
+states its protocol (:func:`protocol_rows`): the selection split (val), the report split (test),
+the evaluation and tuning seeds and the seed scope.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import io
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +39,14 @@ if TYPE_CHECKING:
     from raysweep.bench.suite import Suite
     from raysweep.bench.tracking import SuiteRunInfo
 
-__all__ = ["ReportData", "write_report", "fmt_stat", "fmt_num", "comparison_rows", "result_rows"]
+__all__ = ["ReportData", "write_report", "fmt_stat", "fmt_num", "comparison_rows", "result_rows",
+           "protocol_rows", "STAT_LABEL", "STAT_LEGEND"]
+
+#: How seed statistics are labelled in titles, headers and legends.
+STAT_LABEL = "seed mean ± 95% CI"
+STAT_LEGEND = ("Cells: seed mean ± half-width of the 95% confidence interval of the mean "
+               "(Student t: t(0.975, n-1) · sd / √n over the n seeds); `(n=1, no CI)`: a single "
+               "seed, no interval. Regression checks (σ, min_sigma) use the seed standard deviation.")
 
 
 @dataclass
@@ -47,6 +62,7 @@ class ReportData:
     errors: list[tuple[str, int, str]] = field(default_factory=list)   # entry, seed, error
     history: list[tuple[SuiteRunInfo, Summary]] = field(default_factory=list)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reference_seeds: dict[str, list[int]] = field(default_factory=dict)  # workload -> its seeds
 
 
 def fmt_num(v: float | None, digits: int = 4) -> str:
@@ -58,11 +74,55 @@ def fmt_num(v: float | None, digits: int = 4) -> str:
 
 
 def fmt_stat(s: Stat | None) -> str:
+    """``mean ± 95% CI half-width``; ``mean (n=1, no CI)`` for one seed; the mean alone when
+    the spread is unknown (a hand-pinned value)."""
     if s is None or s.n == 0:
         return "-"
-    if s.n > 1 and not math.isnan(s.std):
-        return f"{fmt_num(s.mean)} ± {fmt_num(s.std, 2)}"
+    ci = s.ci95
+    if ci is not None:
+        return f"{fmt_num(s.mean)} ± {fmt_num(ci, 2)}"
+    if s.n == 1:
+        return f"{fmt_num(s.mean)} (n=1, no CI)"
     return fmt_num(s.mean)
+
+
+def _err(s: Stat) -> float | None:
+    """The error bar of a seed statistic in a plot: its 95% CI half-width."""
+    return s.ci95
+
+
+def protocol_rows(suite: Suite, reference_seeds: Mapping[str, list[int]] | None = None
+                  ) -> list[list[str]]:
+    """What a report states about its protocol: splits, seeds, seed scope."""
+    proto = suite.protocol()
+    seeds = ", ".join(map(str, proto["evaluation_seeds"]))
+    per_entry = {eid: p for eid, p in proto["entries"].items()}
+    if len({tuple(p["evaluation_seeds"]) for p in per_entry.values()}) > 1:
+        seeds += " (per entry: " + "; ".join(
+            f"{eid}: {', '.join(map(str, p['evaluation_seeds']))}" for eid, p in per_entry.items()) + ")"
+    tuning = proto["tuning_seeds"]
+    tuning_text = (", ".join(map(str, tuning)) + " (the tuned entries' sweeps; never an evaluation "
+                   "seed)") if tuning else "none (no tuned entries)"
+    scope = proto["seed_scope"]
+    scope_text = {
+        "method": "method (a seed varies the unlearning run only; each workload is its file's, "
+                  "prepared once)",
+        "full": "full (a seed s also redraws the workload with seed s: data subset, forget set, "
+                "original and oracle; a tuned entry tunes on the workload of its first tuning seed)",
+    }.get(scope, "mixed (per entry: " + "; ".join(
+        f"{eid}: {p['seed_scope']}" for eid, p in per_entry.items()) + ")")
+    rows = [["selection split", f"{proto['selection_split']} (a tuned config is chosen on the "
+                                "sweep's `objective`, metric keys ending in /val)"],
+            ["report split", f"{proto['report_split']} (held-out metrics are reported on test: "
+                             "keys ending in /test, `objective/test`; test never selects)"],
+            ["evaluation seeds", seeds],
+            ["tuning seeds", tuning_text],
+            ["seed scope", scope_text]]
+    multi = {w: s for w, s in (reference_seeds or {}).items() if len(s) > 1}
+    if multi:
+        rows.append(["reference rows", "; ".join(
+            f"{w}: mean over workload seeds {', '.join(map(str, s))}" for w, s in multi.items())])
+    return rows
 
 
 def _signed(v: float) -> str:
@@ -83,12 +143,13 @@ def comparison_rows(rows: list[Comparison]) -> list[list[str]]:
     return out
 
 
-COMPARISON_HEADERS = ["entry", "metric", "baseline", "current", "Δ", "σ", "allowed", "status"]
+COMPARISON_HEADERS = ["entry", "metric", "baseline (± 95% CI)", "current (± 95% CI)", "Δ", "σ",
+                      "allowed", "status"]
 
 
 def result_rows(suite: Suite, summary: Summary, references: dict[str, dict[str, dict[str, float]]],
                 metrics: list[str]) -> list[tuple[str, list[list[str]]]]:
-    """Per workload: rows for original, retrain and every entry with mean ± std per metric."""
+    """Per workload: rows for original, retrain and every entry with mean ± 95% CI per metric."""
     out = []
     for wname in dict.fromkeys(e.workload.name for e in suite.entries):
         rows = []
@@ -138,7 +199,7 @@ def _bars(data: ReportData, wname: str, metrics: list[str]) -> bytes | None:
                 continue
             color = "#d62728" if (e.id, metric) in failed else "#1f77b4"
             ax.bar(x, s.mean, color=color, alpha=0.75, width=0.7,
-                   yerr=s.std if s.n > 1 else None, capsize=4, ecolor="#333333")
+                   yerr=_err(s), capsize=4, ecolor="#333333")
             if s.values:
                 jitter = [x + (i - (len(s.values) - 1) / 2) * 0.08 for i in range(len(s.values))]
                 ax.scatter(jitter, s.values, s=10, color="black", zorder=3)
@@ -151,8 +212,8 @@ def _bars(data: ReportData, wname: str, metrics: list[str]) -> bytes | None:
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    fig.suptitle(f"{wname}: seed mean ± std (dots: seeds, black tick: baseline, red: regressed)",
-                 fontsize=10)
+    fig.suptitle(f"{wname}: {STAT_LABEL} (n=1: no interval; dots: seeds, black tick: baseline, "
+                 f"red: regressed)", fontsize=10)
     fig.tight_layout()
     return _png(fig)
 
@@ -179,8 +240,8 @@ def _trend(data: ReportData, metrics: list[str]) -> bytes | None:
             px = [x for x, _ in pts]
             py = [st.mean for _, st in pts]
             line = ax.plot(px, py, marker="o", markersize=3, linewidth=1.2, label=e.id)[0]
-            lo = [st.mean - (st.std if st.n > 1 and not math.isnan(st.std) else 0) for _, st in pts]
-            hi = [st.mean + (st.std if st.n > 1 and not math.isnan(st.std) else 0) for _, st in pts]
+            lo = [st.mean - (_err(st) or 0.0) for _, st in pts]
+            hi = [st.mean + (_err(st) or 0.0) for _, st in pts]
             ax.fill_between(px, lo, hi, color=line.get_color(), alpha=0.12, linewidth=0)
         for x, (info, _) in zip(xs, hist):
             if info.status == "regressed":
@@ -197,7 +258,7 @@ def _trend(data: ReportData, metrics: list[str]) -> bytes | None:
         fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=7,
                    frameon=False)
     fig.suptitle(f"{data.suite.name}: seed means over the last {len(hist)} runs "
-                 f"(band: ± std; red: regressed runs)", fontsize=10)
+                 f"(band: ± 95% CI; red: regressed runs)", fontsize=10)
     fig.tight_layout(rect=(0, 0.04 + 0.02 * math.ceil(len(names) / 4), 1, 1))
     return _png(fig)
 
@@ -274,23 +335,26 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
 
     regressed = [c for c in data.comparisons if c.failed]
     meta_rows = [[k, str(v)] for k, v in data.meta.items()]
+    proto_rows = protocol_rows(data.suite, data.reference_seeds)
     results = result_rows(data.suite, data.summary, data.references, metrics)
     cfg_rows = [[eid, json.dumps(cfg, sort_keys=True)] for eid, cfg in data.configs.items()]
 
     # Markdown
     md = [f"# Regression suite `{data.suite.name}`", "", f"**{_VERDICT.get(data.status, data.status)}**",
-          "", _md_table(["run", ""], meta_rows), ""]
+          "", _md_table(["run", ""], meta_rows), "", "## Protocol", "",
+          _md_table(["", ""], proto_rows), ""]
     if regressed:
         md += ["## What got worse", "", _md_table(COMPARISON_HEADERS, comparison_rows(regressed)), ""]
     if data.errors:
         md += ["## Failed runs", ""] + [f"- `{e}` seed {s}: {err}" for e, s, err in data.errors] + [""]
-    md += ["## Results (seed mean ± std)", ""]
+    md += [f"## Results ({STAT_LABEL})", "", STAT_LEGEND, ""]
     for wname, rows in results:
         md += [f"### {wname}", "", _md_table(["entry", *metrics], rows), ""]
     if data.comparisons:
         md += [f"## Comparison with the baseline ({data.baseline_label})", "",
                _md_table(COMPARISON_HEADERS, comparison_rows(data.comparisons)), "",
-               "Δ = current − baseline seed mean; σ = |Δ| / pooled seed std; a metric regresses "
+               "Δ = current − baseline seed mean; σ = |Δ| / pooled seed std (the intervals in "
+               "the baseline and current columns are 95% CIs of the mean); a metric regresses "
                "when it moves in its worse direction (↑ higher is better, ↓ lower is better, "
                "→ closer to a target) by more than *allowed*.", ""]
     md += ["## Plots", ""]
@@ -306,13 +370,14 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
          f"<title>raysweep bench: {html.escape(data.suite.name)}</title><style>{_CSS}</style></head><body>",
          f"<h1>Regression suite <code>{html.escape(data.suite.name)}</code></h1>",
          f"<p class='verdict v-{html.escape(data.status)}'>{html.escape(_VERDICT.get(data.status, data.status))}</p>",
-         _html_table(["run", ""], meta_rows)]
+         _html_table(["run", ""], meta_rows), "<h2>Protocol</h2>",
+         _html_table(["", ""], proto_rows)]
     if regressed:
         h += ["<h2>What got worse</h2>", _html_table(COMPARISON_HEADERS, comparison_rows(regressed), 7)]
     if data.errors:
         h += ["<h2>Failed runs</h2><ul>"] + [f"<li><code>{html.escape(e)}</code> seed {s}: "
                                              f"{html.escape(err)}</li>" for e, s, err in data.errors] + ["</ul>"]
-    h += ["<h2>Results (seed mean ± std)</h2>"]
+    h += [f"<h2>Results ({STAT_LABEL})</h2>", f"<p>{html.escape(STAT_LEGEND)}</p>"]
     for wname, rows in results:
         h += [f"<h3>{html.escape(wname)}</h3>", _html_table(["entry", *metrics], rows)]
     if data.comparisons:

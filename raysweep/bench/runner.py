@@ -8,6 +8,12 @@ Outcomes (``BenchResult.status`` → CLI exit code):
   baseline has is missing now.
 * ``failed`` (1): at least one entry × seed raised (a runtime failure, reported per run).
 
+``summary.json`` (and ``--json``) states the protocol under ``protocol``: ``selection_split``
+(val), ``report_split`` (test), ``evaluation_seeds``, ``tuning_seeds``, ``seed_scope`` (``mixed``
+when entries differ) and per entry; every entry also carries its own ``seeds``,
+``tuning_seeds`` and ``seed_scope``. The statistics are seed mean, std and n (the reports print
+mean ± 95% CI; regression checks use the std).
+
 Baseline references (``--baseline``): ``previous`` (default: the latest suite run in MLflow whose
 status is ``baseline`` or ``passed``), an MLflow run id of a suite run, or a pinned file
 (JSON/YAML written by ``raysweep bench baseline --pin``).
@@ -65,6 +71,7 @@ class BenchResult:
     references: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     stop_epochs: dict[str, int] = field(default_factory=dict)  # tuned entry -> its best epoch
     finished: str = ""                # local time the run ended, "YYYY-MM-DD HH:MM"
+    protocol: dict[str, Any] = field(default_factory=dict)   # Suite.protocol() + reference seeds
 
     @property
     def exit_code(self) -> int:
@@ -77,17 +84,22 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         from raysweep.bench.tracking import tracking_uri
 
+        proto = {k: v for k, v in self.protocol.items() if k != "entries"}
+        per_entry = self.protocol.get("entries") or {}
         return {
             "suite": self.suite, "status": self.status, "exit_code": self.exit_code,
             "run_id": self.run_id, "experiment_id": self.experiment_id,
             "tracking_uri": tracking_uri(), "baseline": {"ref": self.baseline.ref, "label": self.baseline.label},
             "report_dir": str(self.report_dir) if self.report_dir else None,
-            "seconds": self.seconds, "finished": self.finished,
+            "seconds": self.seconds, "finished": self.finished, "protocol": proto,
             "regressions": [c.to_json() for c in self.regressions],
             "comparisons": [c.to_json() for c in self.comparisons],
             "errors": [{"entry": e, "seed": s, "error": err} for e, s, err in self.errors],
             "entries": {e: {"config": self.configs.get(e, {}), "metrics": m,
-                            **({"stop_epoch": self.stop_epochs[e]} if e in self.stop_epochs else {})}
+                            **({"stop_epoch": self.stop_epochs[e]} if e in self.stop_epochs else {}),
+                            **({"seeds": per_entry[e]["evaluation_seeds"],
+                                "tuning_seeds": per_entry[e]["tuning_seeds"],
+                                "seed_scope": per_entry[e]["seed_scope"]} if e in per_entry else {})}
                         for e, m in summary_to_json(self.summary).items()},
             "references": self.references,
         }
@@ -182,7 +194,7 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
         data = ReportData(suite=suite, status=status, summary=summary, comparisons=comparisons,
                           baseline=base.summary or {}, baseline_label=base.label,
                           references=ex.references, meta=meta, errors=errors, history=hist,
-                          configs=ex.configs)
+                          configs=ex.configs, reference_seeds=ex.reference_seeds)
         result = BenchResult(suite=suite.name, status=status, run_id=recorder.run_id,
                              experiment_id=recorder.experiment_id, summary=summary,
                              comparisons=comparisons, baseline=base, report_dir=out.resolve(),
@@ -190,7 +202,8 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
                              references=ex.references,
                              stop_epochs={e: t["best_epoch"] for e, t in ex.tuned.items()
                                           if t.get("best_epoch") is not None},
-                             finished=time.strftime("%Y-%m-%d %H:%M"))
+                             finished=time.strftime("%Y-%m-%d %H:%M"),
+                             protocol={**suite.protocol(), "reference_seeds": ex.reference_seeds})
         write_report(data, out)
         (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=_json_default))
         n_reg = len(regressions(comparisons))

@@ -4,7 +4,8 @@ A suite is a YAML file (``search_spaces/suites/<name>.yaml``)::
 
     schema_version: 1
     name: smoke
-    seeds: [0, 1]                       # default seeds of every entry
+    seeds: [0, 1]                       # default evaluation seeds of every entry (below 1000)
+    seed_scope: method                  # method (default) | full; overridable per entry
     catboost: false                     # the CatBoost MIA is slow; opt in per suite
     relearn: {lr: 0.01, max_epochs: 10} # optional: relearn/epochs of every run (paper 003)
     tolerances:                         # metric -> how far it may move in the worse direction
@@ -17,7 +18,7 @@ A suite is a YAML file (``search_spaces/suites/<name>.yaml``)::
       - workload: digits-class
         method: scrub
         config: tuned                   # tuned by a small sweep first, then run on the seeds
-        tune: {num_samples: 8}
+        tune: {num_samples: 8}          # tuning seeds: [1000] by default (never an evaluation seed)
         tolerances: {forget/acc: {abs: 0.1}}   # per-entry override, merged field by field
       - {workload: digits-class, method: [bad-teaching, sftc]}       # one entry per method
 
@@ -27,6 +28,25 @@ mapping (pinned values, validated against the method's config now, before anythi
 ``<workload>/<method>`` (``<workload>/<method>@tuned`` for a tuned config, so that a default and a
 tuned entry of one method sit side by side); ids must be unique, so two pinned configs of one
 method on one workload need a ``name``.
+
+Seeds. An entry's ``seeds`` (default: the suite's) are its *evaluation* seeds: each runs the
+method once and the report aggregates over them. A ``config: tuned`` entry's sweep runs on its
+*tuning* seeds, ``tune.seeds``, which default to ``[1000]``: tuning seeds live at 1000 and above,
+evaluation seeds below, so that the config is never chosen on a seed it is then scored on. A
+suite whose ``tune.seeds`` overlap the entry's evaluation seeds fails to load. The tuning sweep
+selects on the ``val`` split (its ``objective``); every report reads ``test`` (``*/test``,
+``objective/test``).
+
+``seed_scope`` (suite level, overridable per entry) says what an evaluation seed varies:
+
+* ``method`` (default): only the unlearning run (its initialisation, batch order, sampling); the
+  workload (data subset, forget set, original model, retrained oracle) is the one its file
+  defines, prepared once.
+* ``full``: the workload too: seed ``s`` prepares the workload with its ``seed`` field replaced
+  by ``s`` (the data subset and forget set are redrawn, the original and the oracle retrained),
+  each cached under its own key, so the spread over seeds includes the data draw. A tuned entry's
+  sweep then runs on the workload drawn with its first tuning seed. The reference rows of a
+  report are the mean over the evaluation seeds' workloads.
 
 Scales (optional): named variants of the suite, chosen with ``raysweep bench run SUITE --scale
 NAME``; without ``--scale`` a suite that defines ``small`` runs at ``small``, one without scales
@@ -70,10 +90,15 @@ from raysweep.config import WorkloadConfig, load_yaml, parse_model
 from raysweep.errors import ConfigError, did_you_mean
 
 __all__ = ["Direction", "Tolerance", "TuneSpec", "SuiteEntry", "SuiteConfig", "SuiteScale", "Entry",
-           "Suite", "load_suite", "apply_suite_overrides", "BUNDLED_SUITES", "DEFAULT_SCALE"]
+           "Suite", "load_suite", "apply_suite_overrides", "BUNDLED_SUITES", "DEFAULT_SCALE",
+           "TUNING_SEED_BASE", "SELECTION_SPLIT", "REPORT_SPLIT", "SeedScope"]
 
 BUNDLED_SUITES = Path(__file__).resolve().parent.parent.parent / "search_spaces" / "suites"
 DEFAULT_SCALE = "small"
+#: Tuning seeds live at this value and above, evaluation seeds below (see the module docstring).
+TUNING_SEED_BASE = 1000
+SELECTION_SPLIT, REPORT_SPLIT = "val", "test"
+SeedScope = Literal["method", "full"]
 
 Direction = Literal["higher_is_better", "lower_is_better", "target"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
@@ -142,8 +167,10 @@ class TuneSpec(_Strict):
     algorithm: Literal["tpe", "random", "grid", "nsga2", "gp", "cmaes", "qmc"] = Field(
         "tpe", description="Optuna sampler")
     seed: int = Field(0, ge=0, description="sampler seed")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
-                             description="each configuration runs once per seed while tuning")
+    seeds: list[int] = Field(default_factory=lambda: [TUNING_SEED_BASE], min_length=1,
+                             description="tuning seeds: each configuration runs once per seed "
+                                         "while tuning; they live at 1000+ and must not overlap "
+                                         "the entry's evaluation seeds (default [1000])")
     max_concurrent: int | None = Field(None, ge=1, description="trials at a time")
     parameters: dict[str, Any] | None = Field(
         None, description="the method's ranges (default: its bundled search space)")
@@ -162,7 +189,9 @@ class SuiteEntry(_Strict):
     config: Literal["default", "tuned"] | dict[str, Any] = Field(
         "default", description="default (paper defaults), tuned, or a mapping of pinned values")
     tune: TuneSpec | None = None
-    seeds: list[int] | None = Field(None, min_length=1)
+    seeds: list[int] | None = Field(None, min_length=1, description="evaluation seeds")
+    seed_scope: SeedScope | None = Field(
+        None, description="method or full (default: the suite's seed_scope)")
     max_epochs: int | None = Field(None, ge=1, description="epoch budget of every run")
     tolerances: dict[str, Tolerance] = Field(default_factory=dict)
 
@@ -238,7 +267,12 @@ class SuiteConfig(_Strict):
     schema_version: Literal[1] = 1
     name: str = Field(..., description="suite name; the MLflow experiment is raysweep-bench/<name>")
     description: str = ""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                             description="default evaluation seeds of every entry (below 1000)")
+    seed_scope: SeedScope = Field(
+        "method", description="what an evaluation seed varies: method (the unlearning run only) "
+                              "or full (the workload's seed too: data subset, forget set, "
+                              "original and oracle)")
     device: str = Field("auto", description="cpu, cuda, cuda:1 or auto")
     catboost: bool = Field(False, description="compute the CatBoost MIA (slow)")
     relearn: RelearnSpec | None = Field(
@@ -280,6 +314,7 @@ class Entry:
     tolerances: dict[str, Tolerance]
     max_epochs: int | None = None
     tune: TuneSpec | None = None
+    seed_scope: SeedScope = "method"
 
     @property
     def label(self) -> str:
@@ -290,6 +325,23 @@ class Entry:
                            "tune": self.tune.model_dump() if self.tune else None}, sort_keys=True,
                           default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def workload_for(self, seed: int) -> WorkloadConfig:
+        """The workload evaluation seed ``seed`` runs on: the file's with ``seed_scope: method``,
+        the file's with ``seed`` replaced by ``seed`` with ``seed_scope: full``."""
+        if self.seed_scope == "full" and seed != self.workload.seed:
+            return self.workload.model_copy(update={"seed": seed})
+        return self.workload
+
+    def tuning_workload(self) -> WorkloadConfig:
+        """The workload the tuning sweep runs on (``full``: drawn with the first tuning seed)."""
+        if self.seed_scope == "full" and self.tune is not None:
+            return self.workload_for(self.tune.seeds[0])
+        return self.workload
+
+    @property
+    def tuning_seeds(self) -> tuple[int, ...]:
+        return tuple(self.tune.seeds) if self.tune is not None else ()
 
 
 @dataclass(frozen=True)
@@ -326,6 +378,20 @@ class Suite:
 
     def runs(self) -> int:
         return sum(len(e.seeds) for e in self.entries)
+
+    def protocol(self) -> dict[str, Any]:
+        """Which split selects, which reports, on which seeds: every report states it."""
+        scopes = sorted({e.seed_scope for e in self.entries})
+        return {
+            "selection_split": SELECTION_SPLIT,
+            "report_split": REPORT_SPLIT,
+            "evaluation_seeds": sorted({s for e in self.entries for s in e.seeds}),
+            "tuning_seeds": sorted({s for e in self.entries for s in e.tuning_seeds}),
+            "seed_scope": scopes[0] if len(scopes) == 1 else "mixed",
+            "entries": {e.id: {"evaluation_seeds": list(e.seeds),
+                               "tuning_seeds": list(e.tuning_seeds), "seed_scope": e.seed_scope}
+                        for e in self.entries},
+        }
 
 
 def _resolve_suite_path(ref: str | Path) -> Path:
@@ -507,6 +573,24 @@ def _apply_scale(data: dict[str, Any], scale: str | None, src: str
     return out, chosen, sc
 
 
+def _check_tuning_seeds(cfg: SuiteConfig, where: str) -> None:
+    """Tuning seeds must not be evaluation seeds (one ConfigError line naming the field)."""
+    for i, raw in enumerate(cfg.entries):
+        if raw.config != "tuned":
+            continue
+        tune_seeds = (raw.tune or TuneSpec()).seeds
+        eval_seeds = list(raw.seeds or cfg.seeds)
+        overlap = sorted(set(tune_seeds) & set(eval_seeds))
+        if overlap:
+            raise ConfigError(
+                f"{where}: entries[{i}].tune.seeds: {overlap} "
+                f"{'is also an evaluation seed' if len(overlap) == 1 else 'are also evaluation seeds'}"
+                f" of the entry (seeds {eval_seeds}); a config must not be tuned on a seed it is "
+                f"scored on: give tuning "
+                f"seeds at {TUNING_SEED_BASE} and above, e.g. tune: {{seeds: [{TUNING_SEED_BASE}]}}, "
+                f"or drop tune.seeds for the default [{TUNING_SEED_BASE}]")
+
+
 def load_suite(ref: str | Path, overrides: list[str] | None = None,
                scale: str | None = None) -> Suite:
     """Load, validate and resolve a suite; every error is one line naming the file and field.
@@ -521,11 +605,18 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
     src = str(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{src}: expected a mapping at the top level, got {type(data).__name__}")
+    as_written = data
     data, chosen, sc = _apply_scale(data, scale, src)
     if overrides:
         data = apply_suite_overrides(data, overrides)
         src = f"{path} (with --set)"
     cfg = parse_model(SuiteConfig, data, src)
+    _check_tuning_seeds(cfg, src)
+    for sname in cfg.scales:     # every scale's seeds, not only the chosen one's
+        if sname != chosen:
+            other, _, _ = _apply_scale(as_written, sname, str(path))
+            _check_tuning_seeds(parse_model(SuiteConfig, other, f"{path}: scales.{sname}"),
+                                f"{path}: scales.{sname}")
 
     for metric, tol in cfg.tolerances.items():
         tol.check_complete(f"{src}: tolerances.{metric}")
@@ -580,7 +671,7 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
                 id=eid, workload_ref=workload_ref, workload=workload, method=method,
                 config_kind=kind, config=values, seeds=tuple(raw.seeds or cfg.seeds),
                 tolerances=tolerances, max_epochs=raw.max_epochs,
-                tune=tune))
+                tune=tune, seed_scope=raw.seed_scope or cfg.seed_scope))
     for sname, spec in cfg.scales.items():   # every scale, not only the chosen one
         for key, names in (("only", spec.only or []), ("workloads", list(spec.workloads))):
             for wname in names:

@@ -6,9 +6,13 @@ Layout (experiment ``raysweep-bench/<suite>``):
   ``raysweep.git_sha``, ``raysweep.suite_digest``, ``raysweep.baseline`` (what it was compared
   with) and ``raysweep.bench.status``: ``running``, then ``baseline`` (nothing to compare with:
   this run is the baseline), ``passed``, ``regressed`` or ``failed`` (a run raised); metrics
-  ``bench/regressions``, ``bench/failed_runs``, ``bench/seconds``; the report as artifacts.
+  ``bench/regressions``, ``bench/failed_runs``, ``bench/seconds``; params ``seeds``
+  (evaluation), ``tuning_seeds``, ``seed_scope``, ``selection_split`` (val) and ``report_split``
+  (test); the report as artifacts.
 * child run per entry × seed (tag ``raysweep.kind = bench-entry``, ``mlflow.parentRunId``):
-  params ``entry``, ``seed``, ``method``, ``workload``, ``config_kind``, ``config.<field>``; tags
+  params ``entry``, ``seed``, ``method``, ``workload``, ``config_kind``, ``seed_scope``,
+  ``workload_seed`` and ``workload_key`` (the seed its workload was prepared with, and that
+  workload's cache key), ``config.<field>``; tags
   ``raysweep.suite``, ``raysweep.method``, ``raysweep.workload``, ``raysweep.entry``,
   ``raysweep.seed``, ``raysweep.git_sha``; every metric. Each is written with one ``log_batch``.
 
@@ -134,8 +138,12 @@ class SuiteRecorder:
                 "raysweep.baseline": baseline, STATUS_TAG: "running", **extra_tags}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.run_id = run.info.run_id
+        proto = self.suite.protocol()
         params = {"suite_file": self.suite.source, "entries": len(self.suite.entries),
-                  "runs": self.suite.runs(), "seeds": self.suite.config.seeds,
+                  "runs": self.suite.runs(), "seeds": proto["evaluation_seeds"],
+                  "tuning_seeds": proto["tuning_seeds"], "seed_scope": proto["seed_scope"],
+                  "selection_split": proto["selection_split"],
+                  "report_split": proto["report_split"],
                   "catboost": self.suite.config.catboost}
         self.client.log_batch(self.run_id, params=[Param(k, _clip(v)) for k, v in params.items()])
         return self.run_id
@@ -161,6 +169,10 @@ class SuiteRecorder:
                                            tags=tags)
             params = {"entry": entry.id, "seed": rec.seed, "method": entry.method,
                       "workload": entry.workload.name, "config_kind": entry.config_kind,
+                      "seed_scope": rec.seed_scope,
+                      **({"workload_seed": rec.workload_seed} if rec.workload_seed is not None
+                         else {}),
+                      **({"workload_key": rec.workload_key} if rec.workload_key else {}),
                       **{f"config.{k}": v for k, v in rec.config.items()}}
             now = int(time.time() * 1000)
             self.client.log_batch(

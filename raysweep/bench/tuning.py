@@ -3,7 +3,11 @@
 The sweep is the project's own (:func:`raysweep.sweep.runner.run_sweep`): the entry's workload
 and method, the method's ranges (``tune.parameters`` or the bundled
 ``search_spaces/<method>.yaml``), ``tune.num_samples`` configurations, the sweep's objective
-(``tune.objective`` / ``tune.objectives`` / ``tune.budget`` pass through). Its parent run lands in
+(``tune.objective`` / ``tune.objectives`` / ``tune.budget`` pass through), on the tuning seeds
+``tune.seeds`` (default ``[1000]``; never an evaluation seed, see :mod:`raysweep.bench.suite`).
+The best trial is the one with the best value of the sweep's selection objective, read on the
+``val`` split (``objective``, or a ``*/val`` metric): never ``objective/test`` nor any metric
+computed on test, which only the reports read. Its parent run lands in
 the MLflow experiment ``raysweep-bench/<suite>/tuning`` and its files under
 ``$RAYSWEEP_HOME/sweeps/<id>``. The best trial's parameters, on top of the method's defaults,
 become the entry's config; the suite's child runs record them as ``config.*`` params and the
@@ -28,7 +32,30 @@ if TYPE_CHECKING:
     from raysweep.sweep.space import SweepSpec
     from raysweep.workload import PreparedWorkload
 
-__all__ = ["sweep_spec", "tune_entry", "cached_tuning"]
+__all__ = ["sweep_spec", "tune_entry", "cached_tuning", "selection_key"]
+
+
+def _reads_test(key: str) -> bool:
+    """Whether a result key is computed on the test split (reporting only, never selection)."""
+    try:
+        from raysweep.sweep.space import _reads_test as sweep_reads_test
+    except ImportError:  # pragma: no cover - older sweep layer
+        sweep_reads_test = None
+    base = key[len("best/"):] if key.startswith("best/") else key
+    if base == "objective/test" or base.endswith("/test") or base.startswith("test/"):
+        return True
+    return bool(sweep_reads_test(base)) if sweep_reads_test is not None else False
+
+
+def selection_key(spec: SweepSpec, *, where: str) -> str:
+    """The result key the tuning sweep's best trial is chosen on; a val key, never a test one."""
+    keys, _ = spec.searcher_metrics()
+    key = keys[0]
+    if _reads_test(key):
+        raise ConfigError(f"{where}.objectives: the tuned config would be chosen on {key!r}, which "
+                          f"reads the test split; tuning selects on val: use metric: composite "
+                          f"(the sweep's objective) or a metric ending in /val")
+    return key
 
 
 def sweep_spec(suite: str, entry_id: str, workload_ref: str, method: str, tune: TuneSpec,
@@ -57,6 +84,7 @@ def sweep_spec(suite: str, entry_id: str, workload_ref: str, method: str, tune: 
     if spec.multi_objective:
         raise ConfigError(f"{where}.objectives: a tuned entry needs one objective (the best trial "
                           f"is run); got {[o.key for o in spec.objectives]}")
+    selection_key(spec, where=where)
     return spec
 
 
@@ -108,6 +136,9 @@ def tune_entry(entry: Entry, prepared: PreparedWorkload, *, suite: str = "bench"
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if not complete:
         raise UserError(f"entry {entry.id}: the tuning sweep {outcome.sweep_id} finished no trial")
+    # Optuna's value is the searcher metric: the sweep's selection objective on val (checked
+    # again here, so that no spec, however built, picks the config on a test metric).
+    metric = selection_key(spec, where=f"entry {entry.id}: tune")
     best = study.best_trial
     prefix = f"{entry.method}/"
     # Optuna records only sampled parameters; constants (``epochs: {value: 2}``) are part of the
@@ -119,7 +150,8 @@ def tune_entry(entry: Entry, prepared: PreparedWorkload, *, suite: str = "bench"
         if param.distribution == "constant" and name not in config and active(param, config):
             config[name] = param.value
     found = {"config": config, "sweep_id": outcome.sweep_id, "objective": best.value,
-             "metric": spec.searcher_metrics()[0][0], "trials": len(complete),
+             "metric": metric, "selection_split": "val", "seeds": list(entry.tune.seeds),
+             "workload_seed": prepared.config.seed, "trials": len(complete),
              "best_epoch": _best_epoch(outcome.results, best.number)}
     info(f"  {entry.id}: best of {len(complete)} configurations {config} "
          f"({found['metric']} {best.value:.4g}, sweep {outcome.sweep_id})")

@@ -230,7 +230,31 @@ def validate_cmd(
         print_json(spec.model_dump(mode="json"))
         return
     _print_spec(spec)
+    _signal_note(spec)
     stdout.print(f"[green]{space}: valid[/]")
+
+
+def _signal_note(spec: Any) -> None:
+    """Warn about weighted objective terms without signal, when the workload is cached (no
+    training happens in validate)."""
+    from raysweep.errors import UserError
+    from raysweep.sweep.runner import err_console, warn_no_signal
+    from raysweep.workload import load_workload_config, prepare
+
+    if not any(o.metric == "composite" for o in spec.objectives):
+        return
+    try:
+        prepared = prepare(load_workload_config(spec.workload), quiet=True, cached_only=True)
+    except UserError:
+        return  # the workload itself is checked when the sweep runs
+    if prepared is None:
+        err_console().print(escape(f"signal check: workload {spec.workload} is not prepared yet; "
+                                   f"raysweep workload prepare {spec.workload} shows which "
+                                   f"objective terms separate original from oracle"))
+        return
+    if not warn_no_signal(prepared.signal_check(spec.objective), spec.objective):
+        err_console().print("signal check: every weighted objective term separates original "
+                            "from oracle (>= 2 sigma)")
 
 
 def _store(sweep: str | None) -> tuple[str, str, str | None]:

@@ -44,6 +44,14 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
     assert first["entries"]["digits-class/ssd"]["metrics"]["forget/acc"]["mean"] < 0.2  # SSD forgets
 
     assert "passed" in smoke_history["out2"] and "previous run" in smoke_history["out2"]
+    # The terminal report states its protocol and labels the intervals.
+    out2 = smoke_history["out2"]
+    assert "selection split: val" in out2 and "report split: test" in out2
+    assert "evaluation seeds: 0, 1" in out2 and "seed scope: method" in out2
+    assert "tuning seeds: none" in out2 and "± 95% CI" in out2
+    assert first["protocol"]["selection_split"] == "val" and first["protocol"]["report_split"] == "test"
+    assert first["protocol"]["evaluation_seeds"] == [0, 1] and first["protocol"]["seed_scope"] == "method"
+    assert first["entries"]["digits-class/ssd"]["seed_scope"] == "method"
     out3 = smoke_history["out3"]
     assert "REGRESSION" in out3 and "regressed" in out3
     table = out3[out3.index("REGRESSION"):]
@@ -78,6 +86,9 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
     for key in ("raysweep.suite", "raysweep.method", "raysweep.workload", "raysweep.git_sha",
                 "raysweep.entry"):
         assert tags[key]
+    assert kids[0].data.params["seed_scope"] == "method" and kids[0].data.params["workload_seed"] == "0"
+    assert parents[0].data.params["seed_scope"] == "method"
+    assert parents[0].data.params["selection_split"] == "val"
     assert "forget/acc" in kids[0].data.metrics and "config.selection_weighting" in \
         next(k for k in kids if k.data.tags["raysweep.method"] == "ssd").data.params
 

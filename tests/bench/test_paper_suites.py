@@ -186,8 +186,10 @@ def test_report_from_synthetic_records_has_default_and_tuned_rows(tmp_path: Path
                                                       for k in ("default", "tuned")]
     tables = dict(paper_tables_markdown(suite, summary, refs))
     table = tables["fmnist-multi2-conv"]
-    assert "| unsir | default | 2 | 0.505 ± 0.0071 |" in table      # seeds 0.5, 0.51
-    assert "| unsir | tuned | 2 | 0.608 ± 0.0071 |" in table        # +0.1, 4th entry: +0.003
+    # seeds 0.5, 0.51: 95% CI half-width t(0.975, 1) * sd / sqrt(2) = 12.706 * 0.00707 / 1.414
+    assert "| unsir | default | 2 | 0.505 ± 0.064 |" in table
+    assert "| unsir | tuned | 2 | 0.608 ± 0.064 |" in table        # +0.1, 4th entry: +0.003
+    assert "| (original) | reference | - | 0.9 |" in table          # one model: no interval
     assert "forget acc `forget/acc`" in table
     configs = {e.id: {"lr": 0.1} for e in suite.entries if e.config_kind == "tuned"}
     path = write_paper_report(suite, summary, refs, tmp_path / "out", configs=configs,

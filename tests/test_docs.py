@@ -47,3 +47,19 @@ def test_relative_links_in_the_docs_point_at_files() -> None:
             if not (page.parent / path).exists():
                 dead.append(f"{page.relative_to(ROOT)} -> {target}")
     assert not dead, dead
+
+
+def test_readme_method_table_is_generated_from_the_registry() -> None:
+    from raysweep.methods._docs import REGENERATE, find_readme_table, readme_table
+
+    current = find_readme_table(README)
+    assert current is not None, "README.md has no method table ('| method | what it does |')"
+    assert current == readme_table(), (
+        f"README.md's method table is stale; regenerate it with: {REGENERATE}")
+
+
+def test_every_method_states_its_reference() -> None:
+    from raysweep.methods import get_method
+
+    missing = [n for n in list_methods() if not get_method(n).reference]
+    assert not missing, f"register_method(..., reference=...) missing for {missing}"

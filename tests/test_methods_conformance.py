@@ -1,38 +1,24 @@
-"""Every registered method obeys the contract (tiny MLP on digits, CPU, seconds each)."""
+"""Every registered method passes every named conformance check (tiny MLP and tiny BERT, CPU).
+
+One test per (method, check), so a failure names both, e.g.
+``test_conformance[scrub-check_deterministic]``. The checks of one method share their runs
+(:mod:`raysweep.testing` caches them), so the cases are ordered method by method.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from raysweep.errors import ConfigError
-from raysweep.methods import get_method, list_methods, make_config
-from raysweep.testing import check_method
+from raysweep.methods import list_methods
+from raysweep.testing import CHECKS, CheckSkipped
+
+_BY_NAME = {c.__name__: c for c in CHECKS}
+CASES = [(m, c.__name__) for m in list_methods() for c in CHECKS]
 
 
-@pytest.mark.parametrize("name", list_methods())
-def test_contract(name: str) -> None:
-    check_method(name)
-
-
-@pytest.mark.parametrize("name", list_methods())
-def test_rejects_bad_config(name: str) -> None:
-    info = get_method(name)
-    with pytest.raises(ConfigError, match="unknown parameter"):
-        make_config(name, {"definitely_not_a_field": 1})
-    # Every numeric field with a lower bound rejects a value below it, naming the field.
-    for f in info.describe_fields():
-        b = f["bounds"]
-        if "gt" in b or "ge" in b:
-            low = b.get("gt", b.get("ge"))
-            bad = low - 1 if "ge" in b else low
-            if f["type"] == "int":
-                bad = int(bad)
-            with pytest.raises(ConfigError, match=f["name"]):
-                make_config(name, {f["name"]: bad})
-            break
-
-
-@pytest.mark.parametrize("name", list_methods())
-def test_has_paper_and_summary(name: str) -> None:
-    info = get_method(name)
-    assert info.paper and info.summary
+@pytest.mark.parametrize(("method", "check"), CASES, ids=[f"{m}-{c}" for m, c in CASES])
+def test_conformance(method: str, check: str) -> None:
+    try:
+        _BY_NAME[check](method)
+    except CheckSkipped as exc:
+        pytest.skip(str(exc))

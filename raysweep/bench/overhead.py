@@ -52,10 +52,10 @@ def _spec(data: dict[str, Any]) -> Any:
 def measure_overhead(workload: str, method: str, trials: int, epochs: int = 2) -> dict[str, Any]:
     """Run one sweep with default settings; compare its wall time with the trials' compute."""
     from raysweep.sweep.runner import run_sweep
-    from raysweep.sweep.space import bundled_space_path, load_sweep
+    from raysweep.sweep.space import default_space
 
     params = {k: v.model_dump(mode="json")
-              for k, v in load_sweep(bundled_space_path(method)).spaces()[method].items()
+              for k, v in (default_space(method) or {}).items()
               if k != "epochs"}
     spec = _spec({
         "name": f"bench-overhead-{method}", "workload": workload,

@@ -73,12 +73,12 @@ def measure_scale(workload: str = "fmnist-class-small", method: str = "finetune"
                   out: Path | None = None, log: Any = print) -> dict[str, Any]:
     """Run the same sweep on 1 node x ``cores`` CPUs and ``cores`` nodes x 1 CPU, alternating."""
     from raysweep.bench.overhead import _fields, _spec
-    from raysweep.sweep.space import bundled_space_path, load_sweep
+    from raysweep.sweep.space import default_space
 
     if cores < 2:
         raise ValueError("cores must be >= 2 (1 node x cores vs cores nodes x 1)")
     params = {k: v.model_dump(mode="json")
-              for k, v in load_sweep(bundled_space_path(method)).spaces()[method].items()
+              for k, v in (default_space(method) or {}).items()
               if k != "epochs"}
     if "epochs" in _fields(method):
         params["epochs"] = {"value": epochs}

@@ -227,10 +227,10 @@ def scale_cmd(
     from raysweep.errors import UserError
     from raysweep.methods import get_method
     from raysweep.sweep.runner import err_console
-    from raysweep.sweep.space import bundled_space_path
+    from raysweep.sweep.space import has_default_space
 
     get_method(method)  # an unknown name is a UserError with a did-you-mean
-    if not bundled_space_path(method).is_file():
+    if not has_default_space(method):
         raise UserError(f"--method {method}: no bundled search space; pick another method")
     report = measure_scale(workload=workload, method=method, trials=trials, epochs=epochs,
                            cores=cores, repeats=repeats, out=Path(out),
@@ -279,10 +279,11 @@ def overhead_cmd(
 def edits_cmd(
     workloads: list[str] = typer.Argument(None, help="workload names or YAML paths (default: "
                                           "every shipped benchmark workload)"),
-    methods: str = typer.Option(",".join(("ssd", "scrub", "sftc", "bad-teaching", "finetune")),
+    methods: str = typer.Option(",".join(("ssd", "eu-k", "salun", "scrub", "retrain")),
                                 "--methods", "-m", help="honest methods to compare with"),
-    max_epochs: int = typer.Option(2, "--max-epochs", min=1, max=1000,
-                                   help="epoch budget of each honest method"),
+    max_epochs: int = typer.Option(1000, "--max-epochs", min=1, max=100_000,
+                                   help="epoch budget of each honest method (the cost budget "
+                                        "usually binds first)"),
     max_cost_ratio: float = typer.Option(0.5, "--max-cost-ratio", min=1e-6, max=100.0,
                                          help="cost budget: sample-passes / retraining's"),
     seed: int = typer.Option(0, "--seed", min=0, max=2**31 - 1),
@@ -325,3 +326,52 @@ def edits_cmd(
         stdout.print(f"report: {path}")
     if not report.passed:
         raise typer.Exit(3)
+
+
+@bench_app.command("cost")
+def cost_cmd(
+    workload: str = typer.Option("fmnist-class-mlp", "--workload", "-w", help="workload"),
+    methods: str = typer.Option("ssd,finetune,scrub", "--methods", "-m",
+                                help="comma-separated methods (paper defaults)"),
+    max_epochs: int = typer.Option(2, "--max-epochs", min=1, max=1000),
+    out: str = typer.Option("bench-cost.json", "-o", "--output", help="JSON report"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON report on stdout"),
+) -> None:
+    """Sample-pass cost vs wall-time ratios under different threads and load (one run)."""
+    import json
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from raysweep.bench.cost import run_cost_bench
+    from raysweep.errors import ConfigError
+    from raysweep.methods import get_method
+    from raysweep.workload import load_workload_config
+
+    load_workload_config(workload)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not names:
+        raise ConfigError("--methods: give at least one method (raysweep methods list)")
+    for m in names:
+        get_method(m)
+    report = run_cost_bench(workload, names, max_epochs=max_epochs)
+    Path(out).write_text(json.dumps(report, indent=2))
+    if json_out:
+        print_json(report)
+        return
+    table = Table(title=f"cost vs time ratios on {workload} (retrain: "
+                        f"{report['retrain_passes']:,} sample-passes, "
+                        f"{report['retrain_seconds_at_prepare']:.1f} s at prepare)",
+                  header_style="bold")
+    for col in ("method", "condition", "cost/ratio", "time/ratio (in-trial retrain)",
+                "time / prepare-time retrain"):
+        table.add_column(col)
+    for r in report["rows"]:
+        table.add_row(r["method"], r["condition"], f"{r['cost/ratio']:.4f}",
+                      f"{r['time/ratio']:.4f}", f"{r['prepare_time_ratio']:.4f}")
+    stdout.print(table)
+    for m, s in report["spread"].items():
+        stdout.print(f"{m}: spread (max/min over conditions) cost {s['cost/ratio']:.3f}, "
+                     f"in-trial time ratio {s['time/ratio']:.2f}, prepare-time ratio "
+                     f"{s['prepare_time_ratio']:.2f}")
+    stdout.print(f"report: {out}")

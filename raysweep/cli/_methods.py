@@ -1,4 +1,4 @@
-"""``raysweep methods list|show``."""
+"""``raysweep methods list|show|table``."""
 
 from __future__ import annotations
 
@@ -47,11 +47,19 @@ def show_cmd(name: str = typer.Argument(..., help="method name"),
     fields = info.describe_fields()
     if json_out:
         print_json({"name": info.name, "summary": info.summary, "paper": info.paper,
+                    "reference": info.reference, "differences": list(info.differences),
                     "one_shot": info.one_shot, "supports_text": info.supports_text,
                     "module": info.module, "fields": fields})
         return
-    stdout.print(f"[bold]{info.name}[/]: {info.summary}")
-    stdout.print(f"paper: {info.paper}")
+    stdout.print(f"[bold]{info.name}[/]: {info.summary}", markup=True)
+    stdout.print(f"paper: {info.paper}", markup=False)
+    stdout.print(f"checked against: {info.reference or '(no reference recorded)'}", markup=False)
+    if info.differences:
+        stdout.print("intended differences:")
+        for d in info.differences:
+            stdout.print(f"  - {d}", markup=False)
+    else:
+        stdout.print("intended differences: none")
     stdout.print(f"module: {info.module}   one-shot: {info.one_shot}   text models: {info.supports_text}")
     table = Table(header_style="bold")
     for col in ("field", "type", "default", "bounds", "description"):
@@ -60,3 +68,24 @@ def show_cmd(name: str = typer.Argument(..., help="method name"),
         bounds = " ".join(f"{k} {v}" for k, v in f["bounds"].items())
         table.add_row(f["name"], f["type"], repr(f["default"]), bounds, f["description"])
     stdout.print(table)
+
+
+@methods_app.command("table")
+def table_cmd(markdown: bool = typer.Option(True, "--markdown/--no-markdown",
+                                            help="print the README's markdown table"),
+              write: str = typer.Option(
+                  "", "--write", metavar="README",
+                  help="replace the method table in this file instead")) -> None:
+    """The README's method table, generated from the registry.
+
+    Regenerate README.md's table: ``raysweep methods table --markdown --write README.md``.
+    """
+    from raysweep.methods._docs import readme_table, replace_readme_table
+
+    table = readme_table()
+    if write:
+        changed = replace_readme_table(write, table)
+        stdout.print(f"{write}: method table {'updated' if changed else 'already up to date'}",
+                     markup=False)
+        return
+    print(table, end="")

@@ -99,11 +99,14 @@ def unlearn_cmd(
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Run methods on a prepared workload and print them beside the original and retrain rows."""
-    from raysweep._console import info
+    from rich.markup import escape
+
+    from raysweep._console import console, info
     from raysweep.bench._run import run_one
     from raysweep.config import apply_overrides
     from raysweep.errors import ConfigError
     from raysweep.methods import MethodDivergedError, get_method, list_methods, make_config
+    from raysweep.methods._base import MethodContractError
     from raysweep.report import paper_columns, rich_table
     from raysweep.training import resolve_device
     from raysweep.workload import load_workload_config, prepare
@@ -144,8 +147,8 @@ def unlearn_cmd(
         try:
             metrics = run_one(prepared, name, configs[name], seed, dev, catboost=catboost,
                               max_epochs=max_epochs, on_epoch=progress)
-        except MethodDivergedError as exc:
-            info(f"[red]{name} failed: {exc}[/]")
+        except (MethodDivergedError, MethodContractError) as exc:  # this method fails; go on
+            console.print(f"[red]{name} failed: {escape(str(exc))}[/]", soft_wrap=True)  # one line
             failures.append(name)
             rows.append({"method": name, "error": str(exc)})
             continue

@@ -6,9 +6,11 @@ process that resolves a method (the driver and, through the inherited environmen
 so the modules must be importable there too (installed, or on ``PYTHONPATH``).
 
 Add a method: create ``raysweep/methods/<name>.py`` with a ``MethodConfig`` subclass and a
-generator decorated with ``@register_method``. Every module in this package whose name does
-not start with ``_`` is imported here, so the new file is the only change; the conformance
-suite (``tests/test_methods_conformance.py``) then tests it automatically.
+generator decorated with ``@register_method`` (its default search space may travel with it:
+``register_method(..., space={...})``, else ``search_spaces/<name>.yaml``; then regenerate the
+README's method table with ``raysweep methods table --markdown --write README.md``). Every
+module in this package whose name does not start with ``_`` is imported here, so the new file
+is the only change; the conformance suite (``tests/test_methods_conformance.py``) then tests it automatically.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from raysweep.methods._base import (
     run_method,
 )
 from raysweep.methods._cost import PassCount, PassCounter, retrain_passes
+from raysweep.methods._docs import readme_table
 
 for _mod in pkgutil.iter_modules(__path__):
     if not _mod.name.startswith("_"):
@@ -55,5 +58,5 @@ _load_plugins()
 __all__ = [
     "EpochEnd", "MethodConfig", "MethodDivergedError", "MethodInfo", "RunResult", "UnlearnContext", "UnlearnData",
     "UnsupportedModelError", "get_method", "list_methods", "make_config", "register_method",
-    "run_method", "PassCount", "PassCounter", "retrain_passes",
+    "run_method", "PassCount", "PassCounter", "retrain_passes", "readme_table",
 ]

@@ -74,7 +74,14 @@ def random_wrong_labels(y: torch.Tensor, num_classes: int, forget_classes: tuple
 
 @register_method("amnesiac", config=AmnesiacConfig,
                  paper="Graves, Nagisetty & Ganesh 2021 (Amnesiac ML, relabel); "
-                       "paper 000 (Mislabel)")
+                       "paper 000 (Mislabel)",
+                 reference="if-loops/selective-synaptic-dampening: "
+                            "src/forget_random_strategies.py amnesiac, src/unlearn.py "
+                            "fit_one_unlearning_cycle",
+                 differences=(
+                     "random labels are drawn from the retained classes only, never another "
+                     "forgotten class (the reference rejects only the row's own label)",
+                 ))
 def amnesiac(model: nn.Module, data: UnlearnData, cfg: AmnesiacConfig,
              ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Fine-tune on D_r plus D_f relabelled with random wrong labels."""

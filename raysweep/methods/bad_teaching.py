@@ -9,9 +9,11 @@ KL(target_T ‖ student_T).
 
 Compared in papers 000 and 004. Where we follow the paper rather than the reference code
 (vikram2000b/bad-teaching-unlearning, copied into the SSD repo): the KL is the per-sample KL
-averaged over the batch (``batchmean``) times T², whereas the reference's ``F.kl_div`` default
-averages over batch *and* classes, which divides the loss by the number of classes (it is the
-same optimum; with Adam the scale hardly matters, with SGD it changes the effective lr by C).
+averaged over the batch (``batchmean``) times T² (Hinton et al.), whereas the reference's
+``F.kl_div`` default averages over batch *and* classes and has no T² factor: raysweep's loss is
+the reference's times C·T² (C the number of classes; T = 1 by default, so C). It is the same
+optimum; with Adam the scale hardly matters (only through Adam's eps), with SGD it multiplies
+the effective lr by C·T² (``tests/methods/test_reference_equivalence.py`` asserts both).
 The student trains in train mode; the incompetent teacher gets a seed different from the
 workload seed so it is not the original model's own initialisation.
 """
@@ -54,7 +56,14 @@ class BadTeachingConfig(MethodConfig):
 
 
 @register_method("bad-teaching", config=BadTeachingConfig,
-                 paper="Chundawat et al. 2023 (incompetent teacher); papers 000, 004")
+                 paper="Chundawat et al. 2023 (incompetent teacher); papers 000, 004",
+                 reference="vikram2000b/bad-teaching-unlearning: unlearn.py UnlearnerLoss, "
+                            "blindspot_unlearner (30% retain subset and Adam 1e-4 from "
+                            "if-loops/selective-synaptic-dampening blindspot)",
+                 differences=(
+                     "KL with reduction batchmean x T^2, i.e. the reference's loss (F.kl_div mean)"
+                     " scaled by C*T^2",
+                 ))
 def bad_teaching(model: nn.Module, data: UnlearnData, cfg: BadTeachingConfig,
                  ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Distil from the original on retain rows and from a random model on forget rows."""

@@ -11,6 +11,18 @@ Frozen blocks run in eval mode during training so that their BatchNorm statistic
 of the original model ("frozen" means the whole block, not only its weights); Goel et al.'s
 code only turns off gradients. ``requires_grad`` flags are restored when the method ends or is
 stopped.
+
+Other differences from Goel et al.'s code (shash42/Evaluating-Inexact-Unlearning,
+``resetFinalResnet`` and ``train_loop``), all asserted in
+``tests/methods/test_reference_equivalence.py``: ``k`` counts blocks, where their ``K`` counts
+Conv/Linear layers from the output (with the BatchNorm layers between them), so ``k = 1`` on
+ResNet-18 (layer4 + fc) is their ``K = 6`` (layer4's five convolutions and fc); the lr is
+constant, where their training loop anneals it with cosine warm restarts; gradients are not
+clipped (they clip the norm at 10; it does not bind in the equivalence test). The port in
+xcadet/deepunlearn (``fk_finetune``, from the SCRUB notebook) differs more: the whole model in
+eval mode, plain SGD without momentum, a pull ``(wd/2)·||w - w_original||²`` instead of weight
+decay, and lr x0.1 after 50/80/90% of the epochs; with momentum and weight decay 0, no decay
+step reached and a model without BatchNorm or dropout, it computes what this method does.
 """
 
 from __future__ import annotations
@@ -98,7 +110,18 @@ def train_blocks(model: nn.Module, frozen: list[nn.Module], params: list[nn.Para
 
 
 @register_method("cf-k", config=CFKConfig,
-                 paper="Goel et al. 2023 (CF-k); paper 004")
+                 paper="Goel et al. 2023 (CF-k); paper 004",
+                 reference="shash42/Evaluating-Inexact-Unlearning: src/methods.py "
+                            "resetFinalResnet, src/learn.py train_loop; port xcadet/deepunlearn: "
+                            "munl/unlearning/catastrophic_forgetting_k.py",
+                 differences=(
+                     "frozen blocks run in eval mode (Goel: frozen BatchNorm layers stay in train "
+                     "mode)",
+                     "constant lr (Goel: cosine warm restarts; the port: x0.1 steps)",
+                     "no gradient clipping (Goel clips the gradient norm at 10)",
+                     "plain weight decay, not the port's (wd/2)*||w - w_init||^2 pull towards the "
+                     "original",
+                 ))
 def cf_k(model: nn.Module, data: UnlearnData, cfg: CFKConfig,
          ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Fine-tune only the last k blocks and the head on D_r, the rest frozen."""

@@ -17,7 +17,10 @@ convolution (an image MLP) falls back to its first ``Linear`` ("first") or all i
 layers but the head ("all").
 
 Not ported from the code: its class-weighted cross-entropy (weights 1 for class 0 and 0.05 for
-the rest, specific to the challenge's age classes; the paper uses plain cross-entropy).
+the rest, specific to the challenge's age classes; the paper uses plain cross-entropy). The
+xcadet/deepunlearn port replaces those weights by sklearn's "balanced" weights over D_r's labels,
+applied as a per-batch factor on the mean loss; on a class-balanced D_r they are all 1, which
+is how ``tests/methods/test_reference_equivalence.py`` compares the two exactly.
 Text models are not supported: the absolute sigma of 0.6 is calibrated to convolution kernels
 followed by BatchNorm, and perturbing a token-embedding table or attention weights this much
 is a different method, not a generalisation.
@@ -68,7 +71,12 @@ def add_weight_noise(model: nn.Module, layers: str, sigma: float, gen: torch.Gen
 
 
 @register_method("deviation", config=DeviationConfig, supports_text=False,
-                 paper="NeurIPS 2023 unlearning challenge, 3rd place (Achour); paper 002")
+                 paper="NeurIPS 2023 unlearning challenge, 3rd place (Achour); paper 002",
+                 reference="xcadet/deepunlearn: munl/unlearning/kgltop3.py",
+                 differences=(
+                     "plain cross-entropy, not the port's per-batch factor of sklearn 'balanced' "
+                     "class weights over D_r (equal on a class-balanced D_r)",
+                 ))
 def deviation(model: nn.Module, data: UnlearnData, cfg: DeviationConfig,
               ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Add N(0, 0.6) to the stem conv, fine-tune on D_r, add N(0, 0.005) before the last epoch."""

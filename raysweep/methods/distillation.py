@@ -81,7 +81,12 @@ def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor,
 
 @register_method("distillation", config=DistillationConfig,
                  paper="NeurIPS 2023 unlearning challenge, 6th place (Karypidis et al.); "
-                       "paper 002")
+                       "paper 002",
+                 reference="xcadet/deepunlearn: munl/unlearning/kgltop6.py",
+                 differences=(
+                     "conv1 and fc are reset by copying a fresh model's layers (a seeded draw of "
+                     "the same default init; the port calls reset_parameters() on the global RNG)",
+                 ))
 def distillation(model: nn.Module, data: UnlearnData, cfg: DistillationConfig,
                  ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Reset the first layer and the head, then distil the original into the model on D_r."""

@@ -74,7 +74,8 @@ def contrastive_forget_loss(forget_logits: torch.Tensor, retain_logits: torch.Te
 
 
 @register_method("divergence", config=DivergenceConfig,
-                 paper="NeurIPS 2023 unlearning challenge, 1st place (Fanchuan); paper 002")
+                 paper="NeurIPS 2023 unlearning challenge, 1st place (Fanchuan); paper 002",
+                 reference="xcadet/deepunlearn: munl/unlearning/kgltop1.py")
 def divergence(model: nn.Module, data: UnlearnData, cfg: DivergenceConfig,
                ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """KL towards uniform on D_f, then per epoch a contrastive forget round and CE on D_r."""

@@ -8,8 +8,10 @@ what the model ties to those labels; the repair keeps the retained classes.
 
 Paper 003: "Fast and Accurate Class-Level Machine Unlearning using Impair-Repair and
 Noise-Induced Forgetting Mechanisms". The same noise batch is repeated ``noise_copies`` times
-(as UNSIR repeats its learned batches) rather than redrawn per copy. Label layout for
-random/targeted forgetting and text models: see :mod:`raysweep.methods._noise`.
+(as UNSIR repeats its learned batches) rather than redrawn per copy. Noise size: the paper's
+250 rows × 5 copies, every row used, as for :mod:`raysweep.methods.usifr` (raysweep used the
+UNSIR notebook's 256 × 20 before). Label layout for random/targeted forgetting and text models:
+see :mod:`raysweep.methods._noise`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from raysweep.methods._base import EpochEnd, UnlearnContext, UnlearnData, register_method
@@ -25,11 +28,27 @@ from raysweep.methods.usifr import mixed_labels
 
 
 class DnfConfig(ImpairRepairConfig):
-    """DNF: random (unlearned) noise, then impair and repair (fields documented on the base)."""
+    """DNF: random (unlearned) noise, then impair and repair (other fields on the base)."""
+
+    noise_batch_size: int = Field(
+        250, ge=1, le=65536,
+        description="rows of the random noise batch, all put in the impair set (paper 003: 250)")
+    noise_copies: int = Field(
+        5, ge=1, le=10000, description="times the noise batch is repeated in the impair set "
+                                       "(paper 003: 5)")
+    batch_size: int = Field(250, ge=1, le=65536,
+                            description="impair/repair batch size (paper 003: 250)")
 
 
 @register_method("dnf", config=DnfConfig,
-                 paper="paper 003 (DNF, method II: impair-repair with random noise)")
+                 paper="paper 003 (DNF, method II: impair-repair with random noise)",
+                 reference="paper 003 equations (no public code), on top of "
+                            "vikram2000b/Fast-Machine-Unlearning: Machine Unlearning.ipynb",
+                 differences=(
+                     "the noise is N(0, 1), never optimised, every row used (paper 003's method "
+                     "II)",
+                     "paper 003's noise size, 250 rows x 5 copies (the UNSIR notebook: 256 x 20)",
+                 ))
 def dnf(model: nn.Module, data: UnlearnData, cfg: DnfConfig,
         ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Impair on random N(0, 1) noise labelled as the forget classes plus retain data; repair."""

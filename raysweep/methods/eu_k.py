@@ -9,7 +9,15 @@ unlearning for the top of the network. Blocks and the meaning of ``k`` are as fo
 (:mod:`raysweep.methods.cf_k`): the head is always included. Compared in paper 004 (k = 5).
 
 Training from scratch uses the workload's own recipe (optimizer, lr, momentum, weight decay) by
-default, as retraining does; frozen blocks run in eval mode.
+default, as retraining does, at a constant lr (the recipe's schedule is not applied; Goel et
+al.'s training loop anneals with cosine warm restarts); frozen blocks run in eval mode.
+
+Re-initialisation differs from Goel et al.'s ``_reinit`` (kaiming-normal weights, zero biases,
+BatchNorm affine reset but running statistics kept) and from the xcadet/deepunlearn port
+(xavier-uniform Linear, kaiming-uniform fan-out Conv2d, zero biases): here every layer gets
+PyTorch's default initialisation and BatchNorm statistics are reset, i.e. the re-initialised top
+starts where a freshly built model of the architecture would (asserted in
+``tests/methods/test_reference_equivalence.py``).
 """
 
 from __future__ import annotations
@@ -56,7 +64,17 @@ def reinitialise(blocks: list[nn.Module]) -> int:
 
 
 @register_method("eu-k", config=EUKConfig,
-                 paper="Goel et al. 2023 (EU-k); paper 004")
+                 paper="Goel et al. 2023 (EU-k); paper 004",
+                 reference="shash42/Evaluating-Inexact-Unlearning: src/methods.py "
+                            "resetFinalResnet, src/learn.py train_loop; port xcadet/deepunlearn: "
+                            "munl/unlearning/exact_unlearning_k.py",
+                 differences=(
+                     "re-initialised with PyTorch's default init and BatchNorm statistics reset "
+                     "(Goel: kaiming_normal_, zero bias, statistics kept; the port: "
+                     "xavier_uniform)",
+                     "frozen blocks run in eval mode and the lr is constant, as for cf-k (Goel: "
+                     "train mode, cosine warm restarts)",
+                 ))
 def eu_k(model: nn.Module, data: UnlearnData, cfg: EUKConfig,
          ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Re-initialise the last k blocks and the head, then train only them on D_r."""

@@ -28,7 +28,9 @@ class FinetuneConfig(MethodConfig):
 
 
 @register_method("finetune", config=FinetuneConfig,
-                 paper="Golatkar et al. 2020; baseline in papers 000, 002, 004")
+                 paper="Golatkar et al. 2020; baseline in papers 000, 002, 004",
+                 reference="if-loops/selective-synaptic-dampening: "
+                            "src/forget_random_strategies.py finetune, src/utils.py fit_one_cycle")
 def finetune(model: nn.Module, data: UnlearnData, cfg: FinetuneConfig,
              ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Continue training on D_r with cross-entropy."""

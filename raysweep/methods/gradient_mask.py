@@ -22,6 +22,13 @@ Layers: every ``Conv2d`` (as the reference); a model without convolutions (an im
 encoder) uses its ``Linear`` layers except the classifier head, which is the faithful analogue
 for a transformer (its Linear layers hold the learned filters), so text models are supported.
 The gradient mask is a tensor hook, removed when the generator finishes or is closed.
+
+Differences from the code as ported in xcadet/deepunlearn (``kgltop2.py``; the comparison is
+``tests/methods/test_reference_equivalence.py``): the gradient pass runs in eval mode, where the
+port runs in whatever mode the model arrives in; a convolution's bias is kept, where the port,
+which rebuilds each layer as a ``MaskConv2d`` and copies only its weights, re-draws the bias (inert
+on the challenge's ResNet-18, whose convolutions have no bias); the He draws come from a
+generator seeded with the run's seed instead of the global RNG.
 """
 
 from __future__ import annotations
@@ -122,7 +129,12 @@ def _linear_factor(epoch: int, epochs: int) -> float:
 
 
 @register_method("gradient-mask", config=GradientMaskConfig,
-                 paper="NeurIPS 2023 unlearning challenge, 2nd place (Lee, Bae, Kim); paper 002")
+                 paper="NeurIPS 2023 unlearning challenge, 2nd place (Lee, Bae, Kim); paper 002",
+                 reference="xcadet/deepunlearn: munl/unlearning/kgltop2.py",
+                 differences=(
+                     "a convolution's bias is kept through the re-initialisation (the port's "
+                     "MaskConv2d re-draws it)",
+                 ))
 def gradient_mask(model: nn.Module, data: UnlearnData, cfg: GradientMaskConfig,
                   ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Re-init the 30% of weights where forget and retain gradients agree; masked fine-tune."""

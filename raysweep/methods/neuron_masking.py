@@ -15,7 +15,10 @@ multiplicative mask on that activation but persists in the state dict; (2) the r
 activation is the input of that layer (post-ReLU), where the notebook hooks the pre-ReLU
 output; (3) the score is the mean *magnitude* |a|, equal to the mean for ReLU features and
 still meaningful for signed ones (LayerNorm outputs feeding a ViT or BERT head); convolution
-channels are averaged over their spatial positions.
+channels are averaged over their spatial positions; (4) a unit is masked when its score is
+strictly *above* the threshold (the paper's wording), where the notebook tests ``>=``: the two
+differ only for a unit whose mean equals the threshold exactly. Because ReLU(z) >= z, (2) masks
+a superset of the notebook's units at the same threshold.
 """
 
 from __future__ import annotations
@@ -126,7 +129,17 @@ def select_units(forget_mean: torch.Tensor, retain_mean: torch.Tensor | None,
 
 
 @register_method("neuron-masking", config=NeuronMaskingConfig, one_shot=True,
-                 paper="Roy 2024, comparative study of unlearning for CV and NLP (paper 001)")
+                 paper="Roy 2024, comparative study of unlearning for CV and NLP (paper 001)",
+                 reference="paper 001 equations (mask units whose mean forget activation is above"
+                            " a threshold)",
+                 differences=(
+                     "masks units strictly above the threshold (the notebook tests mean >= "
+                     "threshold)",
+                     "fc's input columns are zeroed (the notebook's multiplicative mask; same "
+                     "function)",
+                     "activations recorded after the ReLU (the notebook's pre-ReLU rule masks a "
+                     "subset of these units)",
+                 ))
 def neuron_masking(model: nn.Module, data: UnlearnData, cfg: NeuronMaskingConfig,
                    ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Zero the units whose mean activation on the forget data passes a threshold (one shot)."""

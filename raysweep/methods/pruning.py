@@ -10,13 +10,20 @@
    the softmax, the original model frozen as reference (the paper's "Custom Loss (MSE on logits
    entropy)"). The code's CE carries class weights ``count**-0.1`` over the retain labels
    (``class_weight_power``; 0 turns them off). SGD lr 5e-4, momentum 0.9, wd 5e-4, batch 64,
-   3.2 epochs counted in steps, then a float16 round trip of the weights (the code's final
-   "quantize" step; ``quantize_fp16``).
+   3.2 epochs counted in steps, then a float16 round trip of the weights and of the
+   floating-point buffers such as BatchNorm statistics (the code's final "quantize" step,
+   ``net.to(half).to(float)``; ``quantize_fp16``).
 
 ``epochs`` may be fractional: every full pass over D_r yields, and a final partial pass yields
-once more. Text models are supported: the pruning is defined on Linear layers too, and a text
-classifier's Linear layers are its encoder's projections plus the head (embeddings, LayerNorm
-and BatchNorm are never pruned, as in the code).
+once more. Differences from the code as ported in xcadet/deepunlearn (``kgltop4.py``; tested in
+``tests/methods/test_reference_equivalence.py``): exactly ``int(epochs x steps per epoch)``
+optimizer steps are taken, where the port's ``num_iters > max_iters`` check takes one more;
+a class absent from D_r (class forgetting) gets CE weight 1, which is inert, where the port's
+weight vector covers only the classes present (and so no longer lines up with the labels).
+
+Text models are supported: the pruning is defined on Linear layers too, and a text classifier's
+Linear layers are its encoder's projections plus the head (embeddings, LayerNorm and BatchNorm
+are never pruned, as in the code).
 """
 
 from __future__ import annotations
@@ -107,7 +114,12 @@ def retain_class_weights(data: UnlearnData, power: float) -> torch.Tensor | None
 
 
 @register_method("pruning", config=PruningConfig,
-                 paper="NeurIPS 2023 unlearning challenge, 4th place (Oleszko); paper 002")
+                 paper="NeurIPS 2023 unlearning challenge, 4th place (Oleszko); paper 002",
+                 reference="xcadet/deepunlearn: munl/unlearning/kgltop4.py",
+                 differences=(
+                     "exactly int(epochs x steps per epoch) steps (the port's num_iters > "
+                     "max_iters check takes one more)",
+                 ))
 def pruning(model: nn.Module, data: UnlearnData, cfg: PruningConfig,
             ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Global L1-prune 99% of Conv/Linear parameters, re-init, fine-tune with CE + entropy MSE."""
@@ -142,8 +154,11 @@ def pruning(model: nn.Module, data: UnlearnData, cfg: PruningConfig,
         epoch += 1
         if step >= max_steps and cfg.quantize_fp16:
             with torch.no_grad():
-                for p in model.parameters():
-                    p.copy_(p.to(torch.float16).to(p.dtype))
+                # Parameters and floating-point buffers (BatchNorm statistics), as the code's
+                # ``net.to(torch.half).to(torch.float)`` rounds both.
+                for t in (*model.parameters(), *model.buffers()):
+                    if t.is_floating_point():
+                        t.copy_(t.to(torch.float16).to(t.dtype))
         stats = {"ce": mean(ce_losses), "entropy_mse": mean(ent_losses)}
         if epoch == 1:
             stats["pruned_fraction"] = pruned

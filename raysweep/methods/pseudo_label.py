@@ -93,7 +93,9 @@ def pseudo_labels(finetuned_pred: torch.Tensor, scratch_logits: torch.Tensor, la
 
 @register_method("pseudo-label", config=PseudoLabelConfig,
                  paper="NeurIPS 2023 unlearning challenge, 5th place (Marvelworld, Toshi-k); "
-                       "paper 002")
+                       "paper 002",
+                 reference="paper 002 equations (IV-B3, Fig. 5; no reference code, the port has "
+                            "Rotate only)")
 def pseudo_label(model: nn.Module, data: UnlearnData, cfg: PseudoLabelConfig,
                  ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Relabel D_f from fine-tuned and from-scratch probes, rotate kernels, train on D_r + D_f."""

@@ -23,7 +23,9 @@ class RetrainConfig(MethodConfig):
     batch_size: int | None = Field(None, ge=1, le=65536, description="default: the recipe's")
 
 
-@register_method("retrain", config=RetrainConfig, paper="exact unlearning oracle (all papers)")
+@register_method("retrain", config=RetrainConfig, paper="exact unlearning oracle (all papers)",
+                 reference="none (no reference code): the exact-unlearning oracle, the "
+                            "workload's own training recipe on D_r")
 def retrain(model: nn.Module, data: UnlearnData, cfg: RetrainConfig,
             ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Re-initialise the model and train it from scratch on D_r with the original recipe."""

@@ -71,7 +71,12 @@ def rotate_kernels(model: nn.Module, in_chans: int, img_size: int) -> int:
 
 @register_method("rotate", config=RotateConfig, supports_text=False,
                  paper="NeurIPS 2023 unlearning challenge, 5th place (Marvelworld, Toshi-k); "
-                       "paper 002")
+                       "paper 002",
+                 reference="xcadet/deepunlearn: munl/unlearning/kgltop5.py",
+                 differences=(
+                     "image MLPs: the first Linear is transposed over (H, W) (the port rotates "
+                     "Conv2d only)",
+                 ))
 def rotate(model: nn.Module, data: UnlearnData, cfg: RotateConfig,
            ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Transpose every convolution kernel, then fine-tune on D_r with cross-entropy."""

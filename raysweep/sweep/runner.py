@@ -40,6 +40,7 @@ from typing import Any
 from ray.tune import Callback, Stopper
 
 from raysweep.errors import ConfigError, UserError
+from raysweep.metrics.oracle import TERMS
 from raysweep.sweep.space import SweepSpec
 
 __all__ = ["check_ray_address", "sweeps_home", "find_sweep", "load_state", "run_sweep", "resume_sweep", "SweepOutcome",
@@ -114,7 +115,21 @@ def _save_state(sweep_dir: Path, state: dict[str, Any]) -> None:
 
 
 def load_spec(sweep_dir: Path) -> SweepSpec:
-    return SweepSpec.model_validate_json((sweep_dir / "spec.json").read_text())
+    """The sweep's resolved spec; a spec written before the oracle-referenced objective fails
+    with one line (its MLflow runs and leaderboard stay readable)."""
+    from pydantic import ValidationError
+
+    try:
+        return SweepSpec.model_validate_json((sweep_dir / "spec.json").read_text())
+    except ValidationError as exc:
+        if "belongs to the old objective" in str(exc):
+            raise UserError(
+                f"sweep {sweep_dir.name} was run with the old objective (w_gap/w_time, selection "
+                f"on test) and cannot be resumed or re-scored; its runs stay readable (raysweep "
+                f"leaderboard --sweep {sweep_dir.name}, raysweep show RUN_ID); start it again "
+                f"with raysweep run and an objective of w_forget/w_heldout/w_mia/w_js/w_probe"
+            ) from None
+        raise
 
 
 def load_study(sweep_dir: Path) -> Any:
@@ -394,6 +409,26 @@ def _sigterm_as_sigint() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def check_objective_computable(spec: SweepSpec, refs: dict[str, dict[str, float]],
+                               workload_name: str) -> None:
+    """Every metric the objective reads must exist on this workload (checked on the oracle's
+    own metrics, before anything is written): a term that cannot be computed would fail every
+    trial."""
+    needed: list[str] = []
+    for o in spec.objectives:
+        needed += spec.objective.weighted_keys("val") if o.metric == "composite" else [o.metric]
+    oracle = refs.get("retrain", {})
+    missing = [k for k in needed if k not in oracle and k != "cost/ratio"]
+    if missing:
+        k = missing[0]
+        term = next((t.name for t in TERMS if t.dist_key("val") == k), None)
+        fix = (f"set objective.w_{term}: 0" if term else "choose another metric")
+        raise ConfigError(f"{spec.name}: objective needs {k!r}, which workload {workload_name} "
+                          f"cannot compute (e.g. too few held-out samples matched to the forget "
+                          f"set for the attack or the probe); {fix}, or raise the workload's "
+                          f"dataset.val_fraction")
+
+
 def warn_no_signal(rows: list[dict[str, Any]], objective: Any) -> list[str]:
     """Warn (stderr) about every weighted objective term that does not separate original from
     oracle on this workload: optimising it optimises noise. Returns the terms warned about."""
@@ -428,6 +463,8 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
     # A missing or corrupt dataset, or a scenario the data cannot satisfy, fails here: no
     # sweep directory, no Ray, no MLflow run.
     wcfg, workload = _prepare(spec)
+    refs = workload.reference_metrics(catboost=spec.evaluation.catboost)
+    check_objective_computable(spec, refs, wcfg.name)
     sweep_dir = sweeps_home() / sweep_id
     sweep_dir.mkdir(parents=True, exist_ok=False)
     (sweep_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
@@ -438,7 +475,6 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
         "trials": spec.num_configs() * len(spec.seeds),
     }
     _save_state(sweep_dir, state)
-    refs = workload.reference_metrics(catboost=spec.evaluation.catboost)
     plan = make_plan(spec, workload, refs)
     ref_objectives = {k: objective_values(v, plan) for k, v in refs.items()}
     signal = workload.signal_check(spec.objective)

@@ -61,7 +61,8 @@ from raysweep.metrics.objective import ObjectiveConfig
 __all__ = [
     "ParamSpec", "MethodSpace", "ObjectiveSpec", "EarlyTerminate", "SearchSpec", "BudgetSpec",
     "Resources", "EvaluationSpec", "TrackingSpec", "SweepSpec", "load_sweep", "parse_sweep",
-    "resolve_spec", "bundled_space_path", "SEARCH_SPACES", "SCHEMA_PATH", "json_schema",
+    "resolve_spec", "bundled_space_path", "default_space", "has_default_space", "SEARCH_SPACES",
+    "SCHEMA_PATH", "json_schema",
     "KNOWN_METRICS", "grid_points", "Scalar", "ALGORITHMS",
 ]
 
@@ -510,18 +511,63 @@ def parse_sweep(data: Any, source: str = "<sweep>") -> SweepSpec:
 
 
 def bundled_space_path(method: str) -> Path:
+    """``search_spaces/<method>.yaml`` (the file may not exist; see :func:`default_space`)."""
     return SEARCH_SPACES / f"{method.replace('+', '_plus')}.yaml"
 
 
-def _load_bundled(method: str, source: str) -> dict[str, ParamSpec]:
-    path = bundled_space_path(method)
-    if not path.is_file():
-        raise ConfigError(f"{source}: methods.{method}: no parameters given and no bundled search "
-                          f"space {path.relative_to(SEARCH_SPACES.parent)}; add parameters: {{...}}")
+def _space_file(method: str, path: Path, source: str) -> dict[str, ParamSpec]:
+    """The ``parameters:`` of a YAML space file for ``method``."""
     spec = parse_sweep(load_yaml(path), str(path))
     if spec.method != method:
         raise ConfigError(f"{path}: method is {spec.method!r}, expected {method!r}")
     return dict(spec.parameters or {})
+
+
+def default_space(method: str, source: str = "<sweep>") -> dict[str, ParamSpec] | None:
+    """The method's default search space, or ``None`` when it has none.
+
+    The space given at registration (``register_method(..., space=...)``: a ``parameters:``
+    mapping or a YAML file) comes first, so a plugin ships its space in its own module; else the
+    bundled ``search_spaces/<method>.yaml``.
+    """
+    from raysweep.methods import get_method
+
+    registered = get_method(method).space
+    if isinstance(registered, Path):
+        if not registered.is_file():
+            raise ConfigError(f"{source}: methods.{method}: the search space registered for "
+                              f"{method!r} ({registered}) does not exist")
+        return _space_file(method, registered, str(registered))
+    if registered is not None:
+        where = f"{source}: methods.{method} (space registered by {get_method(method).module})"
+        params = registered
+        if isinstance(params.get("parameters"), Mapping) and "method" in params:
+            params = params["parameters"]       # a whole space document, not just its parameters
+        data = {"schema_version": 1, "method": method, "parameters": dict(params)}
+        spec = parse_sweep(data, where)
+        return dict(spec.parameters or {})
+    path = bundled_space_path(method)
+    if not path.is_file():
+        return None
+    return _space_file(method, path, source)
+
+
+def has_default_space(method: str) -> bool:
+    """Whether :func:`default_space` finds a space for ``method`` (registered or bundled)."""
+    from raysweep.methods import get_method
+
+    return get_method(method).space is not None or bundled_space_path(method).is_file()
+
+
+def _load_bundled(method: str, source: str) -> dict[str, ParamSpec]:
+    space = default_space(method, source)
+    if space is None:
+        path = bundled_space_path(method)
+        raise ConfigError(f"{source}: methods.{method}: no parameters given, no search space "
+                          f"registered with the method and no bundled search space "
+                          f"{path.relative_to(SEARCH_SPACES.parent)}; add parameters: {{...}} "
+                          f"or register_method(..., space=...)")
+    return space
 
 
 def resolve_spec(spec: SweepSpec, source: str = "<sweep>") -> SweepSpec:

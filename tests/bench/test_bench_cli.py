@@ -1,4 +1,4 @@
-"""End to end: ``raysweep bench run`` on the shipped smoke suite with a private MLflow store.
+"""End to end: ``raysweep bench run`` on the tests' copy of the smoke suite with a private MLflow store.
 
 First run: no baseline, so it becomes the baseline (exit 0). Second run: compared with the first,
 within tolerance (exit 0). Third run: SSD's selection weighting is injected so high that it
@@ -16,6 +16,9 @@ import pytest
 
 from raysweep.cli import main
 
+#: The tests' copy of the smoke suite on the tiny digits workload (the shipped one memorises).
+SMOKE = str(Path(__file__).parent / "suites" / "test-smoke.yaml")
+
 WORSE_SSD = "entries.ssd.config.selection_weighting=1000"
 
 
@@ -28,9 +31,9 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 @pytest.fixture()
 def smoke_history(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
-    rc1, out1, _ = _run(capsys, "smoke", "--out", str(bench_env / "r1"), "--json")
-    rc2, out2, _ = _run(capsys, "smoke", "--out", str(bench_env / "r2"))
-    rc3, out3, _ = _run(capsys, "smoke", "--out", str(bench_env / "r3"), "--set", WORSE_SSD)
+    rc1, out1, _ = _run(capsys, SMOKE, "--out", str(bench_env / "r1"), "--json")
+    rc2, out2, _ = _run(capsys, SMOKE, "--out", str(bench_env / "r2"))
+    rc3, out3, _ = _run(capsys, SMOKE, "--out", str(bench_env / "r3"), "--set", WORSE_SSD)
     return {"rc": (rc1, rc2, rc3), "first": json.loads(out1), "out2": out2, "out3": out3}
 
 
@@ -75,7 +78,7 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    exp = client.get_experiment_by_name("raysweep-bench/smoke")
+    exp = client.get_experiment_by_name("raysweep-bench/test-smoke")
     parents = client.search_runs([exp.experiment_id], "tags.`raysweep.kind` = 'bench-suite'",
                                  order_by=["attributes.start_time ASC"])
     assert [p.data.tags["raysweep.bench.status"] for p in parents] == ["baseline", "passed", "regressed"]
@@ -95,16 +98,16 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
     # "previous" skips the regressed run: the next baseline is run 2, not run 3.
     from raysweep.bench import load_suite, resolve_baseline
 
-    prev = resolve_baseline(load_suite("smoke"), "previous")
+    prev = resolve_baseline(load_suite(SMOKE), "previous")
     assert prev.ref == f"previous:{parents[1].info.run_id}"
     # Pin run 2, then use the pinned file and a run id as baselines.
     capsys.readouterr()
     pin = bench_env / "pin.json"
-    assert main(["bench", "baseline", "smoke", "--pin", str(pin), "--run", parents[1].info.run_id]) == 0
+    assert main(["bench", "baseline", SMOKE, "--pin", str(pin), "--run", parents[1].info.run_id]) == 0
     pinned = json.loads(pin.read_text())
-    assert pinned["suite"] == "smoke" and pinned["source"]["run_id"] == parents[1].info.run_id
-    from_file = resolve_baseline(load_suite("smoke"), str(pin))
-    from_run = resolve_baseline(load_suite("smoke"), parents[1].info.run_id)
+    assert pinned["suite"] == "test-smoke" and pinned["source"]["run_id"] == parents[1].info.run_id
+    from_file = resolve_baseline(load_suite(SMOKE), str(pin))
+    from_run = resolve_baseline(load_suite(SMOKE), parents[1].info.run_id)
     assert from_file.summary is not None and from_run.summary is not None
     for entry, metrics in from_run.summary.items():
         assert from_file.summary[entry]["forget/acc"].mean == metrics["forget/acc"].mean
@@ -112,18 +115,18 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
 
 
 def test_bad_references_fail_fast(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, _, err = _run(capsys, "smoke", "--baseline", "nope")
+    rc, _, err = _run(capsys, SMOKE, "--baseline", "nope")
     assert rc == 2 and "--baseline 'nope'" in err
-    rc, _, err = _run(capsys, "smoke", "--baseline", "0" * 32)
+    rc, _, err = _run(capsys, SMOKE, "--baseline", "0" * 32)
     assert rc == 2 and "no MLflow run with this id" in err
-    rc, _, err = _run(capsys, "smoke", "--set", "entries.ssd.config.selection_weighting=0")
+    rc, _, err = _run(capsys, SMOKE, "--set", "entries.ssd.config.selection_weighting=0")
     assert rc == 2 and "selection_weighting" in err
-    rc = main(["bench", "baseline", "smoke", "--pin", str(bench_env / "p.json")])
+    rc = main(["bench", "baseline", SMOKE, "--pin", str(bench_env / "p.json")])
     assert rc == 2 and "has no finished runs" in capsys.readouterr().err
 
 
 def test_dry_run_prints_the_plan(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, _ = _run(capsys, "smoke", "--dry-run", "--json")
+    rc, out, _ = _run(capsys, SMOKE, "--dry-run", "--json")
     plan = json.loads(out)
     assert rc == 0 and plan["runs"] == 6
     assert [e["entry"] for e in plan["entries"]][0] == "digits-class/ssd"
@@ -139,7 +142,8 @@ def test_relearn_time_in_suite_runs_and_references(bench_env: Path,
         "schema_version: 1\nname: relearn\nseeds: [0]\n"
         "relearn: {lr: 0.01, max_epochs: 3}\n"
         "report_metrics: [forget/acc, relearn/epochs]\n"
-        "entries:\n  - {workload: digits-class, method: ssd}\n")
+        "entries:\n  - {workload: digits-class, method: ssd, "
+        "config: {selection_weighting: 3}}\n")
     rc, out, err = _run(capsys, str(suite), "--out", str(bench_env / "r"), "--json")
     assert rc == 0, err[-3000:]
     doc = json.loads(out)

@@ -13,6 +13,9 @@ import pytest
 
 from raysweep.cli import main
 
+#: The tests' copy of the smoke suite on the tiny digits workload (the shipped one memorises).
+SMOKE = str(Path(__file__).parent / "suites" / "test-smoke.yaml")
+
 pytestmark = pytest.mark.slow
 
 
@@ -40,7 +43,7 @@ def test_embedded_suite_fresh_baseline_then_injected_regression(
 def test_smoke_suite_on_ray_tasks(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ray = pytest.importorskip("ray")
     try:
-        rc, doc = _run(capsys, "smoke", "--address", "local", "--set", "seeds=[0]",
+        rc, doc = _run(capsys, SMOKE, "--address", "local", "--set", "seeds=[0]",
                        "--out", str(bench_env / "ray"))
     finally:
         ray.shutdown()

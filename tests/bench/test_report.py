@@ -11,9 +11,12 @@ from raysweep.bench.report import ReportData, write_report
 from raysweep.bench.suite import load_suite
 from raysweep.bench.tracking import SuiteRunInfo
 
+#: The tests' copy of the smoke suite on the tiny digits workload (the shipped one memorises).
+SMOKE = str(Path(__file__).parent / "suites" / "test-smoke.yaml")
+
 
 def test_report_files_tables_and_embedded_plots(tmp_path: Path) -> None:
-    suite = load_suite("smoke")
+    suite = load_suite(SMOKE)
     ids = [e.id for e in suite.entries]
     base = {i: {"forget/acc": aggregate([0.0, 0.02]), "test/acc_retain_classes": aggregate([0.96, 0.95]),
                 "time/seconds": aggregate([1.0, 1.2])} for i in ids}

@@ -135,9 +135,10 @@ def test_dampen_rule_on_known_values() -> None:
 
 
 def test_ssd_method_equals_fisher_plus_dampening() -> None:
-    """End to end: importances on D_f and on D = D_r ∪ D_f, with the method's own loaders."""
+    """End to end: importances on D_f and on D = D_r ∪ D_f, batches in dataset order (the
+    reference's unshuffled loaders)."""
     prob = _digits(0)
-    cfg = make_config("ssd", {"selection_weighting": 20.0, "batch_size": 64})
+    cfg = make_config("ssd", {"selection_weighting": 3.0, "batch_size": 64})
     model = copy.deepcopy(prob.original)
     run_method("ssd", model, prob.data, cfg, prob.ctx)
 
@@ -148,7 +149,7 @@ def test_ssd_method_equals_fisher_plus_dampening() -> None:
 
     def importance(ds: TensorDataset) -> dict[str, torch.Tensor]:
         imp = {n: torch.zeros_like(p) for n, p in expected.named_parameters()}
-        loader = prob.data.loader(ds, 64, seed=prob.ctx.seed)
+        loader = prob.data.loader(ds, 64, shuffle=False)
         for xb, yb in loader:
             expected.zero_grad()
             F.cross_entropy(expected(xb), yb).backward()
@@ -159,8 +160,10 @@ def test_ssd_method_equals_fisher_plus_dampening() -> None:
     i_f, i_d = importance(prob.data.forget), importance(full)
     with torch.no_grad():
         for n, p in expected.named_parameters():
-            sel = i_f[n] > 20.0 * i_d[n]
+            sel = i_f[n] > 3.0 * i_d[n]
             p[sel] *= torch.clamp(i_d[n][sel] / i_f[n][sel], max=1.0)
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                     prob.original.state_dict().values()))
     for (n, a), b in zip(model.state_dict().items(), expected.state_dict().values()):
         torch.testing.assert_close(a, b, msg=f"{n} differs")
 
@@ -220,8 +223,10 @@ def _digits(seed: int) -> Digits:
 
 
 BEHAVIOUR_CONFIGS = {
-    # α 20: paper 000 uses 15 (ResNet) / 25 (ViT); λ 1 as in the paper.
-    "ssd": {"selection_weighting": 20.0},
+    # α 3, λ 1. With the reference's unshuffled batches, D_f's own batches are part of the
+    # estimate on D, so I_f / I_D can hardly exceed |D| / |D_f| = 10 here: α 10 (default) or
+    # paper 000's 15 select (almost) nothing on one class of ten; α 3-5 forgets it.
+    "ssd": {"selection_weighting": 3.0},
     # Adam lr 1e-3 for 3 epochs: the default (1e-4, 1 epoch, batch 256) is 2 steps on 370 rows.
     "bad-teaching": {"lr": 1e-3, "epochs": 3, "batch_size": 32},
     # Smaller batches and lr 2e-3 (default 5e-4) so that 100 forget images give enough max-steps.
@@ -275,13 +280,16 @@ def test_cf_k_trains_only_the_last_blocks() -> None:
 
 
 def test_neggrad_plus_raises_forget_loss_and_keeps_retain() -> None:
-    """Two default epochs: the forget CE climbs while retained classes hold. (Left to run, the
-    unbounded ascent term diverges on this problem by epoch 4-5: the method's known fragility.)"""
+    """Two epochs (reference defaults: eval mode, L2 pull to θ₀; with momentum 0.9 and lr 0.02,
+    as plain SGD at lr 0.01 barely moves in two epochs here): the forget CE climbs while
+    retained classes hold. Measured: forget CE 0.041 -> 0.266, D_f accuracy 0.99 -> 0.62,
+    held-out retained 0.954 -> 0.940. (Left to run, the unbounded ascent term diverges on this
+    problem: the method's known fragility.)"""
     prob = _digits(0)
     before = prob.accuracies(prob.original)
     model = copy.deepcopy(prob.original)
-    res = run_method("neggrad+", model, prob.data,
-                     make_config("neggrad+", {"batch_size": 32, "epochs": 2}), prob.ctx)
+    cfg = {"batch_size": 32, "forget_batch_size": 32, "epochs": 2, "momentum": 0.9, "lr": 0.02}
+    res = run_method("neggrad+", model, prob.data, make_config("neggrad+", cfg), prob.ctx)
     ce = [e.metrics["forget_ce"] for e in res.history]
     assert ce[1] > 3 * ce[0], ce
     after = prob.accuracies(model)
@@ -325,6 +333,9 @@ def test_runs_on_text_model(name: str, text_problem) -> None:  # noqa: ANN001
     model = prob.fresh_copy()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     overrides = {"epochs": 1} if name in {"scrub", "neggrad+", "cf-k", "eu-k", "amnesiac"} else {}
+    if name == "ssd":
+        # D = 48 retain + 24 forget rows in 16-row batches, dataset order: I_f / I_D < 2.5.
+        overrides = {"selection_weighting": 1.0}
     res = run_method(name, model, prob.data, fast_config(name, **overrides), prob.ctx)
     assert res.epochs >= 1
     after = model.state_dict()

@@ -35,10 +35,10 @@ CPU = torch.device("cpu")
 
 
 def noise_cfg(name: str, model: str = "mlp") -> dict[str, object]:
-    """Impair/repair scaled to the tiny workload (720 retain rows, not CIFAR's 45k): 64-row noise
-    batches repeated 4 times keep the notebook's noise share (5120 noise : 9000 retain rows).
-    Unlearned DNF noise is weaker per row, so it gets 8 copies on the MLP; the BatchNorm CNN
-    takes one more repair epoch instead."""
+    """Impair/repair scaled to the tiny workload (720 retain rows, not CIFAR's 45k): USI(F)R and
+    DNF use 64-row noise batches repeated 4 times; UNSIR keeps its reference-default rows (the
+    input channels: 1 per class here) repeated 4 times. Unlearned DNF noise is weaker per row,
+    so it gets 8 copies on the MLP; the BatchNorm CNN takes one more repair epoch instead."""
     copies = 8 if (name == "dnf" and model == "mlp") else 4
     return dict(batch_size=32, noise_batch_size=64, noise_copies=copies,
                 repair_epochs=2 if model == "mlp" else 3)
@@ -120,8 +120,17 @@ def test_noise_methods_forget_three_classes(digits_multi: TinyProblem, name: str
                    max_forget=0.2, retain_margin=0.06)
 
 
+def test_unsir_keeps_channel_count_rows_by_default(digits_multi: TinyProblem) -> None:
+    # The reference's impair set takes batch[0].size(0) rows of each learned batch: the input
+    # channels (1 here), not the 32 learned.
+    cfg = make_config("unsir", {"noise_batch_size": 32, "noise_steps": 2})
+    noise, labels, _ = unsir_noise(digits_multi.fresh_copy(), digits_multi.data, cfg,
+                                   digits_multi.ctx, torch.Generator().manual_seed(0))
+    assert noise.shape == (3, 1, 8, 8) and labels.tolist() == [0, 3, 7]
+
+
 def test_unsir_noise_batches_carry_their_own_class(digits_multi: TinyProblem) -> None:
-    cfg = make_config("unsir", {"noise_batch_size": 32})
+    cfg = make_config("unsir", {"noise_batch_size": 32, "noise_rows": 32})
     model = digits_multi.fresh_copy()
     noise, labels, _ = unsir_noise(model, digits_multi.data, cfg, digits_multi.ctx,
                                    torch.Generator().manual_seed(0))
@@ -186,13 +195,20 @@ def test_sftc_generator_prefers_the_true_label_when_c_is_0() -> None:
 
 
 def test_sftc_generator_confusion_gives_random_labels() -> None:
-    gen = torch.Generator().manual_seed(1)
+    # c = 1 (default "unbiased", paper 004 and reference): plain |N(0, 1)| logits, no label.
     labels = torch.full((5000,), 3)
-    logits, targets = biased_generator(labels, 10, 1.0, gen)
+    logits, targets = biased_generator(labels, 10, 1.0, torch.Generator().manual_seed(1))
+    assert targets is None and (logits >= 0).all()
+    counts = torch.bincount(logits.argmax(1), minlength=10).float() / len(labels)
+    assert float(counts.min()) > 0.08 and float(counts.max()) < 0.12   # argmax uniform
+    # c = 1 with "random_label": every row biased towards a uniformly random label.
+    gen = torch.Generator().manual_seed(1)
+    logits, targets = biased_generator(labels, 10, 1.0, gen, "random_label")
     assert torch.equal(logits.argmax(1), targets)                # biased towards the new label
     counts = torch.bincount(targets, minlength=10).float() / len(targets)
     assert float(counts.min()) > 0.08 and float(counts.max()) < 0.12   # uniform over 10 classes
-    # c = 0.5: exactly round(c * n) rows are relabelled (a random label may equal the truth).
+    # c = 0.5: exactly max(1, int(c * n)) rows are relabelled (a random label may equal the
+    # truth).
     labels = torch.arange(1000) % 10
     _, targets = biased_generator(labels, 10, 0.5, torch.Generator().manual_seed(2))
     changed = float((targets != labels).float().mean())

@@ -268,7 +268,8 @@ def test_bad_teacher_from_fresh_model_is_counted(digits) -> None:  # noqa: ANN00
 
 
 def test_unsir_counts_noise_learning_exactly(digits) -> None:  # noqa: ANN001
-    values = {"noise_steps": 5, "noise_batch_size": 16, "noise_copies": 3, "retain_per_class": 20}
+    values = {"noise_steps": 5, "noise_batch_size": 16, "noise_rows": 16, "noise_copies": 3,
+              "retain_per_class": 20}
     res = _run(digits, "unsir", values)
     labels = len(digits.forget_classes)
     retained = len(set(digits.splits["retain"].tensors[1].tolist()))

@@ -99,3 +99,35 @@ def test_dry_run_first_point_uses_the_workload_recipe_for_recipe_defaults() -> N
     recipe_lr = load_workload_config("fmnist-class-small").train.lr
     assert dry_run_plan(spec)["first_points"] == [{"eu-k/k": 1, "eu-k/lr": recipe_lr,
                                                    "eu-k/epochs": 10}]
+
+
+def test_objective_terms_the_workload_cannot_compute_fail_before_anything_is_written() -> None:
+    from raysweep.errors import ConfigError
+    from raysweep.sweep.runner import check_objective_computable
+    from raysweep.sweep.space import parse_sweep
+
+    spec = parse_sweep({"method": "ssd", "parameters": {}})
+    full = {"dist/forget_acc": 0.0, "dist/heldout_acc/val": 0.0, "dist/mia_auc/val": 0.0,
+            "dist/js": 0.0, "dist/probe/val": 0.0, "rel/heldout_drop/val": 0.0}
+    check_objective_computable(spec, {"retrain": full}, "w")
+    partial = {k: v for k, v in full.items() if k != "dist/probe/val"}
+    with pytest.raises(ConfigError, match="objective.w_probe: 0"):
+        check_objective_computable(spec, {"retrain": partial}, "w")
+    no_probe = parse_sweep({"method": "ssd", "parameters": {}, "objective": {"w_probe": 0}})
+    check_objective_computable(no_probe, {"retrain": partial}, "w")
+
+
+def test_a_sweep_written_with_the_old_objective_fails_with_one_line(tmp_path) -> None:
+    import json
+
+    from raysweep.errors import UserError
+    from raysweep.sweep.runner import load_spec
+    from raysweep.sweep.space import parse_sweep
+
+    spec = json.loads(parse_sweep({"method": "ssd", "parameters": {}}).model_dump_json())
+    spec["objective"] = {"w_gap": 1.0, "w_mia": 1.0, "w_time": 0.1}
+    d = tmp_path / "abc123"
+    d.mkdir()
+    (d / "spec.json").write_text(json.dumps(spec))
+    with pytest.raises(UserError, match="old objective.*raysweep leaderboard --sweep abc123"):
+        load_spec(d)

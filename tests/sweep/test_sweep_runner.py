@@ -131,3 +131,13 @@ def test_a_sweep_written_with_the_old_objective_fails_with_one_line(tmp_path) ->
     (d / "spec.json").write_text(json.dumps(spec))
     with pytest.raises(UserError, match="old objective.*raysweep leaderboard --sweep abc123"):
         load_spec(d)
+
+
+def test_trial_only_metrics_are_not_required_of_the_references() -> None:
+    from raysweep.sweep.runner import check_objective_computable
+    from raysweep.sweep.space import parse_sweep
+
+    spec = parse_sweep({"method": "ssd", "parameters": {},
+                        "objectives": [{"metric": "dist/forget_acc"},
+                                       {"metric": "time/ratio"}, {"metric": "cost/ratio"}]})
+    check_objective_computable(spec, {"retrain": {"dist/forget_acc": 0.0}}, "w")

@@ -66,8 +66,9 @@ def _reinit_head(model: nn.Module, workload: Any) -> nn.Module:
     head = feature_layer(model)
     if head is None:
         raise ValueError("reinit-head: the model has no linear layer")
-    torch.manual_seed(12345)
-    head.reset_parameters()
+    with torch.random.fork_rng(devices=[]):  # a fixed draw that leaves the global RNG alone
+        torch.manual_seed(12345)
+        head.reset_parameters()
     return model
 
 

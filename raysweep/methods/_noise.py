@@ -82,6 +82,21 @@ class ImpairRepairConfig(MethodConfig):
                                          "(UNSIR notebook: 256; paper 003: 250)")
 
 
+class Paper003Sizes(MethodConfig):
+    """Paper 003's noise size for USI(F)R and DNF, which put every noise row in the impair set
+    (list it before the impair/repair base so that these defaults win)."""
+
+    noise_batch_size: int = Field(
+        250, ge=1, le=65536,
+        description="rows of the noise batch (USI(F)R: learned, mixed; DNF: random), all put in "
+                    "the impair set (paper 003: 250)")
+    noise_copies: int = Field(
+        5, ge=1, le=10000, description="times the noise batch is repeated in the impair set "
+                                       "(paper 003: 5)")
+    batch_size: int = Field(250, ge=1, le=65536,
+                            description="impair/repair batch size (paper 003: 250)")
+
+
 class NoiseLearningConfig(ImpairRepairConfig):
     """Adds the error-maximising noise optimisation (UNSIR, USI(F)R)."""
 

@@ -19,25 +19,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from raysweep.methods._base import EpochEnd, UnlearnContext, UnlearnData, register_method
-from raysweep.methods._noise import ImpairRepairConfig, impair_repair, noise_space, random_noise
+from raysweep.methods._noise import (
+    ImpairRepairConfig, Paper003Sizes, impair_repair, noise_space, random_noise,
+)
 from raysweep.methods.usifr import mixed_labels
 
 
-class DnfConfig(ImpairRepairConfig):
+class DnfConfig(Paper003Sizes, ImpairRepairConfig):
     """DNF: random (unlearned) noise, then impair and repair (other fields on the base)."""
-
-    noise_batch_size: int = Field(
-        250, ge=1, le=65536,
-        description="rows of the random noise batch, all put in the impair set (paper 003: 250)")
-    noise_copies: int = Field(
-        5, ge=1, le=10000, description="times the noise batch is repeated in the impair set "
-                                       "(paper 003: 5)")
-    batch_size: int = Field(250, ge=1, le=65536,
-                            description="impair/repair batch size (paper 003: 250)")
 
 
 @register_method("dnf", config=DnfConfig,

@@ -26,26 +26,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from raysweep.methods._base import EpochEnd, UnlearnContext, UnlearnData, register_method
 from raysweep.methods._noise import (
-    NoiseLearningConfig, allocate_rows, impair_repair, learn_noise, noise_space, noise_targets,
+    NoiseLearningConfig, Paper003Sizes, allocate_rows, impair_repair, learn_noise, noise_space,
+    noise_targets,
 )
 
 
-class UsifrConfig(NoiseLearningConfig):
+class UsifrConfig(Paper003Sizes, NoiseLearningConfig):
     """USI(F)R: one learned mixed noise batch (other fields documented on the base)."""
-
-    noise_batch_size: int = Field(
-        250, ge=1, le=65536,
-        description="rows of the mixed noise batch, all put in the impair set (paper 003: 250)")
-    noise_copies: int = Field(
-        5, ge=1, le=10000, description="times the noise batch is repeated in the impair set "
-                                       "(paper 003: 5)")
-    batch_size: int = Field(250, ge=1, le=65536,
-                            description="impair/repair batch size (paper 003: 250)")
 
 
 def mixed_labels(data: UnlearnData, rows: int) -> torch.Tensor:

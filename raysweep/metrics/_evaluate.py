@@ -55,14 +55,14 @@ import math
 
 import numpy as np
 
-from raysweep.metrics._outputs import ModelOutputs, SplitOutputs
+from raysweep.metrics._outputs import ModelOutputs
 from raysweep.metrics.accuracy import (
     accuracy, class_split_accuracy, precision_recall_f1, relative_accuracy,
 )
 from raysweep.metrics.divergence import js_from_logits, zrf, zrf_reference_code
 from raysweep.metrics.mia import (LRAttackResult, label_free_features, mia_catboost, mia_lr,
                                   mia_member_rate, nonmember_mask)
-from raysweep.metrics.oracle import (HELDOUT_SPLITS, _heldout_acc, oracle_distances,
+from raysweep.metrics.oracle import (HELDOUT_SPLITS, heldout_accuracy, oracle_distances,
                                      raw_terms)
 from raysweep.metrics.sape import sape
 
@@ -92,13 +92,6 @@ def _lr_attack(out: ModelOutputs, forget_classes: tuple[int, ...], cv_splits: in
         mask, matched = nonmember_mask(test.labels, forget_classes, min_count=2 * cv_splits)
     return mia_lr(out["forget"].losses(), test.losses()[mask], cv_splits=cv_splits,
                   seed=seed), matched
-
-
-def _acc_t(split: SplitOutputs, forget_classes: tuple[int, ...]) -> float:
-    """Test accuracy for the gaps: retained classes only under class forgetting."""
-    if forget_classes:
-        return class_split_accuracy(split.logits, split.labels, forget_classes)[0]
-    return accuracy(split.logits, split.labels)
 
 
 def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
@@ -154,7 +147,7 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
     _put(m, "test/recall_macro", r)
     _put(m, "test/f1_macro", f1)
     acc_f = accuracy(f.logits, f.labels)
-    acc_t = _acc_t(t, forget_classes)
+    acc_t = heldout_accuracy(t, forget_classes)[0]  # test: retained classes only
 
     # Relative to the original (paper 000) and divergence from it (paper 004).
     if original is not None:
@@ -183,7 +176,7 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
     if retrain is not None:
         rf, rt = retrain["forget"], retrain["test"]
         acc_f_rt = accuracy(rf.logits, rf.labels)
-        _put(m, "gap/oracle", abs(acc_f - acc_f_rt) + abs(acc_t - _acc_t(rt, forget_classes)))
+        _put(m, "gap/oracle", abs(acc_f - acc_f_rt) + abs(acc_t - heldout_accuracy(rt, forget_classes)[0]))
         _put(m, "sape/acc_err_oracle", sape(accuracy(t.logits, t.labels),
                                             accuracy(rt.logits, rt.labels)))
         _put(m, "sape/acc_dis", sape(acc_f, acc_f_rt))
@@ -202,8 +195,8 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
         for split in HELDOUT_SPLITS:
             if split in outputs and split in original and len(outputs[split]):
                 _put(m, f"rel/heldout_drop/{split}",
-                     _heldout_acc(original[split], forget_classes)[0]
-                     - _heldout_acc(outputs[split], forget_classes)[0])
+                     heldout_accuracy(original[split], forget_classes)[0]
+                     - heldout_accuracy(outputs[split], forget_classes)[0])
 
     # Membership inference (the papers' attacks, reported on test).
     test_matched = (matched or {}).get("test")

@@ -165,7 +165,9 @@ def _matched(split_out: SplitOutputs, matched: np.ndarray | None) -> SplitOutput
     return split_out if matched is None else split_out.subset(np.asarray(matched, dtype=bool))
 
 
-def _heldout_acc(split_out: SplitOutputs, forget_classes: tuple[int, ...]) -> tuple[float, ...]:
+def heldout_accuracy(split_out: SplitOutputs,
+                     forget_classes: tuple[int, ...]) -> tuple[float, ...]:
+    """``(accuracy,)``; under class forgetting ``(retained classes, forgotten classes)``."""
     if forget_classes:
         return class_split_accuracy(split_out.logits, split_out.labels, forget_classes)
     return (accuracy(split_out.logits, split_out.labels),)
@@ -188,7 +190,7 @@ def raw_terms(out: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
         if split not in out or len(out[split]) == 0:
             continue
         h = out[split]
-        accs = _heldout_acc(h, forget_classes)
+        accs = heldout_accuracy(h, forget_classes)
         for i, a in enumerate(accs):
             if np.isfinite(a):
                 m[f"heldout/acc{'' if i == 0 else '_forgotten'}/{split}"] = float(a)
@@ -253,12 +255,12 @@ def term_spread(out: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
         s["forget/acc"] = binom(accuracy(f.logits, f.labels), len(f))
     if forget_classes:
         fc = np.isin(h.labels, np.asarray(forget_classes))
-        accs = _heldout_acc(h, forget_classes)
+        accs = heldout_accuracy(h, forget_classes)
         s[f"heldout/acc/{split}"] = binom(accs[0], int((~fc).sum()))
         if np.isfinite(accs[1]):
             s[f"heldout/acc_forgotten/{split}"] = binom(accs[1], int(fc.sum()))
     elif len(h):
-        s[f"heldout/acc/{split}"] = binom(_heldout_acc(h, ())[0], len(h))
+        s[f"heldout/acc/{split}"] = binom(heldout_accuracy(h, ())[0], len(h))
     non = _matched(h, matched.get(split))
     if len(f) and len(non):
         lf, ln = f.losses(), non.losses()

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from raysweep.methods import UnlearnContext, UnlearnData, make_config, run_method
 from raysweep.methods.amnesiac import random_wrong_labels
@@ -67,6 +67,8 @@ from raysweep.methods.rotate import rotate_kernels
 from raysweep.models import ModelSpec
 from raysweep.testing import tiny_problem
 from raysweep.training import TrainConfig, train_model
+
+from _reference import frozen_copy, loader, max_diff, trainable_copy
 
 CPU = torch.device("cpu")
 ONE_SHOT_TOL = 1e-6
@@ -146,34 +148,6 @@ def resnet(mlp: Problem) -> Problem:
 # --------------------------------------------------------------------------------------------
 
 
-def loader(ds: TensorDataset, batch_size: int, seed: int, shuffle: bool = True) -> DataLoader:
-    """Batches in the order raysweep's ``data.loader(..., seed=seed)`` draws them."""
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle,
-                      generator=torch.Generator().manual_seed(seed))
-
-
-def student(original: nn.Module) -> nn.Module:
-    m = copy.deepcopy(original).train()
-    for p in m.parameters():
-        p.requires_grad_(True)
-    return m
-
-
-def frozen(original: nn.Module) -> nn.Module:
-    m = copy.deepcopy(original).eval()
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m
-
-
-def max_diff(a: nn.Module, b: nn.Module) -> float:
-    """Max |difference| over every floating-point tensor of the two state dicts."""
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    return max(float((sa[k].double() - sb[k].double()).abs().max())
-               for k in sa if sa[k].is_floating_point())
-
-
 def assert_same(got: nn.Module, ref: nn.Module, original: nn.Module,
                 tol: float = STEPS_TOL) -> None:
     """raysweep's result equals the restatement's, and the method did move the weights (so the
@@ -185,7 +159,7 @@ def assert_same(got: nn.Module, ref: nn.Module, original: nn.Module,
 
 def ours(name: str, prob: Problem, values: dict, **kw) -> nn.Module:
     """raysweep's method on a private copy of the original, through ``run_method``."""
-    model = student(prob.original)
+    model = trainable_copy(prob.original)
     run_method(name, model, prob.data, make_config(name, values), prob.ctx, **kw)
     return model
 
@@ -221,7 +195,7 @@ def test_finetune_matches_ssd_fit_one_cycle(mlp: Problem) -> None:
         (5, 0.02, "sgd", 0.9, 5e-4)        # the reference's recipe
     got = ours("finetune", mlp, {"epochs": 3, "batch_size": 16})
 
-    ref = student(mlp.original)
+    ref = trainable_copy(mlp.original)
     opt = torch.optim.SGD(ref.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4)
     for epoch in range(3):
         sgd_epoch(ref, mlp.data.retain, opt, 16, mlp.seed + epoch)
@@ -247,7 +221,7 @@ def test_amnesiac_matches_ssd_reference(mlp: Problem) -> None:
     assert bool((new != yf).all())
     # Single-class forgetting: the reference's support {c != y} equals raysweep's.
     assert set(new.tolist()) <= set(range(data.num_classes)) - set(data.forget_classes)
-    ref = student(mlp.original)
+    ref = trainable_copy(mlp.original)
     opt = torch.optim.Adam(ref.parameters(), lr=1e-3)
     train = TensorDataset(torch.cat([xr, xf]), torch.cat([yr, new]))
     for epoch in range(2):
@@ -284,10 +258,10 @@ def ref_bad_teaching(prob: Problem, opt_fn: OptimizerFn, *, epochs: int, tempera
     # the reference's UnLearningData: label 1 = forget row, 0 = retain row
     unlearn = TensorDataset(torch.cat([xf, xr]),
                             torch.cat([torch.ones(len(xf)), torch.zeros(len(xr))]))
-    full_teacher = frozen(prob.original)
+    full_teacher = frozen_copy(prob.original)
     # The incompetent teacher: a randomly initialised model (raysweep seeds its draw).
-    bad_teacher = frozen(prob.ctx.model_spec.build(seed=seed + _TEACHER_SEED_OFFSET))
-    model = student(prob.original)
+    bad_teacher = frozen_copy(prob.ctx.model_spec.build(seed=seed + _TEACHER_SEED_OFFSET))
+    model = trainable_copy(prob.original)
     opt = opt_fn(model.parameters())
     losses = []
     for epoch in range(epochs):
@@ -334,7 +308,7 @@ def test_bad_teaching_is_the_reference_with_the_loss_scaled_by_C_T2(mlp: Problem
 
 def test_bad_teaching_reported_loss_is_C_T2_times_the_reference_loss(mlp: Problem) -> None:
     C, T = mlp.data.num_classes, 3.0
-    model = student(mlp.original)
+    model = trainable_copy(mlp.original)
     res = run_method("bad-teaching", model, mlp.data,
                      make_config("bad-teaching", {"temperature": T, "batch_size": 256}), mlp.ctx)
     # One batch holds the whole unlearning set, so the epoch's loss is the loss at the start.
@@ -354,7 +328,7 @@ def test_bad_teaching_with_adam_the_scale_hardly_matters(mlp: Problem) -> None:
                               temperature=1.0, batch_size=8)
     x = mlp.data.test.tensors[0]
     with torch.no_grad():
-        moved = float((got.eval()(x) - frozen(mlp.original)(x)).abs().max())
+        moved = float((got.eval()(x) - frozen_copy(mlp.original)(x)).abs().max())
         apart = float((got(x) - ref.eval()(x)).abs().max())
     assert moved > 0.1
     assert apart < 0.01 * moved
@@ -439,14 +413,14 @@ def test_cf_k_matches_goel_with_named_differences(resnet: Problem) -> None:
     got = ours("cf-k", resnet, cfg)
 
     def ref(**named: object) -> nn.Module:
-        m = student(resnet.original)
+        m = trainable_copy(resnet.original)
         # raysweep's k counts blocks (k=1: layer1 + fc); Goel's K counts Conv/Linear layers
         # from the output: K=2 selects fc, layer1's BatchNorm and layer1's conv, the same set.
         return ref_train_layers(m, goel_retrain_layers(m, 2), data, epochs=3, lr=0.02,
                                 momentum=0.9, weight_decay=5e-4, batch_size=16, seed=seed,
                                 **named)
 
-    m = student(resnet.original)
+    m = trainable_copy(resnet.original)
     assert {id(p) for layer in goel_retrain_layers(m, 2) for p in layer.parameters()} == \
         {id(p) for p in [*m.layer1.parameters(), *m.fc.parameters()]}
     assert_same(got, ref(), resnet.original)
@@ -471,7 +445,7 @@ def test_cf_k_matches_the_deepunlearn_port_in_its_plain_sgd_setting(mlp: Problem
                              "momentum": 0.0, "weight_decay": 0.0})
 
     def ref(**named: object) -> nn.Module:
-        m = student(mlp.original)
+        m = trainable_copy(mlp.original)
         # the port: the last k blocks (select_last_k_blocks) plus the classifier
         return ref_train_layers(m, [m.hidden2, m.fc], data, epochs=2, lr=0.05, momentum=0.0,
                                 weight_decay=0.0, batch_size=16, seed=seed,
@@ -488,7 +462,7 @@ def test_eu_k_matches_goel_with_named_differences(resnet: Problem) -> None:
 
     # Re-initialise layer1 and fc. raysweep: PyTorch's default init (``reset_parameters``,
     # drawn from the global RNG that run_method seeds), BatchNorm statistics reset too.
-    m = student(resnet.original)
+    m = trainable_copy(resnet.original)
     torch.manual_seed(seed)
     with torch.no_grad():
         for block in (m.layer1, m.fc):
@@ -506,7 +480,7 @@ def test_eu_k_matches_goel_with_named_differences(resnet: Problem) -> None:
     # Named: the init. Goel's _reinit draws kaiming_normal_ weights (std sqrt(2/fan_in)), zero
     # biases and keeps BatchNorm running statistics; the port uses xavier_uniform / zero bias.
     # raysweep's default init has uniform biases, |w| <= 1/sqrt(fan_in), and reset statistics.
-    twin = student(resnet.original)
+    twin = trainable_copy(resnet.original)
     torch.manual_seed(seed)
     reinitialise([twin.layer1, twin.fc])
     assert max_diff(twin, reinit) == 0.0
@@ -526,7 +500,7 @@ def test_divergence_matches_kgltop1(mlp: Problem) -> None:
     bs, fbs = 16, 8
     got = ours("divergence", mlp, {"epochs": E, "batch_size": bs, "forget_batch_size": fbs})
 
-    model = student(mlp.original)
+    model = trainable_copy(mlp.original)
     opt = torch.optim.SGD(model.parameters(), lr=5e-3, momentum=0.9, weight_decay=0)
     opt_retain = torch.optim.SGD(model.parameters(), lr=1e-3 * bs / 64, momentum=0.9,
                                  weight_decay=1e-2)
@@ -569,7 +543,7 @@ def test_gradient_mask_matches_kgltop2(resnet: Problem) -> None:
     data, seed, E, lr, rate = resnet.data, resnet.seed, 3, 0.01, 0.3
     got = ours("gradient-mask", resnet, {"epochs": E, "batch_size": 16, "lr": lr})
 
-    model = student(resnet.original)
+    model = trainable_copy(resnet.original)
     layers = convs(model)
     # SNIP-like gradients: sum of grad CE over a |D_f|-sized random retain subset, minus the
     # same over D_f (batches of 64: one batch each here). raysweep: eval mode (see below).
@@ -613,7 +587,7 @@ def test_gradient_mask_matches_kgltop2(resnet: Problem) -> None:
 
     # Named: a convolution's bias is kept through the re-initialisation. The port rebuilds each
     # conv as a MaskConv2d and so re-draws its bias (inert on ResNet, whose convs have none).
-    twin = student(resnet.original)
+    twin = trainable_copy(resnet.original)
     reinit_by_gradient(twin, data, make_config("gradient-mask"), resnet.ctx)
     assert torch.equal(twin.layer1[0].bias, resnet.original.layer1[0].bias)
 
@@ -627,7 +601,7 @@ def test_deviation_matches_kgltop3(resnet: Problem) -> None:
     data, seed, E, lr = resnet.data, resnet.seed, 3, 0.01
     got = ours("deviation", resnet, {"epochs": E, "batch_size": 16, "lr": lr})
 
-    model = student(resnet.original)
+    model = trainable_copy(resnet.original)
     # vision_confuser: every top-level child with a weight whose name contains "conv"; on the
     # ResNet layout that is conv1 alone, which raysweep's layers="first" selects.
     confused = [m for name, m in model.named_children() if hasattr(m, "weight") and "conv" in name]
@@ -665,7 +639,7 @@ def ref_pruning(prob: Problem, *, amount: float, epochs: float, batch_size: int,
     """``extra_step``: the port stops when ``num_iters > max_iters``, i.e. one step late.
     ``quantize_buffers``: the port's ``net.to(half).to(float)`` also rounds BatchNorm buffers."""
     data, seed = prob.data, prob.seed
-    model, teacher = student(prob.original), frozen(prob.original)
+    model, teacher = trainable_copy(prob.original), frozen_copy(prob.original)
     modules = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     targets = [(m, "weight") for m in modules]
     targets += [(m, "bias") for m in modules if m.bias is not None]
@@ -737,7 +711,7 @@ def test_rotate_matches_kgltop5(resnet: Problem) -> None:
     data, seed, E, lr = resnet.data, resnet.seed, 2, 0.01
     got = ours("rotate", resnet, {"epochs": E, "batch_size": 16, "lr": lr})
 
-    model = student(resnet.original)
+    model = trainable_copy(resnet.original)
     for conv in convs(model):
         conv.weight = nn.Parameter(conv.weight.detach().swapaxes(2, 3))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
@@ -751,11 +725,11 @@ def test_rotate_matches_kgltop5(resnet: Problem) -> None:
 def test_rotate_on_an_mlp_computes_the_original_function_of_the_transposed_image(
         mlp: Problem) -> None:
     # No reference (the port rotates Conv2d only); the docstring's claim, as an equation.
-    model = student(mlp.original).eval()
+    model = trainable_copy(mlp.original).eval()
     rotate_kernels(model, in_chans=1, img_size=8)
     x = mlp.data.retain.tensors[0]
     with torch.no_grad():
-        assert float((model(x.transpose(2, 3)) - frozen(mlp.original)(x)).abs().max()) < 1e-5
+        assert float((model(x.transpose(2, 3)) - frozen_copy(mlp.original)(x)).abs().max()) < 1e-5
 
 
 # --------------------------------------------------------------------------------------------
@@ -767,7 +741,7 @@ def test_distillation_matches_kgltop6(resnet: Problem) -> None:
     data, seed, T = resnet.data, resnet.seed, 5.0
     got = ours("distillation", resnet, {"epochs": 2, "warmup_epochs": 2, "batch_size": 16})
 
-    model, teacher = student(resnet.original), frozen(resnet.original)
+    model, teacher = trainable_copy(resnet.original), frozen_copy(resnet.original)
     # Reset conv1 and fc. Named: the port calls reset_parameters() on the global RNG; raysweep
     # copies the layers of a fresh model (the same default init, a seeded draw).
     fresh = resnet.ctx.model_spec.build(seed=seed + FRESH_SEED_OFFSET)
@@ -829,7 +803,7 @@ def test_pseudo_label_matches_the_paper_rule(resnet: Problem) -> None:
             return m.eval()(xf)
 
     # (b) the naive unlearner: the original fine-tuned on D_r (1 epoch, the step-3 optimizer)
-    tuned = student(resnet.original)
+    tuned = trainable_copy(resnet.original)
     opt = torch.optim.SGD(tuned.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     sgd_epoch(tuned, data.retain, opt, 16, seed + 100)
     tuned_pred = logits(tuned).argmax(1)
@@ -851,7 +825,7 @@ def test_pseudo_label_matches_the_paper_rule(resnet: Problem) -> None:
     labels = torch.where(swap, s_pred, tuned_pred)
     assert 0 < int(swap.sum()) < len(yf)          # both branches of the rule are exercised
     # Train: kernels transposed (Rotate), the head re-initialised, on D_r + pseudo-labelled D_f.
-    model = student(resnet.original)
+    model = trainable_copy(resnet.original)
     with torch.no_grad():
         for conv in convs(model):
             conv.weight.copy_(conv.weight.transpose(2, 3).clone())
@@ -878,7 +852,7 @@ def _head_inputs(model: nn.Module, x: torch.Tensor, *, pre_relu: bool = False) -
 
 
 def test_neuron_masking_matches_the_paper_rule(mlp: Problem) -> None:
-    original = frozen(mlp.original)
+    original = frozen_copy(mlp.original)
     xf, xr = mlp.data.forget.tensors[0], mlp.data.retain.tensors[0]
     a_f = _head_inputs(original, xf).mean(0)       # mean activation of each unit feeding fc
     s = a_f.sort().values
@@ -886,7 +860,7 @@ def test_neuron_masking_matches_the_paper_rule(mlp: Problem) -> None:
     got = ours("neuron-masking", mlp, {"threshold": tau})
     masked = a_f > tau
     assert 0 < int(masked.sum()) < len(masked)
-    ref = student(mlp.original)
+    ref = trainable_copy(mlp.original)
     with torch.no_grad():
         ref.fc.weight[:, masked] = 0
     assert_same(got, ref, mlp.original, ONE_SHOT_TOL)
@@ -905,7 +879,7 @@ def test_neuron_masking_matches_the_paper_rule(mlp: Problem) -> None:
     got = ours("neuron-masking", mlp, {"rule": "ratio", "threshold": 1.5})
     ratio_masked = a_f > 1.5 * a_r
     assert 0 < int(ratio_masked.sum()) < len(ratio_masked)
-    ref = student(mlp.original)
+    ref = trainable_copy(mlp.original)
     with torch.no_grad():
         ref.fc.weight[:, ratio_masked] = 0
     assert_same(got, ref, mlp.original, ONE_SHOT_TOL)
@@ -914,7 +888,7 @@ def test_neuron_masking_matches_the_paper_rule(mlp: Problem) -> None:
 def test_neuron_masking_intended_difference_strictly_above_the_threshold(mlp: Problem) -> None:
     # The paper masks units "above" the threshold; the notebook tests mean >= 0.5. A unit whose
     # mean equals the threshold exactly is kept by raysweep and masked by the notebook.
-    twin = frozen(mlp.original)
+    twin = frozen_copy(mlp.original)
     means, _ = mean_input_activation(twin, [twin.fc], mlp.data.forget, 256, CPU)
     a_f = next(iter(means.values()))
     j = int(a_f.argsort()[40])

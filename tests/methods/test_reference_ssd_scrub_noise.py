@@ -34,7 +34,6 @@ learning, NegGrad+'s eval mode), the tiny SmallCNN on the same data.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from itertools import cycle
 
@@ -48,6 +47,8 @@ import raysweep.methods.salun as salun_module
 import raysweep.methods.sftc as sftc_module
 from raysweep.methods import make_config, run_method
 from raysweep.testing import TinyProblem, tiny_problem
+
+from _reference import frozen_copy, loader, max_diff, trainable_copy
 
 TOL = 1e-6
 
@@ -67,39 +68,8 @@ def cnn() -> TinyProblem:
 # --------------------------------------------------------------------------------------------
 
 
-def loader(ds, batch_size: int, seed: int | None) -> DataLoader:  # noqa: ANN001
-    """Shuffled with a generator seeded like raysweep's ``data.loader(..., seed=seed)``;
-    ``seed=None``: dataset order, as the reference's unshuffled loaders."""
-    if seed is None:
-        return DataLoader(ds, batch_size=batch_size, shuffle=False)
-    return DataLoader(ds, batch_size=batch_size, shuffle=True,
-                      generator=torch.Generator().manual_seed(seed))
-
-
-def copy_of(model: nn.Module) -> nn.Module:
-    m = copy.deepcopy(model).train()
-    for p in m.parameters():
-        p.requires_grad_(True)
-    return m
-
-
-def teacher_of(model: nn.Module) -> nn.Module:
-    m = copy.deepcopy(model).eval()
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m
-
-
-def max_diff(a: nn.Module, b: nn.Module) -> float:
-    """Max |difference| over every floating-point tensor of the two state dicts."""
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    return max(float((sa[k].double() - sb[k].double()).abs().max())
-               for k in sa if sa[k].is_floating_point())
-
-
 def ours(name: str, prob: TinyProblem, values: dict) -> nn.Module:
-    model = copy_of(prob.model)
+    model = trainable_copy(prob.model)
     run_method(name, model, prob.data, make_config(name, values), prob.ctx)
     return model
 
@@ -115,7 +85,7 @@ def both(prob: TinyProblem) -> tuple[TensorDataset, TensorDataset]:
 
 
 def ref_ssd(prob: TinyProblem, alpha: float, lam: float, batch_size: int) -> nn.Module:
-    model = copy_of(prob.model).eval()
+    model = trainable_copy(prob.model).eval()
     forget, retain = both(prob)
 
     def calc_importance(dl: DataLoader) -> dict[str, torch.Tensor]:
@@ -168,7 +138,7 @@ def ref_scrub(prob: TinyProblem, *, epochs: int, msteps: int, lr: float, batch_s
     (msteps + 1 max passes) instead of the notebooks' 1-based loop (raysweep: notebooks)."""
     forget, retain = both(prob)
     T, gamma, alpha, seed = 4.0, 0.99, 0.001, prob.ctx.seed
-    student, teacher = copy_of(prob.model), teacher_of(prob.model)
+    student, teacher = trainable_copy(prob.model), frozen_copy(prob.model)
     opt = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
 
     def distill_kl(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -227,7 +197,7 @@ def ref_neggrad(prob: TinyProblem, *, epochs: int, lr: float, batch_size: int,
                 forget_batch_size: int, beta: float = 0.95, wd: float = 0.1) -> nn.Module:
     forget, retain = both(prob)
     seed = prob.ctx.seed
-    model, model_init = copy_of(prob.model), copy_of(prob.model)
+    model, model_init = trainable_copy(prob.model), trainable_copy(prob.model)
     opt = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=0.0)
 
     def l2_penalty() -> torch.Tensor:
@@ -280,7 +250,7 @@ def ref_impair_repair(prob: TinyProblem, *, rows_of: Callable[[torch.Tensor], to
                       repair_epochs: int) -> nn.Module:
     forget, retain = both(prob)
     seed, label = prob.ctx.seed, prob.data.forget_classes[0]
-    model = copy_of(prob.model)
+    model = trainable_copy(prob.model)
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((noise_rows, *forget.tensors[0].shape[1:]), generator=gen)
     noise.requires_grad_(True)
@@ -376,17 +346,17 @@ def test_usifr_and_dnf_use_every_noise_row(mlp: TinyProblem) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def record_generator(monkeypatch: pytest.MonkeyPatch) -> list:
-    """Keeps every (logits, targets) raysweep's generator produced, in call order."""
+def record_calls(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list:
+    """Keeps every result of ``module.name`` (raysweep's own draws), in call order."""
     calls: list = []
-    real = sftc_module.biased_generator
+    real = getattr(module, name)
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         out = real(*args, **kwargs)
         calls.append(out)
         return out
 
-    monkeypatch.setattr(sftc_module, "biased_generator", spy)
+    monkeypatch.setattr(module, name, spy)
     return calls
 
 
@@ -396,7 +366,7 @@ def ref_sftc(prob: TinyProblem, draws: list, *, epochs: int, lr: float, temperat
     seed, T = prob.ctx.seed, temperature
     merged = ConcatDataset([TensorDataset(*retain.tensors, torch.zeros(len(retain))),
                             TensorDataset(*forget.tensors, torch.ones(len(forget)))])
-    model, teacher = copy_of(prob.model), teacher_of(prob.model)
+    model, teacher = trainable_copy(prob.model), frozen_copy(prob.model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     draws = iter(draws)
     for epoch in range(epochs):
@@ -426,7 +396,7 @@ def test_sftc_matches_reference(mlp: TinyProblem, monkeypatch: pytest.MonkeyPatc
     cfg = make_config("sftc")
     assert (cfg.confusion, cfg.full_confusion, cfg.temperature, cfg.lr, cfg.batch_size) == \
         (0.0, "unbiased", 1.0, 9e-4, 64)
-    draws = record_generator(monkeypatch)
+    draws = record_calls(monkeypatch, sftc_module, "biased_generator")
     # T = 2 so that a T² factor (which neither the paper nor the reference has) would show.
     kw = dict(epochs=2, lr=5e-3, temperature=2.0, batch_size=16)
     got = ours("sftc", mlp, {**kw, "confusion": confusion})
@@ -451,24 +421,11 @@ def test_sftc_matches_reference(mlp: TinyProblem, monkeypatch: pytest.MonkeyPatc
 # --------------------------------------------------------------------------------------------
 
 
-def record_labels(monkeypatch: pytest.MonkeyPatch) -> list:
-    calls: list = []
-    real = salun_module.random_labels
-
-    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        out = real(*args, **kwargs)
-        calls.append(out)
-        return out
-
-    monkeypatch.setattr(salun_module, "random_labels", spy)
-    return calls
-
-
 def ref_salun(prob: TinyProblem, labels: list, *, schedule: str, epochs: int, lr: float,
               batch_size: int, fraction: float = 0.5) -> nn.Module:
     forget, retain = both(prob)
     seed = prob.ctx.seed
-    model = copy_of(prob.model)
+    model = trainable_copy(prob.model)
     opt = torch.optim.SGD(model.parameters(), lr, momentum=0.9, weight_decay=5e-4)
     # generate_mask.py (D_f is one batch of 256 here, so per-batch means = one mean)
     model.eval()
@@ -519,7 +476,7 @@ def test_salun_matches_reference(mlp: TinyProblem, monkeypatch: pytest.MonkeyPat
     cfg = make_config("salun")
     assert (cfg.schedule, cfg.relabel, cfg.saliency_fraction, cfg.lr, cfg.epochs,
             cfg.weight_decay) == ("forget_then_retain", "per_epoch", 0.5, 0.013, 10, 5e-4)
-    labels = record_labels(monkeypatch)
+    labels = record_calls(monkeypatch, salun_module, "random_labels")
     kw = dict(epochs=3, lr=0.05, batch_size=16)
     got = ours("salun", mlp, {**kw, "schedule": schedule})
     assert len(labels) == 3                                       # a fresh draw every epoch
@@ -542,7 +499,7 @@ def ref_l1(prob: TinyProblem, *, alpha: float, epochs: int, lr: float, batch_siz
     """``per_step``: α decays per optimisation step to 0 (raysweep's default) instead of the
     reference's once-per-epoch ``α·(1 − e/E)``."""
     retain = prob.data.retain
-    model = copy_of(prob.model)
+    model = trainable_copy(prob.model)
     opt = torch.optim.SGD(model.parameters(), lr, momentum=0.9, weight_decay=5e-4)
     total = epochs * len(loader(retain, batch_size, 0))
     step = 0

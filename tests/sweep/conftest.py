@@ -46,3 +46,14 @@ def module_sweep_env(tmp_path_factory: pytest.TempPathFactory, sweep_cache: Path
         _private_env(mp, root, sweep_cache)
         yield root
         _shutdown_ray()
+
+
+@pytest.fixture(scope="module")
+def digits(sweep_cache: Path) -> tuple:
+    """The prepared digits-class workload (from the session cache) and its reference metrics."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAYSWEEP_CACHE", str(sweep_cache))
+        from raysweep.workload import load_workload_config, prepare
+
+        w = prepare(load_workload_config("digits-class"), quiet=True)
+        return w, w.reference_metrics(catboost=False)

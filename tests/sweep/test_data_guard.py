@@ -5,10 +5,8 @@ one line, and the next run on the same prepared workload gets the same result as
 from __future__ import annotations
 
 import json
-import os
 import traceback
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -40,23 +38,6 @@ def relabel_in_place(model, data, cfg, ctx):  # noqa: ANN001, ANN201
             F.cross_entropy(model(x), y).backward()
             opt.step()
         yield EpochEnd(e + 1, {})
-
-
-@pytest.fixture(scope="module")
-def digits(sweep_cache: Path):  # noqa: ANN201
-    old = os.environ.get("RAYSWEEP_CACHE")
-    os.environ["RAYSWEEP_CACHE"] = str(sweep_cache)
-    try:
-        from raysweep.workload import load_workload_config, prepare
-
-        w = prepare(load_workload_config("digits-class"), quiet=True)
-        refs = w.reference_metrics(catboost=False)
-    finally:
-        if old is None:
-            os.environ.pop("RAYSWEEP_CACHE", None)
-        else:
-            os.environ["RAYSWEEP_CACHE"] = old
-    return w, refs
 
 
 @pytest.fixture()

@@ -4,32 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from raysweep.methods import EpochEnd
 from raysweep.sweep.space import parse_sweep, resolve_spec
 from raysweep.sweep.trainable import TrialFailure, make_plan, objective_values, run_trial
-
-
-@pytest.fixture(scope="module")
-def digits(sweep_cache: Path):  # noqa: ANN201
-    import os
-
-    old = os.environ.get("RAYSWEEP_CACHE")
-    os.environ["RAYSWEEP_CACHE"] = str(sweep_cache)
-    try:
-        from raysweep.workload import load_workload_config, prepare
-
-        w = prepare(load_workload_config("digits-class"), quiet=True)
-        refs = w.reference_metrics(catboost=False)
-    finally:
-        if old is None:
-            os.environ.pop("RAYSWEEP_CACHE", None)
-        else:
-            os.environ["RAYSWEEP_CACHE"] = old
-    return w, refs
 
 
 def _plan(digits, **spec):  # noqa: ANN001, ANN202

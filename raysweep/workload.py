@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ from raysweep.data import LoadedDataset, load_dataset
 from raysweep.errors import ConfigError
 from raysweep.methods._base import UnlearnContext, UnlearnData
 from raysweep.methods import PassCount, retrain_passes
-from raysweep.metrics import ModelOutputs, evaluate, forward_splits, raw_terms
+from raysweep.metrics import (
+    ModelOutputs, evaluate, forward_splits, oracle_distances, raw_terms,
+)
 from raysweep.models import ModelSpec, model_kind
 from raysweep.training import resolve_device, seed_everything, train_model
 
@@ -169,7 +172,8 @@ class PreparedWorkload:
                   seed=seed)
         s_orig = term_spread(self.original_outputs, reference=self.retrain_outputs, **kw)
         s_oracle = term_spread(self.retrain_outputs, **kw)
-        dists = self.evaluate(self.original_outputs, seconds=None, catboost=False, seed=seed)
+        dists = oracle_distances(orig, oracle, model_out=self.original_outputs,
+                                 oracle_out=self.retrain_outputs)
         rows = []
         for term in TERMS:
             raw = term.raw_key(split)
@@ -326,7 +330,8 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
     if cache.is_dir() and not force:
         try:
             return _load_cached(cache, common, quiet)
-        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        except (OSError, EOFError, KeyError, ValueError, RuntimeError,
+                zipfile.BadZipFile) as exc:  # truncated or foreign files: prepare again
             say(f"[yellow]cache {cache} unreadable ({exc}); preparing again[/]")
     if cached_only:
         return None

@@ -59,6 +59,11 @@ def test_prepare_caches_and_reuses(cache: Path) -> None:
     assert set(first.splits["forget"].tensors[1].tolist()) == {0}
     assert 0 not in set(first.splits["retain"].tensors[1].tolist())
     assert first.forget_classes == (0,)
+    # A truncated outputs file (a crash mid-copy, a full disk) is rebuilt, never misread.
+    npz = dirs[0] / "original_outputs.npz"
+    npz.write_bytes(npz.read_bytes()[:200])
+    third = prepare(cfg, device="cpu", quiet=True)
+    assert len(third.original_outputs["forget"]) == len(first.original_outputs["forget"])
 
 
 def test_reference_rows_show_forgetting(cache: Path) -> None:

@@ -431,6 +431,22 @@ def check_objective_computable(spec: SweepSpec, refs: dict[str, dict[str, float]
                           f"dataset.val_fraction")
 
 
+def check_original_loses(spec: SweepSpec, refs: dict[str, dict[str, float]],
+                         workload_name: str) -> None:
+    """The untouched original must score worse than the oracle on the composite; otherwise the
+    weights (a large ``w_cost``: the original spends nothing) reward not unlearning at all."""
+    if not any(o.metric == "composite" for o in spec.objectives):
+        return
+    original = spec.objective.score(refs["original"])
+    oracle = spec.objective.score(refs["retrain"])
+    if original <= oracle:
+        raise ConfigError(
+            f"{spec.name}: with these objective weights the untouched original model scores "
+            f"{original:.4g} on {workload_name}, no worse than the retrained oracle's "
+            f"{oracle:.4g}: the search would reward not unlearning; lower objective.w_cost "
+            f"(now {spec.objective.w_cost:g}) or raise the quality weights")
+
+
 def warn_no_signal(rows: list[dict[str, Any]], objective: Any) -> list[str]:
     """Warn (stderr) about every weighted objective term that does not separate original from
     oracle on this workload: optimising it optimises noise. Returns the terms warned about."""
@@ -467,6 +483,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
     wcfg, workload = _prepare(spec)
     refs = workload.reference_metrics(catboost=spec.evaluation.catboost)
     check_objective_computable(spec, refs, wcfg.name)
+    check_original_loses(spec, refs, wcfg.name)
     sweep_dir = sweeps_home() / sweep_id
     sweep_dir.mkdir(parents=True, exist_ok=False)
     (sweep_dir / "spec.json").write_text(spec.model_dump_json(indent=2))

@@ -141,3 +141,18 @@ def test_trial_only_metrics_are_not_required_of_the_references() -> None:
                         "objectives": [{"metric": "dist/forget_acc"},
                                        {"metric": "time/ratio"}, {"metric": "cost/ratio"}]})
     check_objective_computable(spec, {"retrain": {"dist/forget_acc": 0.0}}, "w")
+
+
+def test_weights_that_let_the_untouched_original_beat_the_oracle_are_refused() -> None:
+    from raysweep.errors import ConfigError
+    from raysweep.sweep.runner import check_original_loses
+    from raysweep.sweep.space import parse_sweep
+
+    zero = {"dist/forget_acc": 0.0, "dist/heldout_acc/val": 0.0, "dist/mia_auc/val": 0.0,
+            "dist/js": 0.0, "dist/probe/val": 0.0, "rel/heldout_drop/val": 0.0}
+    refs = {"retrain": {**zero, "cost/ratio": 1.0},
+            "original": {**zero, "dist/forget_acc": 1.0, "dist/js": 0.5, "cost/ratio": 0.0}}
+    check_original_loses(parse_sweep({"method": "ssd", "parameters": {}}), refs, "w")
+    greedy = parse_sweep({"method": "ssd", "parameters": {}, "objective": {"w_cost": 2.0}})
+    with pytest.raises(ConfigError, match="untouched original.*lower objective.w_cost"):
+        check_original_loses(greedy, refs, "w")

@@ -9,29 +9,40 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
+import copy
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from raysweep._yaml import parse_scalar, read_yaml_file
 from raysweep.data.scenarios import Scenario
 from raysweep.errors import ConfigError, did_you_mean
 from raysweep.training import TrainConfig
 
-__all__ = ["DatasetConfig", "ModelConfig", "WorkloadConfig", "load_yaml", "parse_model",
-           "format_validation_error", "apply_overrides"]
+__all__ = ["MAX_SEED", "DatasetConfig", "ModelConfig", "WorkloadConfig", "load_yaml", "parse_model",
+           "format_validation_error", "apply_overrides", "accepted_scalars",
+           "check_number_value"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
+#: The largest seed every consumer accepts (numpy's ``SeedSequence`` legacy API, Optuna's
+#: samplers and ``torch.manual_seed`` all take 32-bit seeds).
+MAX_SEED = 2**32 - 1
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN or inf never means anything in a config: refuse them in every float field. Strict:
+    # a YAML boolean is not a number (lax pydantic reads ``true`` as 1), a string is not one
+    # either, and 2.5 is not an integer.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class DatasetConfig(_Strict):
     name: str
     root: str | None = Field(None, description="local directory for user data (CIFAR, image folders, text files)")
     options: dict[str, Any] = Field(default_factory=dict, description="loader options, e.g. labels: coarse")
-    train_size: int | None = Field(None, ge=10, description="class-stratified subsample of the training set")
-    test_size: int | None = Field(None, ge=10, description="class-stratified subsample of the test set")
+    train_size: int | None = Field(None, ge=10, le=100_000_000, description="class-stratified subsample of the training set")
+    test_size: int | None = Field(None, ge=10, le=100_000_000, description="class-stratified subsample of the test set")
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="share of the training set held out as val")
     image_size: int | None = Field(None, ge=4, le=1024, description="resize images to this side length")
 
@@ -52,8 +63,8 @@ class WorkloadConfig(_Strict):
     model: ModelConfig
     scenario: Scenario
     train: TrainConfig = Field(default_factory=TrainConfig)
-    seed: int = Field(0, ge=0)
-    eval_batch_size: int = Field(512, ge=1)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    eval_batch_size: int = Field(512, ge=1, le=65536)
 
     def identity(self) -> dict[str, Any]:
         """The fields that define the prepared artefacts (the cache key); ``name`` is excluded."""
@@ -83,36 +94,69 @@ def parse_model(cls: type[M], data: Any, source: str) -> M:
 
 
 def load_yaml(path: str | Path) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: file not found")
-    try:
-        return yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    """Read a YAML config with raysweep's one safe loader (:mod:`raysweep._yaml`): duplicate
+    keys, alias bombs, over-deep nesting and undecodable files are one-line errors."""
+    return read_yaml_file(path)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML scalars) to a nested mapping."""
-    out = yaml.safe_load(yaml.safe_dump(data))  # deep copy with plain types
+    out = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"{source} {item!r}: expected key=value")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        node = out
+        value = parse_scalar(raw, f"{source} {key}")
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"{source} {item!r}: empty key in {key!r}; write a.b.c=value")
+        node = out
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
         node[parts[-1]] = value
     return out
+
+
+def accepted_scalars(annotation: Any) -> set[str]:
+    """The scalar kinds a field annotation takes: ``int``, ``float``, ``bool``, ``str``, or
+    ``any`` (checks that a YAML value fits a method config's field before a trial runs)."""
+    import types
+    import typing
+
+    if annotation is Any:
+        return {"any"}
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return accepted_scalars(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        out: set[str] = set()
+        for arg in typing.get_args(annotation):
+            out |= accepted_scalars(arg)
+        return out
+    if origin is Literal:
+        return {"bool" if isinstance(a, bool) else type(a).__name__ for a in typing.get_args(annotation)}
+    if annotation is bool:
+        return {"bool"}
+    if annotation is int:
+        return {"int"}
+    if annotation is float:
+        return {"float"}
+    if annotation is str:
+        return {"str"}
+    if annotation is type(None):
+        return {"none"}
+    return {"any"}
+
+
+def check_number_value(value: Any, annotation: Any, where: str) -> None:
+    """Refuse a boolean where a field wants a number (pydantic's lax mode reads True as 1)."""
+    kinds = accepted_scalars(annotation)
+    if isinstance(value, bool) and "bool" not in kinds and "any" not in kinds \
+            and kinds & {"int", "float"}:
+        raise ConfigError(f"{where}: expected a number, got {value!r} (a YAML boolean: "
+                          f"true/false); write the number")
 
 
 def known_key_hint(key: str, keys: list[str]) -> str:

@@ -50,11 +50,13 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from raysweep.config import apply_overrides, load_yaml
+from raysweep.config import (
+    MAX_SEED, accepted_scalars, apply_overrides, check_number_value, load_yaml,
+)
 from raysweep.errors import ConfigError, did_you_mean
 from raysweep.metrics.objective import ObjectiveConfig
 
@@ -63,7 +65,8 @@ __all__ = [
     "Resources", "EvaluationSpec", "TrackingSpec", "SweepSpec", "load_sweep", "parse_sweep",
     "resolve_spec", "bundled_space_path", "default_space", "has_default_space", "SEARCH_SPACES",
     "SCHEMA_PATH", "json_schema",
-    "KNOWN_METRICS", "grid_points", "Scalar", "ALGORITHMS",
+    "KNOWN_METRICS", "grid_points", "grid_size", "Scalar", "ALGORITHMS", "MAX_CONFIGS",
+    "MAX_GRID_POINTS",
 ]
 
 SEARCH_SPACES = Path(__file__).resolve().parent.parent.parent / "search_spaces"
@@ -101,7 +104,21 @@ def _reads_test(metric: str) -> bool:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN/inf in any float; strict types: a YAML boolean is not a number (see raysweep.config).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+
+
+#: Caps where a consumer has a limit or a size stops making sense: configurations of one sweep
+#: (Optuna keeps every trial in memory; Tune keeps one object per trial), points of a grid
+#: (counted arithmetically, never enumerated to count them), values of one categorical.
+MAX_CONFIGS = 100_000
+MAX_GRID_POINTS = 100_000
+MAX_CATEGORIES = 10_000
+MAX_CPUS_PER_TRIAL = 1024
+MAX_GPUS_PER_TRIAL = 64
+#: MLflow stores experiment names in a 256-character column.
+MAX_EXPERIMENT_NAME = 256
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
@@ -175,6 +192,9 @@ class ParamSpec(_Strict):
                                  f"{', '.join(sorted(present - {'values'}))}")
             if not self.values:
                 raise ValueError("categorical needs a non-empty values: list")
+            if len(self.values) > MAX_CATEGORIES:
+                raise ValueError(f"categorical has {len(self.values)} values, more than "
+                                 f"{MAX_CATEGORIES}; use a range (min/max) instead")
             if len({json.dumps(v) for v in self.values}) != len(self.values):
                 raise ValueError(f"categorical values must be unique, got {self.values}")
             return self
@@ -194,6 +214,10 @@ class ParamSpec(_Strict):
                                  f"remove step or use values: [...]")
             if not self.step > 0:
                 raise ValueError(f"step must be > 0, got step={self.step}")
+            if self.step > self.max - self.min:
+                raise ValueError(f"step={self.step} is larger than the range max - min = "
+                                 f"{self.max - self.min:g}, so only min would ever be tried; "
+                                 f"use a smaller step or value: {self.min}")
         if d.startswith("int"):
             for k in ("min", "max", "step"):
                 v = getattr(self, k)
@@ -217,8 +241,29 @@ class ParamSpec(_Strict):
     def conditions(self) -> dict[str, list[Scalar]]:
         return {k: (v if isinstance(v, list) else [v]) for k, v in self.when.items()}
 
-    def discrete_values(self, max_points: int = 10_000) -> list[Scalar] | None:
-        """Every value a grid search visits, or ``None`` when the range is continuous."""
+    def n_values(self) -> int | None:
+        """How many values a grid search visits (arithmetic, nothing is enumerated), or
+        ``None`` when the range is continuous."""
+        d = self.distribution
+        if d == "constant":
+            return 1
+        if d == "categorical":
+            return len(self.values or [])
+        lo, hi = self.bounds()
+        if self.is_int:
+            if self.log and not self.step:
+                return int(hi - lo + 1)
+            return int((hi - lo) // int(self.step or 1) + 1)
+        if self.step is None:
+            return None
+        return int(math.floor((hi - lo) / self.step + 1e-9)) + 1
+
+    def discrete_values(self, max_points: int = MAX_GRID_POINTS) -> list[Scalar] | None:
+        """Every value a grid search visits, or ``None`` when the range is continuous or has
+        more than ``max_points`` values."""
+        n = self.n_values()
+        if n is None or n > max_points:
+            return None
         d = self.distribution
         if d == "constant":
             return [self.value]
@@ -226,19 +271,8 @@ class ParamSpec(_Strict):
             return list(self.values or [])
         lo, hi = self.bounds()
         if self.is_int:
-            step = int(self.step or 1)
-            if not self.log or self.step:
-                n = (hi - lo) // step + 1
-                if n > max_points:
-                    return None
-                return list(range(lo, hi + 1, step))
-            return None if hi - lo + 1 > max_points else list(range(lo, hi + 1))
-        if self.step is None:
-            return None
-        n = int(math.floor((hi - lo) / self.step + 1e-9)) + 1
-        if n > max_points:
-            return None
-        return [round(lo + i * self.step, 12) for i in range(n)]
+            return list(range(lo, hi + 1, int(self.step or 1)))
+        return [round(lo + i * self.step, 12) for i in range(n)]  # type: ignore[operator]
 
 
 class MethodSpace(_Strict):
@@ -308,8 +342,8 @@ class EarlyTerminate(_Strict):
     """ASHA early stopping on the per-epoch objective (never with a time objective)."""
 
     type: Literal["asha"] = "asha"
-    grace_period: int = Field(1, ge=1, description="epochs before a trial may be stopped")
-    reduction_factor: float = Field(2.0, gt=1, description="keep the best 1/reduction_factor")
+    grace_period: int = Field(1, ge=1, le=100_000, description="epochs before a trial may be stopped")
+    reduction_factor: float = Field(2.0, gt=1, le=100, description="keep the best 1/reduction_factor")
     brackets: int = Field(1, ge=1, le=8)
 
 
@@ -317,18 +351,18 @@ class SearchSpec(_Strict):
     algorithm: Literal["tpe", "random", "grid", "nsga2", "gp", "cmaes", "qmc"] = Field(
         "tpe", description="Optuna sampler (grid enumerates every point of a discrete space)")
     num_samples: int | None = Field(
-        None, ge=1, description="configurations to try (each runs once per seed); "
+        None, ge=1, le=MAX_CONFIGS, description="configurations to try (each runs once per seed); "
                                 "default 20, or the grid size for grid")
     max_concurrent: int | None = Field(
-        None, ge=1, description="trials at a time (default: CPUs / resources_per_trial.cpu)")
+        None, ge=1, le=10_000, description="trials at a time (default: CPUs / resources_per_trial.cpu)")
     max_failed_trials: int | None = Field(
-        None, ge=0, description="stop the sweep (exit 1) after more failed trials than this")
+        None, ge=0, le=MAX_CONFIGS, description="stop the sweep (exit 1) after more failed trials than this")
     trial_retries: int = Field(
         2, ge=0, le=10, description="restarts (from the last checkpoint) of a trial whose worker "
         "or node died; an exception raised by the method itself is never retried")
-    seed: int = Field(0, ge=0, description="sampler seed")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="sampler seed")
     n_startup_trials: int | None = Field(
-        None, ge=0, description="random trials before TPE/GP model the space "
+        None, ge=0, le=MAX_CONFIGS, description="random trials before TPE/GP model the space "
                                 "(default: num_samples // 4 clipped to [2, 10])")
     start_from_defaults: bool = Field(
         True, description="enqueue every method's paper defaults as its first trial")
@@ -338,10 +372,11 @@ class SearchSpec(_Strict):
 class BudgetSpec(_Strict):
     """What one trial may spend; the trainable enforces it, not the method."""
 
-    max_epochs: int | None = Field(None, ge=1, description="stop a method after this many epochs")
+    max_epochs: int | None = Field(None, ge=1, le=100_000,
+                                   description="stop a method after this many epochs")
     max_time_ratio: float | None = Field(
-        None, gt=0, description="stop once unlearning time exceeds this share of retrain time")
-    max_seconds: float | None = Field(None, gt=0, description="stop once unlearning time exceeds this")
+        None, gt=0, le=1000, description="stop once unlearning time exceeds this share of retrain time")
+    max_seconds: float | None = Field(None, gt=0, le=30 * 86400, description="stop once unlearning time exceeds this")
     max_cost_ratio: float | None = Field(
         None, gt=0, le=100, allow_inf_nan=False,
         description="stop once the sample-passes spent exceed this share of retraining's "
@@ -355,17 +390,19 @@ class BudgetSpec(_Strict):
 
 
 class Resources(_Strict):
-    cpu: float = Field(1.0, gt=0, description="CPUs per trial")
-    gpu: float = Field(0.0, ge=0, description="GPUs per trial (fractions share a device)")
+    cpu: float = Field(1.0, gt=0, le=MAX_CPUS_PER_TRIAL, description="CPUs per trial")
+    gpu: float = Field(0.0, ge=0, le=MAX_GPUS_PER_TRIAL,
+                       description="GPUs per trial (fractions share a device)")
 
 
 class EvaluationSpec(_Strict):
     catboost: bool = Field(False, description="run the CatBoost MIA after every epoch (~1 s)")
-    batch_size: int | None = Field(None, ge=1, description="evaluation batch size (default: workload's)")
+    batch_size: int | None = Field(None, ge=1, le=65536, description="evaluation batch size (default: workload's)")
 
 
 class TrackingSpec(_Strict):
-    experiment: str = Field("raysweep", min_length=1, description="MLflow experiment name")
+    experiment: str = Field("raysweep", min_length=1, max_length=MAX_EXPERIMENT_NAME,
+                            pattern=r"^[^\x00-\x1f]+$", description="MLflow experiment name")
     checkpoints: Literal["best", "all", "none"] = Field(
         "best", description="log the best checkpoint of each method, of every trial, or none")
 
@@ -388,8 +425,8 @@ class SweepSpec(_Strict):
         description="one entry: a single objective; two or more: a Pareto search")
     search: SearchSpec = Field(default_factory=SearchSpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
-                             description="each configuration runs once per seed")
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=1000,
+                              description="each configuration runs once per seed")
     resources_per_trial: Resources = Field(default_factory=Resources)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
@@ -469,10 +506,10 @@ class SweepSpec(_Strict):
         if self.search.num_samples is not None:
             n = self.search.num_samples
             if self.search.algorithm == "grid":
-                n = min(n, len(grid_points(self)))
+                n = min(n, grid_size(self))
             return n
         if self.search.algorithm == "grid":
-            return len(grid_points(self))
+            return grid_size(self)
         return 20
 
 
@@ -602,14 +639,27 @@ def resolve_spec(spec: SweepSpec, source: str = "<sweep>") -> SweepSpec:
     if spec.search.algorithm == "grid":
         for name, params in spaces.items():
             for pname, p in params.items():
-                if p.discrete_values() is None:
+                if p.n_values() is None:
                     raise ConfigError(
                         f"{source}: {prefix[name]}.{pname}: grid search needs a discrete range; "
                         f"give values: [...] or a step (got {p.distribution} {p.min}..{p.max})")
+        size = sum(_grid_count(params, MAX_GRID_POINTS) for params in spaces.values())
+        if size > MAX_GRID_POINTS:
+            raise ConfigError(
+                f"{source}: search.algorithm: the grid has more than {MAX_GRID_POINTS} points "
+                f"(the product of every parameter's number of values); use larger steps, fewer "
+                f"values, or algorithm: tpe/random with search.num_samples")
     data = spec.model_dump(mode="json", exclude={"method", "parameters", "methods"})
     data["methods"] = {n: {"parameters": {k: v.model_dump(mode="json") for k, v in ps.items()}}
                        for n, ps in spaces.items()}
-    return SweepSpec.model_validate(data)
+    resolved = SweepSpec.model_validate(data)
+    trials = resolved.num_configs() * len(resolved.seeds)
+    if trials > MAX_CONFIGS:
+        raise ConfigError(
+            f"{source}: search.num_samples: {resolved.num_configs()} configurations x "
+            f"{len(resolved.seeds)} seed(s) = {trials} trials, more than the {MAX_CONFIGS} one "
+            f"sweep may run; lower search.num_samples or split the sweep")
+    return resolved
 
 
 def _check_method_space(method: str, params: Mapping[str, ParamSpec], where: str) -> None:
@@ -637,6 +687,15 @@ def _check_method_space(method: str, params: Mapping[str, ParamSpec], where: str
                 if choices is not None and v not in choices:
                     raise ConfigError(f"{where}.{pname}.when.{cond}: {v!r} is not one of "
                                       f"{cond}'s values {choices}")
+        # A real-valued range on an integer field: every suggested 2.7 fails in the worker.
+        annotation = info.config.model_fields[pname].annotation
+        kinds = accepted_scalars(annotation)
+        if p.distribution in ("uniform", "loguniform") and "int" in kinds \
+                and not kinds & {"float", "any"}:
+            raise ConfigError(
+                f"{where}.{pname}: {method}.{pname} is an integer but distribution "
+                f"{p.distribution} draws real values; use distribution: int_"
+                f"{p.distribution} with integer min/max (see: raysweep methods show {method})")
         # Every value the search can produce must be valid for the method's config.
         probes: list[tuple[str, Any]] = []
         if p.distribution == "constant":
@@ -647,6 +706,7 @@ def _check_method_space(method: str, params: Mapping[str, ParamSpec], where: str
             lo, hi = p.bounds()
             probes += [("min", lo), ("max", hi)]
         for label, value in probes:
+            check_number_value(value, annotation, f"{where}.{pname}.{label}")
             try:
                 info.config(**{pname: value})
             except ValidationError as exc:
@@ -730,6 +790,45 @@ def _method_grid(params: Mapping[str, ParamSpec]) -> Iterator[dict[str, Any]]:
             del chosen[name]
 
     yield from rec(0, {})
+
+
+def _grid_count(params: Mapping[str, ParamSpec], cap: int) -> int:
+    """The number of grid points of one method, ``when:`` conditions honoured, computed without
+    building them: only the values of parameters that others depend on are enumerated (they
+    are categorical), the rest multiply. Stops as soon as the count passes ``cap`` (every
+    enumerated combination is worth at least one point), so the work is bounded by ``cap``."""
+    order = _condition_order(params)
+    parents = {c for p in params.values() for c in p.when}
+    total = 0
+
+    def rec(i: int, chosen: dict[str, Any], mult: int) -> None:
+        nonlocal total
+        if total > cap:
+            return
+        if i == len(order):
+            total += mult
+            return
+        name = order[i]
+        p = params[name]
+        if not active(p, chosen):
+            rec(i + 1, chosen, mult)
+        elif name in parents:
+            for v in p.discrete_values() or []:
+                chosen[name] = v
+                rec(i + 1, chosen, mult)
+                del chosen[name]
+                if total > cap:
+                    return
+        else:
+            rec(i + 1, chosen, mult * (p.n_values() or 1))
+
+    rec(0, {}, 1)
+    return total
+
+
+def grid_size(spec: SweepSpec, cap: int = MAX_GRID_POINTS) -> int:
+    """How many points :func:`grid_points` has (``cap + 1`` or more means "too many")."""
+    return sum(_grid_count(params, cap) for params in spec.spaces().values())
 
 
 def grid_points(spec: SweepSpec) -> list[tuple[str, dict[str, Any]]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ __all__ = [
 class TrainConfig(BaseModel):
     """The recipe for the original model; the retrain oracle reuses it on D_r."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     epochs: int = Field(5, ge=1, le=1000)
     lr: float = Field(0.05, gt=0, le=10)
@@ -100,18 +100,31 @@ def train_model(model: nn.Module, dataset: TensorDataset, cfg: TrainConfig, *,
     return time.perf_counter() - start
 
 
-@torch.no_grad()
 def predict_logits(model: nn.Module, dataset: TensorDataset, *, device: torch.device,
                    batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """One forward pass over a split: ``(logits float32 (N, C), labels int64 (N,))``."""
+    """One forward pass over a split: ``(logits float32 (N, C), labels int64 (N,))``.
+
+    Slices the dataset's tensors in order instead of going through a ``DataLoader``: the
+    loader fetches and collates one sample at a time, which on a small model costs more than
+    the forward pass itself. Runs under ``torch.inference_mode`` (no autograd bookkeeping).
+    """
     was_training = model.training
     model.eval()
+    if isinstance(dataset, TensorDataset):
+        x_all, y_all = dataset.tensors[0], dataset.tensors[1]
+        batches: Any = ((x_all[i:i + batch_size], None) for i in range(0, len(y_all), batch_size))
+    else:  # any other map-style dataset of (x, y) pairs
+        batches = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     outs, labels = [], []
-    with torch.no_grad():
-        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            outs.append(model(x.to(device)).float().cpu())
-            labels.append(y)
-    model.train(was_training)
+    try:
+        with torch.inference_mode():
+            for x, y in batches:
+                outs.append(model(x.to(device, non_blocking=True)).float().cpu())
+                if y is not None:
+                    labels.append(y)
+    finally:
+        model.train(was_training)
     if not outs:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    return torch.cat(outs).numpy(), torch.cat(labels).numpy()
+    y_np = (y_all if isinstance(dataset, TensorDataset) else torch.cat(labels)).cpu().numpy()
+    return torch.cat(outs).numpy(), y_np.astype(np.int64, copy=False)

@@ -82,11 +82,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from raysweep.config import WorkloadConfig, load_yaml, parse_model
+from raysweep.config import MAX_SEED, WorkloadConfig, check_number_value, load_yaml, parse_model
 from raysweep.errors import ConfigError, did_you_mean
 
 __all__ = ["Direction", "Tolerance", "TuneSpec", "SuiteEntry", "SuiteConfig", "SuiteScale", "Entry",
@@ -106,7 +106,13 @@ _ID_FORBIDDEN = re.compile(r"[.\s]")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN/inf in any float (a NaN tolerance or target disables the gate); strict types: a
+    # YAML boolean is not a number.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+_DEVICE = re.compile(r"^(?:auto|cpu|mps|cuda(?::\d{1,3})?)$")
 
 
 class Tolerance(_Strict):
@@ -118,11 +124,11 @@ class Tolerance(_Strict):
 
     direction: Direction | None = Field(
         None, description="higher_is_better, lower_is_better, or target (closer to `target` is better)")
-    abs: float | None = Field(None, ge=0, description="allowed absolute change in the worse direction")
-    rel: float | None = Field(None, ge=0, description="allowed change as a fraction of |baseline|")
-    target: float | None = Field(None, description="ideal value when direction is target (e.g. MIA 0.5)")
+    abs: float | None = Field(None, ge=0, le=1e9, description="allowed absolute change in the worse direction")
+    rel: float | None = Field(None, ge=0, le=1e6, description="allowed change as a fraction of |baseline|")
+    target: float | None = Field(None, ge=-1e9, le=1e9, description="ideal value when direction is target (e.g. MIA 0.5)")
     min_sigma: float | None = Field(
-        None, ge=0, description="also require the change to be >= this many pooled seed std devs")
+        None, ge=0, le=1000, description="also require the change to be >= this many pooled seed std devs")
 
     def merged(self, override: Tolerance | None) -> Tolerance:
         if override is None:
@@ -166,12 +172,13 @@ class TuneSpec(_Strict):
     num_samples: int = Field(8, ge=1, le=100_000, description="configurations the sweep tries")
     algorithm: Literal["tpe", "random", "grid", "nsga2", "gp", "cmaes", "qmc"] = Field(
         "tpe", description="Optuna sampler")
-    seed: int = Field(0, ge=0, description="sampler seed")
-    seeds: list[int] = Field(default_factory=lambda: [TUNING_SEED_BASE], min_length=1,
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="sampler seed")
+    seeds: list[Seed] = Field(default_factory=lambda: [TUNING_SEED_BASE], min_length=1,
+                              max_length=1000,
                              description="tuning seeds: each configuration runs once per seed "
                                          "while tuning; they live at 1000+ and must not overlap "
                                          "the entry's evaluation seeds (default [1000])")
-    max_concurrent: int | None = Field(None, ge=1, description="trials at a time")
+    max_concurrent: int | None = Field(None, ge=1, le=10_000, description="trials at a time")
     parameters: dict[str, Any] | None = Field(
         None, description="the method's ranges (default: its bundled search space)")
     objective: dict[str, Any] | None = Field(None, description="weights of the composite objective")
@@ -189,10 +196,11 @@ class SuiteEntry(_Strict):
     config: Literal["default", "tuned"] | dict[str, Any] = Field(
         "default", description="default (paper defaults), tuned, or a mapping of pinned values")
     tune: TuneSpec | None = None
-    seeds: list[int] | None = Field(None, min_length=1, description="evaluation seeds")
+    seeds: list[Seed] | None = Field(None, min_length=1, max_length=1000,
+                                     description="evaluation seeds")
     seed_scope: SeedScope | None = Field(
         None, description="method or full (default: the suite's seed_scope)")
-    max_epochs: int | None = Field(None, ge=1, description="epoch budget of every run")
+    max_epochs: int | None = Field(None, ge=1, le=100_000, description="epoch budget of every run")
     tolerances: dict[str, Tolerance] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -228,15 +236,16 @@ class SuiteEntry(_Strict):
 
 
 class Resources(_Strict):
-    cpu: float = Field(1.0, gt=0, description="CPUs per run (Ray task)")
-    gpu: float = Field(0.0, ge=0, description="GPUs per run (Ray task)")
+    cpu: float = Field(1.0, gt=0, le=1024, description="CPUs per run (Ray task)")
+    gpu: float = Field(0.0, ge=0, le=64, description="GPUs per run (Ray task)")
 
 
 class SuiteScale(_Strict):
     """One named size of a suite (``scales:``; see the module docstring)."""
 
     description: str = ""
-    seeds: list[int] | None = Field(None, min_length=1, description="replaces the suite's seeds")
+    seeds: list[Seed] | None = Field(None, min_length=1, max_length=1000,
+                                     description="replaces the suite's seeds")
     tune: dict[str, Any] | None = Field(
         None, description="fields merged into every tuned entry's tune: (e.g. num_samples)")
     workloads: dict[str, dict[str, Any]] = Field(
@@ -256,19 +265,20 @@ class SuiteScale(_Strict):
 class RelearnSpec(_Strict):
     """Relearn time (paper 003) of every run's final model: :func:`raysweep.metrics.relearn_time`."""
 
-    lr: float = Field(0.01, gt=0, description="fine-tuning learning rate on D_f (SGD, momentum 0.9)")
+    lr: float = Field(0.01, gt=0, le=10, description="fine-tuning learning rate on D_f (SGD, momentum 0.9)")
     max_epochs: int = Field(10, ge=1, le=1000, description="cap; reported when never relearned")
     tolerance: float = Field(0.02, ge=0, le=1, description="within this of the original's forget accuracy")
-    batch_size: int = Field(64, ge=1)
-    max_samples: int | None = Field(None, ge=1, description="fine-tune on at most this many D_f samples")
+    batch_size: int = Field(64, ge=1, le=65536)
+    max_samples: int | None = Field(None, ge=1, le=100_000_000, description="fine-tune on at most this many D_f samples")
 
 
 class SuiteConfig(_Strict):
     schema_version: Literal[1] = 1
-    name: str = Field(..., description="suite name; the MLflow experiment is raysweep-bench/<name>")
+    name: str = Field(..., max_length=200,
+                      description="suite name; the MLflow experiment is raysweep-bench/<name>")
     description: str = ""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
-                             description="default evaluation seeds of every entry (below 1000)")
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=1000,
+                              description="default evaluation seeds of every entry (below 1000)")
     seed_scope: SeedScope = Field(
         "method", description="what an evaluation seed varies: method (the unlearning run only) "
                               "or full (the workload's seed too: data subset, forget set, "
@@ -283,7 +293,14 @@ class SuiteConfig(_Strict):
     tolerances: dict[str, Tolerance] = Field(default_factory=dict)
     scales: dict[str, SuiteScale] = Field(
         default_factory=dict, description="named sizes chosen with --scale (default: small)")
-    entries: list[SuiteEntry] = Field(..., min_length=1)
+    entries: list[SuiteEntry] = Field(..., min_length=1, max_length=10_000)
+
+    @field_validator("device")
+    @classmethod
+    def _device_ok(cls, v: str) -> str:
+        if not _DEVICE.match(v):
+            raise ValueError(f"not a device: {v!r}; use cpu, cuda, cuda:N, mps or auto")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -435,22 +452,16 @@ def apply_suite_overrides(data: dict[str, Any], overrides: list[str], source: st
         --set entries.0.seeds=[1,2]
         --set tolerances.forget/acc.abs=0.1
     """
-    import yaml
+    import copy
 
-    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data, sort_keys=False)) or {}
+    from raysweep._yaml import parse_scalar
+
+    out: dict[str, Any] = copy.deepcopy(data) or {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"{source} {item!r}: expected path=value")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        if isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
+        value = parse_scalar(raw, f"{source} {key}")
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
             raise ConfigError(f"{source} {item!r}: empty path")
@@ -573,6 +584,48 @@ def _apply_scale(data: dict[str, Any], scale: str | None, src: str
     return out, chosen, sc
 
 
+#: Metrics a suite run records beyond those of a sweep trial (see raysweep.bench._run).
+_BENCH_METRICS = ("objective", "objective/test", "relearn/epochs", "mia/member_rate")
+#: Metrics whose better direction is fixed: distances, costs and times go down; accuracies on
+#: what is kept go up. A tolerance that says the opposite would pass every regression.
+_LOWER_IS_BETTER_PREFIXES = ("dist/", "objective", "cost/", "time/", "gap/oracle",
+                             "sape/acc_err_oracle")
+
+
+def _known_metrics() -> list[str]:
+    from raysweep.report import METRICS
+    from raysweep.sweep.space import KNOWN_METRICS
+
+    return sorted({*KNOWN_METRICS, *_BENCH_METRICS, *METRICS})
+
+
+def _check_metric(metric: str, where: str) -> None:
+    """A toleranced or reported metric must be one a run records: a typo would never match,
+    and the gate would pass without checking anything."""
+    known = _known_metrics()
+    if metric in known:
+        return
+    hint = did_you_mean(metric, known)
+    namespaces = {k.split("/")[0] for k in known if "/" in k}
+    # A new metric in a known family is accepted unless it looks like a typo of a known one.
+    if not hint and "/" in metric and metric.split("/")[0] in namespaces:
+        return
+    raise ConfigError(f"{where}: no run records metric {metric!r}{hint}; choose one of "
+                      f"raysweep metrics list (e.g. forget/acc, test/acc, mia/lr_auc, "
+                      f"objective/test)")
+
+
+def _check_direction(metric: str, tol: Tolerance, where: str) -> None:
+    from raysweep.sweep.leaderboard import MAXIMIZE
+
+    if tol.direction == "lower_is_better" and metric in MAXIMIZE:
+        raise ConfigError(f"{where}.direction: lower_is_better, but higher {metric} is better; "
+                          f"use direction: higher_is_better (or target)")
+    if tol.direction == "higher_is_better" and metric.startswith(_LOWER_IS_BETTER_PREFIXES):
+        raise ConfigError(f"{where}.direction: higher_is_better, but lower {metric} is better "
+                          f"(a distance, cost or time); use direction: lower_is_better")
+
+
 def _check_tuning_seeds(cfg: SuiteConfig, where: str) -> None:
     """Tuning seeds must not be evaluation seeds (one ConfigError line naming the field)."""
     for i, raw in enumerate(cfg.entries):
@@ -619,7 +672,11 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
                                 f"{path}: scales.{sname}")
 
     for metric, tol in cfg.tolerances.items():
+        _check_metric(metric, f"{src}: tolerances")
         tol.check_complete(f"{src}: tolerances.{metric}")
+        _check_direction(metric, tol, f"{src}: tolerances.{metric}")
+    for metric in cfg.report_metrics or []:
+        _check_metric(metric, f"{src}: report_metrics")
 
     entries: list[Entry] = []
     seen: dict[str, str] = {}
@@ -647,12 +704,18 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
                 kind, values = "default", {}
             else:
                 kind, values = "pinned", dict(raw.config)  # type: ignore[arg-type]
+                fields = get_method(method).config.model_fields
+                for k, v in values.items():
+                    if k in fields:
+                        check_number_value(v, fields[k].annotation, f"{where}.config.{k}")
                 make_config(method, values, where=f"{where}.config")
             tolerances: dict[str, Tolerance] = {}
             for metric in [*cfg.tolerances, *(m for m in raw.tolerances if m not in cfg.tolerances)]:
                 base = cfg.tolerances.get(metric, Tolerance())
                 tol = base.merged(raw.tolerances.get(metric))
+                _check_metric(metric, f"{where}.tolerances")
                 tol.check_complete(f"{where}.tolerances.{metric}")
+                _check_direction(metric, tol, f"{where}.tolerances.{metric}")
                 tolerances[metric] = tol
             # Default and pinned configs share the plain id so that pinning a best-known config
             # keeps the entry's history; a tuned entry sits beside the default one.

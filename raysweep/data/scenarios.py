@@ -28,7 +28,7 @@ __all__ = [
 
 
 class _ScenarioBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     def forget_mask(self, ds: LoadedDataset, seed: int) -> np.ndarray:
         mask = self._mask(ds, seed)

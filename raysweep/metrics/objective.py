@@ -107,7 +107,8 @@ _W = dict(ge=0, le=1000, allow_inf_nan=False)
 class ObjectiveConfig(BaseModel):
     """The composite objective's settings, as written in a search-space YAML ``objective:``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a YAML boolean is not a weight; no NaN/inf anywhere (every trial would score it).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     w_forget: float = Field(1.0, **_W, description="weight of |acc(D_f) - oracle's|")
     w_heldout: float = Field(1.0, **_W, description="weight of |held-out acc - oracle's|")

@@ -1,0 +1,268 @@
+"""Checks of the environment and output settings, run before anything is written.
+
+A sweep creates its directory, an MLflow parent run and trains reference models; a suite trains
+everything before it writes its report. A setting that cannot work (an unwritable
+``RAYSWEEP_HOME``, an MLflow URI of an unknown scheme, ``RAY_ADDRESS=auto`` with no cluster, a
+GPU request on a machine without one) must fail before any of that, with one
+:class:`~raysweep.errors.UserError` line naming the setting, its value and the fix. Nothing here
+creates a file or a directory: writability is judged on the nearest existing ancestor.
+
+``raysweep run`` calls :func:`sweep_preflight`; ``raysweep validate`` and ``run --dry-run`` call
+:func:`static_sweep_checks` (what does not depend on the machine); ``bench run`` calls
+:func:`bench_preflight`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from pathlib import Path
+from typing import Any
+
+from raysweep.errors import UserError
+
+__all__ = ["check_device", "check_num_cpus", "check_writable_dir", "check_env_dirs",
+           "check_ray_auto", "check_tracking_store", "check_experiment", "check_local_resources",
+           "check_out_template", "sweep_preflight", "static_sweep_checks", "bench_preflight",
+           "OUT_PLACEHOLDERS"]
+
+_DEVICE = re.compile(r"^(?:auto|cpu|mps|cuda(?::(\d{1,3}))?)$")
+#: MLflow tracking URI schemes raysweep can use (plain paths are file stores).
+_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: Placeholders a ``bench run --out`` template may use.
+OUT_PLACEHOLDERS = ("suite", "timestamp")
+
+
+def check_device(device: str | None, where: str = "--device") -> None:
+    """``cpu``, ``auto``, ``mps`` or ``cuda[:N]``, and the device must exist on this machine."""
+    if device is None or device == "auto":
+        return
+    m = _DEVICE.match(str(device))
+    if not m:
+        raise UserError(f"{where} {device!r}: not a device; use cpu, cuda, cuda:N, mps or auto")
+    if device.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(m.group(1) or 0)
+        if count == 0:
+            raise UserError(f"{where} {device!r}: this machine has no CUDA device; use cpu or "
+                            f"auto")
+        if index >= count:
+            raise UserError(f"{where} {device!r}: there are {count} CUDA device(s), "
+                            f"cuda:0..cuda:{count - 1}; pick one of them")
+    if device == "mps":
+        import torch
+
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UserError(f"{where} 'mps': Apple's MPS backend is not available here; use cpu")
+
+
+def check_num_cpus() -> int | None:
+    """``RAYSWEEP_NUM_CPUS``: a positive integer (it caps the local Ray), or unset."""
+    raw = os.environ.get("RAYSWEEP_NUM_CPUS")
+    if raw is None or raw == "":
+        return None
+    try:
+        n = int(raw.strip())
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 4096:
+        raise UserError(f"RAYSWEEP_NUM_CPUS={raw!r}: expected a whole number of CPUs from 1 to "
+                        f"4096; unset it to use every CPU")
+    return n
+
+
+def check_writable_dir(path: Path, what: str) -> None:
+    """``path`` is a writable directory, or can be created as one (nothing is created)."""
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise UserError(f"{what} {p}: exists but is not a directory; point it at a directory")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise UserError(f"{what} {p}: directory is not writable; fix its permissions or "
+                            f"choose another directory")
+        return
+    parent = p.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{what} {p}: cannot be created because {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {p}: cannot be created, {parent} is not writable; choose a "
+                        f"directory you can write")
+
+
+def check_env_dirs(*, home: bool = True, cache: bool = True) -> None:
+    """``RAYSWEEP_HOME`` (sweep directories) and ``RAYSWEEP_CACHE`` (workloads)."""
+    if home:
+        check_writable_dir(Path(os.environ.get("RAYSWEEP_HOME", ".raysweep")), "RAYSWEEP_HOME")
+    if cache:
+        from raysweep.workload import cache_root
+
+        check_writable_dir(cache_root(), "RAYSWEEP_CACHE")
+
+
+def check_ray_auto(address: str | None) -> None:
+    """``auto`` (``--address`` or ``RAY_ADDRESS``) needs a running cluster on this machine."""
+    if address != "auto":
+        return
+    try:
+        from ray._private import services
+
+        found = services.find_bootstrap_address(None) or next(
+            iter(services.find_gcs_addresses()), None)
+    except Exception:  # noqa: BLE001 - a private Ray API changed: let Ray decide
+        return
+    if not found:
+        raise UserError("RAY_ADDRESS/--address 'auto': no running Ray cluster found on this "
+                        "machine; start one with ray start --head, give HOST:PORT, or unset "
+                        "RAY_ADDRESS for a private local Ray")
+    from raysweep.sweep.runner import check_ray_address
+
+    check_ray_address(found)
+
+
+def check_tracking_store(uri: str) -> None:
+    """The MLflow URI has a scheme raysweep can use, and a local database path is a database."""
+    scheme = uri.split(":", 1)[0].lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", uri) else ""
+    base = scheme.split("+", 1)[0]
+    if scheme and base not in _SCHEMES:
+        raise UserError(f"MLFLOW_TRACKING_URI {uri}: unknown scheme {scheme!r}; use "
+                        f"sqlite:///PATH.db, http(s)://HOST:PORT or postgresql://...")
+    if base == "sqlite":
+        path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+        if path is None or not str(path) or str(path) == ":memory:":
+            raise UserError(f"MLFLOW_TRACKING_URI {uri}: give a database file, "
+                            f"sqlite:///PATH/mlflow.db")
+        if path.is_dir():
+            raise UserError(f"MLFLOW_TRACKING_URI {uri}: {path} is a directory, not a database "
+                            f"file; use sqlite:///{path}/mlflow.db")
+        if path.exists():
+            try:
+                with path.open("rb") as fh:
+                    head = fh.read(len(_SQLITE_MAGIC))
+            except OSError as exc:
+                raise UserError(f"MLFLOW_TRACKING_URI {uri}: cannot read {path} "
+                                f"({exc.strerror or exc})") from None
+            if head and head != _SQLITE_MAGIC:
+                raise UserError(f"MLFLOW_TRACKING_URI {uri}: {path} is not an SQLite database; "
+                                f"point it at an MLflow database or a new file name")
+            if not os.access(path, os.W_OK):
+                raise UserError(f"MLFLOW_TRACKING_URI {uri}: {path} is read-only; fix its "
+                                f"permissions or choose another database")
+        else:
+            check_writable_dir(path.parent, f"MLFLOW_TRACKING_URI {uri}: directory")
+    if base == "file" or not scheme:
+        raise UserError(f"MLFLOW_TRACKING_URI {uri}: a file store is not supported (MLflow 3 "
+                        f"refuses it); use sqlite:///PATH/mlflow.db")
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_experiment(uri: str, name: str, where: str) -> None:
+    """The experiment is not deleted in an existing local store, and its artifact root (the
+    ``mlartifacts`` directory next to an SQLite database) can be written."""
+    path = _sqlite_path(uri)
+    if path is None:
+        return
+    check_writable_dir(path.parent / "mlartifacts", "MLflow artifact root")
+    if not path.is_file() or path.stat().st_size == 0:
+        return  # a new store: nothing to look up, and looking would create it
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = con.execute("SELECT lifecycle_stage, artifact_location FROM experiments "
+                              "WHERE name = ?", (name,)).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return  # not an MLflow schema yet or locked: MLflow reports it with its own words
+    if row is None:
+        return
+    stage, location = row
+    if stage == "deleted":
+        raise UserError(f"{where} {name!r}: this MLflow experiment is deleted in {uri}; restore "
+                        f"it (mlflow experiments restore --experiment-id ID) or choose another "
+                        f"name")
+    if isinstance(location, str) and location.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        check_writable_dir(Path(unquote(urlparse(location).path)),
+                           f"MLflow artifact root of experiment {name!r}")
+
+
+def check_local_resources(cpu: float, gpu: float, address: str | None, where: str) -> None:
+    """On a private local Ray, a trial must fit this machine or it waits forever."""
+    if address:
+        return  # a cluster: its resources are checked once Ray is joined
+    cpus = check_num_cpus() or os.cpu_count() or 1
+    if cpu > cpus:
+        raise UserError(f"{where}.cpu: {cpu:g} CPUs per trial, but the local Ray has {cpus}; "
+                        f"lower it, or run on a cluster with --address")
+    if gpu > 0:
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise UserError(f"{where}.gpu: {gpu:g} GPUs per trial, but this machine has no CUDA "
+                            f"GPU; set {where}.gpu: 0 or run on a GPU cluster with --address")
+        if gpu > n:
+            raise UserError(f"{where}.gpu: {gpu:g} GPUs per trial, but this machine has {n}; "
+                            f"lower it")
+
+
+def check_out_template(template: str | None) -> None:
+    """``bench run --out``: only known placeholders, and a directory that can be written."""
+    if not template:
+        return
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise UserError(f"--out {template!r}: {exc}; write {{{{ and }}}} for literal braces") from None
+    for f in fields:
+        if f not in OUT_PLACEHOLDERS:
+            raise UserError(f"--out {template!r}: unknown placeholder {{{f}}}; use "
+                            f"{', '.join('{' + p + '}' for p in OUT_PLACEHOLDERS)}")
+    sample = Path(template.format(suite="suite", timestamp="00000000-000000"))
+    check_writable_dir(sample, "--out")
+
+
+def static_sweep_checks(spec: Any) -> None:
+    """What ``validate`` and ``run --dry-run`` can check without this machine's resources: the
+    workload exists and parses (a misspelled name fails here, not after the sweep started)."""
+    from raysweep.workload import load_workload_config
+
+    load_workload_config(spec.workload)
+
+
+def sweep_preflight(spec: Any, address: str | None, uri: str) -> None:
+    """Everything ``raysweep run`` can check before it writes or trains anything."""
+    static_sweep_checks(spec)
+    check_num_cpus()
+    check_env_dirs()
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    check_ray_auto(target)
+    check_tracking_store(uri)
+    check_experiment(uri, spec.tracking.experiment, "tracking.experiment")
+    r = spec.resources_per_trial
+    check_local_resources(r.cpu, r.gpu, target, "resources_per_trial")
+
+
+def bench_preflight(suite: Any, *, device: str | None, out: str | None, address: str | None,
+                    uri: str) -> None:
+    """Everything ``raysweep bench run`` can check before MLflow and training."""
+    check_device(device or suite.config.device, "--device" if device else
+                 f"{suite.source}: device")
+    check_out_template(out)
+    check_num_cpus()
+    check_env_dirs(home=False)
+    check_ray_auto(address)
+    check_tracking_store(uri)
+    check_experiment(uri, suite.experiment_name, "suite experiment")

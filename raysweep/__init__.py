@@ -1,5 +1,12 @@
 """raysweep: tune and benchmark machine-unlearning methods with Ray Tune, Optuna and MLflow.
 
+The Python API (:mod:`raysweep.api`; loaded on first use, so ``import raysweep`` stays light):
+
+* ``raysweep.run(spec)``           run a sweep (YAML path, dict or SweepSpec) -> its outcome
+* ``raysweep.leaderboard(...)``    the leaderboard as a pandas DataFrame of raw values
+* ``raysweep.load_sweep(id)``      a sweep's status, spec, leaderboard and Optuna study
+* ``raysweep.sweeps()``            every sweep on this machine as a DataFrame
+
 Where things live:
 
 * ``raysweep.data``     datasets (embedded and local-directory loaders) and forget scenarios
@@ -14,5 +21,21 @@ Where things live:
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = ["__version__", "run", "leaderboard", "load_sweep", "sweeps"]
+
+_API = frozenset({"run", "leaderboard", "load_sweep", "sweeps"})
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the API pulls in MLflow/pandas (and Ray for run) only when first used.
+    if name in _API:
+        return getattr(importlib.import_module("raysweep.api"), name)
+    raise AttributeError(f"module 'raysweep' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

@@ -34,10 +34,26 @@ app = typer.Typer(
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_REGRESSION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+def _version(value: bool) -> None:
+    if value:
+        from raysweep import __version__
+
+        print(f"raysweep {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """Tune and benchmark machine-unlearning methods on Ray Tune + Optuna + MLflow."""
+
+
 def _register() -> None:
     # Each module adds its commands to ``app``; keep one module per command group.
     from raysweep.cli import (  # noqa: F401
-        _bench, _catalog, _doctor, _jobs, _methods, _metrics, _sweep, _workload,
+        _bench, _catalog, _doctor, _explore, _jobs, _methods, _metrics, _sweep, _workload,
     )
 
 

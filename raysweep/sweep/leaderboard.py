@@ -16,10 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from raysweep.errors import UserError
-from raysweep.report import Column
+from raysweep.report import METRICS, Column, column_legend, metric_column
 
 __all__ = ["aggregate", "leaderboard", "pareto_front", "direction", "MAXIMIZE", "LEGEND", "legend",
-           "leaderboard_columns", "parse_sort"]
+           "leaderboard_columns", "parse_sort", "resolve_metric", "metric_keys"]
 
 #: Metrics where larger is better (everything else sorts ascending).
 MAXIMIZE = frozenset({
@@ -28,13 +28,38 @@ MAXIMIZE = frozenset({
     "mia/catboost", "zrf", "heldout/acc/val", "heldout/acc/test",
 })
 
-#: The legend printed under every leaderboard: which split chose, which split is shown.
-LEGEND = ("Obj (val) = the oracle-referenced objective on the val split, which selected and "
-          "ranks each configuration (the oracle scores 0); every other column is measured on "
-          "test (Acc_* in %, AUC = loss attack on D_f vs matched held-out samples, JS→RT = JS "
-          "divergence to the oracle on D_f, Probe = feature probe, Cost/RT = sample-passes / "
-          "the oracle's)")
+#: The legend's first sentence: which split chose, which split is shown.
+LEGEND = ("Obj (val) selected and ranks each configuration; every other metric column is "
+          "measured on test")
 REFERENCES = ("original", "retrain")
+#: Row keys that are bookkeeping, not metrics (never offered as --sort / --pareto keys).
+_NOT_METRICS = frozenset({"n_trials", "rank", "seeds", "n_seeds", "budget_stopped"})
+
+
+def metric_keys(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The metric keys present in ``rows`` (what ``--sort`` and ``--pareto`` accept)."""
+    keys = {k for r in rows for k, v in r.items()
+            if not k.endswith(":std") and k not in _NOT_METRICS
+            and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return sorted(keys)
+
+
+def resolve_metric(name: str, available: Sequence[str], option: str = "--sort") -> str:
+    """A metric key from a key or a column label (``Acc_t``, ``Obj (val)``; any case), checked
+    against the keys present; an unknown name is a :class:`UserError` listing the valid ones."""
+    if name in available:
+        return name
+    low = name.lower()
+    by_label = [m.key for m in METRICS.values()
+                if low in (m.label.lower(), m.header.lower()) and m.key in available]
+    if by_label:
+        return by_label[0]
+    from raysweep.errors import did_you_mean
+
+    labels = sorted({METRICS[k].label for k in available if k in METRICS})
+    raise UserError(f"{option} {name!r}: no such metric in these runs{did_you_mean(name, available)}; "
+                    f"valid keys: {', '.join(available) or 'none'}"
+                    + (f" (or a column label: {', '.join(labels)})" if labels else ""))
 
 
 def direction(metric: str) -> str:
@@ -88,8 +113,13 @@ def aggregate(runs: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], 
             "workload": workload, "method": method, "kind": "trial", "sweep_id": sweep,
             "run_id": members[0]["run_id"], "run_ids": [m["run_id"] for m in members],
             "trial_id": members[0]["tags"].get("raysweep.trial_id", ""),
-            "n_seeds": len(members),
+            # Repeats of one seed (a space with nothing to search, run num_samples times) are
+            # not independent seeds: count distinct seeds, and the trials apart.
+            "n_seeds": len({int(m["tags"].get("raysweep.seed", 0)) for m in members}),
+            "n_trials": len(members),
             "seeds": [int(m["tags"].get("raysweep.seed", 0)) for m in members],
+            "budget_stopped": sum(1 for m in members if m["tags"].get("raysweep.stopped")),
+            "objective_def": members[0]["tags"].get("raysweep.objective", ""),
             "params": _params(members[0]),
             "sort_key": members[0]["tags"].get("raysweep.sort_key", "objective"),
             "selection_split": members[0]["tags"].get("raysweep.selection_split", "test (old)"),
@@ -105,6 +135,7 @@ def aggregate(runs: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], 
         ref_rows.append({"workload": workload, "method": method, "kind": "reference",
                          "sweep_id": r["tags"].get("raysweep.sweep_id", ""), "run_id": r["run_id"],
                          "run_ids": [r["run_id"]], "n_seeds": 1, "params": {},
+                         "objective_def": r["tags"].get("raysweep.objective", ""),
                          **_best_metrics(r["metrics"])})
     return rows, ref_rows
 
@@ -150,31 +181,71 @@ def pareto_front(rows: Sequence[dict[str, Any]], metrics: Sequence[tuple[str, st
     return front
 
 
+def _choose(option: str, value: str, known: Iterable[str]) -> None:
+    """An unknown ``--workload`` / ``--method`` is an error naming the valid choices."""
+    from raysweep.errors import did_you_mean
+
+    choices = sorted(set(known))
+    if value not in choices:
+        raise UserError(f"{option} {value!r}: no runs of it here{did_you_mean(value, choices)}; "
+                        f"valid: {', '.join(choices) or 'none (run a sweep first)'}")
+
+
+def _objective_groups(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Objective definition -> the sweeps that used it (trial rows only)."""
+    groups: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        if r.get("kind") == "trial":
+            groups[str(r.get("objective_def") or "(not recorded)")].add(str(r.get("sweep_id")))
+    return {k: sorted(v) for k, v in groups.items()}
+
+
 def leaderboard(runs: Iterable[Mapping[str, Any]], *, workload: str | None = None,
                 method: str | None = None, sort: str | None = None,
                 pareto: Sequence[str] | None = None, top: int | None = None,
                 all_configs: bool = False) -> list[dict[str, Any]]:
-    """Reference rows first, then the best configuration per workload x method (ranked)."""
+    """Reference rows first, then the best configuration per workload x method (ranked).
+
+    Names are checked: an unknown workload, method, ``sort`` or ``pareto`` metric raises a
+    :class:`~raysweep.errors.UserError` that lists the valid ones. Rows of sweeps whose
+    objectives differ are never ranked by the objective together: that raises too, naming the
+    sweeps and the fix (``--sweep``, or ``sort`` by a metric that means the same everywhere).
+    """
     rows, refs = aggregate(runs)
     if workload:
+        _choose("--workload", workload, [r["workload"] for r in rows + refs])
         rows = [r for r in rows if r["workload"] == workload]
         refs = [r for r in refs if r["workload"] == workload]
     if method:
+        _choose("--method", method, [r["method"] for r in rows])
         rows = [r for r in rows if r["method"] == method]
+    available = metric_keys(rows)
     if sort:
-        metric, mode = parse_sort(sort)
+        name, mode = parse_sort(sort)
+        metric = resolve_metric(name, available, "--sort") if rows else name
+        if ":" not in sort:
+            mode = direction(metric)
     else:
         keys = {r["sort_key"] for r in rows} or {"objective"}
         metric = "objective" if "objective" in keys or len(keys) > 1 else keys.pop()
         mode = "min" if metric == "objective" else direction(metric)
     if rows and not any(metric in r for r in rows):
-        known = sorted({k for r in rows for k in r if "/" in k or k in ("objective", "zrf")})
-        from raysweep.errors import did_you_mean
-
-        raise UserError(f"--sort {metric!r}: no such metric in these runs"
-                        f"{did_you_mean(metric, known)}")
+        resolve_metric(metric, available, "--sort")
+    objectives = _objective_groups(rows)
+    ranks_by_objective = metric.startswith("objective") or (
+        pareto is not None and any(p.split(":")[0].startswith("objective") for p in pareto))
+    if len(objectives) > 1 and ranks_by_objective:
+        which = "; ".join(f"{', '.join(sweeps)}: {obj}" for obj, sweeps in objectives.items())
+        raise UserError(f"these runs come from sweeps with different objectives ({which}); "
+                        f"their objective values do not compare: pick one with --sweep ID, or "
+                        f"rank by a metric measured the same way everywhere (e.g. --sort "
+                        f"test/acc or --sort mia/auc/test)")
     if pareto:
-        specs = [parse_sort(p) for p in pareto]
+        specs = []
+        for p in pareto:
+            name, pmode = parse_sort(p)
+            key = resolve_metric(name, available, "--pareto") if rows else name
+            specs.append((key, pmode if ":" in p else direction(key)))
         front = []
         for wl in sorted({r["workload"] for r in rows}):
             front += pareto_front([r for r in rows if r["workload"] == wl], specs)
@@ -206,45 +277,63 @@ def leaderboard(runs: Iterable[Mapping[str, Any]], *, workload: str | None = Non
     return out
 
 
-def legend(rows: Sequence[Mapping[str, Any]]) -> str:
-    """:data:`LEGEND` plus the seeds, the selection split and the terms without signal."""
+def mixed_objectives(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the trial rows were scored under more than one objective definition."""
+    return len(_objective_groups(rows)) > 1
+
+
+def legend(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column] | None = None) -> str:
+    """The line under a leaderboard: what chose and what is shown, each column's meaning (from
+    the metric declarations), the seeds, the objective, and the terms without signal."""
     trials = [r for r in rows if r.get("kind") == "trial"]
     seeds = sorted({s for r in trials for s in r.get("seeds", [])})
     splits = sorted({str(r.get("selection_split")) for r in trials})
     weak = sorted({t for r in trials for t in str(r.get("no_signal_terms") or "").split(",") if t})
+    cols = list(columns) if columns is not None else leaderboard_columns(rows)
     parts = [LEGEND + "."]
+    meanings = column_legend(cols)
+    if meanings:
+        parts.append(meanings + ".")
+    objectives = _objective_groups(rows)
+    if len(objectives) == 1:
+        parts.append(f"Objective: {next(iter(objectives))}.")
+    elif len(objectives) > 1:
+        parts.append("Obj columns hidden: these sweeps use different objectives ("
+                     + "; ".join(f"{', '.join(s)}: {o}" for o, s in objectives.items()) + ").")
     if trials:
         parts.append(f"Selection split: {', '.join(splits)}; seeds: {seeds}.")
+    if any(r.get("n_trials", r.get("n_seeds", 1)) > r.get("n_seeds", 1) for r in trials):
+        parts.append("Some configurations ran more than once per seed (nothing to search): "
+                     "Seeds counts distinct seeds.")
     if weak:
         parts.append(f"Objective terms without signal on this workload (noise): {', '.join(weak)}.")
     return " ".join(parts)
 
 
 def leaderboard_columns(rows: Sequence[Mapping[str, Any]], sort_metric: str = "objective") -> list[Column]:
+    """The leaderboard's columns, labelled from :data:`raysweep.report.METRICS`."""
     class_forgetting = any("test/acc_retain_classes" in r for r in rows)
     acc_t = "test/acc_retain_classes" if class_forgetting else "test/acc"
     cols = []
     if len({r.get("workload") for r in rows}) > 1:
         cols.append(Column("Workload", "workload", "{}"))
-    if any("objective" in r for r in rows):
-        cols.append(Column("Obj (val)", "objective", "{:.4f}"))
-    if any("objective/test" in r for r in rows):
-        cols.append(Column("Obj (test)", "objective/test", "{:.4f}"))
-    if sort_metric not in ("objective", "objective/test", acc_t, "retain/acc", "forget/acc",
-                           "mia/auc/test", "dist/js", "cost/ratio"):
-        cols.append(Column(sort_metric, sort_metric, "{:.4f}"))
-    cols += [
-        Column("Acc_t", acc_t, "{:.2f}", 100),
-        Column("Acc_r", "retain/acc", "{:.2f}", 100),
-        Column("Acc_f", "forget/acc", "{:.2f}", 100),
-        Column("AUC (test)", "mia/auc/test", "{:.3f}"),
-        Column("JS→RT", "dist/js", "{:.3f}"),
-        Column("Probe (test)", "probe/test", "{:.3f}"),
-        Column("Cost/RT", "cost/ratio", "{:.3f}"),
-        Column("Epochs", "epochs", "{:.0f}"),
-        Column("Seeds", "n_seeds", "{:.0f}"),
-        _Prefix("Run", "run_id", "{}"),
-    ]
+    if len({r.get("sweep_id") for r in rows if r.get("kind") == "trial"}) > 1:
+        cols.append(Column("Sweep", "sweep_id", "{}", help="the sweep the configuration ran in"))
+    if not mixed_objectives(rows):
+        for key in ("objective", "objective/test"):
+            if any(key in r for r in rows):
+                cols.append(metric_column(key))
+    shown = ("objective", "objective/test", acc_t, "retain/acc", "forget/acc", "mia/auc/test",
+             "dist/js", "probe/test", "cost/ratio", "epochs")
+    if sort_metric not in shown:
+        cols.append(metric_column(sort_metric))
+    cols += [metric_column(k) for k in (acc_t, "retain/acc", "forget/acc", "mia/auc/test",
+                                        "dist/js", "probe/test", "cost/ratio", "epochs",
+                                        "n_seeds")]
+    if any(r.get("budget_stopped") for r in rows):
+        cols.append(metric_column("budget_stopped"))
+    cols.append(_Prefix("Run", "run_id", "{}", help="MLflow run id (first 8 characters; "
+                        "--format csv/json print it whole)"))
     return cols
 
 

@@ -132,21 +132,47 @@ def resume_cmd(
     _finish(outcome, json_out)
 
 
+def sweep_status(ref: str) -> dict[str, Any]:
+    """A sweep's state, trial counts, budget stops, best and stores, read without Ray."""
+    from raysweep.sweep.catalog import find_sweep, read_sweep, study_summary
+
+    sweep_dir = find_sweep(ref)
+    st = read_sweep(sweep_dir)
+    if st["status"] == "crashed":
+        st["message"] = (f"the driver is gone (it was killed or crashed): raysweep resume "
+                         f"{st['sweep_id']}")
+    else:
+        from raysweep.sweep.catalog import _read_json
+
+        st["message"] = _read_json(sweep_dir / "state.json").get("message", "")
+    st["optuna_storage"] = str(sweep_dir / "optuna.journal")
+    st.update(study_summary(sweep_dir))
+    return st
+
+
 @app.command("status")
 def status_cmd(
     sweep: str = typer.Argument("latest", help="sweep id (or prefix, 'latest', or directory)"),
     json_out: bool = typer.Option(False, "--json", help="print JSON (with --watch: one line per poll)"),
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table or json (json = --json)"),
     watch: float | None = typer.Option(None, "--watch", "-w", min=1.0, metavar="SECONDS",
                                        help="print again every SECONDS until the sweep stops running"),
 ) -> None:
-    """Trial counts (running / complete / failed), the current best, where things are stored."""
+    """Trial counts (running / complete / failed / budget-stopped), the current best, the stores."""
     import json
     import time
 
-    from raysweep.sweep.runner import sweep_status
+    from raysweep.errors import UserError
 
+    if fmt in (Format.csv, Format.md):
+        raise UserError(f"status --format {fmt.value}: status is one record; choose table or json")
+    json_out = json_out or fmt == Format.json
+    first = True
     while True:
         st = sweep_status(sweep)
+        if first:
+            _note_store(st)
+            first = False
         if json_out:
             if watch is None:
                 print_json(st)
@@ -161,25 +187,43 @@ def status_cmd(
         time.sleep(watch)
 
 
+def _note_store(st: dict[str, Any]) -> None:
+    from raysweep._console import console
+    from raysweep.sweep.catalog import store_note
+
+    note = store_note(st.get("mlflow_tracking_uri"), st["sweep_id"])
+    if note:
+        console.print(escape(note), soft_wrap=True)
+
+
 def _print_status(st: dict[str, Any]) -> None:
     t = st["trials"]
-    stdout.print(f"[bold]sweep {st['sweep_id']}[/] ({st['name']})  status: [bold]{st['status']}[/]")
-    stdout.print(f"  {', '.join(st['methods'])} on {st['workload']}, {st['algorithm']}")
-    stdout.print(f"  trials: {t['completed']} complete, {t['failed']} failed, {t['running']} "
-                 f"running, of {t['total']}")
+    e = escape
+    stdout.print(f"[bold]sweep {e(st['sweep_id'])}[/] ({e(str(st['name']))})  status: "
+                 f"[bold]{e(st['status'])}[/]")
+    stdout.print(e(f"  {', '.join(st['methods'])} on {st['workload']}"))
+    stopped = f", {t['budget_stopped']} of them stopped by the budget" if t.get("budget_stopped") else ""
+    running = f", {t['running']} running" if t.get("running") else ""
+    stdout.print(f"  trials: {t['completed']} complete{stopped}, {t['failed']} failed{running}, "
+                 f"of {t['total']}")
     if "optuna" in st:
-        stdout.print(f"  optuna: {st['optuna']['configurations']} configurations "
-                     f"{st['optuna']['states']}")
+        stdout.print(e(f"  optuna: {st['optuna']['configurations']} configurations "
+                       f"{st['optuna']['states']}"))
     if "best" in st:
         b = st["best"]
-        stdout.print(f"  best trial: {b['metric']} = {b['value']:.4f}  (optuna trial {b['number']}) "
-                     f"{b['params']}")
+        if "number" in b:  # Optuna's best trial (parameters known)
+            stdout.print(e(f"  best trial: {b['metric']} = {b['value']:.4f}  (optuna trial "
+                           f"{b['number']}) {b['params']}"))
+        elif isinstance(b, dict) and isinstance(b.get("value"), (int, float)):
+            stdout.print(e(f"  best so far: {st.get('objective', 'objective')} = "
+                           f"{b['value']:.4f} ({b.get('method')})"))
     for p in st.get("pareto", []):
-        stdout.print(f"  pareto: trial {p['number']} values {p['values']} {p['params']}")
+        stdout.print(e(f"  pareto: trial {p['number']} values {p['values']} {p['params']}"))
     if st.get("message"):
-        stdout.print(f"  {st['message']}")
-    stdout.print(f"  mlflow: {st['mlflow_tracking_uri']} (parent run {st['mlflow_parent_run_id']})")
-    stdout.print(f"  state: {st['sweep_dir']}")
+        stdout.print(e(f"  {st['message']}"))
+    stdout.print(e(f"  mlflow: {st['mlflow_tracking_uri']} (parent run "
+                   f"{st['mlflow_parent_run_id']})"))
+    stdout.print(e(f"  state: {st['sweep_dir']}"))
 
 
 def _print_spec(spec: Any) -> None:
@@ -258,21 +302,70 @@ def _signal_note(spec: Any) -> None:
 
 
 def _store(sweep: str | None) -> tuple[str, str, str | None]:
-    """(tracking uri, experiment, sweep id) for queries, from a local sweep dir when there is one."""
+    """(tracking uri, experiment, sweep id) for queries, by the one store rule of
+    :mod:`raysweep.sweep.catalog`: a sweep's own recorded store (said on stderr when it is not
+    the environment's), else the environment's. An unknown sweep is an error listing the known."""
     import os
 
+    from raysweep._console import console
     from raysweep.errors import UserError
-    from raysweep.sweep.tracking import tracking_uri
+    from raysweep.sweep.catalog import (
+        env_tracking_uri, find_sweep, store_for, store_note, sweep_ids_in_store,
+    )
 
-    if sweep:
-        from raysweep.sweep.runner import find_sweep, load_state
+    experiment = os.environ.get("RAYSWEEP_EXPERIMENT", "raysweep")
+    if not sweep:
+        return env_tracking_uri(), experiment, None
+    try:
+        uri, exp, sweep_id = store_for(find_sweep(sweep))
+    except UserError as local_error:
+        # Not on this machine: a sweep tracked in the environment's store (e.g. run elsewhere).
+        uri = env_tracking_uri()
+        known = sweep_ids_in_store(uri, experiment)
+        matches = [k for k in known if k == sweep] or [k for k in known if k.startswith(sweep)]
+        if len(matches) == 1:
+            return uri, experiment, matches[0]
+        from raysweep.errors import did_you_mean
 
-        try:
-            st = load_state(find_sweep(sweep))
-            return st["tracking_uri"], st["experiment"], st["id"]
-        except UserError:
-            pass  # a sweep tracked elsewhere: filter by the given id
-    return tracking_uri(), os.environ.get("RAYSWEEP_EXPERIMENT", "raysweep"), sweep
+        raise UserError(f"--sweep {sweep!r}: no such sweep here or in MLflow store {uri}"
+                        f"{did_you_mean(sweep, known)}; known in that store: "
+                        f"{', '.join(known) or 'none'}; raysweep sweeps lists the local ones"
+                        ) from local_error
+    note = store_note(uri, sweep_id)
+    if note:
+        console.print(escape(note), soft_wrap=True)
+    return uri, exp, sweep_id
+
+
+def _leaderboard_rows(sweep: str | None, **kw: Any) -> tuple[list[dict[str, Any]], str | None]:
+    from raysweep.sweep.catalog import fetch_runs
+    from raysweep.sweep.leaderboard import leaderboard
+
+    uri, experiment, sweep_id = _store(sweep)
+    runs = fetch_runs(uri, experiment, sweep_id=sweep_id)
+    return leaderboard(runs, **kw), sweep_id
+
+
+#: Leaderboard keys printed by --format csv/json besides the columns' metrics.
+LEADERBOARD_FIELDS = ("workload", "sweep_id", "kind", "rank", "run_id", "run_ids", "trial_id",
+                      "n_seeds", "n_trials", "seeds", "budget_stopped", "params", "objective_def",
+                      "selection_split", "sort")
+
+
+def print_leaderboard(rows: list[dict[str, Any]], fmt: Format, *, title: str = "") -> None:
+    """A leaderboard on stdout: a table with its legend, ``md``, or raw ``csv`` / ``json``."""
+    from raysweep.report import render, rich_table
+    from raysweep.sweep.leaderboard import leaderboard_columns, legend
+
+    sort_metric = rows[0]["sort"].split(":")[0] if rows else "objective"
+    cols = leaderboard_columns(rows, sort_metric)
+    if fmt == Format.table:
+        stdout.print(rich_table(rows, cols, title=title, caption=legend(rows, cols)))
+    elif fmt == Format.md:
+        print(render(rows, cols, "md") + "\n" + legend(rows, cols))
+    else:
+        extra = [k for k in LEADERBOARD_FIELDS if any(k in r for r in rows)]
+        print(render(rows, cols, fmt.value, extra=extra), end="" if fmt == Format.csv else "\n")
 
 
 @app.command("leaderboard")
@@ -280,34 +373,21 @@ def leaderboard_cmd(
     sweep: str | None = typer.Option(None, "--sweep", help="one sweep (id, prefix or 'latest'); default: all"),
     workload: str | None = typer.Option(None, "--workload", "-w", help="only this workload"),
     method: str | None = typer.Option(None, "--method", "-m", help="only this method"),
-    sort: str | None = typer.Option(None, "--sort", help="metric[:asc|desc] (default: the sweep's objective)"),
+    sort: str | None = typer.Option(None, "--sort", help="metric key or column label[:asc|desc] (default: the sweep's objective)"),
     pareto: str | None = typer.Option(None, "--pareto", help="M1,M2[,...]: the non-dominated configurations (suffix :max/:min)"),
     top: int | None = typer.Option(None, "--top", min=1, help="keep the first N rows per workload"),
     all_configs: bool = typer.Option(False, "--all", help="every configuration, not only the best per method"),
-    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, json, csv or md"),
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, md, csv or json (csv/json: raw values, full run ids)"),
 ) -> None:
     """Best configuration per workload x method (mean ± std over seeds), with original and retrain rows."""
-    from raysweep.report import render, rich_table
-    from raysweep.sweep.leaderboard import leaderboard, leaderboard_columns, legend
-    from raysweep.sweep.tracking import fetch_runs
-
-    uri, experiment, sweep_id = _store(sweep)
-    runs = fetch_runs(uri, experiment, sweep_id=sweep_id)
-    rows = leaderboard(runs, workload=workload, method=method, sort=sort,
-                       pareto=[p.strip() for p in pareto.split(",") if p.strip()] if pareto else None,
-                       top=top, all_configs=all_configs)
-    sort_metric = rows[0]["sort"].split(":")[0] if rows else "objective"
-    cols = leaderboard_columns(rows, sort_metric)
-    if fmt == Format.table:
-        workloads = sorted({r["workload"] for r in rows})
-        title = "leaderboard" + (f" of sweep {sweep_id}" if sweep_id else "") + (
-            f" on {workloads[0]}" if len(workloads) == 1 else "")
-        stdout.print(rich_table(rows, cols, title=title + (f" (sorted by {rows[0]['sort']})" if rows else ""),
-                                caption=escape(legend(rows))))
-    elif fmt == Format.json:
-        print(render(rows, cols, "json"))
-    else:
-        print(render(rows, cols, fmt.value), end="")
+    rows, sweep_id = _leaderboard_rows(
+        sweep, workload=workload, method=method, sort=sort,
+        pareto=[p.strip() for p in pareto.split(",") if p.strip()] if pareto else None,
+        top=top, all_configs=all_configs)
+    workloads = sorted({r["workload"] for r in rows})
+    title = "leaderboard" + (f" of sweep {sweep_id}" if sweep_id else "") + (
+        f" on {workloads[0]}" if len(workloads) == 1 else "")
+    print_leaderboard(rows, fmt, title=title + (f" (sorted by {rows[0]['sort']})" if rows else ""))
 
 
 def _repro(rec: dict[str, Any]) -> str:

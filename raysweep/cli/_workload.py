@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from raysweep.cli import app
@@ -87,9 +89,11 @@ def signal_table(signal: list[dict[str, object]]):  # noqa: ANN201
 
 @app.command("unlearn")
 def unlearn_cmd(
-    workload: str = typer.Option(..., "--workload", "-w", help="workload YAML path or bundled name"),
-    method: str = typer.Option(..., "--method", "-m",
-                               help="a method, a comma-separated list, or 'all' (raysweep methods list)"),
+    workload: str | None = typer.Option(None, "--workload", "-w", help="workload YAML path or bundled name"),
+    method: str | None = typer.Option(None, "--method", "-m",
+                                      help="a method, a comma-separated list, or 'all' (raysweep methods list)"),
+    config: Path | None = typer.Option(None, "--config", help="a configuration written by raysweep "
+                                       "export (workload, method, seed, epochs, parameters; options given here win)"),
     overrides: list[str] = typer.Option(
         [], "--set", help="config key=value for one method, METHOD.key=value for several (repeatable)"),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:1 or auto"),
@@ -111,6 +115,21 @@ def unlearn_cmd(
     from raysweep.training import resolve_device
     from raysweep.workload import load_workload_config, prepare
 
+    if config is not None:  # an exported best configuration; explicit options override it
+        import json
+
+        from raysweep.cli._explore import load_exported
+
+        exported = load_exported(config)
+        workload = workload or exported["workload"]
+        method = method or exported["method"]
+        if method == exported["method"]:
+            overrides = [f"{k}={json.dumps(v)}" for k, v in exported.get("config", {}).items()] + list(overrides)
+        seed = seed if seed != 0 else int(exported.get("seed", 0))
+        max_epochs = max_epochs if max_epochs is not None else exported.get("max_epochs")
+    if not workload or not method:
+        raise ConfigError(f"unlearn: {'--workload' if not workload else '--method'} is required "
+                          f"(or --config FILE written by raysweep export)")
     names = list_methods() if method == "all" else [m.strip() for m in method.split(",") if m.strip()]
     for name in names:
         get_method(name)  # fail fast on a typo, before any training

@@ -107,8 +107,10 @@ def run_cmd(
             for ex in plan["example_configs"]:
                 stdout.print(f"  e.g. {ex['method']} {ex['params']}")
         return
-    from raysweep.sweep.runner import run_sweep
+    from raysweep.sweep.runner import err_console, run_sweep
 
+    if _nothing_to_search(spec):
+        err_console().print(escape(_nothing_to_search(spec)))
     with _stdout_to_stderr():
         outcome = run_sweep(spec, address=address)
     _finish(outcome, json_out)
@@ -226,6 +228,17 @@ def _print_status(st: dict[str, Any]) -> None:
     stdout.print(e(f"  state: {st['sweep_dir']}"))
 
 
+def _nothing_to_search(spec: Any) -> str:
+    """The line saying a space has nothing to search ('' when it has)."""
+    if spec.searchable():
+        return ""
+    asked = spec.search.num_samples
+    return (f"nothing to search: no parameter takes more than one value, so each method runs "
+            f"once per seed ({spec.num_configs()} configuration(s) x {len(spec.seeds)} seed(s))"
+            + (f"; search.num_samples={asked} is not used" if asked and asked > 1 else "")
+            + "; add parameters: ranges to tune, or more seeds: to replicate")
+
+
 def _print_spec(spec: Any) -> None:
     from rich.table import Table
 
@@ -243,8 +256,11 @@ def _print_spec(spec: Any) -> None:
             else:
                 rng = f"[{p.min:g}, {p.max:g}]" + (f" step {p.step:g}" if p.step else "")
             when = ", ".join(f"{k}={v}" for k, v in p.when.items())
-            table.add_row(method, name, p.distribution or "", rng, when)
+            table.add_row(*(escape(str(c)) for c in (method, name, p.distribution or "", rng, when)))
     stdout.print(table)
+    note = _nothing_to_search(spec)
+    if note:
+        stdout.print(escape(note))
     objs = ", ".join(f"{o.goal} {o.metric}" + (f" (target {o.target:g})" if o.target is not None else "")
                      for o in spec.objectives)
     composite = (f"  ({spec.objective.describe()})"

@@ -502,7 +502,19 @@ class SweepSpec(_Strict):
         o = self.objectives[0]
         return [f"best/{o.key}"], [o.mode]
 
+    def searchable(self) -> bool:
+        """Whether any parameter can take more than one value (else there is nothing to search)."""
+        try:
+            spaces = self.spaces()
+        except ValueError:
+            return True  # bundled spaces not resolved yet: they decide
+        return any((p.n_values() or 2) > 1 for ps in spaces.values() for p in ps.values())
+
     def num_configs(self) -> int:
+        if not self.searchable():
+            # Every sample would be the same configuration: run each method once per seed,
+            # instead of repeating it num_samples times and counting the repeats as seeds.
+            return len(self.method_names())
         if self.search.num_samples is not None:
             n = self.search.num_samples
             if self.search.algorithm == "grid":

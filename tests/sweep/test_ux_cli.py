@@ -323,3 +323,17 @@ def test_read_only_commands_import_neither_torch_nor_ray(env: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ}, cwd=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# -- a space with nothing to search runs once per seed, and says so ----------------------------
+
+def test_nothing_to_search_runs_once_per_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    space = tmp_path / "defaults.yaml"
+    space.write_text("schema_version: 1\nworkload: digits-class\nmethod: ssd\n"
+                     "search: {num_samples: 6}\nseeds: [0, 1]\n")
+    rc, out, _ = _cli(capsys, "run", str(space), "--dry-run", "--json")
+    assert rc == 0
+    plan = json.loads(out)["plan"]
+    assert plan["configurations"] == 1 and plan["trials"] == 2
+    rc, out, _ = _cli(capsys, "run", str(space), "--dry-run")
+    assert rc == 0 and "nothing to search" in out and "num_samples=6 is not used" in out

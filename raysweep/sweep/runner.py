@@ -213,6 +213,7 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
         self.best: dict[str, Any] | None = None
         self.running: dict[str, str] = {}
         self.last_beat = time.time()
+        self.started = time.time()  # for the ETA of the progress lines (reset on resume)
 
     # Stopper
     def __call__(self, trial_id: str, result: dict) -> bool:
@@ -231,10 +232,12 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
     def set_state(self, state: dict) -> None:
         self.done.update(state.get("done", {}))
         self.best = state.get("best")
+        self.started, self.resumed_from = time.time(), len(self.done)
 
     def _write(self) -> None:
         data = {"total": self.total, "completed": len(self.done) - self.failed,
                 "failed": self.failed, "running": len(self.running), "best": self.best,
+                "budget_stopped": sum(1 for s in self.done.values() if s == "budget"),
                 "updated": time.time(), "pid": os.getpid()}
         path = Path(self.sweep_dir) / "progress.json"
         tmp = path.with_suffix(".tmp")
@@ -257,8 +260,12 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info_: Any) -> None:
         self.running.pop(trial.trial_id, None)
-        self.done[trial.trial_id] = "ok"
         r = trial.last_result or {}
+        # A trial the time or cost budget stopped still counts as complete; it is said so here,
+        # in status and in the leaderboards, not only in an MLflow tag.
+        stopped = bool(r.get("budget/over"))
+        self.done[trial.trial_id] = "budget" if stopped else "ok"
+        from rich.markup import escape
         value = r.get(f"best/{self.key}")
         if isinstance(value, (int, float)) and math.isfinite(value):
             better = self.best is None or (value < self.best["value"] if self.mode == "min"
@@ -270,10 +277,32 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
         val = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
         best = (f"best {self.best['value']:.4f} ({self.best['method']})" if self.best else "")
         secs = r.get("rs/trial_seconds", float("nan"))
-        err_console().print(f"  [{n:>{len(str(self.total))}}/{self.total}] [green]done[/]   "
-                      f"{self._label(trial):<16} {self.key} {val}  epochs "
-                      f"{int(r.get('epoch', 0))}  {secs:5.1f}s   [dim]{best}[/]")
+        tag = "[yellow]budget[/]" if stopped else "[green]done[/]  "
+        err_console().print(f"  \\[{n:>{len(str(self.total))}}/{self.total}] {tag} "
+                      f"{escape(self._label(trial)):<16} {self.key} {val}  epochs "
+                      f"{int(r.get('epoch', 0))}  {secs:5.1f}s{self._eta(n)}   "
+                      f"[dim]{escape(best)}  {escape(self._params(trial))}[/]")
         self._write()
+
+    def _eta(self, n: int) -> str:
+        """``  ETA 3m`` from this session's pace ('' until a trial finished in it)."""
+        here = n - getattr(self, "resumed_from", 0)
+        left = self.total - n
+        if here <= 0 or left <= 0:
+            return ""
+        secs = (time.time() - self.started) / here * left
+        return f"  ETA {secs / 60:.0f}m" if secs >= 90 else f"  ETA {secs:.0f}s"
+
+    @staticmethod
+    def _params(trial: Any) -> str:
+        try:
+            from raysweep.sweep.search import trial_params
+
+            params = trial_params(trial.config)[1]
+        except Exception:  # noqa: BLE001 - a progress line never fails a sweep
+            return ""
+        return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in sorted(params.items()))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info_: Any) -> None:
         from raysweep.sweep.tracking import error_reason
@@ -624,7 +653,11 @@ class _QuietTrialErrors(logging.Filter):
             # (seconds later) uploads the renamed file. Real failures still show.
             exc = record.exc_info[1] if record.exc_info else None
             return not (isinstance(exc, FileNotFoundError) and "-tmp-" in str(exc))
-        return not msg.startswith(("Trial task failed", "Trials did not complete"))
+        # Ray's own "Resume experiment with: Tuner.restore(...)" hint is not a command a
+        # raysweep user can run; the raysweep resume SWEEP hint printed after it is.
+        return not msg.startswith(("Trial task failed", "Trials did not complete",
+                                   "Experiment has been interrupted",
+                                   "Training has been interrupted"))
 
 
 def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any, plan: Any,

@@ -120,7 +120,8 @@ def git_sha() -> str:
             continue
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout.strip()
-    return "unknown"
+    # No checkout (an image, a job's uploaded working dir): the sha recorded at build/deploy.
+    return os.environ.get("RAYSWEEP_GIT_SHA") or "unknown"
 
 
 def config_hash(method: str, params: Mapping[str, Any]) -> str:

@@ -337,3 +337,36 @@ def test_nothing_to_search_runs_once_per_seed(tmp_path: Path, capsys: pytest.Cap
     assert plan["configurations"] == 1 and plan["trials"] == 2
     rc, out, _ = _cli(capsys, "run", str(space), "--dry-run")
     assert rc == 0 and "nothing to search" in out and "num_samples=6 is not used" in out
+
+
+# -- budget stops and the ETA in progress lines; Ray's own resume hint is dropped --------------
+
+def test_progress_lines_show_budget_stops_and_eta(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    import raysweep.sweep.runner as runner
+
+    runner._ERR = None  # a fresh stderr console, captured by capsys
+    p = runner.Progress(tmp_path, total=3, max_failed=None, objective_key="objective",
+                        objective_mode="min")
+    trial = SimpleNamespace(trial_id="t1", config={"method": "ssd", "seed": 0},
+                            last_result={"best/objective": 0.3, "epoch": 2, "budget/over": 1.0})
+    p.on_trial_complete(0, [], trial)
+    err = capsys.readouterr().err
+    assert "budget" in err and "ETA" in err and "[1/3]" in err
+    data = json.loads((tmp_path / "progress.json").read_text())
+    assert data["budget_stopped"] == 1 and data["completed"] == 1
+
+
+def test_rays_restore_hint_is_filtered() -> None:
+    import logging
+
+    from raysweep.sweep.runner import _QuietTrialErrors
+
+    rec = logging.LogRecord("ray.tune.tune", logging.WARNING, "", 0,
+                            "Experiment has been interrupted, but the most recent state was saved.\n"
+                            "Resume experiment with: Tuner.restore(path=\"x\", trainable=...)",
+                            None, None)
+    assert not _QuietTrialErrors().filter(rec)
+    other = logging.LogRecord("ray.tune.tune", logging.WARNING, "", 0, "something else", None, None)
+    assert _QuietTrialErrors().filter(other)

@@ -44,8 +44,8 @@ __all__ = ["PaperRow", "paper_rows", "paper_tables_markdown", "write_paper_repor
 METRIC_LABELS: dict[str, str] = {
     "test/acc_retain_classes": "Acc_t (retained classes) ↑",
     "test/acc": "test acc ↑",
-    "rel/retain_acc": "Acc_r (% of original) ↑",
-    "rel/forget_acc": "Acc_f (% of original) → oracle",
+    "rel/retain_acc": "RelAcc_r (% of original) ↑",  # Acc_r is absolute (raysweep.report)
+    "rel/forget_acc": "RelAcc_f (% of original) → oracle",
     "zrf": "ZRF ↑",
     "mia/member_rate": "MIA (member rate) → oracle",
     "mia/lr_auc": "MIA AUC (→0.5)",

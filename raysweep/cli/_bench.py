@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -40,11 +41,22 @@ def run_cmd(
     """Run a regression suite, compare with the baseline; exit 3 when a metric got worse."""
     from raysweep.bench import load_suite, run_suite
 
+    from raysweep.bench.tracking import tracking_uri
+    from raysweep.preflight import bench_preflight, check_device_format, check_out_template
+
     s = load_suite(suite, overrides, scale=scale)
     if dry_run:
+        # The static checks of a real run (a bad --baseline, --out or --device fails here too);
+        # whether the device exists on this machine is only checked by a real run.
+        if device is not None and device != "auto":
+            check_device_format(device)
+        check_out_template(out)
+        _dry_run_baseline(s, baseline)
         _print_plan(s, json_out)
         return
     addr = address or os.environ.get("RAY_ADDRESS") or None
+    # Before MLflow is written or anything trains: settings that cannot work fail in a second.
+    bench_preflight(s, device=device, out=out, address=addr, uri=tracking_uri())
     result = run_suite(s, baseline=baseline, address=addr, out_dir=out, device=device)
     if json_out:
         print_json(result.to_json())
@@ -131,6 +143,25 @@ def paper_cmd(
         print_json({"results": done})
     if failed:
         raise typer.Exit(1)
+
+
+def _dry_run_baseline(s: Suite, ref: str) -> None:
+    """Resolve ``--baseline`` as a real run would, without creating an MLflow store: a pinned
+    file is read, a run id is looked up only in a store that exists."""
+    from raysweep.bench import tracking
+    from raysweep.bench.runner import resolve_baseline
+    from raysweep.sweep.tracking import default_store_exists
+
+    if ref != "previous" and not Path(ref).is_file() \
+            and not default_store_exists(tracking.tracking_uri()):
+        from raysweep.errors import ConfigError
+
+        raise ConfigError(f"--baseline {ref!r}: not a pinned file, and the MLflow store "
+                          f"{tracking.tracking_uri()} does not exist yet, so no run id can be "
+                          f"found there; give 'previous' or a pinned JSON/YAML file")
+    if ref == "previous" and not default_store_exists(tracking.tracking_uri()):
+        return
+    resolve_baseline(s, ref)
 
 
 def _print_plan(s: Suite, json_out: bool) -> None:

@@ -94,7 +94,10 @@ def run_cmd(
 
     spec = load_sweep(space, _overrides(overrides, num_samples, max_concurrent))
     if dry_run:
+        from raysweep.preflight import static_sweep_checks
         from raysweep.sweep.runner import dry_run_plan
+
+        static_sweep_checks(spec)   # what validate checks too: the workload exists and parses
 
         plan = dry_run_plan(spec)
         if json_out:
@@ -285,7 +288,10 @@ def validate_cmd(
     """Check a sweep / search-space YAML and print the resolved space (exit 2 with one line if invalid)."""
     from raysweep.sweep.space import load_sweep
 
+    from raysweep.preflight import static_sweep_checks
+
     spec = load_sweep(space, overrides)
+    static_sweep_checks(spec)   # a misspelled workload fails here, as it does in run --dry-run
     if json_out:
         print_json(spec.model_dump(mode="json"))
         return

@@ -22,7 +22,7 @@ from typing import Any
 
 from raysweep.errors import UserError
 
-__all__ = ["check_device", "check_num_cpus", "check_writable_dir", "check_env_dirs",
+__all__ = ["check_device", "check_device_format", "check_num_cpus", "check_writable_dir", "check_env_dirs",
            "check_ray_auto", "check_tracking_store", "check_experiment", "check_local_resources",
            "check_out_template", "sweep_preflight", "static_sweep_checks", "bench_preflight",
            "OUT_PLACEHOLDERS"]
@@ -35,13 +35,19 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 OUT_PLACEHOLDERS = ("suite", "timestamp")
 
 
+def check_device_format(device: str, where: str = "--device") -> re.Match[str]:
+    """``cpu``, ``auto``, ``mps`` or ``cuda[:N]`` (whether it exists is :func:`check_device`)."""
+    m = _DEVICE.match(str(device))
+    if not m:
+        raise UserError(f"{where} {device!r}: not a device; use cpu, cuda, cuda:N, mps or auto")
+    return m
+
+
 def check_device(device: str | None, where: str = "--device") -> None:
     """``cpu``, ``auto``, ``mps`` or ``cuda[:N]``, and the device must exist on this machine."""
     if device is None or device == "auto":
         return
-    m = _DEVICE.match(str(device))
-    if not m:
-        raise UserError(f"{where} {device!r}: not a device; use cpu, cuda, cuda:N, mps or auto")
+    m = check_device_format(device, where)
     if device.startswith("cuda"):
         import torch
 
@@ -258,11 +264,24 @@ def sweep_preflight(spec: Any, address: str | None, uri: str) -> None:
 def bench_preflight(suite: Any, *, device: str | None, out: str | None, address: str | None,
                     uri: str) -> None:
     """Everything ``raysweep bench run`` can check before MLflow and training."""
-    check_device(device or suite.config.device, "--device" if device else
-                 f"{suite.source}: device")
+    where = "--device" if device else f"{suite.source}: device"
+    if address:  # the runs execute on the cluster's nodes, whose devices are not ours to see
+        check_device_format(device or suite.config.device, where)
+    else:
+        check_device(device or suite.config.device, where)
     check_out_template(out)
     check_num_cpus()
     check_env_dirs(home=False)
     check_ray_auto(address)
     check_tracking_store(uri)
     check_experiment(uri, suite.experiment_name, "suite experiment")
+    # A suite records its MLflow run before it prepares workloads: check what preparing would
+    # reject (sizes, scenario, model) first, once per distinct workload.
+    from raysweep.workload import check_workload, workload_key
+
+    seen: set[str] = set()
+    for entry in suite.entries:
+        key = workload_key(entry.workload)
+        if key not in seen:
+            seen.add(key)
+            check_workload(entry.workload)

@@ -40,8 +40,13 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``auto`` (CUDA when present), or a device that exists here (else one UserError line)."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, str):
+        from raysweep.preflight import check_device
+
+        check_device(device)
     return torch.device(device)
 
 

@@ -43,7 +43,7 @@ from raysweep.metrics import (
 from raysweep.models import ModelSpec, model_kind
 from raysweep.training import resolve_device, seed_everything, train_model
 
-__all__ = ["PreparedWorkload", "prepare", "load_workload_config", "cache_root", "workload_key",
+__all__ = ["PreparedWorkload", "prepare", "check_workload", "load_workload_config", "cache_root", "workload_key",
            "CACHE_VERSION", "BUNDLED_WORKLOADS"]
 
 CACHE_VERSION = 2  # 2: outputs carry penultimate features (the representation probe)
@@ -226,6 +226,13 @@ def _build(spec: ModelSpec, *, pretrained: bool, seed: int) -> nn.Module:
 def _load_data(cfg: WorkloadConfig) -> LoadedDataset:
     d = cfg.dataset
     ds = load_dataset(d.name, root=d.root, **d.options)
+    # A subset larger than the data is not a subset: say so rather than train on all of it.
+    for field_name, size, have in (("train_size", d.train_size, len(ds.train_y)),
+                                   ("test_size", d.test_size, len(ds.test_y))):
+        if size is not None and size > have:
+            raise ConfigError(f"workload {cfg.name}: dataset.{field_name}: {size} is more than "
+                              f"the {have} samples {d.name} has; lower it or remove it to use "
+                              f"them all")
     if d.train_size or d.test_size:
         ds = ds.subsample(d.train_size, d.test_size, seed=cfg.seed)
     if ds.kind == "image" and d.image_size and ds.train_x.shape[-1] != d.image_size:
@@ -306,6 +313,15 @@ def _model_spec(cfg: WorkloadConfig, ds: LoadedDataset) -> ModelSpec:
                      options=dict(cfg.model.options))
 
 
+def check_workload(cfg: WorkloadConfig) -> None:
+    """Everything :func:`prepare` checks before it trains: the data loads, the subset sizes fit,
+    the model takes this input and the scenario selects a forget set. Nothing is written."""
+    ds = _load_data(cfg)
+    _model_spec(cfg, ds)
+    _split_indices(cfg, ds)
+    cfg.scenario.forget_classes(ds)
+
+
 def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = False,
             quiet: bool = False, cached_only: bool = False) -> PreparedWorkload | None:
     """Prepare (or load from cache) the workload's original model, oracle and outputs.
@@ -335,6 +351,8 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
             say(f"[yellow]cache {cache} unreadable ({exc}); preparing again[/]")
     if cached_only:
         return None
+    # Built before the first progress line: unusable pretrained weights are one error line.
+    original = _build(spec, pretrained=True, seed=cfg.seed)
     sizes = ", ".join(f"{k}={len(v)}" for k, v in splits.items())
     say(f"[bold]preparing workload {cfg.name}[/] ({cfg.dataset.name}, {cfg.model.name}, "
         f"{cfg.scenario.kind}; {sizes}; device {dev})")
@@ -349,7 +367,6 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
             say(f"  [{tag}] epoch {epoch}/{cfg.train.epochs}  loss {loss:.4f}  {seconds:6.1f}s")
         return cb
 
-    original = _build(spec, pretrained=True, seed=cfg.seed)
     t_orig = train_model(original, full, cfg.train, device=dev, seed=cfg.seed, on_epoch=progress("original"))
     retrain = _build(spec, pretrained=True, seed=cfg.seed)
     t_re = train_model(retrain, splits["retain"], cfg.train, device=dev, seed=cfg.seed, on_epoch=progress("retrain"))

@@ -59,17 +59,34 @@ class Stat:
 
     @classmethod
     def from_json(cls, obj: Any, where: str) -> Stat:
+        """A pinned value: a number or ``{mean, std, n, values}``. A NaN or infinite mean would
+        compare as "new" and pass every check, so it is refused; a NaN std means "unknown"."""
+        stat: Stat | None = None
         if isinstance(obj, (int, float)) and not isinstance(obj, bool):
-            return cls(float(obj), float("nan"), 1, ())
-        if isinstance(obj, Mapping) and "mean" in obj:
+            stat = cls(float(obj), float("nan"), 1, ())
+        elif isinstance(obj, Mapping) and "mean" in obj:
             try:
+                if any(isinstance(obj.get(k), bool) for k in ("mean", "std", "n")):
+                    raise TypeError("a boolean is not a number")
                 values = tuple(float(v) for v in obj.get("values") or ())
                 std = obj.get("std")
-                return cls(float(obj["mean"]), float("nan") if std is None else float(std),
-                           int(obj.get("n") or max(len(values), 1)), values)
+                n = obj.get("n")
+                if n is not None and (not isinstance(n, int) or n < 1):
+                    raise ValueError(f"n must be a positive integer, got {n!r}")
+                stat = cls(float(obj["mean"]), float("nan") if std is None else float(std),
+                           int(n or max(len(values), 1)), values)
             except (TypeError, ValueError):
-                pass
-        raise ConfigError(f"{where}: expected a number or {{mean, std, n}}, got {obj!r}")
+                stat = None
+        if stat is None:
+            raise ConfigError(f"{where}: expected a number or {{mean, std, n}}, got {obj!r}")
+        if not math.isfinite(stat.mean) or not all(math.isfinite(v) for v in stat.values):
+            raise ConfigError(f"{where}: the pinned mean must be a finite number, got "
+                              f"{stat.mean!r}; a NaN or infinite baseline would pass every "
+                              f"check: re-pin it with raysweep bench baseline")
+        if math.isinf(stat.std) or stat.std < 0:
+            raise ConfigError(f"{where}: std must be a finite number >= 0 (or null), got "
+                              f"{stat.std!r}")
+        return stat
 
 
 @lru_cache(maxsize=64)
@@ -234,9 +251,14 @@ def read_pinned(path: str | Path) -> tuple[Summary, dict[str, Any]]:
         if not p.is_file():
             raise ConfigError(f"{p}: file not found")
         try:
-            data = json.loads(p.read_text())
+            data = json.loads(p.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not UTF-8 text; a pinned baseline is JSON written by "
+                              f"raysweep bench baseline --pin") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{p}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     else:
         data = load_yaml(p)
     if not isinstance(data, Mapping) or "entries" not in data:

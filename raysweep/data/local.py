@@ -58,12 +58,22 @@ def _images(batch: dict[str, Any], path: Path) -> np.ndarray:
     return (data.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0)
 
 
-def _labels(batch: dict[str, Any], key: str, n: int, path: Path) -> np.ndarray:
+def _labels(batch: dict[str, Any], key: str, n: int, path: Path, num_classes: int) -> np.ndarray:
     if key not in batch:
         raise DataError(f"{path}: missing {key!r}")
-    y = np.asarray(batch[key], dtype=np.int64)
-    if len(y) != n:
-        raise DataError(f"{path}: {n} images but {len(y)} {key}")
+    try:
+        y = np.asarray(batch[key], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{path}: {key!r} are not integer class labels; re-extract the "
+                        f"archive") from None
+    if y.ndim != 1 or len(y) != n:
+        raise DataError(f"{path}: {n} images but {key} of shape {y.shape}")
+    bad = (y < 0) | (y >= num_classes)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: {key}[{i}] = {int(y[i])} is outside 0..{num_classes - 1} "
+                        f"({int(bad.sum())} such labels); this is not an intact CIFAR file: "
+                        f"re-extract the archive")
     return y
 
 
@@ -94,11 +104,11 @@ def load_cifar10(root: str | None = None) -> LoadedDataset:
         batch = _unpickle(path)
         x = _images(batch, path)
         xs.append(x)
-        ys.append(_labels(batch, "labels", len(x), path))
+        ys.append(_labels(batch, "labels", len(x), path, 10))
     test_path = _require_file(base, "test_batch", CIFAR10_LAYOUT)
     test = _unpickle(test_path)
     xte = _images(test, test_path)
-    yte = _labels(test, "labels", len(xte), test_path)
+    yte = _labels(test, "labels", len(xte), test_path, 10)
     names = [str(i) for i in range(10)]
     meta_path = base / "batches.meta"
     if meta_path.is_file():
@@ -120,8 +130,8 @@ def load_cifar100(root: str | None = None, labels: str = "fine") -> LoadedDatase
         path = _require_file(base, split, CIFAR100_LAYOUT)
         batch = _unpickle(path)
         x = _images(batch, path)
-        out[split] = (x, _labels(batch, "fine_labels", len(x), path),
-                      _labels(batch, "coarse_labels", len(x), path))
+        out[split] = (x, _labels(batch, "fine_labels", len(x), path, 100),
+                      _labels(batch, "coarse_labels", len(x), path, 20))
     fine_names = [str(i) for i in range(100)]
     coarse_names = [str(i) for i in range(20)]
     meta_path = base / "meta"
@@ -158,12 +168,22 @@ def load_image_folder(root: str | None = None, image_size: int = 32,
             ds = datasets.ImageFolder(str(d), transform=transforms.Compose(tfm))
         except (FileNotFoundError, RuntimeError) as exc:
             raise DataError(f"image-folder: {d}: {exc}") from None
-        x = np.stack([ds[i][0].numpy() for i in range(len(ds))]).astype(np.float32)
+        x = np.stack([_read_image(ds, i) for i in range(len(ds))]).astype(np.float32)
         splits[split] = (x, np.asarray(ds.targets, dtype=np.int64), list(ds.classes))
     if splits["train"][2] != splits["test"][2]:
         raise DataError(f"image-folder: train classes {splits['train'][2]} differ from test classes {splits['test'][2]}")
     return LoadedDataset("image-folder", "image", splits["train"][0], splits["train"][1],
                          splits["test"][0], splits["test"][1], splits["train"][2])
+
+
+def _read_image(ds: Any, i: int) -> np.ndarray:
+    """One image of an ``ImageFolder``; an unreadable file is one line naming it."""
+    path = ds.samples[i][0]
+    try:
+        return ds[i][0].numpy()
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL: truncated, not an image, bad header
+        raise DataError(f"image-folder: {path} cannot be read as an image ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:120]}); remove or replace the file") from None
 
 
 def _read_text_table(path: Path, text_col: str, label_col: str) -> tuple[list[str], list[str]]:

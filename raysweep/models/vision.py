@@ -52,12 +52,21 @@ def _load_local_weights(model: nn.Module, pretrained: bool | str, name: str) -> 
     path = Path(str(pretrained)).expanduser()
     if not path.is_file():
         raise ConfigError(f"{name}: pretrained weights file {path} not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    fix = "give a state dict saved with torch.save(model.state_dict(), PATH) or a .safetensors file"
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user mistake
+        raise ConfigError(f"{name}: model.pretrained {path} cannot be loaded as weights "
+                          f"({type(exc).__name__}); {fix}") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ConfigError(f"{name}: model.pretrained {path} holds a {type(state).__name__}, not "
+                          f"a state dict of named tensors; {fix}")
     own = model.state_dict()
     # Keep every tensor whose shape fits; the classifier head usually differs in size.
     compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}

@@ -81,6 +81,10 @@ def new_sweep_id() -> str:
 
 def find_sweep(ref: str) -> Path:
     """A sweep directory from an id, a unique id prefix, ``latest``, or a path."""
+    if not ref or not ref.strip():
+        # An empty prefix would match every sweep.
+        raise UserError("sweep id is empty; give an id, a unique prefix of one, 'latest' or a "
+                        "sweep directory (raysweep status latest shows the newest)")
     p = Path(ref)
     if (p / "state.json").is_file():
         return p.resolve()
@@ -89,7 +93,7 @@ def find_sweep(ref: str) -> Path:
     if ref == "latest":
         if not dirs:
             raise UserError(f"no sweeps under {home} (set RAYSWEEP_HOME to where they are)")
-        return max(dirs, key=lambda d: json.loads((d / "state.json").read_text()).get("created", 0))
+        return _newest(dirs, home)
     exact = home / ref
     if (exact / "state.json").is_file():
         return exact
@@ -103,8 +107,39 @@ def find_sweep(ref: str) -> Path:
                     f"another place)")
 
 
+def _newest(dirs: list[Path], home: Path) -> Path:
+    """The most recently created sweep; one with an unreadable state.json is skipped with a
+    warning, so one corrupt sweep does not hide all the others."""
+    created: list[tuple[float, Path]] = []
+    for d in dirs:
+        try:
+            value = load_state(d).get("created", 0)
+            created.append((float(value) if isinstance(value, (int, float)) else 0.0, d))
+        except UserError as exc:
+            err_console().print(f"[yellow]warning:[/] skipping sweep {d.name}: {exc}",
+                                markup=True, highlight=False)
+    if not created:
+        raise UserError(f"no readable sweeps under {home} (set RAYSWEEP_HOME to where they are)")
+    return max(created, key=lambda t: t[0])[1]
+
+
 def load_state(sweep_dir: Path) -> dict[str, Any]:
-    return json.loads((sweep_dir / "state.json").read_text())
+    """The sweep's ``state.json``; a truncated or foreign file is one :class:`UserError` line."""
+    path = sweep_dir / "state.json"
+    try:
+        state = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; {sweep_dir} is not a sweep directory") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path}: corrupt ({type(exc).__name__}: {str(exc)[:80]}); the sweep "
+                        f"cannot be resumed from it: start it again with raysweep run (its "
+                        f"MLflow runs stay readable)") from None
+    if not isinstance(state, dict) or not isinstance(state.get("id"), str):
+        raise UserError(f"{path}: not a raysweep sweep state (no 'id'); is this a sweep "
+                        f"directory?")
+    return state
 
 
 def _save_state(sweep_dir: Path, state: dict[str, Any]) -> None:
@@ -119,9 +154,16 @@ def load_spec(sweep_dir: Path) -> SweepSpec:
     with one line (its MLflow runs and leaderboard stay readable)."""
     from pydantic import ValidationError
 
+    path = sweep_dir / "spec.json"
     try:
-        return SweepSpec.model_validate_json((sweep_dir / "spec.json").read_text())
+        return SweepSpec.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc}); the sweep cannot be "
+                        f"resumed or inspected without it") from None
     except ValidationError as exc:
+        if exc.errors()[0]["type"] in ("json_invalid", "json_type"):
+            raise UserError(f"{path}: corrupt (not JSON); the sweep cannot be resumed or "
+                            f"inspected: start it again with raysweep run") from None
         if "belongs to the old objective" in str(exc):
             raise UserError(
                 f"sweep {sweep_dir.name} was run with the old objective (w_gap/w_time, selection "
@@ -129,7 +171,12 @@ def load_spec(sweep_dir: Path) -> SweepSpec:
                 f"leaderboard --sweep {sweep_dir.name}, raysweep show RUN_ID); start it again "
                 f"with raysweep run and an objective of w_forget/w_heldout/w_mia/w_js/w_probe"
             ) from None
-        raise
+        from raysweep.sweep.space import _format_error
+
+        # Another schema (a newer raysweep, a foreign file): one line, not pydantic's dump.
+        raise UserError(f"{_format_error(exc, str(path))}; this spec was not written by this "
+                        f"version of raysweep: inspect it with the version that ran it, or "
+                        f"start the sweep again with raysweep run") from None
 
 
 def load_study(sweep_dir: Path) -> Any:
@@ -503,6 +550,9 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
     # Bad input is rejected before anything is prepared, started or written to MLflow.
     check_ray_address(address or os.environ.get("RAY_ADDRESS"))
     check_tracking_uri(uri)
+    from raysweep.preflight import sweep_preflight
+
+    sweep_preflight(spec, address, uri)
     sweep_id = sweep_id or new_sweep_id()
     err_console().print(f"[bold]sweep {sweep_id}[/] ({spec.name}): {', '.join(spec.method_names())} on "
          f"{spec.workload}; {spec.num_configs()} configurations x {len(spec.seeds)} seed(s), "

@@ -288,7 +288,8 @@ class ObjectiveSpec(_Strict):
     metric: str = Field("composite", description="'composite' (see objective:) or a metric key")
     goal: Literal["minimize", "maximize"] = "minimize"
     target: float | None = Field(
-        None, description="optimise the distance |metric - target| (goal must be minimize)")
+        None, ge=-1e9, le=1e9,
+        description="optimise the distance |metric - target| (goal must be minimize)")
 
     @field_validator("metric")
     @classmethod
@@ -527,8 +528,24 @@ class SweepSpec(_Strict):
 
 # -- loading and cross-field validation ------------------------------------------------------
 
+def _pick_error(errors: list[Any]) -> Any:
+    """The error to report: a union (``float | int | bool | str``) yields one error per member
+    for the same field; report the member the value's own type belongs to (NaN in a float
+    field: "finite number", not "valid boolean")."""
+    first = errors[0]
+    if "input" not in first:
+        return first
+    same = [e for e in errors
+            if e.get("input") is first["input"] and e["loc"][:-1] == first["loc"][:-1]]
+    for e in same:
+        if e["type"] == "finite_number":
+            return e
+    kind = type(first["input"]).__name__
+    return next((e for e in same if e["loc"] and str(e["loc"][-1]) == kind), first)
+
+
 def _format_error(exc: ValidationError, source: str) -> str:
-    err = exc.errors()[0]
+    err = _pick_error(exc.errors())
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
     # Pydantic puts union member names (int, float, list[...]) into locations; drop them.
     loc = ".".join(p for p in loc.split(".") if p and not p.startswith(("list[", "dict[")) and p not in

@@ -137,11 +137,31 @@ def resume_cmd(
     _finish(outcome, json_out)
 
 
+def _check_state_file(sweep_dir: Path) -> None:
+    """A torn or foreign ``state.json`` is one line naming it (``raysweep sweeps`` still lists
+    the sweep, as ``unknown``; ``latest`` passes over it)."""
+    import json
+
+    from raysweep.errors import UserError
+
+    path = sweep_dir / "state.json"
+    try:
+        state = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path}: corrupt or unreadable ({type(exc).__name__}); this sweep cannot "
+                        f"be shown or resumed: start it again with raysweep run (its MLflow runs "
+                        f"stay readable: raysweep leaderboard)") from None
+    if not isinstance(state, dict) or not isinstance(state.get("id"), str):
+        raise UserError(f"{path}: not a raysweep sweep state (no 'id'); is this a sweep "
+                        f"directory?")
+
+
 def sweep_status(ref: str) -> dict[str, Any]:
     """A sweep's state, trial counts, budget stops, best and stores, read without Ray."""
     from raysweep.sweep.catalog import find_sweep, read_sweep, study_summary
 
     sweep_dir = find_sweep(ref)
+    _check_state_file(sweep_dir)
     st = read_sweep(sweep_dir)
     if st["status"] == "crashed":
         st["message"] = (f"the driver is gone (it was killed or crashed): raysweep resume "

@@ -7,8 +7,8 @@ torch (the runner, which does, writes those files).
 
 Which MLflow store a command reads (one rule for every command):
 
-1. a command about one sweep (``status``, ``leaderboard --sweep``, ``plot``, ``export``,
-   ``compare``, ``resume``) reads the store the sweep wrote to, recorded in its ``state.json``;
+1. a command about one sweep (``status``, ``leaderboard --sweep``, ``export``, ``compare``,
+   ``resume``) reads the store the sweep wrote to, recorded in its ``state.json``;
    when that differs from the environment's (``MLFLOW_TRACKING_URI``, else
    ``sqlite:///./mlflow.db``) it says so on stderr, so a copied project never silently reads the
    old database;

@@ -471,3 +471,21 @@ def test_no_root_permission_cases_are_silently_passed() -> None:
         pytest.skip("root can write anywhere")
     with pytest.raises(UserError, match="not writable"):
         check_writable_dir(Path("/proc/1"), "RAYSWEEP_HOME")
+
+
+@pytest.mark.parametrize("state", ['{"id": "torn02", "cre', b"\xff\xfe", "[1, 2]"],
+                         ids=["truncated", "undecodable", "foreign"])
+def test_status_of_a_corrupt_sweep_is_one_line(state: str | bytes, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    _sweep_dir(tmp_path / "home", "torn02", state)
+    monkeypatch.setenv("RAYSWEEP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    rc = main(["status", "torn02"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1, err
+    assert "torn02/state.json" in lines[0] and lines[0].startswith("raysweep: error: ")
+    assert not (tmp_path / "mlflow.db").exists()

@@ -6,8 +6,15 @@ Runs inside the cluster with the pod's service account (it needs create/get on r
 talks to the Kubernetes API with the standard library only. The manifest should use
 ``metadata.generateName`` so each run gets a fresh RayJob. The process lives until the RayJob
 finishes, so the CronJob's ``concurrencyPolicy: Forbid`` really keeps two regression runs
-from overlapping. Exit status: 0 when the Ray job SUCCEEDED, 1 when it failed or was stopped,
-2 on a bad manifest, 124 on timeout.
+from overlapping.
+
+The RayJob is posted with strict field validation (``fieldValidation=Strict``: a misspelt or
+unknown field is an error, not silently dropped). Every terminal KubeRay state ends the wait
+(``Complete``, ``Failed``, ``ValidationFailed``) and the operator's reason and message are
+printed. Exit status: 0 when the Ray job SUCCEEDED; the job's own exit code when its
+entrypoint failed (3 for a benchmark regression, as ``raysweep bench run`` exits); 2 when the
+manifest or the RayJob is invalid (refused by the API server or ``ValidationFailed``); 1 for
+any other failure (submission failed, deadline exceeded, stopped); 124 on timeout.
 
 ``KUBE_API_URL`` (and optionally ``KUBE_TOKEN``) point it at another API server, for tests.
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import ssl
 import sys
 import time
@@ -27,7 +35,12 @@ from typing import Any
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 GROUP_VERSION = "ray.io/v1"
-TERMINAL_DEPLOYMENT = {"Complete", "Failed"}
+# KubeRay's terminal jobDeploymentStatus values (v1.6 through master). ValidationFailed is not
+# in KubeRay's own IsJobDeploymentTerminal, but nothing moves a RayJob out of it: waiting on
+# it would only run into the timeout.
+TERMINAL_DEPLOYMENT = {"Complete", "Failed", "ValidationFailed"}
+# Ray's JobInfo.message for a failed entrypoint, which KubeRay copies to status.message.
+_EXIT_CODE = re.compile(r"failed with exit code (\d+)")
 
 
 def _api() -> tuple[str, dict[str, str], ssl.SSLContext | None]:
@@ -75,6 +88,28 @@ def load_manifest(path: str) -> dict[str, Any]:
     return jobs[0]
 
 
+def _api_message(exc: urllib.error.HTTPError) -> str:
+    """The API server's one-line reason (its Status object's ``message``), else the body."""
+    body = exc.read().decode(errors="replace")
+    try:
+        return str(json.loads(body).get("message") or body)[:1000]
+    except ValueError:
+        return body[:1000]
+
+
+def exit_status(status: dict[str, Any]) -> int:
+    """The launcher's exit status for a RayJob in a terminal deployment state."""
+    deployment, job = status.get("jobDeploymentStatus"), status.get("jobStatus")
+    if deployment == "ValidationFailed":
+        return 2
+    if job == "SUCCEEDED" and deployment == "Complete":
+        return 0
+    match = _EXIT_CODE.search(status.get("message") or "")
+    if job == "FAILED" and match and 0 < int(match.group(1)) < 256:
+        return int(match.group(1))
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("manifest")
@@ -90,10 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     ns = _namespace(manifest)
     collection = f"{base}/apis/{GROUP_VERSION}/namespaces/{ns}/rayjobs"
     try:
-        created = _request("POST", collection, headers, ctx, manifest)
+        created = _request("POST", f"{collection}?fieldValidation=Strict", headers, ctx, manifest)
     except urllib.error.HTTPError as exc:
-        print(f"launch_rayjob: error: creating the RayJob in {ns}: HTTP {exc.code} "
-              f"{exc.read().decode(errors='replace')[:500]}", file=sys.stderr)
+        # 400/422: the API server (strict validation, the CRD's schema) refused the RayJob.
+        print(f"launch_rayjob: error: creating the RayJob from {args.manifest} in {ns}: "
+              f"HTTP {exc.code}: {_api_message(exc)}", file=sys.stderr)
+        return 2 if exc.code in (400, 422) else 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"launch_rayjob: error: the Kubernetes API is unreachable: {exc}", file=sys.stderr)
         return 1
     name = created["metadata"]["name"]
     print(f"launch_rayjob: created rayjob/{name} in {ns}", flush=True)
@@ -110,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"launch_rayjob: {name}: deployment={state[0]} job={state[1]}", flush=True)
             last = state
         if state[0] in TERMINAL_DEPLOYMENT:
-            ok = state[1] == "SUCCEEDED"
-            print(f"launch_rayjob: {name} finished: {state[1]}"
-                  + ("" if ok else f" ({status.get('message', 'no message')})"), flush=True)
-            return 0 if ok else 1
+            code = exit_status(status)
+            line = f"launch_rayjob: {name} finished: deployment={state[0]} job={state[1]}"
+            if code != 0:  # the operator's own words: why it failed
+                line += (f"; reason={status.get('reason') or 'none given'}: "
+                         f"{status.get('message') or 'no message'}")
+            print(line + f"; exit {code}", file=sys.stderr if code else sys.stdout, flush=True)
+            return code
         if time.monotonic() > deadline:
             print(f"launch_rayjob: {name} still running after {args.timeout:.0f}s; giving up "
                   f"(the RayJob's activeDeadlineSeconds stops it)", file=sys.stderr)

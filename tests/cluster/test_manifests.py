@@ -182,7 +182,7 @@ def test_token_auth_on_every_ray_cluster() -> None:
         for c in _containers(spec):
             for var in c.get("env", []):
                 assert var["name"] != "RAY_AUTH_MODE" or var["value"] == "token"
-    assert "ENV RAY_AUTH_MODE=token" in _dockerfile()["text"]
+    assert re.search(r"^ENV (.*\\\n)*\s*RAY_AUTH_MODE=token\b", _dockerfile()["text"], flags=re.M)
 
 
 def test_gpu_worker_group() -> None:
@@ -234,7 +234,9 @@ def test_cronjob_forbids_overlap_and_launches_a_rayjob() -> None:
 
 
 def test_network_policy_limits_ray_ports_to_ray_pods() -> None:
-    (policy,) = _of_kind("NetworkPolicy")
+    policies = _of_kind("NetworkPolicy")
+    policy = policies[0]
+    assert all(p == policy for p in policies), "the manifests' NetworkPolicies differ"
     selector = policy["spec"]["podSelector"]["matchLabels"]
     for spec in _cluster_specs():
         groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
@@ -296,7 +298,8 @@ def test_ray_up_config_validates_against_rays_schema(path: Path) -> None:
     head_cmds = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head_cmds
     assert "0.0.0.0" not in json.dumps(config)
-    assert config["file_mounts"].get("~/.ray/auth_token")  # one token on every node
+    # One token on every node, mounted as a directory (a bind-mounted file goes stale).
+    assert config["file_mounts"].get("~/.raysweep/ray-token") == "~/.raysweep/ray-token"
 
 
 def test_ray_up_cloud_variant() -> None:
@@ -305,9 +308,11 @@ def test_ray_up_cloud_variant() -> None:
     types = config["available_node_types"]
     assert types[config["head_node_type"]]["resources"].get("CPU") == 0
     assert any(t["resources"].get("GPU", 0) >= 1 for t in types.values())
-    for perm in config["provider"]["security_group"]["IpPermissions"]:
-        for rng in perm.get("IpRanges", []):
-            assert rng["CidrIp"] != "0.0.0.0/0", "nothing may be open to the internet"
+    # Ray would create its own group (SSH from 0.0.0.0/0) without a pre-created one.
+    assert "security_group" not in config["provider"]
+    assert config["provider"]["use_internal_ips"] is True
+    for t in types.values():
+        assert t["node_config"]["SecurityGroupIds"] and t["node_config"]["SubnetIds"]
 
 
 def test_ray_up_local_variant() -> None:
@@ -402,7 +407,7 @@ class _FakeApi(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        assert self.path == "/apis/ray.io/v1/namespaces/nightly/rayjobs"
+        assert self.path == "/apis/ray.io/v1/namespaces/nightly/rayjobs?fieldValidation=Strict"
         assert self.headers["Authorization"] == "Bearer test-token"
         type(self).created.append(body)
         self._send(201, {"metadata": {"name": body["metadata"]["generateName"] + "abcde"}})

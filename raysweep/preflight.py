@@ -269,7 +269,10 @@ def bench_preflight(suite: Any, *, device: str | None, out: str | None, address:
         check_device_format(device or suite.config.device, where)
     else:
         check_device(device or suite.config.device, where)
-    check_out_template(out)
+    if out:
+        check_out_template(out)
+    else:  # the default report directory, ./.raysweep/bench/<suite>/<timestamp>
+        check_writable_dir(Path(".raysweep") / "bench", "the report directory (--out)")
     check_num_cpus()
     check_env_dirs(home=False)
     check_ray_auto(address)

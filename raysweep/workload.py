@@ -331,6 +331,10 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
     say = (lambda m: None) if quiet else info
     key = workload_key(cfg)
     cache = cache_root() / "workloads" / f"{_safe(cfg.name)}-{key}"
+    if not cached_only:  # the cache is written after training: an unusable one fails first
+        from raysweep.preflight import check_writable_dir
+
+        check_writable_dir(cache_root(), "RAYSWEEP_CACHE")
     dev = resolve_device(device)
     ds = _load_data(cfg)
     spec = _model_spec(cfg, ds)

@@ -138,6 +138,12 @@ def _top(scores: np.ndarray, count: int | None, fraction: float | None) -> np.nd
     if (count is None) == (fraction is None):
         raise ConfigError("targeted selector needs exactly one of params.count or params.fraction")
     n = len(scores)
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+        raise ConfigError(f"targeted selector: params.count must be a whole number, got {count!r}")
+    if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                                 or not 0.0 < float(fraction) < 1.0):
+        raise ConfigError(f"targeted selector: params.fraction must be a number in (0, 1), got "
+                          f"{fraction!r}")
     k = count if count is not None else int(round(float(fraction) * n))
     if not 0 < k < n:
         raise ConfigError(f"targeted selector would select {k} of {n} samples; choose 0 < count < {n}")

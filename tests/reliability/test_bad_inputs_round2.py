@@ -309,6 +309,17 @@ CASES: list[Case] = [
          suite=SUITE_OK),
     Case("bench-out-below-a-file", SUITE_REAL + ["--out", "{root}/afile/{suite}"],
          ["--out", "not a directory"], suite=SUITE_OK, setup=_file_at("afile")),
+    Case("bench-default-out-blocked", SUITE_REAL, ["report directory", ".raysweep"],
+         suite=SUITE_OK, setup=_file_at(".raysweep")),
+    Case("prepare-cache-is-a-file", PREP, ["RAYSWEEP_CACHE", "not a directory"],
+         workload=WORKLOAD_OK, env={"RAYSWEEP_CACHE": "{root}/cachefile"},
+         setup=_file_at("cachefile")),
+    Case("targeted-fraction-nan", PREP, ["params.fraction", "nan"],
+         workload=_sub(WORKLOAD_OK, "{kind: class, classes: [0]}",
+                       "{kind: targeted, selector: brightness, params: {fraction: .nan}}")),
+    Case("targeted-count-not-whole", PREP, ["params.count", "2.5"],
+         workload=_sub(WORKLOAD_OK, "{kind: class, classes: [0]}",
+                       "{kind: targeted, selector: brightness, params: {count: 2.5}}")),
     # -- stored data and weights ------------------------------------------------------------------
     Case("pretrained-not-a-state-dict", PREP, ["model.pretrained", "w.pt", "state dict"],
          workload=_sub(WORKLOAD_OK, "{name: mlp}", "{name: mlp, pretrained: '{root}/w.pt'}"),
@@ -332,7 +343,7 @@ def test_bad_input_rejected_cleanly(case: Case, tmp_path: Path, monkeypatch: pyt
     base.test_bad_input_rejected_cleanly(case, tmp_path, monkeypatch, capsys)
     cache = tmp_path / "cache"
     assert not (cache.is_dir() and any(cache.rglob("*"))), list(cache.rglob("*"))[:5]
-    assert not (tmp_path / ".raysweep").exists()
+    assert not (tmp_path / ".raysweep").is_dir()
 
 
 def test_table_is_large_enough() -> None:

@@ -9,6 +9,7 @@ Output rules (STYLE.md part 2): tables and results on stdout, progress and logs 
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
 import sys
 from collections.abc import Iterator
@@ -43,8 +44,9 @@ def _finish(outcome: Any, json_out: bool) -> None:
         rows = leaderboard(fetch_runs(outcome.tracking_uri, outcome.experiment,
                                       sweep_id=outcome.sweep_id))
     except Exception as exc:  # noqa: BLE001 - the sweep result matters more than the table
-        err_console().print(f"[yellow]could not build the leaderboard: {exc}[/]")
+        err_console().print(f"[yellow]could not build the leaderboard: {escape(str(exc))}[/]")
     if rows:
+        _log_leaderboard(outcome, rows)
         sort = rows[0].get("sort", "objective:min")
         err_console().print(rich_table(rows, leaderboard_columns(rows, sort.split(":")[0]),
                                  title=f"sweep {outcome.sweep_id} on {rows[0]['workload']}: best "
@@ -57,7 +59,8 @@ def _finish(outcome: Any, json_out: bool) -> None:
     if outcome.status != "finished":
         color = "yellow" if outcome.status == "interrupted" else "red"
         hint = f"; continue with: raysweep resume {outcome.sweep_id}" if outcome.status == "interrupted" else ""
-        err_console().print(f"[{color}]sweep {outcome.sweep_id} {outcome.status}: {outcome.message}{hint}[/]")
+        err_console().print(f"[{color}]sweep {outcome.sweep_id} {outcome.status}: "
+                            f"{escape(outcome.message + hint)}[/]")
     else:
         err_console().print(f"[green]sweep {outcome.sweep_id} finished[/] in {outcome.wall_seconds:.0f}s "
              f"({outcome.counts.get('finished', 0)} trials, {outcome.counts.get('failed', 0)} failed)")
@@ -386,6 +389,34 @@ def _leaderboard_rows(sweep: str | None, **kw: Any) -> tuple[list[dict[str, Any]
     uri, experiment, sweep_id = _store(sweep)
     runs = fetch_runs(uri, experiment, sweep_id=sweep_id)
     return leaderboard(runs, **kw), sweep_id
+
+
+def _log_leaderboard(outcome: Any, rows: list[dict[str, Any]]) -> None:
+    """The final leaderboard on the sweep's parent MLflow run: ``leaderboard.json`` as an MLflow
+    table (the UI's artifact view and ``mlflow.load_table`` read it), ``leaderboard.csv`` (raw
+    values) and ``leaderboard.md`` (what the terminal showed, with its legend)."""
+    from raysweep.report import render
+    from raysweep.sweep.leaderboard import leaderboard_columns, legend
+
+    try:
+        import pandas as pd
+        from mlflow.tracking import MlflowClient
+
+        cols = leaderboard_columns(rows, rows[0]["sort"].split(":")[0])
+        extra = [k for k in LEADERBOARD_FIELDS if any(k in r for r in rows)]
+        client = MlflowClient(tracking_uri=outcome.tracking_uri)
+        raw = json.loads(render(rows, cols, "json", extra=extra))
+        table = pd.DataFrame([{k: json.dumps(v) if isinstance(v, (list, dict)) else v
+                               for k, v in r.items()} for r in raw])
+        client.log_table(outcome.parent_run_id, data=table, artifact_file="leaderboard.json")
+        client.log_text(outcome.parent_run_id, render(rows, cols, "csv", extra=extra),
+                        "leaderboard.csv")
+        client.log_text(outcome.parent_run_id, render(rows, cols, "md") + "\n" + legend(rows, cols),
+                        "leaderboard.md")
+    except Exception as exc:  # noqa: BLE001 - an artifact store hiccup must not fail the sweep
+        from raysweep.sweep.runner import err_console
+
+        err_console().print(escape(f"could not store the leaderboard in MLflow: {exc}"))
 
 
 #: Leaderboard keys printed by --format csv/json besides the columns' metrics.

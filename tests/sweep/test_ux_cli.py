@@ -370,3 +370,27 @@ def test_rays_restore_hint_is_filtered() -> None:
     assert not _QuietTrialErrors().filter(rec)
     other = logging.LogRecord("ray.tune.tune", logging.WARNING, "", 0, "something else", None, None)
     assert _QuietTrialErrors().filter(other)
+
+
+# -- MLflow keeps the final leaderboard on the sweep's parent run ------------------------------
+
+def test_leaderboard_is_logged_on_the_parent_run(env: Path) -> None:
+    from types import SimpleNamespace
+
+    from mlflow.tracking import MlflowClient
+
+    import raysweep
+    from raysweep.cli._sweep import _leaderboard_rows, _log_leaderboard
+
+    uri = f"sqlite:///{env / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.create_run(client.get_experiment_by_name("raysweep").experiment_id,
+                               tags={"raysweep.kind": "parent"}).info.run_id
+    rows, _ = _leaderboard_rows("aaaa1111")
+    _log_leaderboard(SimpleNamespace(tracking_uri=uri, parent_run_id=parent), rows)
+    names = {a.path for a in client.list_artifacts(parent)}
+    assert {"leaderboard.json", "leaderboard.csv", "leaderboard.md"} <= names
+    local = client.download_artifacts(parent, "leaderboard.json", str(env / "dl"))
+    table = json.loads(Path(local).read_text())  # MLflow's table format: columns + data
+    methods = {row[table["columns"].index("method")] for row in table["data"]}
+    assert methods == set(raysweep.leaderboard(sweep="aaaa1111")["method"])

@@ -570,6 +570,9 @@ def parse_sweep(data: Any, source: str = "<sweep>") -> SweepSpec:
     """Validate a mapping as a :class:`SweepSpec` (schema only; see :func:`load_sweep`)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    from raysweep.sweep._wandb import translate_wandb
+
+    data = translate_wandb(data, source)  # W&B's own keys: exact translations, or one line
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as exc:

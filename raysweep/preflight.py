@@ -133,37 +133,70 @@ def check_ray_auto(address: str | None) -> None:
 
 def check_tracking_store(uri: str) -> None:
     """The MLflow URI has a scheme raysweep can use, and a local database path is a database."""
+    shown = _shown(uri)
     scheme = uri.split(":", 1)[0].lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", uri) else ""
     base = scheme.split("+", 1)[0]
     if scheme and base not in _SCHEMES:
-        raise UserError(f"MLFLOW_TRACKING_URI {uri}: unknown scheme {scheme!r}; use "
+        raise UserError(f"MLFLOW_TRACKING_URI {shown}: unknown scheme {scheme!r}; use "
                         f"sqlite:///PATH.db, http(s)://HOST:PORT or postgresql://...")
     if base == "sqlite":
         path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
         if path is None or not str(path) or str(path) == ":memory:":
-            raise UserError(f"MLFLOW_TRACKING_URI {uri}: give a database file, "
+            raise UserError(f"MLFLOW_TRACKING_URI {shown}: give a database file, "
                             f"sqlite:///PATH/mlflow.db")
         if path.is_dir():
-            raise UserError(f"MLFLOW_TRACKING_URI {uri}: {path} is a directory, not a database "
+            raise UserError(f"MLFLOW_TRACKING_URI {shown}: {path} is a directory, not a database "
                             f"file; use sqlite:///{path}/mlflow.db")
         if path.exists():
             try:
                 with path.open("rb") as fh:
                     head = fh.read(len(_SQLITE_MAGIC))
             except OSError as exc:
-                raise UserError(f"MLFLOW_TRACKING_URI {uri}: cannot read {path} "
+                raise UserError(f"MLFLOW_TRACKING_URI {shown}: cannot read {path} "
                                 f"({exc.strerror or exc})") from None
             if head and head != _SQLITE_MAGIC:
-                raise UserError(f"MLFLOW_TRACKING_URI {uri}: {path} is not an SQLite database; "
+                raise UserError(f"MLFLOW_TRACKING_URI {shown}: {path} is not an SQLite database; "
                                 f"point it at an MLflow database or a new file name")
             if not os.access(path, os.W_OK):
-                raise UserError(f"MLFLOW_TRACKING_URI {uri}: {path} is read-only; fix its "
+                raise UserError(f"MLFLOW_TRACKING_URI {shown}: {path} is read-only; fix its "
                                 f"permissions or choose another database")
         else:
-            check_writable_dir(path.parent, f"MLFLOW_TRACKING_URI {uri}: directory")
+            check_writable_dir(path.parent, f"MLFLOW_TRACKING_URI {shown}: directory")
+    if base in _DB_PORTS:
+        _check_db_reachable(uri, base)
     if base == "file" or not scheme:
-        raise UserError(f"MLFLOW_TRACKING_URI {uri}: a file store is not supported (MLflow 3 "
+        raise UserError(f"MLFLOW_TRACKING_URI {shown}: a file store is not supported (MLflow 3 "
                         f"refuses it); use sqlite:///PATH/mlflow.db")
+
+
+_DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def _shown(uri: str) -> str:
+    """The URI as it may be printed: a user and password are never echoed."""
+    return re.sub(r"//[^/@\s]*@", "//***@", uri)
+
+
+def _check_db_reachable(uri: str, base: str, timeout: float = 3.0) -> None:
+    """A database server that does not answer: MLflow would retry for minutes, then fail."""
+    import socket
+    from urllib.parse import urlsplit
+
+    shown = _shown(uri)
+    parts = urlsplit(uri)
+    try:
+        port = parts.port or _DB_PORTS[base]
+    except ValueError:
+        raise UserError(f"MLFLOW_TRACKING_URI {shown}: bad port") from None
+    if not parts.hostname:
+        raise UserError(f"MLFLOW_TRACKING_URI {shown}: no host; e.g. {base}://USER@HOST/DB")
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UserError(f"MLFLOW_TRACKING_URI {shown}: database server unreachable "
+                        f"({exc.strerror or exc}); start it or point MLFLOW_TRACKING_URI at a "
+                        f"reachable store") from None
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -194,7 +227,7 @@ def check_experiment(uri: str, name: str, where: str) -> None:
         return
     stage, location = row
     if stage == "deleted":
-        raise UserError(f"{where} {name!r}: this MLflow experiment is deleted in {uri}; restore "
+        raise UserError(f"{where} {name!r}: this MLflow experiment is deleted in {_shown(uri)}; restore "
                         f"it (mlflow experiments restore --experiment-id ID) or choose another "
                         f"name")
     if isinstance(location, str) and location.startswith("file://"):

@@ -77,8 +77,38 @@ def create_model(name: str, num_classes: int, *, in_chans: int = 3, img_size: in
         return hf_text_classifier(name[3:], num_classes, **kwargs)
     _check_name(name)
     fn = _MODELS[name][0]
-    return fn(num_classes=num_classes, in_chans=in_chans, img_size=img_size,
-              pretrained=pretrained, **kwargs)
+    _check_options(name, fn, kwargs)
+    try:
+        return fn(num_classes=num_classes, in_chans=in_chans, img_size=img_size,
+                  pretrained=pretrained, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        # model.options are the user's: a value the architecture cannot take (a negative width,
+        # a string, a layer too large to allocate) is one line, not a traceback. Other runtime
+        # errors are not about options and propagate.
+        text = " ".join(str(exc).split())
+        if isinstance(exc, RuntimeError) and not kwargs:
+            raise
+        if isinstance(exc, RuntimeError) and not any(
+                k in text for k in ("negative dimension", "allocate", "must be positive")):
+            raise
+        raise ConfigError(f"model {name!r} cannot be built with model.options {kwargs} "
+                          f"({type(exc).__name__}: {text[:160]}); fix the options (see: "
+                          f"raysweep models)") from None
+
+
+def _check_options(name: str, fn: Callable[..., nn.Module], options: dict[str, Any]) -> None:
+    """Unknown ``model.options`` keys are one line listing the valid ones."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    fixed = {"num_classes", "in_chans", "img_size", "pretrained"}
+    valid = [p for p in params if p not in fixed]
+    for key in options:
+        if key not in valid:
+            raise ConfigError(f"model {name!r}: unknown model.options key {key!r}"
+                              f"{did_you_mean(key, valid)} (valid: {', '.join(valid) or 'none'})")
 
 
 @dataclass(frozen=True)

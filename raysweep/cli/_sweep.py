@@ -65,7 +65,7 @@ def _finish(outcome: Any, json_out: bool) -> None:
         err_console().print(f"[green]sweep {outcome.sweep_id} finished[/] in {outcome.wall_seconds:.0f}s "
              f"({outcome.counts.get('finished', 0)} trials, {outcome.counts.get('failed', 0)} failed)")
     if json_out:
-        print_json({**outcome.to_json(), "leaderboard": rows})
+        print_json({**outcome.to_json(), "leaderboard": leaderboard_records(rows)})
     else:
         print(outcome.sweep_id, flush=True)
     if outcome.status == "interrupted":
@@ -436,9 +436,19 @@ def print_leaderboard(rows: list[dict[str, Any]], fmt: Format, *, title: str = "
         stdout.print(rich_table(rows, cols, title=title, caption=legend(rows, cols)))
     elif fmt == Format.md:
         print(render(rows, cols, "md") + "\n" + legend(rows, cols))
+    elif fmt == Format.json:
+        print(json.dumps(leaderboard_records(rows), indent=2, default=str))
     else:
         extra = [k for k in LEADERBOARD_FIELDS if any(k in r for r in rows)]
-        print(render(rows, cols, fmt.value, extra=extra), end="" if fmt == Format.csv else "\n")
+        print(render(rows, cols, "csv", extra=extra), end="")
+
+
+def leaderboard_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every field of every row, raw (non-finite numbers as null): the JSON of ``leaderboard
+    --format json``, ``run --json`` and ``resume --json``."""
+    from raysweep.report import _plain
+
+    return [_plain(dict(r)) for r in rows]
 
 
 @app.command("leaderboard")
@@ -535,11 +545,14 @@ def plot_cmd(
     sweep: str = typer.Argument(..., help="sweep id (or prefix, 'latest', or directory)"),
     kind: str = typer.Option("history", "--kind", "-k", help="history, pareto, importance or parallel"),
     out: Path = typer.Option(..., "-o", "--output", help="output file: .html (interactive) or .png/.svg/.pdf"),
+    method: str | None = typer.Option(None, "--method", "-m", help="one method's configurations "
+                                      "(needed by importance and parallel when the sweep has several)"),
 ) -> None:
-    """Optuna plots of the sweep's stored study."""
+    """Plots of the sweep's stored Optuna study: history (per-method colours), importance and
+    parallel (per method), pareto."""
+    from raysweep.api import load_sweep
     from raysweep.sweep.plots import plot_study
-    from raysweep.sweep.runner import find_sweep, load_spec, load_study
 
-    d = find_sweep(sweep)
-    path = plot_study(load_study(d), load_spec(d), kind, out)
+    s = load_sweep(sweep)
+    path = plot_study(s.study(), s.spec, kind, out, method=method)
     print(path)

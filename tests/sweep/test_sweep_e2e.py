@@ -184,8 +184,10 @@ def test_leaderboard_show_plot(resumed: dict[str, Any], capsys: pytest.CaptureFi
     assert by_trial["run_id"] == best["run_id"]
 
     for kind, name in (("history", "h.html"), ("parallel", "p.png")):
-        assert main(["plot", sweep_id, "--kind", kind, "-o", str(root / name)]) == 0
+        # parallel/importance are per method: the two methods' parameters differ
+        assert main(["plot", sweep_id, "--kind", kind, "-o", str(root / name), "--method", "ssd"]) == 0
         assert (root / name).stat().st_size > 1000
+    assert main(["plot", sweep_id, "--kind", "parallel", "-o", str(root / "x.png")]) == 2
     assert main(["plot", sweep_id, "--kind", "pareto", "-o", str(root / "x.html")]) == 2
 
 

@@ -26,7 +26,7 @@ app = typer.Typer(
     name="raysweep",
     help="Tune and benchmark machine-unlearning methods on Ray Tune + Optuna + MLflow.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -394,3 +394,12 @@ def test_leaderboard_is_logged_on_the_parent_run(env: Path) -> None:
     table = json.loads(Path(local).read_text())  # MLflow's table format: columns + data
     methods = {row[table["columns"].index("method")] for row in table["data"]}
     assert methods == set(raysweep.leaderboard(sweep="aaaa1111")["method"])
+
+
+def test_shell_completion_completes_commands(tmp_path: Path) -> None:
+    code = "import sys\nfrom raysweep.cli import main\nsys.exit(main())\n"
+    env = {**os.environ, "_RAYSWEEP_COMPLETE": "complete_bash", "COMP_WORDS": "raysweep lea",
+           "COMP_CWORD": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.split() == ["leaderboard"]

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raysweep._console import info
+from raysweep._secrets import redact_uri
 from raysweep.bench.baseline import (
     Comparison, Summary, compare, read_pinned, regressions, summarize, summary_to_json, write_pinned,
 )
@@ -89,7 +90,7 @@ class BenchResult:
         return {
             "suite": self.suite, "status": self.status, "exit_code": self.exit_code,
             "run_id": self.run_id, "experiment_id": self.experiment_id,
-            "tracking_uri": tracking_uri(), "baseline": {"ref": self.baseline.ref, "label": self.baseline.label},
+            "tracking_uri": redact_uri(tracking_uri()), "baseline": {"ref": self.baseline.ref, "label": self.baseline.label},
             "report_dir": str(self.report_dir) if self.report_dir else None,
             "seconds": self.seconds, "finished": self.finished, "protocol": proto,
             "regressions": [c.to_json() for c in self.regressions],
@@ -149,7 +150,7 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
 
     base = resolve_baseline(suite, baseline)   # before any training: a bad ref fails fast
     info(f"[bold]suite {suite.name}[/]: {len(suite.entries)} entries, {suite.runs()} runs; "
-         f"baseline: {base.label}; MLflow {tracking.tracking_uri()}")
+         f"baseline: {base.label}; MLflow {redact_uri(tracking.tracking_uri())}")
     sha = git_sha()
     recorder = tracking.SuiteRecorder(suite)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -187,7 +188,7 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
                 for h, s in hist]
         meta = {"status": status, "suite file": suite.source, "MLflow run": recorder.run_id,
                 "experiment": f"{suite.experiment_name} ({recorder.experiment_id})",
-                "tracking URI": tracking.tracking_uri(), "git": sha, "baseline": base.label,
+                "tracking URI": redact_uri(tracking.tracking_uri()), "git": sha, "baseline": base.label,
                 "runs": f"{len(ex.records)} ({len(errors)} failed)",
                 "executed": address or "in-process", "wall time": f"{ex.seconds:.1f}s",
                 "date": time.strftime("%Y-%m-%d %H:%M:%S")}

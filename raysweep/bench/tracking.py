@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raysweep.bench.baseline import Summary, summarize
+from raysweep._quoting import tag_equals
 from raysweep.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -215,7 +216,7 @@ def suite_runs(suite_name: str, *, statuses: Iterable[str] | None = FINISHED_STA
     exp = _experiment_id(c, f"raysweep-bench/{suite_name}", create=False)
     if exp is None:
         return []
-    flt = f"tags.`raysweep.kind` = '{KIND_SUITE}'"
+    flt = tag_equals("raysweep.kind", KIND_SUITE)
     wanted = set(statuses) if statuses is not None else None
     out: list[SuiteRunInfo] = []
     token = None
@@ -267,7 +268,8 @@ def summary_of(suite_name: str, run_id: str, c: MlflowClient | None = None) -> S
     exp = _experiment_id(c, f"raysweep-bench/{suite_name}", create=False)
     if exp is None:
         return {}
-    flt = f"tags.`raysweep.kind` = '{KIND_ENTRY}' and tags.`mlflow.parentRunId` = '{run_id}'"
+    flt = (f"{tag_equals('raysweep.kind', KIND_ENTRY)} and "
+           f"{tag_equals('mlflow.parentRunId', run_id, 'run id')}")
     return _summarize_children(_entry_runs(c, exp, flt, 100_000))
 
 
@@ -297,7 +299,7 @@ def history(suite_name: str, *, limit: int = 20, c: MlflowClient | None = None,
         return []
     ids = {p.run_id for p in parents}
     oldest = min(p.start_time for p in parents)
-    flt = (f"tags.`raysweep.kind` = '{KIND_ENTRY}' and "
+    flt = (f"{tag_equals('raysweep.kind', KIND_ENTRY)} and "
            f"attributes.start_time >= {int(oldest * 1000)}")
     children = _entry_runs(c, exp, flt, 100_000)
     grouped: dict[str, list[Any]] = {}

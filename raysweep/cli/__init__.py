@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover
     from click import ClickException as _ClickError  # type: ignore[assignment]
     from click import UsageError as _UsageError  # type: ignore[assignment]
 
+from raysweep._secrets import redact_uri
 from raysweep.errors import UserError
 
 app = typer.Typer(
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         # Always one line: multi-line messages (e.g. an expected directory layout) are joined.
         msg = re.sub(r"\s*\n\s*", " ", str(exc).strip())
-        print(f"raysweep: error: {msg}", file=sys.stderr)
+        print(f"raysweep: error: {redact_uri(msg)}", file=sys.stderr)  # no passwords in errors
         return EXIT_USAGE
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug or an environment failure, not a user mistake
         if os.environ.get("RAYSWEEP_DEBUG"):
             raise
-        print(f"raysweep: failed: {type(exc).__name__}: {exc} (RAYSWEEP_DEBUG=1 shows the traceback)",
+        print(f"raysweep: failed: {type(exc).__name__}: {redact_uri(str(exc))} "
+              f"(RAYSWEEP_DEBUG=1 shows the traceback)",
               file=sys.stderr)
         return EXIT_RUNTIME
 

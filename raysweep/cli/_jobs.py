@@ -73,27 +73,37 @@ def submit_cmd(
 ) -> None:
     """Run a sweep on a Ray cluster: submits `raysweep run SPACE.yaml` as a Ray job.
 
-    The project directory is uploaded as the job's working dir (caches, .git and local
-    MLflow stores excluded); the job id is printed on stdout.
+    Uploaded as the job's working dir: the git-tracked files of the project (or the raysweep
+    package and the spec outside a checkout), never credentials (.env, keys, cloud logins) and
+    never a home directory; the size and file count are printed first. The job id is printed
+    on stdout.
     """
+    from raysweep._console import info
     from raysweep.sweep.jobs import (
-        connect, normalize_address, project_root, relative_to_root, runtime_env_for, submit,
-        sweep_entrypoint,
+        connect, normalize_address, project_root, relative_to_root, runtime_env_for,
+        staged_upload, submit, sweep_entrypoint,
     )
+    from raysweep.sweep.local_ray import warn_if_auth_disabled
+    from raysweep.sweep.packaging import check_root, plan_upload
 
+    warn_if_auth_disabled()
     root = (working_dir or project_root()).resolve()
+    check_root(root)  # before anything else is said about the directory
     rel = relative_to_root(space, root)
     entrypoint = sweep_entrypoint(rel, overrides, run_args or [])
     renv = runtime_env_for(root, env)
+    plan = plan_upload(root, [rel])
     metadata = {"raysweep.space": rel, "raysweep.kind": "sweep"}
     if dry_run:
         url = normalize_address(address) if address else None
         print_json({"address": url, "entrypoint": entrypoint, "runtime_env": renv,
-                    "metadata": metadata})
+                    "upload": plan.to_dict(), "metadata": metadata})
         return
     client, url = connect(address)
-    job_id = submit(client, url, entrypoint, renv, submission_id=submission_id,
-                    metadata=metadata)
+    info(plan.describe())
+    with staged_upload(renv, plan) as staged_env:
+        job_id = submit(client, url, entrypoint, staged_env, submission_id=submission_id,
+                        metadata=metadata)
     _finish(client, url, job_id, entrypoint, wait, json_out)
 
 
@@ -109,17 +119,30 @@ def jobs_submit_cmd(
     submission_id: str | None = typer.Option(None, "--submission-id", help="choose the job id"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Run any command as a Ray job: `raysweep jobs submit -a URL -- raysweep bench run S.yaml`."""
+    """Run any command as a Ray job: `raysweep jobs submit -a URL -- raysweep bench run S.yaml`.
+
+    The working dir is uploaded as `raysweep submit` does it (git-tracked files, no
+    credentials, never a home directory)."""
     import shlex
 
-    from raysweep.sweep.jobs import connect, project_root, runtime_env_for, submit
+    from raysweep._console import info
+    from raysweep.sweep.jobs import (
+        connect, project_root, runtime_env_for, staged_upload, submit,
+    )
+    from raysweep.sweep.local_ray import warn_if_auth_disabled
+    from raysweep.sweep.packaging import plan_upload
 
+    warn_if_auth_disabled()
     root = None if no_working_dir else (working_dir or project_root()).resolve()
     renv = runtime_env_for(root, env)
+    plan = plan_upload(root) if root is not None else None
     entrypoint = shlex.join(command)
     client, url = connect(address)
-    job_id = submit(client, url, entrypoint, renv, submission_id=submission_id,
-                    metadata={"raysweep.kind": "command"})
+    if plan is not None:
+        info(plan.describe())
+    with staged_upload(renv, plan) as staged_env:
+        job_id = submit(client, url, entrypoint, staged_env, submission_id=submission_id,
+                        metadata={"raysweep.kind": "command"})
     _finish(client, url, job_id, entrypoint, wait, json_out)
 
 

@@ -1,7 +1,8 @@
 """Submit sweeps and other commands to a Ray cluster through the Ray Jobs API.
 
-``raysweep submit SPACE.yaml --address http://HEAD:8265`` uploads the project directory as
-the job's ``working_dir`` and runs ``python -m raysweep run SPACE.yaml`` on the head node,
+``raysweep submit SPACE.yaml --address http://HEAD:8265`` uploads the project (its git-tracked
+files, or the raysweep package and the spec, never credentials: :mod:`raysweep.sweep.packaging`)
+as the job's ``working_dir`` and runs ``python -m raysweep run SPACE.yaml`` on the head node,
 where Ray sets ``RAY_ADDRESS`` so the sweep joins the cluster. ``raysweep jobs`` lists,
 stops and shows the logs of jobs.
 
@@ -19,6 +20,7 @@ import datetime as _dt
 import os
 import re
 import shlex
+import shutil
 import socket
 import sys
 import time
@@ -28,8 +30,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from raysweep._secrets import has_credentials, is_secret_name, redact_uri, strip_credentials
 from raysweep.errors import ConfigError, UserError
 from raysweep.sweep.local_ray import auth_mode, ensure_token_auth, token_source
+from raysweep.sweep.packaging import EXCLUDED_PARTS, UploadPlan, stage
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -44,18 +48,16 @@ __all__ = [
     "normalize_address",
     "project_root",
     "runtime_env_for",
+    "staged_upload",
     "stop_job",
     "submit",
     "sweep_entrypoint",
     "wait_for_job",
 ]
 
-#: Never uploaded with the working dir: caches, VCS data, local tracking stores, results.
-DEFAULT_EXCLUDES: tuple[str, ...] = (
-    ".git", "__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", ".ruff_cache",
-    ".mypy_cache", ".benchmarks", ".venv", "venv", "node_modules", "build", "dist",
-    "mlflow.db", "mlflow.db-journal", "mlruns", "mlartifacts", ".raysweep", "ray_results", "out",
-)
+#: Never uploaded with the working dir: caches, VCS data, local tracking stores, results. The
+#: upload is an allow-list already (packaging.plan_upload); Ray applies these once more.
+DEFAULT_EXCLUDES: tuple[str, ...] = (*EXCLUDED_PARTS, "out")
 _PROBE_TIMEOUT_S = 5.0
 _LOCAL_TRACKING_PREFIXES = ("sqlite:", "file:", "./", "/")
 
@@ -228,11 +230,19 @@ def sweep_entrypoint(space: str, overrides: Sequence[str] = (),
 
 
 def _parse_env(items: Sequence[str]) -> dict[str, str]:
+    # A job's runtime_env is readable by anyone who can list the cluster's jobs: credentials
+    # go to the nodes as secrets (cluster/README.md), never through --env.
     env: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ConfigError(f"--env {item!r}: expected NAME=VALUE with a valid variable name")
+            raise ConfigError(f"--env {redact_uri(item)!r}: expected NAME=VALUE with a valid "
+                              f"variable name")
+        if is_secret_name(key) or has_credentials(value):
+            raise ConfigError(
+                f"--env {key}=...: looks like a credential, and a job's environment is readable "
+                f"by anyone who can list the cluster's jobs; give it to the cluster's nodes as a "
+                f"secret instead (cluster/README.md, 'Credentials')")
         env[key] = value
     return env
 
@@ -242,10 +252,11 @@ def runtime_env_for(working_dir: Path | None, env: Sequence[str] = (),
                     warn: bool = True) -> dict[str, Any]:
     """The job's runtime_env: working dir (with excludes) and environment variables.
 
-    ``MLFLOW_TRACKING_URI`` is forwarded when it names a server; a local sqlite/file store
-    would be a fresh, lost file on the head, so it is left out with a warning. Credentials
-    (``MLFLOW_TRACKING_PASSWORD``, tokens) are never forwarded: runtime envs are readable
-    by anyone who can list jobs; give them to the cluster's nodes as secrets instead.
+    ``MLFLOW_TRACKING_URI`` is forwarded when it names a server, without the ``user:password@``
+    part it may carry; a local sqlite/file store would be a fresh, lost file on the head, so
+    it is left out with a warning. Credentials (``MLFLOW_TRACKING_PASSWORD``, tokens, a
+    password in a URI, ``--env`` values that look like one) are never forwarded: runtime envs
+    are readable by anyone who can list jobs; give them to the cluster's nodes as secrets.
     """
     env_vars = {"RAY_DISABLE_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1"}
@@ -253,11 +264,16 @@ def runtime_env_for(working_dir: Path | None, env: Sequence[str] = (),
     if uri:
         if uri.startswith(_LOCAL_TRACKING_PREFIXES) or "://" not in uri:
             if warn:
-                print(f"raysweep: warning: MLFLOW_TRACKING_URI={uri} is local to this machine; "
-                      f"not forwarded (pass --env MLFLOW_TRACKING_URI=http://SERVER:5000)",
-                      file=sys.stderr)
+                print(f"raysweep: warning: MLFLOW_TRACKING_URI={redact_uri(uri)} is local to "
+                      f"this machine; not forwarded (pass --env "
+                      f"MLFLOW_TRACKING_URI=http://SERVER:5000)", file=sys.stderr)
         else:
-            env_vars["MLFLOW_TRACKING_URI"] = uri
+            env_vars["MLFLOW_TRACKING_URI"] = strip_credentials(uri)
+            if warn and has_credentials(uri):
+                print(f"raysweep: warning: MLFLOW_TRACKING_URI={redact_uri(uri)} carries a "
+                      f"password; the job gets it without one (give the nodes "
+                      f"MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD as secrets)",
+                      file=sys.stderr)
     env_vars.update(_parse_env(env))
     renv: dict[str, Any] = {"env_vars": env_vars}
     if working_dir is not None:
@@ -266,6 +282,21 @@ def runtime_env_for(working_dir: Path | None, env: Sequence[str] = (),
         renv["working_dir"] = str(working_dir)
         renv["excludes"] = list(excludes)
     return renv
+
+
+@contextlib.contextmanager
+def staged_upload(runtime_env: dict[str, Any],
+                  plan: UploadPlan | None) -> Iterator[dict[str, Any]]:
+    """``runtime_env`` with its ``working_dir`` replaced by a private copy of ``plan``'s files
+    (removed again on exit: Ray has uploaded it by the time ``submit_job`` returns)."""
+    if plan is None or "working_dir" not in runtime_env:
+        yield runtime_env
+        return
+    staged = stage(plan)
+    try:
+        yield {**runtime_env, "working_dir": str(staged)}
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def submit(client: JobSubmissionClient, url: str, entrypoint: str,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ __all__ = [
     "ensure_token_auth",
     "init_local_ray",
     "token_source",
+    "warn_if_auth_disabled",
 ]
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
@@ -75,6 +77,17 @@ def token_source(env: Mapping[str, str] | None = None) -> str | None:
         return f"{AUTH_TOKEN_PATH_ENV}={path}" if Path(path).is_file() else None
     default = default_token_path()
     return str(default) if default.is_file() else None
+
+
+def warn_if_auth_disabled(env: Mapping[str, str] | None = None) -> bool:
+    """Print one warning line when ``RAY_AUTH_MODE=disabled``: Ray then accepts any client
+    that reaches its ports, and a Ray client can run arbitrary code. Returns whether it warned."""
+    if auth_mode(env) != "disabled":
+        return False
+    print("raysweep: warning: RAY_AUTH_MODE=disabled: the Ray cluster accepts unauthenticated "
+          "clients (anyone who reaches its ports can run code as you); unset it or set "
+          "RAY_AUTH_MODE=token", file=sys.stderr)
+    return True
 
 
 def _refresh_ray_auth_cache() -> None:
@@ -159,6 +172,7 @@ def init_local_ray(
 
     if ray.is_initialized():
         return ray.init(ignore_reinit_error=True)
+    warn_if_auth_disabled()
 
     target = address if address is not None else (os.environ.get("RAY_ADDRESS") or None)
     if target is not None and target != "local":

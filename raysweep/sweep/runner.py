@@ -402,16 +402,23 @@ class SweepOutcome:
 
 
 def _max_concurrent(spec: SweepSpec, resources: dict[str, float]) -> int:
+    # A trial that no node can ever hold waits forever, whatever max_concurrent says: check the
+    # cluster's totals first.
+    r = spec.resources_per_trial
+    if r.cpu > resources.get("CPU", 0.0):
+        raise ConfigError(f"resources_per_trial.cpu: {r.cpu:g} CPUs per trial, but the Ray "
+                          f"cluster has {resources.get('CPU', 0.0):g}; lower it or add nodes")
+    if r.gpu > 0 and resources.get("GPU", 0.0) <= 0:
+        raise ConfigError("resources_per_trial.gpu > 0 but the Ray cluster has no GPU; set "
+                          "resources_per_trial.gpu: 0 or connect to a GPU cluster (--address)")
+    if r.gpu > resources.get("GPU", 0.0):
+        raise ConfigError(f"resources_per_trial.gpu: {r.gpu:g} GPUs per trial, but the Ray "
+                          f"cluster has {resources.get('GPU', 0.0):g}; lower it")
     if spec.search.max_concurrent is not None:
         return spec.search.max_concurrent
-    cpus = resources.get("CPU", 1.0)
-    n = int(cpus // spec.resources_per_trial.cpu) or 1
-    if spec.resources_per_trial.gpu > 0:
-        gpus = resources.get("GPU", 0.0)
-        if gpus <= 0:
-            raise ConfigError("resources_per_trial.gpu > 0 but the Ray cluster has no GPU; set "
-                              "resources_per_trial.gpu: 0 or connect to a GPU cluster (--address)")
-        n = min(n, int(gpus // spec.resources_per_trial.gpu) or 1)
+    n = int(resources.get("CPU", 1.0) // r.cpu) or 1
+    if r.gpu > 0:
+        n = min(n, int(resources["GPU"] // r.gpu) or 1)
     return max(1, n)
 
 

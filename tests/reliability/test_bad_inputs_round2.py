@@ -506,3 +506,22 @@ def test_status_of_a_corrupt_sweep_is_one_line(state: str | bytes, tmp_path: Pat
     assert rc == 2 and len(lines) == 1, err
     assert "torn02/state.json" in lines[0] and lines[0].startswith("raysweep: error: ")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("resources, request_, match", [
+    ({"CPU": 16.0}, {"gpu": 1}, "no GPU"),
+    ({"CPU": 16.0, "GPU": 1.0}, {"gpu": 2}, "has 1"),
+    ({"CPU": 2.0}, {"cpu": 4}, "has 2"),
+], ids=["gpu-on-cpu-cluster", "more-gpus-than-cluster", "more-cpus-than-cluster"])
+def test_trial_that_no_node_can_hold_is_refused_even_with_max_concurrent(
+        resources: dict[str, float], request_: dict[str, float], match: str) -> None:
+    """With search.max_concurrent set, a trial the cluster can never place used to wait
+    forever; it is refused with one line instead."""
+    from raysweep.errors import ConfigError
+    from raysweep.sweep.runner import _max_concurrent
+    from raysweep.sweep.space import parse_sweep, resolve_spec
+
+    spec = resolve_spec(parse_sweep({"method": "finetune", "resources_per_trial": request_,
+                                     "search": {"max_concurrent": 2}}))
+    with pytest.raises(ConfigError, match=match):
+        _max_concurrent(spec, resources)

@@ -23,6 +23,7 @@ checkpoint: a node lost, an OOM kill) or restart them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -39,12 +40,18 @@ from typing import Any
 
 from ray.tune import Callback, Stopper
 
+from raysweep._secrets import redact_uri, restore_credentials, write_private
 from raysweep.errors import ConfigError, UserError
 from raysweep.metrics.oracle import TERMS
+from raysweep.sweep._lock import SweepLock
+from raysweep.sweep._trust import (
+    SnapshotSigner, check_private, ensure_key, public_state, sign_sweep_dir, verify_sweep_dir,
+)
 from raysweep.sweep.space import SweepSpec
 
 __all__ = ["check_ray_address", "sweeps_home", "find_sweep", "load_state", "run_sweep", "resume_sweep", "SweepOutcome",
-           "sweep_status", "load_study", "dry_run_plan", "SweepFailed", "SweepInterrupted"]
+           "sweep_status", "load_study", "dry_run_plan", "SweepFailed", "SweepInterrupted", "SweepStopped",
+           "resume_blocker"]
 
 
 class SweepFailed(RuntimeError):
@@ -53,6 +60,11 @@ class SweepFailed(RuntimeError):
 
 class SweepInterrupted(KeyboardInterrupt):
     """The sweep was interrupted (Ctrl-C / SIGTERM); ``raysweep resume`` continues it."""
+
+
+class SweepStopped(RuntimeError):
+    """The driver stopped the sweep because its environment failed for longer than it waits
+    (no cluster resources, a locked MLflow store); ``raysweep resume`` continues it."""
 
 
 def err_console() -> Any:
@@ -87,6 +99,8 @@ def find_sweep(ref: str) -> Path:
                         "sweep directory (raysweep status latest shows the newest)")
     p = Path(ref)
     if (p / "state.json").is_file():
+        if sweeps_home() not in p.resolve().parents:  # a path elsewhere: yours and private
+            check_private(p.resolve())
         return p.resolve()
     home = sweeps_home()
     dirs = [d for d in home.glob("*") if (d / "state.json").is_file()] if home.is_dir() else []
@@ -144,9 +158,57 @@ def load_state(sweep_dir: Path) -> dict[str, Any]:
 
 def _save_state(sweep_dir: Path, state: dict[str, Any]) -> None:
     state["updated"] = time.time()
-    tmp = sweep_dir / "state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=2, default=str))
-    tmp.replace(sweep_dir / "state.json")
+    # Keys starting with "_" are the driver's handles (the tracker), not state; credentials
+    # are redacted and the file is 0600 (public_state, write_private). Signed for resume.
+    write_private(sweep_dir / "state.json", json.dumps(public_state(state), indent=2, default=str))
+    sign_sweep_dir(sweep_dir, state)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "no message"
+    return f"{type(exc).__name__}: {text}"[:1000]
+
+
+def _cause(exc: BaseException, *types: type[BaseException]) -> BaseException | None:
+    """The first exception of ``types`` in ``exc``'s chain (Tune wraps a callback's error)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, types):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _record_failure(sweep_dir: Path, state: dict[str, Any], exc: BaseException) -> None:
+    """Say in ``state.json`` and on the MLflow parent run why the driver stopped.
+
+    Before Ray Tune has written its snapshot the sweep cannot be resumed: it is ``failed``, and
+    the parent run FAILED with the reason (``raysweep.error``). After that it is
+    ``interrupted`` (``raysweep resume`` continues it) and the parent run KILLED. Best effort:
+    the store itself may be what failed.
+    """
+    if state.get("status") in ("finished", "failed", "interrupted") and state.get("finished"):
+        return  # _fit recorded the outcome already
+    blocker = resume_blocker(sweep_dir) if (sweep_dir / "state.json").exists() else "no state"
+    interrupted = blocker is None
+    reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else _one_line(exc)
+    if interrupted:
+        status, mlflow_status = "interrupted", "KILLED"
+        message = f"{reason}; continue with: raysweep resume {state['id']}"
+    else:
+        status, mlflow_status = "failed", "FAILED"
+        message = f"{reason} (it cannot be resumed: {blocker})"
+    if (sweep_dir / "state.json").exists() or state.get("name"):
+        state.update(status=status, finished=time.time(), message=message)
+        with contextlib.suppress(OSError):
+            _save_state(sweep_dir, state)
+    tracker, parent = state.get("_tracker"), state.get("parent_run_id")
+    if tracker is not None and parent:
+        with contextlib.suppress(Exception):
+            tracker.finish_parent(parent, mlflow_status,
+                                  tags={"raysweep.status": status, "raysweep.error": message})
 
 
 def load_spec(sweep_dir: Path) -> SweepSpec:
@@ -368,7 +430,9 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
 
 def _make_callbacks(sweep_dir: Path, total: int, max_failed: int | None,
                     objective_key: str, objective_mode: str) -> list[Any]:
-    return [Progress(sweep_dir, total, max_failed, objective_key, objective_mode)]
+    # The signer first: Progress must stay last (it is also the sweep's Stopper).
+    return [SnapshotSigner(sweep_dir),
+            Progress(sweep_dir, total, max_failed, objective_key, objective_mode)]
 
 
 # -- run / resume ------------------------------------------------------------------------------
@@ -394,7 +458,7 @@ class SweepOutcome:
 
     def to_json(self) -> dict[str, Any]:
         return {"sweep_id": self.sweep_id, "status": self.status,
-                "mlflow_tracking_uri": self.tracking_uri,
+                "mlflow_tracking_uri": redact_uri(self.tracking_uri),
                 "mlflow_experiment_id": self.experiment_id,
                 "mlflow_parent_run_id": self.parent_run_id,
                 "optuna_storage": self.optuna_storage, "sweep_dir": str(self.sweep_dir),
@@ -547,10 +611,7 @@ def warn_no_signal(rows: list[dict[str, Any]], objective: Any) -> list[str]:
 def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | None = None,
               num_cpus: int | None = None, tracking_uri_override: str | None = None) -> SweepOutcome:
     """Run a resolved sweep end to end (see the module docstring)."""
-    from raysweep.sweep.tracking import Tracker, git_sha, tracking_uri
-    from raysweep.sweep.trainable import make_plan, objective_values
-
-    from raysweep.sweep.tracking import check_tracking_uri
+    from raysweep.sweep.tracking import check_tracking_uri, tracking_uri
 
     t0 = time.perf_counter()
     uri = tracking_uri(tracking_uri_override)
@@ -570,15 +631,34 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
     refs = workload.reference_metrics(catboost=spec.evaluation.catboost)
     check_objective_computable(spec, refs, wcfg.name)
     check_original_loses(spec, refs, wcfg.name)
+    ensure_key()  # the resume signature's key: a key that cannot be made fails before any write
     sweep_dir = sweeps_home() / sweep_id
-    sweep_dir.mkdir(parents=True, exist_ok=False)
+    sweep_dir.mkdir(parents=True, exist_ok=False, mode=0o700)  # private: see sweep/_trust.py
+    lock = SweepLock(sweep_dir, sweep_id).acquire()  # held until this driver ends
+    state: dict[str, Any] = {"id": sweep_id}
+    try:
+        return _run_locked(spec, sweep_id, sweep_dir, uri, wcfg, workload, refs, state, t0,
+                           address=address, num_cpus=num_cpus)
+    except BaseException as exc:
+        _record_failure(sweep_dir, state, exc)
+        raise
+    finally:
+        lock.release()
+
+
+def _run_locked(spec: SweepSpec, sweep_id: str, sweep_dir: Path, uri: str, wcfg: Any,
+                workload: Any, refs: dict[str, dict[str, float]], state: dict[str, Any],
+                t0: float, *, address: str | None, num_cpus: int | None) -> SweepOutcome:
+    from raysweep.sweep.tracking import Tracker, git_sha
+    from raysweep.sweep.trainable import make_plan, objective_values
+
     (sweep_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
-    state: dict[str, Any] = {
+    state.update({
         "id": sweep_id, "name": spec.name, "status": "preparing", "created": time.time(),
         "workload": spec.workload, "tracking_uri": uri, "experiment": spec.tracking.experiment,
         "git_sha": git_sha(), "pid": os.getpid(), "address": address or os.environ.get("RAY_ADDRESS"),
         "trials": spec.num_configs() * len(spec.seeds),
-    }
+    })
     _save_state(sweep_dir, state)
     plan = make_plan(spec, workload, refs)
     ref_objectives = {k: objective_values(v, plan) for k, v in refs.items()}
@@ -598,6 +678,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
             "raysweep.objective": spec.objective.describe(),
             "raysweep.signal_terms": ",".join(r["term"] for r in signal if r["signal"]),
             "raysweep.no_signal_terms": ",".join(r["term"] for r in signal if not r["signal"])}
+    state["_tracker"] = tracker  # for _record_failure; never saved
     experiment_id = tracker.ensure_experiment()
     parent = tracker.start_parent(
         name=f"{spec.name}-{sweep_id}", tags={**tags, "raysweep.methods": ",".join(spec.method_names())},
@@ -608,6 +689,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
                 "max_seconds": spec.budget.max_seconds,
                 "max_cost_ratio": spec.budget.max_cost_ratio},
         spec_json=spec.model_dump_json(indent=2))
+    state["parent_run_id"] = parent
     tracker.log_references(parent, refs, ref_objectives, tags)
     state.update(status="running", experiment_id=experiment_id, parent_run_id=parent,
                  workload_name=wcfg.name, workload_key=workload.key, tags=tags)
@@ -617,26 +699,57 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
 
 
 def resume_sweep(ref: str, *, address: str | None = None, errored: str = "skip",
-                 num_cpus: int | None = None) -> SweepOutcome:
+                 num_cpus: int | None = None, trust: bool = False) -> SweepOutcome:
     """Continue an interrupted or crashed sweep (finished trials are not re-run)."""
+    t0 = time.perf_counter()
+    sweep_dir = find_sweep(ref)
+    # Two resumes at once would both run every unfinished trial: one driver per sweep.
+    with SweepLock(sweep_dir, sweep_dir.name):
+        return _resume_locked(sweep_dir, address=address, errored=errored, num_cpus=num_cpus,
+                              t0=t0, trust=trust)
+
+
+def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
+                   num_cpus: int | None, t0: float, trust: bool = False) -> SweepOutcome:
+    from raysweep.sweep._snapshot import keep_last_good, restore_point, snapshot_trial_ids
+    from raysweep.sweep.search import repair_journal
     from raysweep.sweep.tracking import Tracker, check_tracking_uri
     from raysweep.sweep.trainable import make_plan
 
-    t0 = time.perf_counter()
-    sweep_dir = find_sweep(ref)
     state = load_state(sweep_dir)
     spec = load_spec(sweep_dir)
     if state.get("status") == "finished":
         raise UserError(f"sweep {state['id']} already finished; see raysweep leaderboard "
                         f"--sweep {state['id']}")
-    if not (sweep_dir / "ray" / "tune" / "tuner.pkl").exists():
+    if not (sweep_dir / "ray" / "tune" / "tuner.pkl").exists() and \
+            not (sweep_dir / "ray" / "last-good" / "tuner.pkl").exists():
         raise UserError(f"sweep {state['id']} stopped before Ray Tune started (status "
                         f"{state.get('status')}); start it again with raysweep run")
     pid = state.get("pid")
     if pid and pid != os.getpid() and _alive(pid) and state.get("status") == "running":
         raise UserError(f"sweep {state['id']} is still running (pid {pid}); stop it first")
     check_ray_address(address or state.get("address") or os.environ.get("RAY_ADDRESS"))
+    state["tracking_uri"] = restore_credentials(state["tracking_uri"])  # redacted on disk
     check_tracking_uri(state["tracking_uri"])
+    experiment_path = sweep_dir / "ray" / "tune"
+    # A kill or a full disk may have torn Tune's snapshot or the journal's last record; both
+    # are repaired (the damaged bytes kept aside) before anything reads them.
+    torn = restore_point(experiment_path, state["id"])
+    if torn:
+        err_console().print(f"[yellow]Ray Tune's snapshot was unusable ({'; '.join(torn)}): "
+                            f"resuming from the last good copy[/]")
+    # Nothing is unpickled before this: ownership, signature, state.json's MLflow/Ray fields.
+    verify_sweep_dir(sweep_dir, trust=trust, say=err_console().print)
+    keep_last_good(experiment_path)
+    cut = repair_journal(sweep_dir / "optuna.journal")
+    if cut:
+        err_console().print(f"[yellow]optuna.journal ended in a torn record ({cut} bytes, kept "
+                            f"beside it as optuna.journal.torn-*): cut off[/]")
+    # Only this driver writes the journal now (the sweep lock): a lock left by a killed one
+    # would make the first append wait out Optuna's grace period.
+    stale = sweep_dir / "optuna.journal.lock"
+    if stale.is_symlink() or stale.exists():
+        stale.unlink()
     err_console().print(f"[bold]resuming sweep {state['id']}[/] ({spec.name})")
     wcfg, workload = _prepare(spec)
     if workload.key != state.get("workload_key"):
@@ -647,30 +760,45 @@ def resume_sweep(ref: str, *, address: str | None = None, errored: str = "skip",
     tracker = Tracker(state["tracking_uri"], state["experiment"], state["id"])
     tracker.experiment_id = state["experiment_id"]
     tracker.client.update_run(state["parent_run_id"], status="RUNNING")
-    dropped = tracker.drop_orphans(_snapshot_trial_ids(sweep_dir / "ray" / "tune"))
+    dropped = tracker.drop_orphans(snapshot_trial_ids(experiment_path))
     if dropped:
         err_console().print(f"[dim]dropped MLflow runs of {len(dropped)} trial(s) started after "
                             f"the last snapshot ({', '.join(dropped)}); they run again[/]")
     state.update(status="running", pid=os.getpid(), resumed=state.get("resumed", 0) + 1)
+    state.pop("finished", None)
     _save_state(sweep_dir, state)
+    state["_tracker"] = tracker
     # A sweep started on a cluster resumes there unless told otherwise.
-    return _fit(spec, sweep_dir, state, workload, plan, tracker, state["tags"],
-                address=address or state.get("address"), num_cpus=num_cpus, restore=errored, t0=t0)
+    try:
+        return _fit(spec, sweep_dir, state, workload, plan, tracker, state["tags"],
+                    address=address or state.get("address"), num_cpus=num_cpus,
+                    restore=errored, t0=t0)
+    except BaseException as exc:
+        _record_failure(sweep_dir, state, exc)
+        raise
 
 
-def _snapshot_trial_ids(experiment_path: Path) -> set[str]:
-    """Trial ids in Tune's newest experiment snapshot (what ``Tuner.restore`` brings back)."""
-    states = sorted(experiment_path.glob("experiment_state-*.json"))
-    if not states:
-        return set()
-    data = json.loads(states[-1].read_text())
-    ids = set()
-    for entry in data.get("trial_data", []):
-        blob = entry[0] if isinstance(entry, list) else entry
-        trial = json.loads(blob) if isinstance(blob, str) else blob
-        if isinstance(trial, dict) and trial.get("trial_id"):
-            ids.add(trial["trial_id"])
-    return ids
+def resume_blocker(sweep_dir: Path) -> str | None:
+    """Why ``raysweep resume`` would refuse this sweep (``None``: it would not), so that
+    ``status`` never suggests a resume that cannot work. Reads files only."""
+    from raysweep.sweep._snapshot import LAST_GOOD, snapshot_problems
+
+    try:
+        state = load_state(sweep_dir)
+    except (OSError, ValueError):
+        return f"its state.json ({sweep_dir / 'state.json'}) is unreadable"
+    sid = state.get("id", sweep_dir.name)
+    if state.get("status") == "finished":
+        return f"sweep {sid} already finished"
+    tune_dir = sweep_dir / "ray" / "tune"
+    if not (tune_dir / "tuner.pkl").exists() and not (sweep_dir / "ray" / LAST_GOOD / "tuner.pkl").exists():
+        return (f"sweep {sid} stopped before Ray Tune started (status {state.get('status')}); "
+                f"start it again with raysweep run")
+    problems = snapshot_problems(tune_dir)
+    if problems and snapshot_problems(sweep_dir / "ray" / LAST_GOOD):
+        return (f"sweep {sid}: Ray Tune's snapshot is unusable ({'; '.join(problems)}) and there "
+                f"is no last-good copy; start it again with raysweep run")
+    return None
 
 
 def _close_stale_study_trials(sweep_dir: Path) -> int:
@@ -722,8 +850,10 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
          restore: str | None, t0: float) -> SweepOutcome:
     from ray import tune
 
+    from raysweep.sweep._snapshot import SnapshotKeeper, keep_last_good
+    from raysweep.sweep._watch import ClusterLost, ClusterWatch
     from raysweep.sweep.search import make_scheduler, make_search
-    from raysweep.sweep.tracking import MlflowTrialCallback
+    from raysweep.sweep.tracking import MlflowTrialCallback, StoreUnavailable
 
     if not os.environ.get("RAYSWEEP_DEBUG"):
         for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
@@ -756,6 +886,8 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
             key, mode = spec.objectives[0].key, spec.objectives[0].mode
             callbacks = [MlflowTrialCallback(tracker, state["parent_run_id"], tags,
                                              log_checkpoints=spec.tracking.checkpoints == "all"),
+                         SnapshotKeeper(experiment_path),
+                         ClusterWatch(spec.resources_per_trial.cpu, spec.resources_per_trial.gpu),
                          *_make_callbacks(sweep_dir, n_trials, spec.search.max_failed_trials,
                                           key, mode)]
             tuner = tune.Tuner(
@@ -782,8 +914,25 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
         fit_started = time.time()
         try:
             grid = tuner.fit()
+        except Exception as exc:
+            # The environment failed past what the driver waits for (no node, a store locked
+            # for minutes): Tune's snapshot and the trials' checkpoints are intact, so say
+            # what happened in one line and how to continue.
+            env = _cause(exc, ClusterLost, StoreUnavailable)
+            if env is None:
+                raise
+            keep_last_good(experiment_path)
+            message = (f"{env}; once fixed, continue with: raysweep resume {state['id']}")
+            state.update(status="interrupted", finished=time.time(), message=message)
+            _save_state(sweep_dir, state)
+            with contextlib.suppress(Exception):
+                tracker.finish_parent(state["parent_run_id"], "KILLED",
+                                      tags={"raysweep.status": "interrupted",
+                                            "raysweep.error": message})
+            raise SweepStopped(f"sweep {state['id']} stopped: {message}") from None
         finally:
             fit_seconds = time.perf_counter() - t_fit
+        keep_last_good(experiment_path)
         trials = [r for r in grid]
         # Count from the progress callback: its state survives restores, and Tune marks the
         # trials it stops on Ctrl-C TERMINATED in memory although they did not finish.

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = ["DefineByRun", "SeedReplicator", "make_sampler", "make_search", "make_scheduler",
-           "study_storage", "STUDY_NAME", "default_points", "trial_params"]
+           "study_storage", "STUDY_NAME", "default_points", "trial_params", "repair_journal"]
 
 STUDY_NAME = "raysweep"
 
@@ -48,6 +48,55 @@ def study_storage(path: str | Path) -> optuna.storages.BaseStorage:
     from optuna.storages.journal import JournalFileBackend
 
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def repair_journal(path: Path) -> int:
+    """Cut a torn last record off an Optuna journal; returns the number of bytes cut.
+
+    A driver killed mid-append (or a full disk) leaves a last line without its newline or with
+    broken JSON. Optuna's reader skips such a tail, but the next append is glued onto it and the
+    glued line then poisons the study for every reader. The cut bytes are kept beside the
+    journal (``optuna.journal.torn-<time>``). Call it only as the journal's one writer (under
+    the sweep lock, before the study is opened): a live writer's record in flight looks torn.
+    """
+    import json
+    import os
+    import time
+
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return 0
+    if size == 0:
+        return 0
+    with open(path, "rb") as f:
+        # Look back far enough to hold the longest record (a study's system attrs at most).
+        back = min(size, 1 << 20)
+        f.seek(size - back)
+        tail = f.read(back)
+    good_end = size
+    if not tail.endswith(b"\n"):
+        nl = tail.rfind(b"\n")
+        good_end = size - back + nl + 1 if nl >= 0 else (0 if back == size else size)
+    else:
+        start = tail.rfind(b"\n", 0, len(tail) - 1)
+        last = tail[start + 1:]
+        if start >= 0 or back == size:
+            try:
+                json.loads(last)
+            except ValueError:
+                good_end = size - len(last)
+    if good_end == size:
+        return 0
+    with open(path, "r+b") as f:
+        f.seek(good_end)
+        cut = f.read()
+        side = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        side.write_bytes(cut)
+        f.truncate(good_end)
+        f.flush()
+        os.fsync(f.fileno())
+    return len(cut)
 
 
 def _suggest(trial: Any, name: str, p: ParamSpec) -> Any:

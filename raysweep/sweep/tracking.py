@@ -38,10 +38,13 @@ from typing import Any
 
 from ray.tune import Callback
 
+from raysweep._quoting import tag_equals, tag_filter
+from raysweep._secrets import redact_uri
 from raysweep.errors import UserError
 
 __all__ = ["tracking_uri", "Tracker", "MlflowTrialCallback", "git_sha", "config_hash",
-           "fetch_runs", "RunRecord", "mlflow_ui_hint", "default_store_exists", "check_tracking_uri"]
+           "fetch_runs", "RunRecord", "mlflow_ui_hint", "default_store_exists", "check_tracking_uri",
+           "StoreUnavailable"]
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 _TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id",
@@ -77,6 +80,10 @@ def check_tracking_uri(uri: str, timeout: float = 3.0) -> None:
                             f"create it or choose another path")
         if not os.access(parent, os.W_OK):
             raise UserError(f"MLFLOW_TRACKING_URI {uri}: directory {parent} is not writable")
+        db = Path(uri[len("sqlite:///"):])
+        if db.exists() and not (db.is_file() and os.access(db, os.R_OK | os.W_OK)):
+            raise UserError(f"MLFLOW_TRACKING_URI {uri}: {db} is not a writable file; make it "
+                            f"writable (chmod u+rw {db}) or point MLFLOW_TRACKING_URI elsewhere")
         return
     if uri.startswith(("http://", "https://")):
         parts = urlsplit(uri)
@@ -107,8 +114,8 @@ def mlflow_ui_hint(uri: str) -> str:
         shown = f"sqlite:///{rel}" if not rel.startswith("..") else uri
         return f"mlflow ui --backend-store-uri {shown}"
     if uri.startswith(("http://", "https://")):
-        return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {uri}"
+        return f"open {redact_uri(uri)}"
+    return f"mlflow ui --backend-store-uri {redact_uri(uri)}"
 
 
 def git_sha() -> str:
@@ -129,10 +136,84 @@ def config_hash(method: str, params: Mapping[str, Any]) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+class StoreUnavailable(RuntimeError):
+    """The MLflow store stayed locked past the retry budget (``RAYSWEEP_MLFLOW_RETRY_S``)."""
+
+
+_LOCKED = ("database is locked", "database table is locked", "database schema is locked")
+_INITIALISED: set[str] = set()
+
+
+def _is_locked(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(k in text for k in _LOCKED)
+
+
+def _retry_budget() -> float:
+    try:
+        return max(0.0, float(os.environ.get("RAYSWEEP_MLFLOW_RETRY_S", "120")))
+    except ValueError:
+        return 120.0
+
+
+class _RetryingClient:
+    """An ``MlflowClient`` whose calls are retried with backoff while SQLite says "database is
+    locked" (another process writing: a second sweep, ``mlflow ui``, a backup). A failed
+    statement was rolled back, so a retry never writes twice. Past the budget the call raises
+    :class:`StoreUnavailable` with one line; the sweep is then resumable."""
+
+    def __init__(self, client: Any, uri: str) -> None:
+        self._client = client
+        self._uri = uri
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_client", "_uri"):
+            raise AttributeError(name)
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            budget = _retry_budget()
+            deadline = time.monotonic() + budget
+            delay = 0.25
+            while True:
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as exc:
+                    if not _is_locked(exc):
+                        raise
+                    if time.monotonic() + delay > deadline:
+                        raise StoreUnavailable(
+                            f"MLflow store {_redact(self._uri)} stayed locked for {budget:g}s "
+                            f"({name}); stop whatever holds it (another writer, a stuck "
+                            f"process) or raise RAYSWEEP_MLFLOW_RETRY_S") from None
+                    time.sleep(delay)
+                    delay = min(5.0, delay * 2)
+
+        return call
+
+
+def _redact(uri: str) -> str:
+    return re.sub(r"//[^/@]*@", "//***@", uri)
+
+
 def _client(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    if not uri.startswith("sqlite:///") or uri in _INITIALISED:
+        return _RetryingClient(MlflowClient(tracking_uri=uri), uri)
+    # The first connection to a new SQLite store creates and migrates its schema; two
+    # processes doing that at once make one of them fail mid-migration. A file lock next to
+    # the database serialises first uses (every later one finds the schema done).
+    from raysweep.sweep._lock import file_lock
+
+    db = Path(uri[len("sqlite:///"):])
+    with file_lock(db.with_name(db.name + ".init-lock")):
+        client = _RetryingClient(MlflowClient(tracking_uri=uri), uri)
+        client.search_experiments(max_results=1)
+    _INITIALISED.add(uri)
+    return client
 
 
 def _finite_metrics(values: Mapping[str, Any], step: int, ts: int,
@@ -154,7 +235,7 @@ def _batched(client: Any, run_id: str, metrics: list[Any] = (), params: Mapping[
     from mlflow.entities import Param, RunTag
 
     ps = [Param(k, _param_str(v)) for k, v in (params or {}).items()]
-    ts = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+    ts = [RunTag(k, redact_uri(str(v))[:5000]) for k, v in (tags or {}).items()]
     metrics = list(metrics)
     while metrics or ps or ts:
         client.log_batch(run_id, metrics=metrics[:_MAX_METRICS], params=ps[:_MAX_PARAMS],
@@ -209,7 +290,7 @@ class Tracker:
         return self.experiment_id
 
     def find_run(self, **tags: str) -> str | None:
-        flt = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        flt = tag_filter(tags)  # quoted: ids may come from the command line
         runs = self.client.search_runs([self.ensure_experiment()], filter_string=flt,
                                        max_results=5)
         return runs[0].info.run_id if runs else None
@@ -229,6 +310,9 @@ class Tracker:
 
     def finish_parent(self, run_id: str, status: str, metrics: Mapping[str, float] | None = None,
                       tags: Mapping[str, Any] | None = None) -> None:
+        if metrics:  # once: a resumed sweep that ends again logs only what changed
+            logged = self.client.get_run(run_id).data.metrics
+            metrics = {k: v for k, v in metrics.items() if logged.get(k) != v}
         if metrics or tags:
             _batched(self.client, run_id, _finite_metrics(metrics or {}, 0, _now()), tags=tags)
         self.client.set_terminated(run_id, status=status)
@@ -249,18 +333,28 @@ class Tracker:
                      _finite_metrics(values, 0, ts) + _finite_metrics(values, 0, ts, "best/"))
             self.client.set_terminated(run.info.run_id, status="FINISHED")
 
-    def drop_orphans(self, known_trial_ids: set[str]) -> list[str]:
-        """Delete child runs of trials that Tune no longer knows (started after its last
-        snapshot before a crash; the restored search suggests them again under new ids)."""
+    def drop_orphans(self, known_trial_ids: set[str] | None) -> list[str]:
+        """Delete child runs of unfinished trials that Tune no longer knows (started after its
+        last snapshot before a crash; the restored search suggests them again under new ids).
+
+        ``None`` (the snapshot could not be read) drops nothing. A FINISHED run is a result
+        and is never deleted: it is tagged ``raysweep.orphan`` instead.
+        """
+        if known_trial_ids is None:
+            return []
         dropped = []
-        flt = (f"tags.`raysweep.sweep_id` = '{self.sweep_id}' and "
-               f"tags.`raysweep.kind` = 'trial'")
+        flt = tag_filter({"raysweep.sweep_id": self.sweep_id, "raysweep.kind": "trial"})
         for r in self.client.search_runs([self.ensure_experiment()], filter_string=flt,
                                          max_results=5000):
             tid = r.data.tags.get("raysweep.trial_id")
-            if tid and tid not in known_trial_ids:
-                self.client.delete_run(r.info.run_id)
-                dropped.append(tid)
+            if not tid or tid in known_trial_ids:
+                continue
+            if r.info.status == "FINISHED":
+                self.client.set_tag(r.info.run_id, "raysweep.orphan",
+                                    "finished after the snapshot the sweep resumed from")
+                continue
+            self.client.delete_run(r.info.run_id)
+            dropped.append(tid)
         return dropped
 
     def log_checkpoint(self, run_id: str, checkpoint_dir: str | os.PathLike[str]) -> None:
@@ -348,8 +442,8 @@ class MlflowTrialCallback(Callback):
         run_id = self.run_id(trial)
         last = trial.last_result or {}
         best = {k: v for k, v in last.items() if k.startswith("best/")}
-        extra = {k: last[k] for k in ("best_epoch", "rs/trial_seconds", "rs/method_seconds")
-                 if k in last}
+        extra = {k: last[k] for k in ("best_epoch", "rs/trial_seconds", "rs/method_seconds",
+                                      "rs/eval_seconds") if k in last}
         all_tags = dict(tags or {})
         if "best_epoch" in last:
             all_tags["raysweep.best_epoch"] = int(last["best_epoch"])
@@ -362,8 +456,11 @@ class MlflowTrialCallback(Callback):
             all_tags["raysweep.stopped"] = (
                 f"time budget exceeded: the method ran {float(last.get('rs/method_seconds', 0)):.1f}s "
                 f"by epoch {int(last.get('epoch', 0))} (budget.max_seconds / max_time_ratio)")
-        _batched(self.tracker.client, run_id, _finite_metrics({**best, **extra}, 0, _now()),
-                 tags=all_tags)
+        # A trial finalised before a crash and finalised again after the resume (its
+        # checkpoint said done) must not log its best/* twice.
+        logged = self.tracker.client.get_run(run_id).data.metrics
+        final = {k: v for k, v in {**best, **extra}.items() if k not in logged}
+        _batched(self.tracker.client, run_id, _finite_metrics(final, 0, _now()), tags=all_tags)
         if self.log_checkpoints and status == "FINISHED" and trial.checkpoint is not None:
             try:
                 self.tracker.log_checkpoint(run_id, trial.checkpoint.path)
@@ -379,7 +476,9 @@ class MlflowTrialCallback(Callback):
 
 
 # "InjectedFault: ...", "ray.exceptions.RayTaskError(ValueError): ...", not "Failure # 1 (...)"
-_EXC_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:\([\w.]*\))?: \S")
+# The exception's class is CamelCase or module-qualified: Ray's "ip: 127.0.0.1", "pid: 42",
+# "class_name: ImplicitFunc" lines under a dead actor's message are not the reason.
+_EXC_LINE = re.compile(r"^(?:(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*|[A-Z]\w*)(?:\([\w.]*\))?: \S")
 
 
 def error_reason(trial: Any) -> str:
@@ -393,14 +492,41 @@ def error_reason(trial: Any) -> str:
             text = trial.get_error() or ""
     except Exception:  # noqa: BLE001
         pass
+    return (_reason_line(text) + _where(trial, text))[:2000]
+
+
+def _reason_line(text: str) -> str:
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     for ln in reversed(lines):  # the innermost exception: "pkg.mod.AnyName: message"
         if _EXC_LINE.match(ln):
-            return ln[:2000]
+            return ln
     for ln in reversed(lines):
         if ("Error" in ln or "Failure" in ln or "Exception" in ln) and not ln.startswith("Failure #"):
-            return ln[:2000]
-    return lines[-1][:2000] if lines else "trial failed (no error text)"
+            return ln
+    return lines[-1] if lines else "trial failed (no error text)"
+
+
+_DIED = re.compile(r"actor died|worker died|ActorDiedError|ActorUnavailable|NodeDied|"
+                   r"node .* (dead|died)|OutOfMemoryError|unexpected system error|"
+                   r"WorkerCrashedError", re.I)
+
+
+def _where(trial: Any, text: str) -> str:
+    """Where a trial's worker died: Ray's own message names only an ip (127.0.0.1 for every
+    local process), so add the node id, host and pid the trial last reported from."""
+    if not _DIED.search(str(text)):
+        return ""
+    last = getattr(trial, "last_result", None) or {}
+    parts = []
+    if last.get("rs/node"):
+        parts.append(f"node {str(last['rs/node'])[:12]}")
+    if last.get("hostname"):
+        parts.append(f"host {last['hostname']}")
+    if last.get("pid"):
+        parts.append(f"worker pid {last['pid']}")
+    if not parts:
+        return " (the worker died before its first report)"
+    return f" (last report from {', '.join(parts)})"
 
 
 # -- queries -----------------------------------------------------------------------------------
@@ -421,7 +547,7 @@ def fetch_runs(uri: str, experiment: str = "raysweep", *, sweep_id: str | None =
         raise UserError(f"MLflow experiment {experiment!r} not found in {uri}")
     flt = []
     if sweep_id:
-        flt.append(f"tags.`raysweep.sweep_id` = '{sweep_id}'")
+        flt.append(tag_equals("raysweep.sweep_id", sweep_id, "sweep id"))
     out: list[RunRecord] = []
     token = None
     kinds = set(kinds)

@@ -62,7 +62,8 @@ from raysweep.metrics import forward_splits
 from raysweep.sweep.space import ObjectiveSpec, SweepSpec
 
 __all__ = ["TrialPlan", "TrialFailure", "unlearning_trial", "run_trial", "objective_values",
-           "STATE_FILE", "BEST_FILE", "make_plan"]
+           "STATE_FILE", "BEST_FILE", "make_plan", "InfrastructureError", "is_method_error",
+           "write_marker", "read_marker"]
 
 STATE_FILE = "state.json"
 BEST_FILE = "best.pt"
@@ -314,24 +315,41 @@ def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPl
     marker = None
     if plan.extra.get("failure_dir"):
         marker = Path(plan.extra["failure_dir"]) / tune.get_context().get_trial_id()
-        if marker.is_file():
-            raise TrialFailure(f"{marker.read_text()} (raised by the first attempt; a method "
+        reason = read_marker(marker)
+        if reason:
+            raise TrialFailure(f"{reason} (raised by the first attempt; a method "
                                f"error is not retried)")
     resume_state = None
     prev_best: Path | None = None
-    ckpt = tune.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            resume_state = json.loads((Path(d) / STATE_FILE).read_text())
-            if (Path(d) / BEST_FILE).exists():
-                keep = Path(tempfile.mkdtemp(prefix="rs-best-"))
-                (keep / BEST_FILE).write_bytes((Path(d) / BEST_FILE).read_bytes())
-                prev_best = keep / BEST_FILE
+    try:
+        ckpt = tune.get_checkpoint()
+        if ckpt is not None:
+            with ckpt.as_directory() as d:
+                resume_state = json.loads((Path(d) / STATE_FILE).read_text())
+                if (Path(d) / BEST_FILE).exists():
+                    keep = Path(tempfile.mkdtemp(prefix="rs-best-"))
+                    (keep / BEST_FILE).write_bytes((Path(d) / BEST_FILE).read_bytes())
+                    prev_best = keep / BEST_FILE
+    except Exception as exc:  # an unreadable checkpoint is the storage's fault, not the method's
+        raise InfrastructureError(f"cannot read the trial's checkpoint: "
+                                  f"{type(exc).__name__}: {exc}") from exc
 
     node = _node_id()
 
     def report(result: dict[str, Any], state: dict[str, Any] | None,
                best_state: dict[str, torch.Tensor] | None) -> None:
+        try:
+            _report(result, state, best_state)
+        except Exception as exc:
+            if _from_ray(exc):
+                raise  # a stop or cancel from Tune travels as is
+            # Writing the checkpoint (a full or read-only disk) or handing it to Tune failed:
+            # the configuration is fine, so the trial may be retried.
+            raise InfrastructureError(f"saving the epoch's checkpoint failed: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+
+    def _report(result: dict[str, Any], state: dict[str, Any] | None,
+                best_state: dict[str, torch.Tensor] | None) -> None:
         nonlocal prev_best
         if node:
             result = {**result, "rs/node": node}  # tracking tags the run with where it ran
@@ -351,15 +369,68 @@ def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPl
     try:
         run_trial(config, workload, plan, report=report, resume_state=resume_state, device=dev)
     except Exception as exc:
-        # Ray's own exceptions (a stopped or cancelled trial) are not the method's failures.
-        if marker is not None and not type(exc).__module__.startswith("ray"):
-            with contextlib.suppress(OSError):
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text(f"{type(exc).__name__}: {exc}"[:2000])
+        if marker is not None and is_method_error(exc):
+            write_marker(marker, f"{type(exc).__name__}: {exc}")
         raise
     finally:
         if prev_best is not None:
             _rmtree(prev_best.parent)
+
+
+class InfrastructureError(RuntimeError):
+    """A trial failed for a reason outside the method (storage, checkpoint I/O): retryable."""
+
+
+def _from_ray(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] == "ray"
+
+
+def is_method_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the method's own, deterministic failure (never retried).
+
+    Not method errors: Ray's exceptions (a stopped, cancelled or lost trial), raysweep's
+    :class:`InfrastructureError` (checkpoint I/O), and what the machine raises whoever runs
+    (``OSError`` such as a full disk, ``MemoryError``, a device out of memory). Those are
+    retried up to ``search.trial_retries``.
+    """
+    if _from_ray(exc) or isinstance(exc, (InfrastructureError, OSError, MemoryError)):
+        return False
+    oom = getattr(torch, "OutOfMemoryError", None)
+    return not (oom is not None and isinstance(exc, oom))
+
+
+def write_marker(marker: Path, reason: str) -> bool:
+    """Record a method error for the trial's restarts: atomically (a temporary file renamed
+    over the marker) and never empty. Returns whether it was written; a disk that cannot take
+    it leaves no marker, and the restart then runs the method again."""
+    text = (reason.strip() or "the method raised an exception with no message")[:2000]
+    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, marker)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return False
+
+
+def read_marker(marker: Path) -> str | None:
+    """The recorded method error of a trial, or ``None``: an empty or unreadable marker (left
+    by a version that wrote markers in place) is no evidence and is removed."""
+    try:
+        text = marker.read_text(errors="replace").strip()
+    except OSError:
+        return None
+    if not text:
+        with contextlib.suppress(OSError):
+            marker.unlink()
+        return None
+    return text
 
 
 def _node_id() -> str | None:

@@ -1,0 +1,179 @@
+"""A validated last-good copy of Ray Tune's snapshot, and the fallback to it on resume.
+
+Tune rewrites its snapshot files in place under ``<sweep>/ray/tune/`` (the experiment state
+JSON; the search generator's, the searcher's and the callbacks' pickles; the newest of each
+by name is what ``Tuner.restore`` reads). A driver killed or a disk filled mid-copy leaves one
+of them empty or torn, and every resume would then fail with a bare ``JSONDecodeError``.
+
+:class:`SnapshotKeeper` (a Tune callback) copies the set to ``<sweep>/ray/last-good/`` whenever
+every file of it checks out; :func:`restore_point` runs before ``Tuner.restore`` and puts the
+last-good set back when the current one does not (the torn files are moved aside, not deleted).
+The pickles are checked by walking their opcodes (:mod:`pickletools`), which executes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickletools
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from raysweep.errors import UserError
+
+__all__ = ["SNAPSHOT_PATTERNS", "LAST_GOOD", "snapshot_problems", "keep_last_good",
+           "restore_point", "snapshot_trial_ids", "SnapshotKeeper", "check_file"]
+
+# The files Tune reads back on restore; tuner.pkl is written once, when the sweep starts.
+SNAPSHOT_PATTERNS = ("experiment_state-*.json", "search_gen_state-*.json",
+                     "searcher-state-*.pkl", "callback-states-*.pkl")
+REQUIRED = ("experiment_state-*.json", "tuner.pkl")
+LAST_GOOD = "last-good"
+
+
+def check_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read back (``None`` when it can): empty, torn JSON, torn pickle."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"{path.name} unreadable ({exc.strerror or exc})"
+    if not data:
+        return f"{path.name} is empty"
+    # search_gen_state-*.json is a pickle despite its name: the format decides, not the suffix.
+    if path.name.startswith("experiment_state-"):
+        try:
+            doc = json.loads(data)
+        except ValueError as exc:
+            return f"{path.name} is torn ({exc})"
+        if not (isinstance(doc, dict) and "trial_data" in doc):
+            return f"{path.name} has no trial_data"
+        return None
+    try:
+        ops = list(pickletools.genops(data))
+    except Exception as exc:  # noqa: BLE001 - any parse failure means torn
+        return f"{path.name} is torn ({type(exc).__name__}: {exc})"
+    if not ops or ops[-1][0].name != "STOP":
+        return f"{path.name} is torn (no STOP opcode)"
+    return None
+
+
+def _newest(directory: Path) -> dict[str, Path]:
+    out = {}
+    for pattern in (*SNAPSHOT_PATTERNS, "tuner.pkl"):
+        found = sorted(p for p in directory.glob(pattern) if p.is_file())
+        if found:
+            out[pattern] = found[-1]
+    return out
+
+
+def snapshot_problems(experiment_path: Path) -> list[str]:
+    """What makes the snapshot Tune would restore from unusable (empty list: it is usable)."""
+    newest = _newest(experiment_path)
+    problems = [f"no {p}" for p in REQUIRED if p not in newest]
+    problems += [why for p in newest.values() if (why := check_file(p))]
+    return problems
+
+
+def keep_last_good(experiment_path: Path) -> bool:
+    """Copy a usable snapshot to ``<sweep>/ray/last-good`` (atomically: a new directory renamed
+    over the old); returns whether it was usable. Never fails the sweep."""
+    experiment_path = Path(experiment_path)
+    if snapshot_problems(experiment_path):
+        return False
+    dest = experiment_path.parent / LAST_GOOD
+    tmp = experiment_path.parent / f".{LAST_GOOD}-{os.getpid()}"
+    old = experiment_path.parent / f".{LAST_GOOD}-old-{os.getpid()}"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for src in _newest(experiment_path).values():
+            shutil.copy2(src, tmp / src.name)
+        # The copy is checked too: the files may have been rewritten while they were copied.
+        if snapshot_problems(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+        if dest.exists():
+            dest.rename(old)
+        tmp.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+        return True
+    except OSError:  # a full or read-only disk: keep the previous copy, try again later
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not dest.exists():
+            old.rename(dest)
+        return False
+
+
+def restore_point(experiment_path: Path, sweep_id: str) -> list[str]:
+    """Make the snapshot restorable before ``Tuner.restore``; returns what was repaired.
+
+    A torn set is moved to ``ray/torn-<time>/`` and the last-good set copied in. Without a
+    usable last-good copy this raises a :class:`UserError` that says so (the sweep cannot be
+    resumed; its finished runs stay in MLflow).
+    """
+    experiment_path = Path(experiment_path)
+    problems = snapshot_problems(experiment_path)
+    if not problems:
+        return []
+    last_good = experiment_path.parent / LAST_GOOD
+    if not last_good.is_dir() or snapshot_problems(last_good):
+        raise UserError(
+            f"sweep {sweep_id} cannot be resumed: Ray Tune's snapshot in {experiment_path} is "
+            f"unusable ({'; '.join(problems)}) and there is no last-good copy in {last_good}; "
+            f"its finished trials stay in MLflow (raysweep leaderboard --sweep {sweep_id}); "
+            f"start it again with raysweep run")
+    aside = experiment_path.parent / f"torn-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    aside.mkdir(parents=True, exist_ok=True)
+    for pattern in SNAPSHOT_PATTERNS:
+        for p in experiment_path.glob(pattern):
+            p.rename(aside / p.name)
+    if check_file(experiment_path / "tuner.pkl") and (experiment_path / "tuner.pkl").exists():
+        (experiment_path / "tuner.pkl").rename(aside / "tuner.pkl")
+    for src in last_good.iterdir():
+        if src.is_file() and not (experiment_path / src.name).exists():
+            shutil.copy2(src, experiment_path / src.name)
+    return problems
+
+
+def snapshot_trial_ids(experiment_path: Path) -> set[str] | None:
+    """Trial ids in the newest experiment snapshot; ``None`` when it cannot be read (then
+    nothing may be judged an orphan against it)."""
+    states = sorted(Path(experiment_path).glob("experiment_state-*.json"))
+    if not states or check_file(states[-1]):
+        return None
+    data = json.loads(states[-1].read_text())
+    ids = set()
+    for entry in data.get("trial_data", []):
+        blob = entry[0] if isinstance(entry, list) else entry
+        try:
+            trial = json.loads(blob) if isinstance(blob, str) else blob
+        except ValueError:
+            return None
+        if isinstance(trial, dict) and trial.get("trial_id"):
+            ids.add(trial["trial_id"])
+    return ids
+
+
+class SnapshotKeeper(Callback):  # module level: Tune pickles it into tuner.pkl
+    """Refresh the last-good copy at most every ``period`` seconds and when the sweep ends."""
+
+    def __init__(self, experiment_path: str | Path, period: float = 5.0) -> None:
+        self.experiment_path = str(experiment_path)
+        self.period = period
+        self._last = 0.0
+
+    def _maybe_keep(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= self.period:
+            self._last = now
+            keep_last_good(Path(self.experiment_path))
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._maybe_keep()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._maybe_keep(force=True)

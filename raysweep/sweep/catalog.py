@@ -63,6 +63,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 def find_sweep(ref: str) -> Path:
     """A sweep directory from an id, a unique id prefix, ``latest`` or a path; an unknown id is a
     :class:`UserError` that lists the known ones."""
+    if not ref or not ref.strip():  # an empty prefix would match every sweep
+        raise UserError("sweep id is empty; give an id, a unique prefix of one, 'latest' or a "
+                        "sweep directory (raysweep sweeps lists them)")
     p = Path(ref)
     if (p / "state.json").is_file():
         if sweeps_home() not in p.resolve().parents:  # a path elsewhere: yours and private

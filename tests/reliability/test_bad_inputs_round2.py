@@ -262,6 +262,7 @@ CASES: list[Case] = [
     Case("experiment-name-control-char", RUN, ["{sweep}", "tracking.experiment"],
          sweep=SWEEP_OK + 'tracking: {experiment: "a\\nb"}\n'),
     Case("empty-sweep-id", ["resume", ""], ["sweep id is empty"]),
+    Case("empty-sweep-id-status", ["status", " "], ["sweep id is empty"]),
     Case("dry-run-baseline-missing-file", BENCH + ["--baseline", "{root}/nope.json"],
          ["--baseline", "nope.json"], suite=SUITE_OK),
     Case("dry-run-baseline-run-id-no-store", BENCH + ["--baseline", "0" * 32],

@@ -608,6 +608,17 @@ def warn_no_signal(rows: list[dict[str, Any]], objective: Any) -> list[str]:
     return [r["term"] for r in weak]
 
 
+def parent_run_tags(spec: SweepSpec, state: dict[str, Any]) -> dict[str, str]:
+    """MLflow's standard tags on the parent run (the UI's source, version and note columns) and
+    the sweep's own ``tags:`` (the schema keeps them out of the raysweep./mlflow. prefixes)."""
+    out = {"mlflow.source.type": "LOCAL", "mlflow.source.name": "raysweep run"}
+    if state.get("git_sha") and state["git_sha"] != "unknown":
+        out["mlflow.source.git.commit"] = str(state["git_sha"])
+    if spec.description:
+        out["mlflow.note.content"] = spec.description
+    return {**out, **spec.tags}
+
+
 def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | None = None,
               num_cpus: int | None = None, tracking_uri_override: str | None = None) -> SweepOutcome:
     """Run a resolved sweep end to end (see the module docstring)."""
@@ -681,7 +692,8 @@ def _run_locked(spec: SweepSpec, sweep_id: str, sweep_dir: Path, uri: str, wcfg:
     state["_tracker"] = tracker  # for _record_failure; never saved
     experiment_id = tracker.ensure_experiment()
     parent = tracker.start_parent(
-        name=f"{spec.name}-{sweep_id}", tags={**tags, "raysweep.methods": ",".join(spec.method_names())},
+        name=f"{spec.name}-{sweep_id}",
+        tags={**tags, "raysweep.methods": ",".join(spec.method_names()), **parent_run_tags(spec, state)},
         params={"algorithm": spec.search.algorithm, "num_samples": spec.num_configs(),
                 "seeds": spec.seeds, "methods": spec.method_names(), "workload": wcfg.name,
                 "objectives": [o.key for o in spec.objectives],

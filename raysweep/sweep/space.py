@@ -414,6 +414,18 @@ class SweepSpec(_Strict):
     schema_version: Literal[1] = 1
     name: str | None = Field(None, description="sweep name (default: the file name)")
     description: str = ""
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="free-form labels logged as tags of the sweep's "
+                                          "parent MLflow run (the description becomes its note)")
+
+    @field_validator("tags")
+    @classmethod
+    def _free_tags(cls, v: dict[str, str]) -> dict[str, str]:
+        reserved = [k for k in v if k.startswith(("raysweep.", "mlflow."))]
+        if reserved:
+            raise ValueError(f"tags.{reserved[0]}: the 'raysweep.' and 'mlflow.' prefixes are "
+                             f"reserved for the tags raysweep and MLflow write; rename the tag")
+        return v
     workload: str = Field("fmnist-class-small", description="bundled workload name or YAML path")
     method: str | None = Field(None, description="one method (with parameters:)")
     parameters: dict[str, ParamSpec] | None = Field(None, description="the parameters of method:")

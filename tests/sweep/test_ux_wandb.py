@@ -62,3 +62,17 @@ def test_wandb_keys_without_exact_meaning_exit_2(tmp_path: Path, capsys: pytest.
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert out == "" and len(lines) == 1 and lines[0].startswith("raysweep: error:")
     assert str(path) in lines[0] and says in lines[0]
+
+
+def test_sweep_tags_and_description_go_to_the_parent_run(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from raysweep.sweep.runner import parent_run_tags
+    from raysweep.sweep.space import parse_sweep
+
+    spec = parse_sweep({**BASE, "description": "ablation of SSD", "tags": {"team": "vision"}})
+    tags = parent_run_tags(spec, {"git_sha": "abc123"})
+    assert tags["mlflow.note.content"] == "ablation of SSD" and tags["team"] == "vision"
+    assert tags["mlflow.source.git.commit"] == "abc123" and tags["mlflow.source.type"] == "LOCAL"
+    path = _write(tmp_path, tags={"raysweep.method": "x"})
+    assert main(["validate", str(path)]) == 2
+    assert "reserved" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from raysweep.training import TrainConfig
 
 __all__ = ["MAX_SEED", "DatasetConfig", "ModelConfig", "WorkloadConfig", "load_yaml", "parse_model",
            "format_validation_error", "apply_overrides", "accepted_scalars",
-           "check_number_value"]
+           "check_number_value", "top_level_kind"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -86,11 +86,17 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
 
 def parse_model(cls: type[M], data: Any, source: str) -> M:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{source}: expected a mapping at the top level, got "
+                          f"{top_level_kind(data)}")
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def top_level_kind(data: Any) -> str:
+    """How an error names what a file holds instead of a mapping."""
+    return "an empty file" if data is None else f"{type(data).__name__} {str(data)[:40]!r}"
 
 
 def load_yaml(path: str | Path) -> Any:

@@ -86,7 +86,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from raysweep.config import MAX_SEED, WorkloadConfig, check_number_value, load_yaml, parse_model
+from raysweep.config import (
+    MAX_SEED, WorkloadConfig, check_number_value, load_yaml, parse_model, top_level_kind,
+)
 from raysweep.errors import ConfigError, did_you_mean
 
 __all__ = ["Direction", "Tolerance", "TuneSpec", "SuiteEntry", "SuiteConfig", "SuiteScale", "Entry",
@@ -657,7 +659,8 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
     data = load_yaml(path)
     src = str(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{src}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{src}: expected a mapping at the top level, got "
+                          f"{top_level_kind(data)}")
     as_written = data
     data, chosen, sc = _apply_scale(data, scale, src)
     if overrides:

@@ -55,7 +55,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from raysweep.config import (
-    MAX_SEED, accepted_scalars, apply_overrides, check_number_value, load_yaml,
+    MAX_SEED, accepted_scalars, apply_overrides, check_number_value, load_yaml, top_level_kind,
 )
 from raysweep.errors import ConfigError, did_you_mean
 from raysweep.metrics.objective import ObjectiveConfig
@@ -581,7 +581,8 @@ def _format_error(exc: ValidationError, source: str) -> str:
 def parse_sweep(data: Any, source: str = "<sweep>") -> SweepSpec:
     """Validate a mapping as a :class:`SweepSpec` (schema only; see :func:`load_sweep`)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{source}: expected a mapping at the top level, got "
+                          f"{top_level_kind(data)}")
     from raysweep.sweep._wandb import translate_wandb
 
     data = translate_wandb(data, source)  # W&B's own keys: exact translations, or one line

@@ -215,7 +215,7 @@ def test_cronjob_forbids_overlap_and_launches_a_rayjob() -> None:
     launcher = next(t for t in command if t.endswith("launch_rayjob.py"))
     assert launcher == f"{APP_DIR}/cluster/kuberay/launch_rayjob.py"
     assert (REPO / "cluster/kuberay/launch_rayjob.py").is_file()
-    assert f"COPY cluster/kuberay/launch_rayjob.py ./cluster/kuberay/launch_rayjob.py" \
+    assert "COPY cluster/kuberay/launch_rayjob.py ./cluster/kuberay/launch_rayjob.py" \
         in _dockerfile()["text"]
     # The manifest it reads is the ConfigMap mounted at that path, and holds a RayJob.
     manifest_path = next(t for t in command if t.endswith(".yaml"))

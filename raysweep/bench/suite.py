@@ -586,6 +586,9 @@ def _apply_scale(data: dict[str, Any], scale: str | None, src: str
     return out, chosen, sc
 
 
+#: Method runs (entries x seeds) one suite may hold: every run is kept in memory and in one
+#: MLflow parent run.
+MAX_SUITE_RUNS = 100_000
 #: Metrics a suite run records beyond those of a sweep trial (see raysweep.bench._run).
 _BENCH_METRICS = ("objective", "objective/test", "relearn/epochs", "mia/member_rate")
 #: Metrics whose better direction is fixed: distances, costs and times go down; accuracies on
@@ -749,4 +752,8 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
             _patched_workload(resolved[wname], patch, f"{src}: scales.{sname}.workloads.{wname}")
     if not entries:
         raise ConfigError(f"{src}: scale {chosen!r} keeps no entry")
+    runs = sum(len(e.seeds) for e in entries)
+    if runs > MAX_SUITE_RUNS:
+        raise ConfigError(f"{src}: entries x seeds = {runs} runs, more than the {MAX_SUITE_RUNS} "
+                          f"one suite may hold; use fewer seeds or split the suite")
     return Suite(config=cfg, entries=tuple(entries), source=str(path), raw=data, scale=chosen)

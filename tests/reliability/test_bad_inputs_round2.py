@@ -210,6 +210,12 @@ CASES: list[Case] = [
          suite=SUITE_OK + "tolerances:\n  forget/acc: {direction: lower_is_better, rel: .nan}\n"),
     Case("suite-max-epochs-huge", BENCH, ["{suite}", "max_epochs", "1000000000"],
          suite=_sub(SUITE_OK, "config: {epochs: 1}}", "config: {epochs: 1}, max_epochs: 1000000000}")),
+    Case("suite-runs-over-cap", BENCH, ["{suite}", "200000 runs"],
+         suite=_sub(SUITE_OK, "seeds: [0]\n", "seeds: [" + ", ".join(map(str, range(1000)))
+                    + "]\n").replace("  - {workload: digits-class, method: finetune, config: "
+                                      "{epochs: 1}}\n", "".join(
+                        f"  - {{workload: digits-class, method: finetune, name: e{i}}}\n"
+                        for i in range(200)))),
     Case("suite-resources-cpu-inf", BENCH, ["{suite}", "resources.cpu"],
          suite=SUITE_OK + "resources: {cpu: .inf}\n"),
     Case("workload-eval-batch-huge", PREP, ["{workload}", "eval_batch_size"],

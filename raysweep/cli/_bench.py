@@ -359,6 +359,43 @@ def edits_cmd(
         raise typer.Exit(3)
 
 
+@bench_app.command("eval")
+def eval_cmd(
+    sweep: str = typer.Option("search_spaces/sweeps/quickstart.yaml", "--sweep", "-s",
+                              help="sweep YAML whose workload and space are sampled"),
+    configs: int = typer.Option(10, "--configs", min=1, max=1000,
+                                help="configurations drawn from the space"),
+    val_rows: int = typer.Option(400, "--val-rows", min=50, max=10_000_000,
+                                 help="val rows of the subset mode"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**31 - 1),
+    out: str = typer.Option("docs/results/evaluation-cost.md", "-o", "--output",
+                            help="markdown report (JSON beside it)"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON report on stdout"),
+) -> None:
+    """Evaluation's share of trial time under full / selection / subset per-epoch evaluation,
+    and whether the cheaper modes pick the epochs full evaluation picks (one run)."""
+    import shlex
+    import sys
+
+    from raysweep.bench.evaluation import run_eval_bench, write_report
+    from raysweep.preflight import check_writable_dir
+    from raysweep.sweep.space import load_sweep
+
+    load_sweep(sweep)  # a bad sweep file fails here, before anything is prepared
+    check_writable_dir(Path(out).parent, "--output")
+    command = "raysweep bench eval " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    report = run_eval_bench(sweep, configs=configs, val_rows=val_rows, seed=seed,
+                            command=command.strip())
+    path = write_report(report, out)
+    if json_out:
+        print_json(report.to_json())
+        return
+    for mode, v in report.summary.items():
+        stdout.print(f"{mode:<9} eval share {v['eval_share']:.1%}  same epoch as full "
+                     f"{v['agreement']:.0%}  mean objective lost {v['mean_regret']:.4f}")
+    stdout.print(f"report: {path}")
+
+
 @bench_app.command("cost")
 def cost_cmd(
     workload: str = typer.Option("fmnist-class-mlp", "--workload", "-w", help="workload"),
@@ -406,3 +443,144 @@ def cost_cmd(
                      f"in-trial time ratio {s['time/ratio']:.2f}, prepare-time ratio "
                      f"{s['prepare_time_ratio']:.2f}")
     stdout.print(f"report: {out}")
+
+
+@bench_app.command("driver")
+def driver_cmd(
+    samplers: str = typer.Option(",".join(("tpe", "random", "nsga2")), "--samplers",
+                                 help="comma-separated Optuna samplers (tpe, random, nsga2)"),
+    trials: int = typer.Option(2000, "--trials", min=10, max=100_000,
+                               help="zero-compute trials per sampler"),
+    concurrency: int = typer.Option(2, "--concurrency", min=1, max=64,
+                                    help="trials at a time (one CPU each in a local Ray)"),
+    window: int = typer.Option(200, "--window", min=1,
+                               help="trials averaged at the start and at the end"),
+    quick: bool = typer.Option(False, "--quick", help="60 trials per sampler, windows of 20 "
+                               "(checks the command; too short to show growth)"),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow store to log "
+                                            "to (default: a private sqlite store, removed)"),
+    out: str = typer.Option("docs/results/driver.md", "-o", "--output",
+                            help="markdown report; the plot (.png) and JSON go next to it"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON report on stdout"),
+) -> None:
+    """Driver seconds per trial vs trial count: zero-compute trials through the real Optuna
+    search, Ray Tune and MLflow tracking path, per sampler."""
+    import shlex
+    from pathlib import Path
+
+    from raysweep.bench.driver import SAMPLERS, run_driver_bench, write_driver_report
+    from raysweep.errors import ConfigError
+    from raysweep.sweep.runner import err_console
+
+    chosen = tuple(s.strip() for s in samplers.split(",") if s.strip())
+    unknown = [s for s in chosen if s not in SAMPLERS]
+    if not chosen or unknown:
+        raise ConfigError(f"--samplers: unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
+                          f"choose from {', '.join(SAMPLERS)} (comma-separated)")
+    if len(set(chosen)) != len(chosen):
+        raise ConfigError(f"--samplers: {samplers!r} names a sampler twice; give each once")
+    path = _markdown_output(out)
+    if tracking_uri is not None:
+        from raysweep.sweep.tracking import check_tracking_uri
+
+        check_tracking_uri(tracking_uri)
+    if quick:
+        trials, window = 60, 20
+    # The command as resolved from the options (sys.argv is not ours under main([...])).
+    command = (f"raysweep bench driver --samplers {','.join(chosen)} --trials {trials} "
+               f"--concurrency {concurrency} --window {window} -o {shlex.quote(out)}")
+    report = run_driver_bench(samplers=chosen, trials=trials, concurrency=concurrency,
+                              window=window, tracking_uri=tracking_uri,
+                              log=lambda m: err_console().print(m, highlight=False))
+    write_driver_report(report, path, command.strip())
+    if json_out:
+        print_json(report)
+        return
+    for r in report["samplers"]:
+        stdout.print(f"{r['sampler']}: {r['seconds_per_trial_first']:.3f} s/trial over the first "
+                     f"{r['window']}, {r['seconds_per_trial_last']:.3f} over the last "
+                     f"(x{r['growth_last_over_first']}); goal {report['goal_seconds_per_trial']} "
+                     f"s: {'met' if r['meets_goal'] else 'missed'}")
+    stdout.print(f"report: {path}")
+
+
+@bench_app.command("device")
+def device_cmd(
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N"),
+    models: str | None = typer.Option(None, "--models", help="comma-separated shipped models "
+                                      "(default: all; raysweep models list)"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (autocast; "
+                                  "fp16 needs cuda)"),
+    threads: int = typer.Option(1, "--threads", min=1, max=1024,
+                                help="CPU threads (1: as a one-CPU trial runs)"),
+    quick: bool = typer.Option(False, "--quick", help="tiny batches (checks the command)"),
+    out: str = typer.Option("docs/results/device.md", "-o", "--output",
+                            help="markdown report; the JSON goes next to it"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON report on stdout"),
+) -> None:
+    """Images/s of training and evaluation of the shipped models on this device, and the
+    paper-scale sweep's device-hours projected from them."""
+    import shlex
+    from pathlib import Path
+
+    from raysweep.bench.device import (
+        MODEL_INPUTS, PRECISIONS, check_device, run_device_bench, write_device_report,
+    )
+    from raysweep.errors import ConfigError
+    from raysweep.sweep.runner import err_console
+
+    why = check_device(device)
+    if why:
+        raise ConfigError(f"--device {device!r}: {why}; use --device cpu, or cuda on a machine "
+                          f"with a GPU")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise ConfigError(f"--precision fp16 needs --device cuda (got {device!r}); on a CPU use "
+                          f"bf16 or fp32")
+    chosen = None
+    if models is not None:
+        chosen = tuple(m.strip() for m in models.split(",") if m.strip())
+        unknown = [m for m in chosen if m not in MODEL_INPUTS]
+        if not chosen or unknown:
+            raise ConfigError(f"--models: unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
+                              f"choose from {', '.join(MODEL_INPUTS)}")
+    path = _markdown_output(out)
+    command = (f"raysweep bench device --device {device} --precision {precision}"
+               + (f" --threads {threads}" if device == "cpu" else "")
+               + (f" --models {','.join(chosen)}" if chosen else "")
+               + (" --quick" if quick else "") + f" -o {shlex.quote(out)}")
+    report = run_device_bench(device=device, models=chosen, quick=quick, precision=precision,
+                              threads=threads,
+                              log=lambda m: err_console().print(m, highlight=False))
+    write_device_report(report, path, command)
+    if json_out:
+        print_json(report)
+        return
+    for r in report["models"]:
+        stdout.print(f"{r['model']}: train {r['train_per_s']:,.0f} {r['unit']}/s, eval "
+                     f"{r['eval_per_s']:,.0f} {r['unit']}/s")
+    p = report["projection"]
+    if p:
+        stdout.print(f"paper-scale sweep ({p['trials']:,} trials of {p['model']}): "
+                     f"{p['device_hours']:,} device-hours on {report['device_name']}")
+    stdout.print(f"report: {path}")
+
+
+def _markdown_output(out: str) -> Path:
+    """``--output`` of a report page, checked before anything runs: a ``.md`` path whose
+    nearest existing ancestor is a writable directory (a late failure would waste the run)."""
+    from raysweep.errors import ConfigError
+
+    path = Path(out)
+    if path.suffix != ".md":
+        raise ConfigError(f"--output {out!r}: the report is markdown; give a path ending in .md")
+    if path.is_dir():
+        raise ConfigError(f"--output {out!r} is a directory; give a file path ending in .md")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ConfigError(f"--output {out!r}: {parent} is not a writable directory; choose "
+                          f"another path")
+    return path

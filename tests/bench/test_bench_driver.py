@@ -1,0 +1,64 @@
+"""``raysweep bench driver``: the report's structure from a --quick run (timings not asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from raysweep.cli import main
+
+
+def test_quick_driver_bench_reports_every_sampler(bench_env: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    db = Path(bench_env / "mlflow.db")
+    before = db.read_bytes()
+    out = bench_env / "results" / "driver.md"
+    rc = main(["bench", "driver", "--quick", "--samplers", "tpe,nsga2", "-o", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    report = json.loads(captured.out)
+    assert [r["sampler"] for r in report["samplers"]] == ["tpe", "nsga2"]
+    for r in report["samplers"]:
+        assert r["completed"] == r["trials"] == 60 and r["errors"] == 0
+        assert len(r["seconds_per_trial"]) == 60 and all(g >= 0 for g in r["seconds_per_trial"])
+        assert r["window"] == 20
+        hooks = r["hooks_per_trial"]
+        assert set(hooks) == {"optuna", "mlflow", "progress", "snapshot", "searcher_state"}
+        # every part was timed: trials went through the searcher, the MLflow callback, and
+        # Tune snapshotted the experiment (the searcher's state with it)
+        for part in hooks.values():
+            assert part["total_seconds"] > 0 and part["first"] >= 0 and part["last"] >= 0
+        assert hooks["searcher_state"]["total_seconds"] <= hooks["snapshot"]["total_seconds"]
+        assert r["seconds_per_trial_first"] > 0 and r["seconds_per_trial_last"] > 0
+    page = out.read_text()
+    assert "raysweep bench driver --samplers tpe,nsga2 --trials 60" in page
+    assert "| tpe | 60 |" in page and "| nsga2 | 60 |" in page
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert json.loads(out.with_suffix(".json").read_text())["trials"] == 60
+    # the sweep's MLflow runs went to a private store, not the user's
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in bench_env.iterdir()) == ["mlflow.db", "results"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--samplers", "tpe,cmaes"], ["--samplers", "'cmaes'", "tpe, random, nsga2"]),
+    (["--samplers", ","], ["--samplers", "empty"]),
+    (["--samplers", "tpe,tpe"], ["--samplers", "twice"]),
+    (["-o", "driver.txt"], ["--output", "driver.txt", ".md"]),
+    (["-o", "mlflow.db/driver.md"], ["--output", "not a writable directory"]),
+    (["--tracking-uri", "http://127.0.0.1:9"], ["127.0.0.1:9"]),
+    (["--trials", "0"], ["--trials", "0"]),
+])
+def test_bad_options_exit_2_before_anything_runs(bench_env: Path, args: list[str],
+                                                 words: list[str],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["bench", "driver", *args])
+    err = capsys.readouterr().err
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("raysweep: error:"), err
+    for w in words:
+        assert w in lines[0], lines[0]
+    assert sorted(p.name for p in bench_env.iterdir()) == ["mlflow.db"]

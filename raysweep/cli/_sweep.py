@@ -400,19 +400,17 @@ def _log_leaderboard(outcome: Any, rows: list[dict[str, Any]]) -> None:
 
     try:
         import pandas as pd
-        from mlflow.tracking import MlflowClient
+
+        from raysweep.sweep.tracking import log_leaderboard
 
         cols = leaderboard_columns(rows, rows[0]["sort"].split(":")[0])
         extra = [k for k in LEADERBOARD_FIELDS if any(k in r for r in rows)]
-        client = MlflowClient(tracking_uri=outcome.tracking_uri)
         raw = json.loads(render(rows, cols, "json", extra=extra))
         table = pd.DataFrame([{k: json.dumps(v) if isinstance(v, (list, dict)) else v
                                for k, v in r.items()} for r in raw])
-        client.log_table(outcome.parent_run_id, data=table, artifact_file="leaderboard.json")
-        client.log_text(outcome.parent_run_id, render(rows, cols, "csv", extra=extra),
-                        "leaderboard.csv")
-        client.log_text(outcome.parent_run_id, render(rows, cols, "md") + "\n" + legend(rows, cols),
-                        "leaderboard.md")
+        log_leaderboard(outcome.tracking_uri, outcome.parent_run_id, table, {
+            "leaderboard.csv": render(rows, cols, "csv", extra=extra),
+            "leaderboard.md": render(rows, cols, "md") + "\n" + legend(rows, cols)})
     except Exception as exc:  # noqa: BLE001 - an artifact store hiccup must not fail the sweep
         from raysweep.sweep.runner import err_console
 

@@ -150,7 +150,10 @@ def store_for(sweep_dir: Path) -> tuple[str, str, str]:
 
 def store_note(stored: str | None, sweep_id: str) -> str:
     """The stderr line shown when a sweep's recorded store is not the environment's ('' if same)."""
-    env = env_tracking_uri()
+    from raysweep._secrets import redact_uri
+
+    # Compared and shown without passwords (state.json keeps the URI redacted).
+    stored, env = redact_uri(stored), redact_uri(env_tracking_uri())
     if not stored or stored == env:
         return ""
     return (f"note: sweep {sweep_id} logged to MLflow store {stored}, which is what this command "

@@ -597,3 +597,12 @@ def find_trial_run(uri: str, experiment: str, ref: str) -> RunRecord:
         raise UserError(f"run id prefix {ref!r} is ambiguous ({len(matches)} runs); give more characters")
     raise UserError(f"no trial {ref!r} in MLflow experiment {experiment!r} at {uri} (give an "
                     f"MLflow run id or a Tune trial id, as shown by raysweep leaderboard)")
+
+
+def log_leaderboard(uri: str, run_id: str, table: Any, texts: Mapping[str, str]) -> None:
+    """A sweep's final leaderboard on its parent run: ``table`` (a DataFrame) as the MLflow table
+    ``leaderboard.json`` (the UI's artifact view reads it) and each ``texts`` file beside it."""
+    client = _client(uri)
+    client.log_table(run_id, data=table, artifact_file="leaderboard.json")
+    for name, text in texts.items():
+        client.log_text(run_id, text, name)

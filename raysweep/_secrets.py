@@ -29,7 +29,7 @@ _QUERY = re.compile(r"(?i)(?P<head>[?&;](?:password|passwd|pwd|pass|token|access
                     r"api_key|apikey|secret|sig|signature|key)=)(?P<val>[^&;#\s]*)")
 # Names of environment variables that hold credentials (MLFLOW_TRACKING_PASSWORD, AWS keys...).
 _SECRET_NAME = re.compile(r"(?i)(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|API_?KEY|"
-                          r"ACCESS_?KEY|PRIVATE_?KEY|SESSION_?KEY|AUTH)")
+                          r"ACCESS_?KEY|PRIVATE_?KEY|SESSION_?KEY)")
 
 
 def redact_uri(text: str | None) -> str:

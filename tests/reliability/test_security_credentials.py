@@ -163,3 +163,15 @@ def test_mlflow_tags_are_redacted(tmp_path: Path) -> None:
              tags={"raysweep.error": f"OSError: cannot reach {URI} (refused)"})
     tag = client.get_run(run.info.run_id).data.tags["raysweep.error"]
     assert PASSWORD not in tag and "alice:***@mlflow.example.org" in tag
+
+
+def test_doctor_never_prints_the_password(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:{PASSWORD}@127.0.0.1:{port}")
+    for argv in (["doctor", "--no-data", "--json"], ["doctor", "--no-data"]):
+        main(argv)
+        out, err = capsys.readouterr()
+        assert PASSWORD not in out + err and "alice:***@127.0.0.1" in out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +36,7 @@ def _finish(outcome: Any, json_out: bool) -> None:
     from raysweep.report import rich_table
     from raysweep.sweep.runner import err_console
     from raysweep.sweep.leaderboard import leaderboard, leaderboard_columns, legend
+    from raysweep._secrets import redact_uri
     from raysweep.sweep.tracking import fetch_runs, mlflow_ui_hint
 
     rows: list[dict[str, Any]] = []
@@ -52,7 +52,7 @@ def _finish(outcome: Any, json_out: bool) -> None:
                                  title=f"sweep {outcome.sweep_id} on {rows[0]['workload']}: best "
                                        f"configuration per method (sorted by {sort})",
                                  caption=escape(legend(rows))))
-    err_console().print(f"MLflow: {mlflow_ui_hint(outcome.tracking_uri)}   (experiment "
+    err_console().print(f"MLflow: {redact_uri(mlflow_ui_hint(outcome.tracking_uri))}   (experiment "
          f"{outcome.experiment_id}, parent run {outcome.parent_run_id})")
     err_console().print(f"details: raysweep leaderboard --sweep {outcome.sweep_id}   |   raysweep show RUN_ID   "
          f"|   raysweep plot {outcome.sweep_id} --kind history -o history.html")
@@ -128,6 +128,9 @@ def resume_cmd(
     address: str | None = typer.Option(None, "--address", help="Ray cluster address"),
     errored: str = typer.Option("skip", "--errored", help="trials that failed: skip (keep them failed), resume (from their checkpoint) or restart"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
+    trust: bool = typer.Option(False, "--trust", help="accept the sweep directory as it is "
+                               "(unsigned, re-signed elsewhere, or state.json edited) after "
+                               "checking who wrote it; prints what changed and signs it"),
 ) -> None:
     """Continue an interrupted or crashed sweep; finished trials are not run again."""
     from raysweep.errors import ConfigError
@@ -135,8 +138,15 @@ def resume_cmd(
 
     if errored not in ("resume", "restart", "skip"):
         raise ConfigError(f"--errored {errored!r}: choose resume, restart or skip")
+    from raysweep.sweep.catalog import find_sweep, store_for
+
+    from raysweep.sweep._trust import check_sweep_dir
+
+    check_sweep_dir(find_sweep(sweep), trust=trust)  # a redirected store is refused, not noted
+    uri, _, sweep_id = store_for(find_sweep(sweep))
+    _note_store({"mlflow_tracking_uri": uri, "sweep_id": sweep_id})  # it writes to that store
     with _stdout_to_stderr():
-        outcome = resume_sweep(sweep, address=address, errored=errored)
+        outcome = resume_sweep(sweep, address=address, errored=errored, trust=trust)
     _finish(outcome, json_out)
 
 
@@ -237,7 +247,7 @@ def _print_status(st: dict[str, Any]) -> None:
     if "optuna" in st:
         stdout.print(e(f"  optuna: {st['optuna']['configurations']} configurations "
                        f"{st['optuna']['states']}"))
-    if "best" in st:
+    if st.get("best"):  # None until a trial finished
         b = st["best"]
         if "number" in b:  # Optuna's best trial (parameters known)
             stdout.print(e(f"  best trial: {b['metric']} = {b['value']:.4f}  (optuna trial "
@@ -472,22 +482,36 @@ def leaderboard_cmd(
 
 
 def _repro(rec: dict[str, Any]) -> str:
+    """The command that reproduces a run, built from tags read back from MLflow: every value
+    is shell-quoted (a tag such as ``0; touch X #`` stays one argument when pasted) and
+    control characters are escaped."""
     import json
+
+    from raysweep._quoting import shell_join
 
     tags = rec["tags"]
     wl = tags.get("raysweep.workload_ref") or tags.get("raysweep.workload", "WORKLOAD")
     method = tags.get("raysweep.method", "METHOD")
     if tags.get("raysweep.kind") == "reference":
-        return f"raysweep workload prepare {shlex.quote(wl)}"
-    params = json.loads(tags.get("raysweep.params_json") or "{}")
-    parts = ["raysweep", "unlearn", "--workload", shlex.quote(wl), "--method", shlex.quote(method),
-             "--seed", str(tags.get("raysweep.seed", 0))]
+        return shell_join(["raysweep", "workload", "prepare", wl])
+    try:
+        params = json.loads(tags.get("raysweep.params_json") or "{}")
+    except ValueError:
+        params = None
+    if not isinstance(params, dict):
+        from raysweep.errors import UserError
+
+        raise UserError(f"MLflow run {rec['run_id']}: tag raysweep.params_json is not a JSON "
+                        f"object; the run's tags were changed outside raysweep (see its params "
+                        f"in MLflow instead)")
+    argv = ["raysweep", "unlearn", "--workload", wl, "--method", method,
+            "--seed", tags.get("raysweep.seed", 0)]
     if tags.get("raysweep.best_epoch"):
-        parts += ["--max-epochs", str(tags["raysweep.best_epoch"])]
+        argv += ["--max-epochs", tags["raysweep.best_epoch"]]
     for k, v in params.items():
         val = json.dumps(v) if isinstance(v, (bool, type(None))) else repr(v) if isinstance(v, float) else str(v)
-        parts += ["--set", shlex.quote(f"{k}={val}")]
-    return " ".join(parts)
+        argv += ["--set", f"{k}={val}"]
+    return shell_join(argv)
 
 
 @app.command("show")
@@ -501,9 +525,14 @@ def show_cmd(
 
     from raysweep.sweep.tracking import find_trial_run, list_artifacts, tracking_uri
 
+    from raysweep._quoting import printable
+    from raysweep._secrets import redact_uri
+
     uri = tracking_uri()
     rec = find_trial_run(uri, experiment, trial)
-    tags = rec["tags"]
+    # Tags come from a store others may write: no control characters or markup reach the
+    # terminal (the reproduce line quotes the raw values itself).
+    tags = {k: printable(v) for k, v in rec["tags"].items()}
     best = {k[len("best/"):]: v for k, v in rec["metrics"].items() if k.startswith("best/")}
     artifacts = list_artifacts(uri, rec["run_id"], "checkpoint") if tags.get("raysweep.checkpoint") else []
     doc = {"run_id": rec["run_id"], "status": rec["status"], "experiment_id": rec["experiment_id"],
@@ -512,7 +541,7 @@ def show_cmd(
            "seed": tags.get("raysweep.seed"), "best_epoch": tags.get("raysweep.best_epoch"),
            "git_sha": tags.get("raysweep.git_sha"), "error": tags.get("raysweep.error"),
            "params": rec["params"], "best_metrics": best, "checkpoint": artifacts,
-           "mlflow_tracking_uri": uri, "reproduce": _repro(rec)}
+           "mlflow_tracking_uri": redact_uri(uri), "reproduce": _repro(rec)}
     if json_out:
         print_json(doc)
         return
@@ -525,7 +554,7 @@ def show_cmd(
     table.add_column("param")
     table.add_column("value")
     for k, v in sorted(rec["params"].items()):
-        table.add_row(k, v)
+        table.add_row(escape(printable(k)), escape(printable(v)))
     stdout.print(table)
     mt = Table(header_style="bold", title=f"metrics at the best epoch ({doc['best_epoch']})")
     mt.add_column("metric")

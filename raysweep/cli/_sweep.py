@@ -545,11 +545,11 @@ def show_cmd(
     if json_out:
         print_json(doc)
         return
-    stdout.print(f"[bold]{doc['method']}[/] run {doc['run_id']} ({doc['status']}) of sweep "
-                 f"{doc['sweep_id']}, trial {doc['trial_id']}, seed {doc['seed']}, workload "
-                 f"{doc['workload']}")
+    stdout.print(f"[bold]{escape(str(doc['method']))}[/] " + escape(
+        f"run {doc['run_id']} ({doc['status']}) of sweep {doc['sweep_id']}, trial "
+        f"{doc['trial_id']}, seed {doc['seed']}, workload {doc['workload']}"))
     if doc["error"]:
-        stdout.print(f"[red]error: {doc['error']}[/]")
+        stdout.print(f"[red]error: {escape(doc['error'])}[/]")
     table = Table(header_style="bold", title="params")
     table.add_column("param")
     table.add_column("value")
@@ -564,7 +564,7 @@ def show_cmd(
     stdout.print(mt)
     if artifacts:
         stdout.print(f"checkpoint: {', '.join(artifacts)} (mlflow artifacts of run {doc['run_id']})")
-    stdout.print(f"reproduce:\n  {doc['reproduce']}")
+    stdout.print(f"reproduce:\n  {escape(doc['reproduce'])}")
 
 
 @app.command("plot")

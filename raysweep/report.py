@@ -142,11 +142,14 @@ def column_legend(columns: Sequence[Column]) -> str:
 def rich_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str = "",
                first: str = "method", caption: str = "") -> Table:
     """A rich table whose every text is escaped (a value like ``[composite: ...]`` is printed,
-    not parsed as a style); the caption defaults to the columns' legend."""
+    not parsed as a style), with the columns' legend under it (after ``caption``, unless the
+    caption already carries it)."""
     from rich.markup import escape
     from rich.table import Table
 
-    caption = caption or column_legend(columns)
+    meanings = column_legend(columns)
+    if meanings and meanings not in caption:
+        caption = f"{caption}. {meanings}" if caption else meanings
     table = Table(title=escape(title) if title else None,
                   caption=escape(caption) if caption else None, header_style="bold",
                   caption_justify="left")

@@ -162,7 +162,7 @@ def unlearn_cmd(
             stats = "  ".join(f"{k} {v:.4g}" for k, v in event.metrics.items())
             info(f"  [{_name}] epoch {event.epoch}  {stats}  {seconds:6.1f}s")
 
-        info(f"running {name} on {wcfg.name} {configs[name]}")
+        info(escape(f"running {name} on {wcfg.name} {configs[name]}"))  # values may hold [...]
         try:
             metrics = run_one(prepared, name, configs[name], seed, dev, catboost=catboost,
                               max_epochs=max_epochs, on_epoch=progress)

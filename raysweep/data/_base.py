@@ -141,4 +141,30 @@ def load_dataset(name: str, root: str | None = None, **options: Any) -> LoadedDa
         if key not in accepted:
             raise ConfigError(f"dataset {name!r}: unknown option {key!r}{did_you_mean(key, accepted)} "
                               f"(valid: {', '.join(accepted) or 'none'})")
+    _check_option_types(name, loader, options)
     return loader(root=root, **options)
+
+
+def _check_option_types(name: str, loader: Callable[..., LoadedDataset],
+                        options: dict[str, Any]) -> None:
+    """Each option against the loader's annotation, strictly (``yes`` is not a fraction, a
+    boolean is not a number, NaN is not a size): one line instead of an error deep inside."""
+    import typing
+
+    from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+    try:
+        hints = typing.get_type_hints(loader)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check against
+        return
+    strict = ConfigDict(strict=True, allow_inf_nan=False)
+    for key, value in options.items():
+        if key not in hints:
+            continue
+        try:
+            TypeAdapter(hints[key], config=strict).validate_python(value)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"]
+            raise ConfigError(f"dataset {name!r}: options.{key}: {msg}, got {value!r}") from None
+        except Exception:  # noqa: BLE001 - an annotation pydantic cannot check
+            continue

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from raysweep.data._base import LoadedDataset, register_dataset
-from raysweep.errors import DataError
+from raysweep.errors import ConfigError, DataError
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_CLASSES = [
@@ -46,6 +46,9 @@ def _package_file(package: str, relative: str, install_hint: str) -> Path:
 
 
 def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"dataset.options.test_fraction: must be in (0, 1), got "
+                          f"{test_fraction!r}; both train and test need samples")
     perm = np.random.default_rng(seed).permutation(n)
     n_test = int(round(n * test_fraction))
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])

@@ -332,6 +332,10 @@ CASES: list[Case] = [
     Case("targeted-count-not-whole", PREP, ["params.count", "2.5"],
          workload=_sub(WORKLOAD_OK, "{kind: class, classes: [0]}",
                        "{kind: targeted, selector: brightness, params: {count: 2.5}}")),
+    Case("dataset-option-yes", PREP, ["options.test_fraction", "'yes'"],
+         workload=_sub(WORKLOAD_OK, WL_DIGITS, "{name: digits, options: {test_fraction: yes}}")),
+    Case("dataset-option-out-of-range", PREP, ["test_fraction", "(0, 1)", "2"],
+         workload=_sub(WORKLOAD_OK, WL_DIGITS, "{name: digits, options: {test_fraction: 2}}")),
     Case("model-option-unknown", PREP, ["model.options", "hiddn", "did you mean 'hidden'"],
          workload=_sub(WORKLOAD_OK, "{name: mlp}", "{name: mlp, options: {hiddn: 8}}")),
     Case("model-option-negative-width", PREP, ["model.options", "hidden", "-5"],
@@ -402,20 +406,16 @@ def _snapshot(root: Path) -> dict[str, bytes]:
             if p.is_file() and not p.name.endswith(".lock")}
 
 
-@pytest.mark.parametrize("state, spec, expect", [
-    ('{"id": "abc123", "crea', None, ["state.json", "corrupt"]),
-    (b"\xff\xfe\x00garbage", None, ["state.json", "corrupt"]),
-    ('["not", "a", "state"]', None, ["state.json", "not a raysweep sweep state"]),
-    ('{"id": "abc123", "status": "interrupted", "created": 1}', '{"schema_version": 7, "x": 1}',
-     ["spec.json", "not written by this version"]),
-    ('{"id": "abc123", "status": "interrupted", "created": 1}', '{"name": ', ["spec.json", "corrupt"]),
-], ids=["truncated-state", "undecodable-state", "foreign-state", "foreign-spec", "truncated-spec"])
-def test_corrupt_sweep_files_are_one_line(state: str | bytes, spec: str | None,
-                                          expect: list[str], tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("state, expect", [
+    ('{"id": "abc123", "crea', ["state.json"]),
+    (b"\xff\xfe\x00garbage", ["state.json"]),
+    ('["not", "a", "state"]', ["state.json"]),
+], ids=["truncated-state", "undecodable-state", "foreign-state"])
+def test_corrupt_state_is_one_line(state: str | bytes, expect: list[str], tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
     home = tmp_path / "home"
-    _sweep_dir(home, "abc123", state, spec)
+    _sweep_dir(home, "abc123", state)
     monkeypatch.setenv("RAYSWEEP_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
@@ -430,6 +430,26 @@ def test_corrupt_sweep_files_are_one_line(state: str | bytes, spec: str | None,
     for frag in expect:
         assert frag in lines[0], (frag, lines[0])
     assert _snapshot(tmp_path) == before     # nothing written, nothing repaired behind our back
+
+
+@pytest.mark.parametrize("spec, expect", [
+    ('{"schema_version": 7, "x": 1}', "not written by this version"),
+    ('{"name": ', "corrupt"),
+    ('[1, 2]', "not written by this version"),
+    ('{"method": "finetune", "search": {"num_samples": "many"}}', "search.num_samples"),
+], ids=["other-schema", "truncated", "not-an-object", "bad-field"])
+def test_foreign_or_corrupt_spec_is_one_line(spec: str, expect: str, tmp_path: Path) -> None:
+    """A spec.json of another schema or a torn one: one UserError line naming the file, never
+    pydantic's multi-line dump."""
+    from raysweep.errors import UserError
+    from raysweep.sweep.runner import load_spec
+
+    d = _sweep_dir(tmp_path, "abc123", '{"id": "abc123"}', spec)
+    with pytest.raises(UserError) as info:
+        load_spec(d)
+    text = str(info.value)
+    assert "\n" not in text and "spec.json" in text and expect in text, text
+    assert "validation error" not in text
 
 
 def test_latest_skips_a_corrupt_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

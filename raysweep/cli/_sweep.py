@@ -177,8 +177,13 @@ def sweep_status(ref: str) -> dict[str, Any]:
     _check_state_file(sweep_dir)
     st = read_sweep(sweep_dir)
     if st["status"] == "crashed":
-        st["message"] = (f"the driver is gone (it was killed or crashed): raysweep resume "
-                         f"{st['sweep_id']}")
+        from raysweep.sweep.runner import resume_blocker
+
+        # Never suggest a resume that resume would refuse (e.g. killed before Tune started).
+        blocker = resume_blocker(sweep_dir)
+        st["message"] = (f"the driver is gone (it was killed or crashed): {blocker}" if blocker
+                         else f"the driver is gone (it was killed or crashed): raysweep resume "
+                              f"{st['sweep_id']}")
     else:
         from raysweep.sweep.catalog import _read_json
 

@@ -215,8 +215,13 @@ def study_summary(sweep_dir: Path) -> dict[str, Any]:
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name="raysweep",
-                              storage=JournalStorage(JournalFileBackend(str(path))))
+    try:
+        study = optuna.load_study(study_name="raysweep",
+                                  storage=JournalStorage(JournalFileBackend(str(path))))
+    except KeyError:  # empty or study not created yet (a kill during Ray's start-up)
+        return {}
+    except ValueError as exc:  # a damaged record: resume repairs a torn tail
+        return {"optuna": {"error": f"{path}: unreadable ({exc})"}}
     states: dict[str, int] = {}
     for t in study.trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1

@@ -723,7 +723,9 @@ def resume_sweep(ref: str, *, address: str | None = None, errored: str = "skip",
 
 def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
                    num_cpus: int | None, t0: float, trust: bool = False) -> SweepOutcome:
-    from raysweep.sweep._snapshot import keep_last_good, restore_point, snapshot_trial_ids
+    from raysweep.sweep._snapshot import (
+        keep_last_good, restore_point, snapshot_problems, snapshot_trial_ids,
+    )
     from raysweep.sweep.search import repair_journal
     from raysweep.sweep.tracking import Tracker, check_tracking_uri
     from raysweep.sweep.trainable import make_plan
@@ -746,12 +748,23 @@ def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
     experiment_path = sweep_dir / "ray" / "tune"
     # A kill or a full disk may have torn Tune's snapshot or the journal's last record; both
     # are repaired (the damaged bytes kept aside) before anything reads them.
-    torn = restore_point(experiment_path, state["id"])
+    try:
+        torn = restore_point(experiment_path, state["id"])
+    except UserError:
+        torn = []  # no last-good copy: the signed copy put back below may still be usable
     if torn:
         err_console().print(f"[yellow]Ray Tune's snapshot was unusable ({'; '.join(torn)}): "
                             f"resuming from the last good copy[/]")
     # Nothing is unpickled before this: ownership, signature, state.json's MLflow/Ray fields.
+    # It runs after the fallback, so what Tune reads is always the signed set.
     verify_sweep_dir(sweep_dir, trust=trust, say=err_console().print)
+    unusable = snapshot_problems(experiment_path)
+    if unusable:
+        raise UserError(
+            f"sweep {state['id']} cannot be resumed: Ray Tune's snapshot in {experiment_path} is "
+            f"unusable ({'; '.join(unusable)}) and no good copy of it was kept; its finished "
+            f"trials stay in MLflow (raysweep leaderboard --sweep {state['id']}); start it again "
+            f"with raysweep run")
     keep_last_good(experiment_path)
     cut = repair_journal(sweep_dir / "optuna.journal")
     if cut:

@@ -367,3 +367,30 @@ def test_two_processes_creating_a_fresh_mlflow_store_both_succeed(tmp_path: Path
     exp = MlflowClient(uri).get_experiment_by_name("raysweep")
     assert len(MlflowClient(uri).search_runs([exp.experiment_id])) == 2
     COUNTS["faults_survived"] += 1
+
+
+# -- status after a kill during Ray's start-up -------------------------------------------------
+
+def test_status_after_a_kill_during_ray_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Empty journal, no Tune snapshot, a dead driver: status works and does not send the user
+    to a ``resume`` that refuses."""
+    from raysweep.cli import main
+
+    monkeypatch.setenv("RAYSWEEP_HOME", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    sweep = tmp_path / "sweeps" / "dead0001"
+    sweep.mkdir(parents=True, mode=0o700)
+    (sweep / "state.json").write_text(json.dumps({"id": "dead0001", "status": "running",
+                                                  "pid": dead.pid, "created": 1, "trials": 4}))
+    (sweep / "state.json").chmod(0o600)
+    (sweep / "spec.json").write_text("{}")
+    (sweep / "optuna.journal").write_bytes(b"")
+    COUNTS["faults_injected"] += 1
+    capsys.readouterr()
+    assert main(["status", "dead0001", "--json"]) == 0, capsys.readouterr().err
+    st = json.loads(capsys.readouterr().out)
+    assert st["status"] == "crashed"
+    assert "raysweep resume" not in st["message"] and "raysweep run" in st["message"]
+    COUNTS["faults_survived"] += 1

@@ -215,7 +215,7 @@ def check_experiment(uri: str, name: str, where: str) -> None:
     import sqlite3
 
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
         try:
             row = con.execute("SELECT lifecycle_stage, artifact_location FROM experiments "
                               "WHERE name = ?", (name,)).fetchone()
@@ -237,11 +237,21 @@ def check_experiment(uri: str, name: str, where: str) -> None:
                            f"MLflow artifact root of experiment {name!r}")
 
 
-def check_local_resources(cpu: float, gpu: float, address: str | None, where: str) -> None:
+def check_local_resources(cpu: float, gpu: float, address: str | None, where: str,
+                          num_cpus: int | None = None) -> None:
     """On a private local Ray, a trial must fit this machine or it waits forever."""
     if address:
         return  # a cluster: its resources are checked once Ray is joined
-    cpus = check_num_cpus() or os.cpu_count() or 1
+    import ray
+
+    if ray.is_initialized():  # a Ray this process already runs is used as it is
+        have = ray.cluster_resources()
+        if cpu > have.get("CPU", 0.0) or gpu > have.get("GPU", 0.0):
+            raise UserError(f"{where}: {cpu:g} CPU / {gpu:g} GPU per trial, but the running Ray "
+                            f"has {have.get('CPU', 0.0):g} CPU / {have.get('GPU', 0.0):g} GPU; "
+                            f"lower it")
+        return
+    cpus = num_cpus or check_num_cpus() or os.cpu_count() or 1
     if cpu > cpus:
         raise UserError(f"{where}.cpu: {cpu:g} CPUs per trial, but the local Ray has {cpus}; "
                         f"lower it, or run on a cluster with --address")
@@ -281,7 +291,7 @@ def static_sweep_checks(spec: Any) -> None:
     load_workload_config(spec.workload)
 
 
-def sweep_preflight(spec: Any, address: str | None, uri: str) -> None:
+def sweep_preflight(spec: Any, address: str | None, uri: str, num_cpus: int | None = None) -> None:
     """Everything ``raysweep run`` can check before it writes or trains anything."""
     static_sweep_checks(spec)
     check_num_cpus()
@@ -291,7 +301,7 @@ def sweep_preflight(spec: Any, address: str | None, uri: str) -> None:
     check_tracking_store(uri)
     check_experiment(uri, spec.tracking.experiment, "tracking.experiment")
     r = spec.resources_per_trial
-    check_local_resources(r.cpu, r.gpu, target, "resources_per_trial")
+    check_local_resources(r.cpu, r.gpu, target, "resources_per_trial", num_cpus)
 
 
 def bench_preflight(suite: Any, *, device: str | None, out: str | None, address: str | None,

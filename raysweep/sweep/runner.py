@@ -631,7 +631,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
     check_tracking_uri(uri)
     from raysweep.preflight import sweep_preflight
 
-    sweep_preflight(spec, address, uri)
+    sweep_preflight(spec, address, uri, num_cpus)
     sweep_id = sweep_id or new_sweep_id()
     err_console().print(f"[bold]sweep {sweep_id}[/] ({spec.name}): {', '.join(spec.method_names())} on "
          f"{spec.workload}; {spec.num_configs()} configurations x {len(spec.seeds)} seed(s), "

@@ -14,6 +14,16 @@ Two measurements, one JSON report:
    end to end (also counting Ray start-up, the cached workload load, the reference
    evaluation and the MLflow set-up, which a sweep pays once).
 
+   **Where it goes** (:func:`_instrumented`): the sweep runs with timed twins of its own
+   searcher limiter, MLflow and progress callbacks (:mod:`raysweep.bench.driver`), Tune's
+   experiment snapshots timed, and a callback that stamps each trial's start, results and
+   end. Slot time outside the trials splits into *start latency* (trial handed out -> the
+   trainable's clock starts: actor start or reuse, fetching the workload, restoring nothing),
+   *finish latency* (the last report sent -> the trial marked done: its checkpoint persisted
+   and the result processed) and *idle slots* (before the first trial, between trials, the
+   tail when fewer trials than slots remain). The driver-thread parts (Optuna suggest/tell,
+   MLflow writes, progress, snapshots) are what those latencies and gaps wait on.
+
 2. **Sample efficiency**: a full grid over a small discretised space runs as a real sweep;
    then Optuna TPE, with raysweep's default settings for a budget of a quarter of the grid,
    searches the *same* discrete space, replayed against the grid's results (every point TPE
@@ -31,10 +41,12 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_benchmark", "measure_overhead", "measure_sample_efficiency", "EFFICIENCY_SPACE"]
+__all__ = ["run_benchmark", "breakdown_lines", "measure_overhead", "measure_sample_efficiency", "EFFICIENCY_SPACE"]
 
 #: The grid of the sample-efficiency run: SSD on a small workload, 7 x 8 = 56 points.
 EFFICIENCY_SPACE: dict[str, Any] = {
@@ -49,8 +61,125 @@ def _spec(data: dict[str, Any]) -> Any:
     return resolve_spec(parse_sweep(data, "bench"), "bench")
 
 
+class _Timeline:
+    """Driver-side stamps per trial: start, each result's arrival (with the trainable's own
+    ``rs/trial_seconds``), end. Kept in module state like the driver benchmark's clock."""
+
+    def __init__(self) -> None:
+        self.start: dict[str, float] = {}
+        self.first: dict[str, tuple[float, float]] = {}
+        self.last: dict[str, float] = {}
+        self.end: dict[str, float] = {}
+
+
+_TIMELINE: _Timeline | None = None
+
+
+def _timeline_callback() -> Any:
+    from ray.tune import Callback
+
+    class Stamps(Callback):
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            if _TIMELINE is not None:
+                _TIMELINE.start.setdefault(trial.trial_id, time.time())
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                            **info: Any) -> None:
+            if _TIMELINE is not None:
+                now = time.time()
+                _TIMELINE.first.setdefault(trial.trial_id,
+                                           (now, float(result.get("rs/trial_seconds", 0.0))))
+                _TIMELINE.last[trial.trial_id] = now
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any,
+                              **info: Any) -> None:
+            if _TIMELINE is not None:
+                _TIMELINE.end[trial.trial_id] = time.time()
+
+    return Stamps()
+
+
+@contextmanager
+def _instrumented() -> Iterator[tuple[Any, _Timeline]]:
+    """Run the real sweep with timed twins of its searcher limiter and callbacks (the factory
+    functions the runner calls are swapped for the duration, then restored)."""
+    import raysweep.bench.driver as drv
+    import raysweep.sweep.runner as runner
+    import raysweep.sweep.search as search
+    import raysweep.sweep.tracking as tracking
+
+    global _TIMELINE
+    saved = (search.make_search, tracking.MlflowTrialCallback, runner._make_callbacks)
+    make_search = saved[0]
+
+    def timed_search(*args: Any, **kwargs: Any) -> Any:
+        limiter = make_search(*args, **kwargs)
+        return drv._TimedLimiter(limiter.searcher, max_concurrent=limiter.max_concurrent)
+
+    def timed_callbacks(sweep_dir: Path, total: int, max_failed: int | None, key: str,
+                        mode: str) -> list[Any]:
+        # The progress callback stays last: the runner uses it as the sweep's stopper.
+        return [_timeline_callback(), drv._TimedProgress(sweep_dir, total, max_failed, key, mode)]
+
+    clock, _TIMELINE = drv._Clock(), _Timeline()
+    search.make_search = timed_search
+    tracking.MlflowTrialCallback = drv._TimedMlflow  # type: ignore[misc]
+    runner._make_callbacks = timed_callbacks
+    drv._CLOCK = clock
+    try:
+        with drv._timed_snapshots():
+            yield clock, _TIMELINE
+    finally:
+        search.make_search, tracking.MlflowTrialCallback, runner._make_callbacks = saved
+        drv._CLOCK = None
+        _TIMELINE = None
+
+
+def _breakdown(clock: Any, line: _Timeline, out: Any, conc: int) -> dict[str, Any]:
+    """Slot time outside the trials, and the driver's timed parts, in seconds and as a share
+    of the trials' own compute."""
+    compute = sum(out.trial_seconds)
+    slot = out.fit_seconds * conc
+    fit_end = out.fit_started + out.fit_seconds
+    # When each trial's own clock started (its first report minus the time it says it took).
+    entry = {tid: arrived - own for tid, (arrived, own) in line.first.items()}
+    first_ones = sorted(entry, key=entry.get)[:conc]
+    last_ones = sorted(line.end, key=line.end.get)[-conc:]
+    # Every slot waits from Tuner.fit's start until its first trial computes, and from its
+    # last trial's end until Tuner.fit returns.
+    startup = sum(max(0.0, entry[t] - out.fit_started) for t in first_ones)
+    tail = sum(max(0.0, fit_end - line.end[t]) for t in last_ones)
+    start = sum(max(0.0, entry[t] - line.start[t]) for t in entry
+                if t in line.start and t not in first_ones)
+    finish = sum(max(0.0, line.end[t] - line.last[t]) for t in line.end if t in line.last)
+    gaps = max(0.0, slot - compute - startup - tail - start - finish)
+    rows: dict[str, float] = {
+        "start-up: Tuner.fit start -> the first trials compute (worker processes, imports, "
+        "workload fetch)": startup,
+        "trial start latency (actor reuse, trial set-up)": start,
+        "trial finish latency (last report's checkpoint, result processing)": finish,
+        "gaps between one trial's end and the next's start": gaps,
+        "tail: slots idle after their last trial": tail}
+    driver = {"Optuna suggest + tell": "optuna", "MLflow logging": "mlflow",
+              "progress callback": "progress", "Tune experiment snapshots": "snapshot",
+              "  of which the searcher's state": "searcher_state"}
+    parts = {label: sum(d for _, p, d in clock.events if p == key) for label, key in driver.items()}
+
+    def share(x: float) -> float:
+        return round(x / compute, 4) if compute else math.nan
+
+    return {
+        "slot_seconds": round(slot, 2), "trial_compute_seconds": round(compute, 2),
+        "slots": {k: {"seconds": round(v, 2), "share_of_compute": share(v)}
+                  for k, v in rows.items()},
+        "driver_thread": {k: {"seconds": round(v, 2), "share_of_compute": share(v)}
+                          for k, v in parts.items()},
+    }
+
+
 def measure_overhead(workload: str, method: str, trials: int, epochs: int = 2) -> dict[str, Any]:
-    """Run one sweep with default settings; compare its wall time with the trials' compute."""
+    """Run one sweep with default settings; compare its wall time with the trials' compute,
+    and break the difference down with timing hooks."""
     from raysweep.sweep.runner import run_sweep
     from raysweep.sweep.space import default_space
 
@@ -64,8 +193,17 @@ def measure_overhead(workload: str, method: str, trials: int, epochs: int = 2) -
         "search": {"algorithm": "random", "num_samples": trials, "start_from_defaults": False},
         "budget": {"max_epochs": epochs}, "tracking": {"experiment": "raysweep-bench"},
     })
-    out = run_sweep(spec)
-    conc = int(json.loads((out.sweep_dir / "state.json").read_text()).get("max_concurrent", 1))
+    called = time.time()
+    with _instrumented() as (clock, line):
+        out = run_sweep(spec)
+        conc = int(json.loads((out.sweep_dir / "state.json").read_text()).get("max_concurrent", 1))
+        breakdown = _breakdown(clock, line, out, conc)
+    before_fit = out.fit_started - called
+    breakdown["end_to_end"] = {
+        "before Tuner.fit (Ray start, workload load, references, MLflow set-up)":
+            round(before_fit, 2),
+        "after Tuner.fit (results, best checkpoints, MLflow close)":
+            round(out.wall_seconds - out.fit_seconds - before_fit, 2)}
     compute = sum(out.trial_seconds)
     method_s = sum(out.method_seconds)
     fit_overhead = out.fit_seconds * conc / compute - 1 if compute else math.nan
@@ -85,6 +223,7 @@ def measure_overhead(workload: str, method: str, trials: int, epochs: int = 2) -
         "overhead_steady_state": round(steady, 4),
         "startup_seconds": round(first - out.fit_started, 2),
         "shutdown_seconds": round(out.fit_started + out.fit_seconds - last, 2),
+        "breakdown": breakdown,
     }
 
 
@@ -168,6 +307,21 @@ def measure_sample_efficiency(workload: str, repeats: int) -> dict[str, Any]:
     }
 
 
+def breakdown_lines(b: dict[str, Any]) -> list[str]:
+    """The breakdown as a markdown table (seconds and share of the trials' own compute)."""
+    lines = [f"where the overhead goes ({b['slot_seconds']:.1f} s of slot time, "
+             f"{b['trial_compute_seconds']:.1f} s inside trials):", "",
+             "| part | seconds | % of trial compute |", "|---|---|---|"]
+    for k, v in b["slots"].items():
+        lines.append(f"| {k} | {v['seconds']:.2f} | {100 * v['share_of_compute']:.2f} |")
+    lines.append("| *driver thread (what the latencies and gaps wait on):* | | |")
+    for k, v in b["driver_thread"].items():
+        lines.append(f"| {k} | {v['seconds']:.2f} | {100 * v['share_of_compute']:.2f} |")
+    for k, v in b.get("end_to_end", {}).items():
+        lines.append(f"| end to end: {k} | {v:.2f} | |")
+    return lines
+
+
 def run_benchmark(*, workload: str = "fmnist-class-small", method: str = "finetune",
                   trials: int = 10, efficiency_workload: str = "digits-class", repeats: int = 20,
                   overhead: bool = True, efficiency: bool = True,
@@ -185,6 +339,7 @@ def run_benchmark(*, workload: str = "fmnist-class-small", method: str = "finetu
             f"before the first trial starts, {100 * o['overhead_steady_state']:.1f}% between the "
             f"first start and the last end); end to end incl. Ray start-up and the reference "
             f"evaluation {100 * o['overhead_end_to_end']:.1f}%")
+        report["summary"] += breakdown_lines(o["breakdown"])
     if efficiency:
         e = measure_sample_efficiency(efficiency_workload, repeats)
         report["sample_efficiency"] = e

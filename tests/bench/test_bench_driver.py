@@ -62,3 +62,31 @@ def test_bad_options_exit_2_before_anything_runs(bench_env: Path, args: list[str
     for w in words:
         assert w in lines[0], lines[0]
     assert sorted(p.name for p in bench_env.iterdir()) == ["mlflow.db"]
+
+
+def test_overhead_breakdown_accounts_for_all_slot_time() -> None:
+    """The overhead split (start-up, start/finish latency, gaps, tail) sums to the slot time
+    outside the trials; driver-thread parts are summed from the timed events."""
+    from types import SimpleNamespace
+
+    from raysweep.bench.driver import _Clock
+    from raysweep.bench.overhead import _breakdown, _Timeline
+
+    # Two slots, fit from t=100 to t=130. Trials a, b start at once; c follows a.
+    line = _Timeline()
+    line.start = {"a": 100.5, "b": 100.6, "c": 111.0}
+    line.first = {"a": (105.0, 2.0), "b": (106.0, 3.0), "c": (120.0, 8.0)}   # entries 103, 103, 112
+    line.last = {"a": 110.0, "b": 125.0, "c": 127.0}
+    line.end = {"a": 110.5, "b": 125.5, "c": 127.4}
+    out = SimpleNamespace(trial_seconds=[7.0, 22.0, 15.0], fit_seconds=30.0, fit_started=100.0)
+    clock = _Clock()
+    clock.events = [(101.0, "optuna", 0.25), (111.0, "optuna", 0.25), (110.4, "mlflow", 1.0)]
+    b = _breakdown(clock, line, out, conc=2)
+    slots = {k.split(":")[0].split(" (")[0]: v["seconds"] for k, v in b["slots"].items()}
+    assert slots["start-up"] == 6.0              # a and b start computing at 103
+    assert slots["trial start latency"] == 1.0   # c: handed out at 111, computes from 112
+    assert slots["tail"] == 2.6 + 4.5            # c ends 127.4, b ends 125.5; fit ends 130
+    assert slots["trial finish latency"] == pytest.approx(0.5 + 0.5 + 0.4)
+    assert sum(slots.values()) == pytest.approx(b["slot_seconds"] - b["trial_compute_seconds"])
+    assert b["driver_thread"]["Optuna suggest + tell"]["seconds"] == 0.5
+    assert b["driver_thread"]["MLflow logging"]["share_of_compute"] == round(1.0 / 44.0, 4)

@@ -188,3 +188,26 @@ def test_submit_warns_when_auth_is_disabled(tmp_path: Path, capsys: pytest.Captu
     _git(root, "add", "-f", *NEEDED)
     assert main(["submit", "spaces/sweep.yaml", "--working-dir", str(root), "--dry-run"]) == 0
     assert "RAY_AUTH_MODE=disabled" in capsys.readouterr().err
+
+
+def test_run_warns_when_auth_is_disabled(monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # `raysweep run` and `resume` start or join Ray through init_local_ray; Ray itself is
+    # replaced by a stub here (the warning comes before ray.init).
+    import ray
+
+    from raysweep.sweep import local_ray
+
+    calls: list[dict] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw) or "ctx")
+    monkeypatch.setattr(local_ray, "_refresh_ray_auth_cache", lambda: None)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert local_ray.init_local_ray(num_cpus=1) == "ctx"
+    assert local_ray.init_local_ray(address="127.0.0.1:6379") == "ctx"
+    err = capsys.readouterr().err
+    assert err.count("RAY_AUTH_MODE=disabled: the Ray cluster accepts unauthenticated") == 2
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "t" * 64)
+    local_ray.init_local_ray(num_cpus=1)
+    assert capsys.readouterr().err == "" and len(calls) == 3

@@ -101,6 +101,8 @@ def unlearn_cmd(
     max_epochs: int | None = typer.Option(None, help="epoch budget (stops the method early)"),
     catboost: bool = typer.Option(True, "--catboost/--no-catboost", help="compute the CatBoost MIA"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
+    track: bool = typer.Option(False, "--mlflow", help="log each method's result as an MLflow run "
+                               "(MLFLOW_TRACKING_URI; experiment $RAYSWEEP_EXPERIMENT, default raysweep)"),
 ) -> None:
     """Run methods on a prepared workload and print them beside the original and retrain rows."""
     from rich.markup import escape
@@ -149,6 +151,10 @@ def unlearn_cmd(
         configs[name] = make_config(name, mine, where="--set").model_dump(mode="json")
     wcfg = load_workload_config(workload)
     dev = resolve_device(device)
+    if track:  # an unreachable store fails before any training
+        from raysweep.sweep.tracking import check_tracking_uri, tracking_uri
+
+        check_tracking_uri(tracking_uri())
     prepared = prepare(wcfg, device=str(dev))
     refs = prepared.reference_metrics(catboost=catboost)
     rows: list[dict[str, object]] = [_row("original", refs["original"]), _row("retrain", refs["retrain"])]
@@ -173,6 +179,16 @@ def unlearn_cmd(
             continue
         # The reference rows are called original/retrain; a rerun of the retrain method is not one.
         rows.append(_row(f"{name} (rerun)" if name in ("original", "retrain") else name, metrics))
+        if track:
+            import os
+
+            from raysweep.sweep.tracking import log_unlearn_run, tracking_uri
+
+            run_id = log_unlearn_run(tracking_uri(), os.environ.get("RAYSWEEP_EXPERIMENT", "raysweep"),
+                                     workload=wcfg.name, method=name, config=configs[name],
+                                     seed=seed, metrics=metrics, max_epochs=max_epochs)
+            rows[-1]["run_id"] = run_id
+            info(f"  MLflow run {run_id}")
     if json_out:
         print_json({"workload": wcfg.name, "configs": configs, "rows": rows})
     else:

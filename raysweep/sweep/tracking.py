@@ -599,6 +599,27 @@ def find_trial_run(uri: str, experiment: str, ref: str) -> RunRecord:
                     f"MLflow run id or a Tune trial id, as shown by raysweep leaderboard)")
 
 
+def log_unlearn_run(uri: str, experiment: str, *, workload: str, method: str,
+                    config: Mapping[str, Any], seed: int, metrics: Mapping[str, Any],
+                    max_epochs: int | None = None) -> str:
+    """One ``raysweep unlearn --mlflow`` result as a finished run (tag ``raysweep.kind:
+    unlearn``): the method's full config and seed as params, its metrics, the source tags.
+    Returns the run id."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    sha = git_sha()
+    run = client.create_run(exp_id, run_name=f"{method}-unlearn", tags={
+        "raysweep.kind": "unlearn", "raysweep.method": method, "raysweep.workload": workload,
+        "raysweep.seed": str(seed), "raysweep.git_sha": sha, "mlflow.source.type": "LOCAL",
+        "mlflow.source.name": "raysweep unlearn",
+        **({"mlflow.source.git.commit": sha} if sha and sha != "unknown" else {})})
+    _batched(client, run.info.run_id, _finite_metrics(metrics, 0, _now()),
+             params={"method": method, "seed": seed, "max_epochs": max_epochs, **config})
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    return run.info.run_id
+
+
 def log_leaderboard(uri: str, run_id: str, table: Any, texts: Mapping[str, str]) -> None:
     """A sweep's final leaderboard on its parent run: ``table`` (a DataFrame) as the MLflow table
     ``leaderboard.json`` (the UI's artifact view reads it) and each ``texts`` file beside it."""

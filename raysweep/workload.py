@@ -38,8 +38,10 @@ from raysweep.errors import ConfigError
 from raysweep.methods._base import UnlearnContext, UnlearnData
 from raysweep.methods import PassCount, retrain_passes
 from raysweep.metrics import (
-    ModelOutputs, evaluate, forward_splits, oracle_distances, raw_terms,
+    ModelOutputs, evaluate, evaluate_selection, forward_splits, membership_rows, oracle_distances,
+    raw_terms,
 )
+from raysweep.metrics._evaluate import oracle_lr_auc
 from raysweep.models import ModelSpec, model_kind
 from raysweep.training import resolve_device, seed_everything, train_model
 
@@ -98,6 +100,9 @@ class PreparedWorkload:
     #: ``None`` = every row (random forgetting). See :mod:`raysweep.metrics.oracle`.
     matched: dict[str, np.ndarray | None] = field(default_factory=dict)
     _oracle_raw: dict[int, dict[str, float]] = field(default_factory=dict, repr=False)
+    _oracle_lr: dict[int, float | None] = field(default_factory=dict, repr=False)
+    _selection_cache: dict[tuple[int, int], tuple[Any, ...]] = field(default_factory=dict,
+                                                                      repr=False)
 
     @property
     def name(self) -> str:
@@ -133,6 +138,67 @@ class PreparedWorkload:
                                                matched=self.matched, seed=seed)
         return self._oracle_raw[seed]
 
+    def selection_rows(self, seed: int = 0, val_rows: int | None = None) -> dict[str, np.ndarray | None]:
+        """The rows of each split that the per-epoch selection evaluation runs (``None``: all).
+
+        D_f whole; val whole, or ``val_rows`` of it (:func:`stratified_rows`: every class and
+        the scenario's matched rows in their proportions; fixed by ``seed``); D_r only under
+        random forgetting, and then only the membership probe's rows
+        (:func:`raysweep.metrics.membership_rows`), which give the same probe as all of D_r.
+        With the whole of val, :meth:`evaluate_selection` gives exactly the values that
+        :meth:`evaluate` gives.
+        """
+        n_val = len(self.splits["val"])
+        val = None
+        if val_rows is not None and val_rows < n_val:
+            strata = self.splits["val"].tensors[1].numpy().astype(np.int64) * 2
+            if self.matched.get("val") is not None:
+                strata = strata + np.asarray(self.matched["val"], dtype=np.int64)
+            val = stratified_rows(strata, val_rows, seed)
+        rows: dict[str, np.ndarray | None] = {"forget": None, "val": val}
+        if self.matched.get("val") is None:
+            rows["retain"] = membership_rows(len(self.splits["retain"]),
+                                             n_val if val is None else len(val), seed)
+        return rows
+
+    def forward_selection(self, model: nn.Module, device: torch.device, *, batch_size: int,
+                          seed: int = 0, val_rows: int | None = None) -> ModelOutputs:
+        """One forward pass over :meth:`selection_rows` (what :meth:`evaluate_selection` reads)."""
+        rows = self.selection_rows(seed, val_rows)
+        return forward_splits(model, self.unlearn_data(), device, batch_size=batch_size,
+                              splits=tuple(rows),
+                              rows={k: v for k, v in rows.items() if v is not None})
+
+    def evaluate_selection(self, outputs: ModelOutputs, *, seconds: float | None, seed: int = 0,
+                           retrain_seconds: float | None = None,
+                           val_rows: int | None = None) -> dict[str, float]:
+        """The metrics selection reads, from :meth:`forward_selection`'s outputs (see
+        :func:`raysweep.metrics.evaluate_selection`). On a val subset the original and the
+        oracle are cut to the same rows, so every distance compares like with like."""
+        original, retrain, matched, oracle_raw = self._selection_refs(seed, val_rows)
+        return evaluate_selection(outputs, forget_classes=self.forget_classes,
+                                  original=original, retrain=retrain, matched=matched,
+                                  retrain_raw=oracle_raw, seconds=seconds,
+                                  retrain_seconds=retrain_seconds, seed=seed)
+
+    def _selection_refs(self, seed: int, val_rows: int | None) -> tuple[Any, Any, Any, Any]:
+        val = self.selection_rows(seed, val_rows)["val"]
+        if val is None:
+            return self.original_outputs, self.retrain_outputs, self.matched, self.oracle_raw(seed)
+        key = (seed, len(val))
+        if key not in self._selection_cache:
+            def cut(out: ModelOutputs) -> ModelOutputs:
+                return ModelOutputs({**out.splits, "val": out["val"].subset(val)})
+
+            matched = dict(self.matched)
+            if matched.get("val") is not None:
+                matched["val"] = np.asarray(matched["val"], dtype=bool)[val]
+            original, retrain = cut(self.original_outputs), cut(self.retrain_outputs)
+            oracle_raw = raw_terms(_selection_view(retrain, self.selection_rows(seed, val_rows)),
+                                   forget_classes=self.forget_classes, matched=matched, seed=seed)
+            self._selection_cache[key] = (original, retrain, matched, oracle_raw)
+        return self._selection_cache[key]
+
     @property
     def retrain_cost(self) -> PassCount:
         """Sample-passes of retraining from scratch with the workload's recipe."""
@@ -150,7 +216,15 @@ class PreparedWorkload:
                         random_teacher_forget_logits=self.teacher_forget_logits,
                         seconds=seconds, retrain_seconds=retrain_seconds,
                         catboost=catboost, seed=seed, matched=self.matched,
-                        retrain_raw=self.oracle_raw(seed))
+                        retrain_raw=self.oracle_raw(seed), retrain_lr_auc=self.oracle_lr(seed))
+
+    def oracle_lr(self, seed: int = 0) -> float | None:
+        """The oracle's LR-attack AUC on test, computed once per seed."""
+        if seed not in self._oracle_lr:
+            self._oracle_lr[seed] = oracle_lr_auc(self.retrain_outputs,
+                                                  forget_classes=self.forget_classes,
+                                                  matched=self.matched, seed=seed)
+        return self._oracle_lr[seed]
 
     def signal_check(self, objective: Any = None, *, split: str = "val",
                      seed: int = 0) -> list[dict[str, Any]]:
@@ -259,6 +333,35 @@ def _split_indices(cfg: WorkloadConfig, ds: LoadedDataset) -> dict[str, np.ndarr
         raise ConfigError(f"workload {cfg.name}: the forget set is empty after holding out val "
                           f"(scenario {cfg.scenario.describe()})")
     return {"forget": forget_idx, "retain": retain_idx, "val": val_idx}
+
+
+def stratified_rows(strata: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` row indices (sorted) drawn without replacement so that every stratum keeps its
+    share (largest remainders; at least one row of every stratum while ``size`` allows)."""
+    strata = np.asarray(strata)
+    values, counts = np.unique(strata, return_counts=True)
+    size = int(min(size, len(strata)))
+    exact = counts * size / len(strata)
+    take = np.floor(exact).astype(int)
+    take = np.maximum(take, np.minimum(1, counts)) if size >= len(values) else take
+    while take.sum() > size:                      # the "at least one" rule overshot
+        take[np.argmax(take - exact)] -= 1
+    order = np.argsort(-(exact - take), kind="stable")
+    for i in order[: size - int(take.sum())]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    rows = [rng.choice(np.flatnonzero(strata == v), size=k, replace=False)
+            for v, k in zip(values, take) if k]
+    return np.sort(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+
+
+def _selection_view(out: ModelOutputs, rows: dict[str, np.ndarray | None]) -> ModelOutputs:
+    """``out`` (val already cut) with D_r cut to the probe's rows, as the model's selection
+    outputs are."""
+    splits = {k: out[k] for k in ("forget", "val")}
+    if rows.get("retain") is not None and "retain" in out:
+        splits["retain"] = out["retain"].subset(rows["retain"])
+    return ModelOutputs(splits)
 
 
 def _matched_masks(cfg: WorkloadConfig, ds: LoadedDataset,

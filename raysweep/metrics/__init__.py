@@ -19,7 +19,7 @@ This package never imports Ray or MLflow.
 
 from __future__ import annotations
 
-from raysweep.metrics._evaluate import evaluate
+from raysweep.metrics._evaluate import SELECTION_SPLITS, evaluate, evaluate_selection
 from raysweep.metrics._outputs import (
     SPLITS, ModelOutputs, SplitOutputs, cross_entropy, feature_layer, forward_splits, log_softmax,
     softmax,
@@ -39,8 +39,8 @@ from raysweep.metrics.objective import (
     REPORT_SPLIT, SELECTION_SPLIT, ObjectiveConfig, composite_score,
 )
 from raysweep.metrics.oracle import (
-    HELDOUT_SPLITS, TERMS, loss_auc, oracle_distances, raw_terms, representation_probe,
-    term_spread,
+    HELDOUT_SPLITS, TERMS, loss_auc, membership_rows, oracle_distances, raw_terms,
+    representation_probe, term_spread,
 )
 from raysweep.metrics.relearn import relearn_time
 from raysweep.metrics.sape import sape
@@ -49,8 +49,8 @@ __all__ = [
     # outputs
     "SPLITS", "SplitOutputs", "ModelOutputs", "forward_splits", "feature_layer", "softmax", "log_softmax",
     "cross_entropy",
-    # all metrics at once
-    "evaluate",
+    # all metrics at once; the ones selection reads
+    "evaluate", "evaluate_selection", "SELECTION_SPLITS",
     # accuracy
     "accuracy", "per_class_accuracy", "class_split_accuracy", "relative_accuracy",
     "precision_recall_f1", "confusion_matrix",
@@ -64,6 +64,6 @@ __all__ = [
     # objective
     "composite_score", "ObjectiveConfig", "SELECTION_SPLIT", "REPORT_SPLIT",
     # oracle-referenced terms
-    "TERMS", "HELDOUT_SPLITS", "raw_terms", "oracle_distances", "term_spread", "loss_auc",
+    "TERMS", "HELDOUT_SPLITS", "raw_terms", "oracle_distances", "term_spread", "loss_auc", "membership_rows",
     "representation_probe",
 ]

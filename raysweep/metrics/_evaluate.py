@@ -66,7 +66,11 @@ from raysweep.metrics.oracle import (HELDOUT_SPLITS, heldout_accuracy, oracle_di
                                      raw_terms)
 from raysweep.metrics.sape import sape
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "evaluate_selection", "oracle_lr_auc", "SELECTION_SPLITS"]
+
+#: The splits that selection reads (see :func:`evaluate_selection`); ``retain`` only as the
+#: membership probe's rows under random forgetting (:func:`~raysweep.metrics.oracle.membership_rows`).
+SELECTION_SPLITS: tuple[str, ...] = ("forget", "val")
 
 
 def _put(out: dict[str, float], key: str, value: float | None) -> None:
@@ -100,7 +104,8 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
              seconds: float | None = None, retrain_seconds: float | None = None,
              catboost: bool = True, seed: int = 0, cv_splits: int = 5,
              matched: dict[str, np.ndarray | None] | None = None,
-             retrain_raw: dict[str, float] | None = None) -> dict[str, float]:
+             retrain_raw: dict[str, float] | None = None,
+             retrain_lr_auc: float | None = None) -> dict[str, float]:
     """All metrics of one model's outputs; see the module docstring for every key.
 
     Args:
@@ -118,6 +123,7 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
             non-members and the probe's target; ``None`` entries = every row, random forgetting).
         retrain_raw: the oracle's :func:`~raysweep.metrics.oracle.raw_terms`, when the caller
             cached them (computed here otherwise).
+        retrain_lr_auc: the oracle's LR-attack AUC (:func:`oracle_lr_auc`), when cached.
 
     Returns:
         A flat dict of finite floats.
@@ -207,9 +213,11 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
         _put(m, "mia/lr_n", float(lr.n_per_side))
         _put(m, "mia/lr_class_matched", float(matched_lr))
         if retrain is not None:
-            lr_rt, _ = _lr_attack(retrain, forget_classes, cv_splits, seed, test_matched)
-            if lr_rt is not None:
-                _put(m, "mia/lr_auc_gap_oracle", abs(lr.auc - lr_rt.auc))
+            if retrain_lr_auc is None:
+                retrain_lr_auc = oracle_lr_auc(retrain, forget_classes=forget_classes,
+                                               matched=matched, seed=seed, cv_splits=cv_splits)
+            if retrain_lr_auc is not None:
+                _put(m, "mia/lr_auc_gap_oracle", abs(lr.auc - retrain_lr_auc))
     if "retain" in outputs and len(f):
         rate = mia_member_rate(outputs["retain"].losses(), t.losses(), f.losses(), seed=seed)
         _put(m, "mia/member_rate", rate)
@@ -230,6 +238,65 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
         _put(m, "zrf/reference_code", zrf_reference_code(f.logits, teacher))
 
     # Time.
+    if seconds is not None:
+        _put(m, "time/seconds", seconds)
+        if retrain_seconds:
+            _put(m, "time/ratio", seconds / retrain_seconds)
+    return m
+
+
+def oracle_lr_auc(retrain: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
+                  matched: dict[str, np.ndarray | None] | None = None, seed: int = 0,
+                  cv_splits: int = 5) -> float | None:
+    """The oracle's LR-attack AUC on test (what ``mia/lr_auc_gap_oracle`` compares with); the
+    same for every model of a workload and seed, so callers cache it."""
+    lr, _ = _lr_attack(retrain, tuple(int(c) for c in forget_classes), cv_splits, seed,
+                       (matched or {}).get("test"))
+    return None if lr is None else float(lr.auc)
+
+
+def evaluate_selection(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
+                       original: ModelOutputs | None = None,
+                       retrain: ModelOutputs | None = None,
+                       matched: dict[str, np.ndarray | None] | None = None,
+                       retrain_raw: dict[str, float] | None = None,
+                       seconds: float | None = None, retrain_seconds: float | None = None,
+                       seed: int = 0) -> dict[str, float]:
+    """The metrics that selection reads, from D_f and val alone (a sweep's per-epoch evaluation).
+
+    Every key it returns has the value :func:`evaluate` gives it on the full outputs: the D_f
+    accuracy and loss, ``val/acc``, the JS divergences on D_f, the oracle-referenced terms on
+    ``val`` with their distances, ``rel/heldout_drop/val`` and the time keys. ``outputs`` holds
+    ``forget`` and ``val`` and, under random forgetting, ``retain`` cut to the membership
+    probe's rows (:func:`~raysweep.metrics.oracle.membership_rows`), which gives the same probe
+    as the whole of D_r. Test metrics, the papers' attacks and everything that reads all of D_r
+    are left to the full evaluation of the epoch that selection picks.
+    """
+    forget_classes = tuple(int(c) for c in forget_classes)
+    f, v = outputs["forget"], outputs["val"]
+    m: dict[str, float] = {}
+    if len(f):
+        _put(m, "forget/acc", accuracy(f.logits, f.labels))
+        _put(m, "forget/loss", float(np.mean(f.losses())))
+    if len(v):
+        _put(m, "val/acc", accuracy(v.logits, v.labels))
+    if original is not None and len(f):
+        _put(m, "rel/forget_acc", relative_accuracy(
+            accuracy(f.logits, f.labels),
+            accuracy(original["forget"].logits, original["forget"].labels)))
+        _put(m, "js/original", float(js_from_logits(f.logits, original["forget"].logits).mean()))
+    if retrain is not None and len(f):
+        _put(m, "js/retrain", float(js_from_logits(f.logits, retrain["forget"].logits).mean()))
+    raw = raw_terms(outputs, forget_classes=forget_classes, matched=matched, seed=seed)
+    m.update(raw)
+    if retrain is not None:
+        if retrain_raw is None:
+            retrain_raw = raw_terms(retrain, forget_classes=forget_classes, matched=matched,
+                                    seed=seed)
+        m.update(oracle_distances(raw, retrain_raw, model_out=outputs, oracle_out=retrain))
+    if original is not None and len(v):
+        _put(m, "rel/heldout_drop/val", heldout_accuracy(original["val"], forget_classes)[0]
+             - heldout_accuracy(v, forget_classes)[0])
     if seconds is not None:
         _put(m, "time/seconds", seconds)
         if retrain_seconds:

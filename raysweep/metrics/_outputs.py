@@ -10,6 +10,7 @@ compared with those of any trial.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -170,7 +171,9 @@ def feature_layer(model: nn.Module) -> nn.Module | None:
 
 
 def forward_splits(model: nn.Module, data: UnlearnData, device: torch.device | str,
-                   batch_size: int = 512, *, features: bool = True) -> ModelOutputs:
+                   batch_size: int = 512, *, features: bool = True,
+                   splits: Sequence[str] = SPLITS,
+                   rows: Mapping[str, np.ndarray] | None = None) -> ModelOutputs:
     """Run ``model`` once over each split of ``data`` (eval mode, no gradients).
 
     Args:
@@ -180,11 +183,14 @@ def forward_splits(model: nn.Module, data: UnlearnData, device: torch.device | s
         batch_size: inference batch size.
         features: also keep the penultimate representation (:func:`feature_layer`'s input),
             captured in the same pass by a forward pre-hook.
+        splits: the splits to run (default: all four).
+        rows: per split, the row indices to run instead of the whole split (in this order).
 
     Returns:
         A :class:`ModelOutputs` with one :class:`SplitOutputs` per split.
     """
     import torch
+    from torch.utils.data import TensorDataset
 
     from raysweep.training import predict_logits
 
@@ -197,19 +203,22 @@ def forward_splits(model: nn.Module, data: UnlearnData, device: torch.device | s
             x = args[0]
             captured.append(x.detach().reshape(x.shape[0], -1).float().cpu().numpy())
         handle = layer.register_forward_pre_hook(grab)
-    splits = {}
+    out: dict[str, SplitOutputs] = {}
     try:
-        for name in SPLITS:
+        for name in splits:
             captured.clear()
-            logits, labels = predict_logits(model, getattr(data, name), device=dev,
-                                            batch_size=batch_size)
+            ds = getattr(data, name)
+            if rows is not None and name in rows:
+                idx = torch.as_tensor(np.asarray(rows[name], dtype=np.int64))
+                ds = TensorDataset(*(t[idx] for t in ds.tensors))
+            logits, labels = predict_logits(model, ds, device=dev, batch_size=batch_size)
             feats = None
             if layer is not None and len(labels):
                 feats = np.concatenate(captured) if captured else None
                 if feats is not None and len(feats) != len(labels):
                     feats = None  # the head ran more or less than once per sample: no probe
-            splits[name] = SplitOutputs(logits, labels, feats)
+            out[name] = SplitOutputs(logits, labels, feats)
     finally:
         if handle is not None:
             handle.remove()
-    return ModelOutputs(splits)
+    return ModelOutputs(out)

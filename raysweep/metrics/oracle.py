@@ -60,7 +60,7 @@ from raysweep.metrics.accuracy import accuracy, class_split_accuracy
 from raysweep.metrics.divergence import js_from_logits
 
 __all__ = ["HELDOUT_SPLITS", "TERMS", "Term", "loss_auc", "representation_probe", "raw_terms",
-           "oracle_distances", "term_spread"]
+           "oracle_distances", "term_spread", "membership_rows"]
 
 #: Held-out splits: ``val`` for selection, ``test`` for reporting.
 HELDOUT_SPLITS: tuple[str, ...] = ("val", "test")
@@ -135,8 +135,10 @@ def representation_probe(forget: np.ndarray, heldout: np.ndarray, heldout_target
     from sklearn.linear_model import LogisticRegression
 
     x_fit, x_f = _standardise(np.asarray(heldout, np.float64), np.asarray(forget, np.float64))
+    # Newton-Cholesky reaches the same optimum as lbfgs (the problem is strictly convex) in a
+    # handful of iterations when rows far outnumber features, as they do here.
     probe = LogisticRegression(class_weight="balanced", C=1.0, max_iter=500,
-                               random_state=seed % (2**32))
+                               solver="newton-cholesky", random_state=seed % (2**32))
     probe.fit(x_fit, y)
     return probe.predict_proba(x_f)[:, 1]
 
@@ -153,12 +155,23 @@ def _probe_rows(out: ModelOutputs, split: str, matched: np.ndarray | None,
     if r is None or r.features is None or len(r) == 0:
         return None
     # Membership: D_r (1) vs held-out (0), balanced, as many members as non-members.
-    rng = np.random.default_rng(seed)
-    k = min(len(r), len(h))
-    rows = np.sort(rng.choice(len(r), size=k, replace=False))
+    rows = membership_rows(len(r), len(h), seed)
+    k = len(rows)
     x = np.concatenate([r.features[rows], h.features])
     y = np.concatenate([np.ones(k, np.int64), np.zeros(len(h), np.int64)])
     return representation_probe(f.features, x, y, seed=seed)
+
+
+def membership_rows(n_retain: int, n_heldout: int, seed: int) -> np.ndarray:
+    """The D_r rows the membership probe (random forgetting) fits on: ``min(n_retain,
+    n_heldout)`` distinct rows, sorted, drawn with ``seed``.
+
+    Evaluating only these rows of D_r gives the same probe: on a D_r already cut to them, the
+    draw takes every row in order (what per-epoch selection evaluation relies on).
+    """
+    rng = np.random.default_rng(seed)
+    k = min(n_retain, n_heldout)
+    return np.sort(rng.choice(n_retain, size=k, replace=False))
 
 
 def _matched(split_out: SplitOutputs, matched: np.ndarray | None) -> SplitOutputs:

@@ -397,8 +397,19 @@ class Resources(_Strict):
 
 
 class EvaluationSpec(_Strict):
-    catboost: bool = Field(False, description="run the CatBoost MIA after every epoch (~1 s)")
-    batch_size: int | None = Field(None, ge=1, le=65536, description="evaluation batch size (default: workload's)")
+    catboost: bool = Field(False, description="run the CatBoost MIA in the full evaluation "
+                                              "(~1 s)")
+    batch_size: int | None = Field(None, ge=1, le=65536,
+                                   description="evaluation batch size (default: 128 on CPU, "
+                                               "1024 on an accelerator)")
+    per_epoch: Literal["selection", "full"] = Field(
+        "selection", description="after each epoch evaluate what selection reads (D_f, val) "
+                                 "and the chosen epoch in full at the end, or everything "
+                                 "after every epoch (ASHA always gets full)")
+    selection_val_rows: int | None = Field(
+        None, ge=50, le=10_000_000,
+        description="per-epoch selection on a fixed stratified subset of this many val rows "
+                    "(null = all of val); the chosen epoch is still evaluated on all of it")
 
 
 class TrackingSpec(_Strict):

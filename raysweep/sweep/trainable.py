@@ -5,8 +5,13 @@ Per trial (see :func:`unlearning_trial`):
 1. Copy the original model (the workload came once through the object store via
    ``tune.with_parameters``; nothing is reloaded per trial).
 2. Run the method with :func:`raysweep.methods.run_method`. After each epoch the callback
-   evaluates every metric (one forward pass per split), computes the objective(s), reports
-   with a ``tune.Checkpoint`` and decides whether the budget allows another epoch.
+   evaluates what selection reads (D_f and val, :meth:`PreparedWorkload.evaluate_selection`:
+   the same values the full evaluation gives), computes the objective(s), reports with a
+   ``tune.Checkpoint`` and decides whether the budget allows another epoch. When the method
+   ends, the epoch that selection picked is evaluated in full (every split, every metric) and
+   reported once more with ``rs/final``: its ``best/<metric>`` are what leaderboards show.
+   ``evaluation.per_epoch: full`` evaluates everything after every epoch instead (what ASHA
+   and an objective on a metric outside the selection set get).
 3. The budgets are enforced here, not trusted to the method: the epoch budget through
    ``max_epochs``; the cost budget (``max_cost_ratio``: sample-passes counted by
    :class:`raysweep.methods.PassCounter` over the oracle's) and the time budget (``max_seconds``
@@ -85,7 +90,9 @@ class TrialPlan:
     max_time_ratio: float | None = None
     max_cost_ratio: float | None = None
     catboost: bool = False
-    eval_batch_size: int = 512
+    eval_batch_size: int | None = None        # None: chosen for the device (eval_batch_size())
+    per_epoch_eval: str = "selection"         # "selection" | "full" (see the module docstring)
+    selection_val_rows: int | None = None     # per-epoch selection on this many val rows
     cpus: float = 1.0
     gpus: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -98,12 +105,43 @@ class TrialPlan:
 def make_plan(spec: SweepSpec, workload: Any, reference: dict[str, dict[str, float]]) -> TrialPlan:
     """The plan of a sweep on a prepared workload (time budget resolved to seconds)."""
     b = spec.budget
+    # ASHA may stop a trial between epochs, before the full evaluation of its best epoch.
+    per_epoch = "full" if spec.search.early_terminate is not None else spec.evaluation.per_epoch
     return TrialPlan(objectives=list(spec.objectives), objective_config=spec.objective,
                      reference=reference, max_epochs=b.max_epochs, max_seconds=b.max_seconds,
                      max_time_ratio=b.max_time_ratio, max_cost_ratio=b.max_cost_ratio,
                      catboost=spec.evaluation.catboost,
-                     eval_batch_size=spec.evaluation.batch_size or workload.config.eval_batch_size,
+                     eval_batch_size=spec.evaluation.batch_size, per_epoch_eval=per_epoch,
+                     selection_val_rows=spec.evaluation.selection_val_rows,
                      cpus=spec.resources_per_trial.cpu, gpus=spec.resources_per_trial.gpu)
+
+
+def eval_batch_size(device: torch.device, requested: int | None = None) -> int:
+    """The inference batch size: ``requested``, else one that suits the device.
+
+    On CPU small batches stay in cache (batches of 64-128 ran 1.5-2x faster than 512 on the
+    embedded workloads); accelerators want large ones.
+    """
+    if requested:
+        return int(requested)
+    return 128 if device.type == "cpu" else 1024
+
+
+def selection_covers(plan: TrialPlan) -> bool:
+    """Whether every objective reads only keys that the selection evaluation computes
+    (:func:`raysweep.metrics.evaluate_selection`)."""
+    for o in plan.objectives:
+        if o.metric == "composite":
+            continue
+        if not (o.metric in _SELECTION_KEYS or o.metric.endswith("/val")):
+            return False
+    return True
+
+
+# Keys evaluate_selection computes that do not end in "/val" (the val terms all do).
+_SELECTION_KEYS = frozenset({"forget/acc", "forget/loss", "val/acc", "rel/forget_acc",
+                             "js/original", "js/retrain", "dist/forget_acc", "dist/js",
+                             "time/seconds", "time/ratio", "cost/ratio", "cost/passes"})
 
 
 def objective_values(metrics: dict[str, float], plan: TrialPlan) -> dict[str, float]:
@@ -118,9 +156,9 @@ def objective_values(metrics: dict[str, float], plan: TrialPlan) -> dict[str, fl
             v = plan.objective_config.score(metrics, split="val")
             try:  # reporting only: a term test cannot compute never fails the trial
                 t = plan.objective_config.score(metrics, split="test")
+                out["objective/test"] = float(t)
             except KeyError:
-                t = float("nan")
-            out["objective/test"] = float(t) if not math.isinf(t) else float("inf")
+                pass  # an epoch's selection evaluation reads no test split
         else:
             v = float(metrics.get(o.metric, float("nan")))
             if o.target is not None:
@@ -203,10 +241,13 @@ Reporter = Callable[[dict[str, Any], "dict[str, Any] | None", "torch.nn.Module |
 
 def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
               report: Reporter, resume_state: dict[str, Any] | None = None,
+              resume_best: dict[str, torch.Tensor] | None = None,
               device: torch.device | None = None) -> dict[str, Any]:
-    """Run one trial outside Tune; ``report(result, state, best_model)`` is called per epoch.
+    """Run one trial outside Tune; ``report(result, state, best_model)`` is called per epoch,
+    and once more for the full evaluation of the best epoch (``rs/final``).
 
-    Returns the last result (also when the trial resumed an already finished run).
+    ``resume_best`` are the best weights stored with ``resume_state``. Returns the last result
+    (also when the trial resumed an already finished run).
     """
     t_start = time.perf_counter()
     method = config["method"]
@@ -227,7 +268,8 @@ def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
         p.requires_grad_(True)
 
     state: dict[str, Any] = dict(resume_state or {})
-    if state.get("done"):
+    if state.get("done") and (state.get("final") or plan.per_epoch_eval == "full"
+                              or resume_best is None):
         return dict(state.get("result") or {})
     done_epochs = int(state.get("epoch", 0))
     stored_prints: list[float] = list(state.get("fingerprints", []))
@@ -236,10 +278,72 @@ def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
     method_seconds = float(state.get("method_seconds", 0.0))
     trial_seconds0 = float(state.get("trial_seconds", 0.0))
     last: dict[str, Any] = dict(state.get("result") or {})
+    last_state: dict[str, Any] = dict(state)
+    best_state: dict[str, torch.Tensor] | None = resume_best
+    bs = eval_batch_size(dev, plan.eval_batch_size)
+    # A trial of one epoch (a one-shot method, an epoch budget of 1) has nothing to select
+    # among: one full evaluation is cheaper than a selection pass plus a full one.
+    single = info.one_shot or plan.max_epochs == 1
+    mode = {"selection": (plan.per_epoch_eval == "selection" and not single
+                          and selection_covers(plan))}
+    eval_seconds0 = float(state.get("eval_seconds", 0.0))
     clock = {"eval": 0.0, "mark": 0.0, "seen": 0}  # eval time; method time at last epoch
 
+    # The selection outputs (D_f, val) of the best epoch so far: the final full evaluation of
+    # those weights reuses them and runs only D_r and test.
+    kept_outputs: dict[str, Any] = {}
+
+    def full_metrics(m: torch.nn.Module, epoch: int,
+                     known: dict[str, Any] | None = None) -> dict[str, float]:
+        from raysweep.metrics import SPLITS, ModelOutputs
+
+        known = known or {}
+        with _Isolated(m):
+            rest = forward_splits(m, data, dev, batch_size=bs,
+                                  splits=[s for s in SPLITS if s not in known])
+            outputs = ModelOutputs({**known, **rest.splits})
+            _check_finite(outputs, method, epoch)
+            return workload.evaluate(outputs, seconds=method_seconds, catboost=plan.catboost,
+                                     seed=seed, retrain_seconds=retrain_seconds)
+
+    def selection_metrics(m: torch.nn.Module, epoch: int) -> dict[str, float]:
+        with _Isolated(m):
+            outputs = workload.forward_selection(m, dev, batch_size=bs, seed=seed,
+                                                 val_rows=plan.selection_val_rows)
+            _check_finite(outputs, method, epoch)
+            whole_val = len(outputs["val"]) == len(data.val)
+            kept_outputs["last"] = {k: outputs[k] for k in (("forget", "val") if whole_val
+                                                             else ("forget",))}
+            return workload.evaluate_selection(outputs, seconds=method_seconds, seed=seed,
+                                               retrain_seconds=retrain_seconds,
+                                               val_rows=plan.selection_val_rows)
+
+    def finish() -> dict[str, Any]:
+        """Evaluate the best epoch's weights in full and report them as ``best/*``."""
+        assert best is not None and best_state is not None
+        t_eval = time.perf_counter()
+        final_model = copy.deepcopy(model)
+        final_model.load_state_dict(best_state)
+        metrics = full_metrics(final_model, int(best["epoch"]), kept_outputs.get("best"))
+        kept = {k: v for k, v in best["metrics"].items()
+                if k.startswith(("cost/", "time/")) or k in ("epochs",)}
+        metrics.update(kept)
+        full_best = {**metrics, **objective_values(metrics, plan)}
+        eval_seconds = eval_seconds0 + clock["eval"] + time.perf_counter() - t_eval
+        result = {**last, **{f"best/{k}": v for k, v in full_best.items()},
+                  "rs/final": 1.0, "rs/eval_seconds": eval_seconds,
+                  "rs/trial_seconds": trial_seconds0 + time.perf_counter() - t_start}
+        final_state = {**last_state, "best": {**best, "metrics": full_best}, "done": True,
+                       "final": True, "result": result, "eval_seconds": eval_seconds,
+                       "trial_seconds": result["rs/trial_seconds"]}
+        report(result, final_state, None)
+        return result
+
+    if state.get("done"):  # stopped after its last epoch, before the full evaluation
+        return finish()
+
     def on_epoch(event: EpochEnd, elapsed: float) -> bool:
-        nonlocal best, method_seconds, last
+        nonlocal best, method_seconds, last, last_state, best_state
         clock["seen"] += 1
         epoch = int(clock["seen"])
         bad = {k: v for k, v in event.metrics.items() if not math.isfinite(float(v))}
@@ -256,15 +360,7 @@ def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
         method_seconds += own - clock["mark"]
         clock["mark"] = own
         t_eval = time.perf_counter()
-        with _Isolated(model):
-            outputs = forward_splits(model, data, dev, batch_size=plan.eval_batch_size)
-            bad_out = [s for s, o in outputs.splits.items()
-                       if len(o.logits) and not np.isfinite(o.logits).all()]
-            if bad_out:
-                raise TrialFailure(f"{method}: non-finite model outputs on {', '.join(bad_out)} "
-                                   f"at epoch {epoch} (diverged)")
-            metrics = workload.evaluate(outputs, seconds=method_seconds, catboost=plan.catboost,
-                                        seed=seed, retrain_seconds=retrain_seconds)
+        metrics = (selection_metrics if mode["selection"] else full_metrics)(model, epoch)
         prints.append(_fingerprint(model))
         metrics["epochs"] = float(epoch)
         metrics["time/retrain_seconds_here"] = retrain_seconds
@@ -281,6 +377,9 @@ def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
                                           or _better(candidate, best["metrics"], plan))):
             best = {"epoch": epoch, "metrics": candidate, "over_budget": over}
             best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_state = best_weights
+            if mode["selection"]:
+                kept_outputs["best"] = kept_outputs.get("last")
         train_stats = {f"train/{k}": float(v) for k, v in event.metrics.items()}
         result = {**metrics, **objectives, **train_stats, "epoch": epoch,
                   "best_epoch": best["epoch"], "budget/over": float(over),
@@ -289,20 +388,31 @@ def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
         clock["eval"] += time.perf_counter() - t_eval
         stop = over or (plan.max_epochs is not None and epoch >= plan.max_epochs)
         result["rs/trial_seconds"] = trial_seconds0 + time.perf_counter() - t_start
+        result["rs/eval_seconds"] = eval_seconds0 + clock["eval"]
         # "done" lets a resumed trial return at once; only certain when the budget stopped it
         # or the method is one-shot (other methods may yield more epochs than they declare).
         new_state = {"epoch": epoch, "method_seconds": method_seconds, "best": best,
                      "fingerprints": list(prints), "trial_seconds": result["rs/trial_seconds"],
                      "done": bool(stop or info.one_shot), "result": result,
-                     "replay_mismatch": state.get("replay_mismatch", [])}
-        last = result
+                     "replay_mismatch": state.get("replay_mismatch", []),
+                     "eval_seconds": eval_seconds0 + clock["eval"]}
+        last, last_state = result, new_state
         report(result, new_state, best_weights)
         return stop
 
     run_method(method, model, data, mcfg, ctx, max_epochs=plan.max_epochs, on_epoch=on_epoch)
     if not last:
         raise TrialFailure(f"{method}: the method yielded no epoch")
+    if mode["selection"] and best_state is not None and best is not None:
+        return finish()
     return last
+
+
+def _check_finite(outputs: Any, method: str, epoch: int) -> None:
+    bad = [s for s, o in outputs.splits.items() if len(o.logits) and not np.isfinite(o.logits).all()]
+    if bad:
+        raise TrialFailure(f"{method}: non-finite model outputs on {', '.join(bad)} "
+                           f"at epoch {epoch} (diverged)")
 
 
 def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPlan | None = None) -> None:
@@ -320,6 +430,7 @@ def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPl
             raise TrialFailure(f"{reason} (raised by the first attempt; a method "
                                f"error is not retried)")
     resume_state = None
+    resume_best = None
     prev_best: Path | None = None
     try:
         ckpt = tune.get_checkpoint()
@@ -330,6 +441,7 @@ def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPl
                     keep = Path(tempfile.mkdtemp(prefix="rs-best-"))
                     (keep / BEST_FILE).write_bytes((Path(d) / BEST_FILE).read_bytes())
                     prev_best = keep / BEST_FILE
+                    resume_best = load_best(keep)
     except Exception as exc:  # an unreadable checkpoint is the storage's fault, not the method's
         raise InfrastructureError(f"cannot read the trial's checkpoint: "
                                   f"{type(exc).__name__}: {exc}") from exc
@@ -367,7 +479,8 @@ def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPl
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
 
     try:
-        run_trial(config, workload, plan, report=report, resume_state=resume_state, device=dev)
+        run_trial(config, workload, plan, report=report, resume_state=resume_state,
+                  resume_best=resume_best, device=dev)
     except Exception as exc:
         if marker is not None and is_method_error(exc):
             write_marker(marker, f"{type(exc).__name__}: {exc}")

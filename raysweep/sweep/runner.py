@@ -1060,7 +1060,11 @@ def sweep_status(ref: str) -> dict[str, Any]:
         "mlflow_parent_run_id": state.get("parent_run_id"),
         "optuna_storage": str(sweep_dir / "optuna.journal"),
         "trials": {"total": state.get("trials"), "completed": progress.get("completed", 0),
-                   "failed": progress.get("failed", 0), "running": progress.get("running", 0)},
+                   "failed": progress.get("failed", 0),
+                   # progress.json keeps the count of the moment it stopped; only a running
+                   # sweep has running trials (raysweep status reads raysweep.sweep.catalog)
+                   "running": progress.get("running", 0) if state.get("status") == "running" else 0,
+                   "budget_stopped": progress.get("budget_stopped", 0)},
         "message": state.get("message", ""),
     }
     if state.get("status") in ("running", "preparing") and state.get("pid") \

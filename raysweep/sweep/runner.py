@@ -9,6 +9,9 @@ A sweep lives in ``$RAYSWEEP_HOME/sweeps/<id>/`` (``RAYSWEEP_HOME`` defaults to 
 ``progress.json``      trial counts and the current best, rewritten as trials finish
 ``optuna.journal``     the Optuna study (JournalStorage): Pareto sets, plots, optuna-dashboard
 ``ray/tune/``          Ray Tune's experiment state and trial checkpoints (``Tuner.restore``)
+``ray/last-good/``     the newest snapshot of ``ray/tune/`` whose every file parsed (resume's
+                       fallback when a kill or a full disk tore the current one)
+``.driver.lock``       flock held by the one driver that runs or resumes the sweep (its pid)
 =====================  ==========================================================================
 
 :func:`run_sweep` prepares the workload once in the driver, logs the reference runs, starts
@@ -350,8 +353,12 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
                 "updated": time.time(), "pid": os.getpid()}
         path = Path(self.sweep_dir) / "progress.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, default=str))
-        tmp.replace(path)
+        try:
+            tmp.write_text(json.dumps(data, default=str))
+            tmp.replace(path)
+        except OSError:  # a full or read-only sweep dir must not stop the trials; next time
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def _label(self, trial: Any) -> str:
         cfg = trial.config

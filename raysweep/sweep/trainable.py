@@ -28,10 +28,13 @@ Per trial (see :func:`unlearning_trial`):
 5. Failures (an exception, a non-finite loss or non-finite outputs) raise
    :class:`TrialFailure` with the reason; Tune marks the trial ERROR and tracking records why.
    Tune restarts an errored trial up to ``search.trial_retries`` times, which is what a trial
-   whose worker or node died needs. A Python exception in the trial is deterministic under its
-   seed, so the trial writes it to ``<plan.extra["failure_dir"]>/<trial id>`` first and a restart
-   re-raises it at once instead of running the method again (on a cluster without shared
-   storage the marker may not be visible: the restart then runs and fails the same way).
+   whose worker or node died needs. The method's own exception is deterministic under its
+   seed, so the trial writes it to ``<plan.extra["failure_dir"]>/<trial id>`` first (atomically,
+   never empty) and a restart re-raises it at once instead of running the method again. What
+   the machine raises is not the method's (:func:`is_method_error`: ``OSError`` such as a full
+   disk, out of memory, Ray's exceptions, checkpoint I/O as :class:`InfrastructureError`): no
+   marker, so the restart runs the method again. On a cluster without shared storage the
+   marker may not be visible: a method error's restart then runs and fails the same way.
 
 Resume: a checkpoint holds ``state.json`` (epochs done, method time, the best epoch's metrics,
 a fingerprint of the weights after each epoch) and ``best.pt`` (the best weights). Methods are

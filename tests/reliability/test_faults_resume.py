@@ -209,3 +209,40 @@ def test_full_disk_in_a_trial_is_retried_not_recorded_as_a_method_error(
     trials = [r for r in runs if r.data.tags.get("raysweep.kind") == "trial"]
     assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials)
     COUNTS["faults_survived"] += 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_cluster_without_resources_stops_with_the_resume_hint_then_resumes(
+        env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The only node lost (the driver sees no CPU in the cluster): one line, then resume."""
+    import raysweep.sweep._watch as watch
+
+    monkeypatch.setenv("RAYSWEEP_NO_RESOURCES_TIMEOUT_S", "1")
+    real = watch._cluster_resources
+    monkeypatch.setattr(watch, "_cluster_resources", lambda: {"memory": 1e9})
+    path = _write(env, "sleep", "2.0, 2.5, 3.0")
+    capsys.readouterr()
+    COUNTS["faults_injected"] += 1
+    rc = main(["run", path])
+    err = capsys.readouterr().err
+    assert rc == 1, err[-3000:]
+    line = _one_error_line(err)
+    (sweep_dir,) = (env / "home" / "sweeps").iterdir()
+    sid = sweep_dir.name
+    assert "no room for one trial" in line and f"raysweep resume {sid}" in line
+    state = json.loads((sweep_dir / "state.json").read_text())
+    assert state["status"] == "interrupted" and f"raysweep resume {sid}" in state["message"]
+    _, runs = _mlflow(env, sid)
+    parent = [r for r in runs if r.data.tags.get("raysweep.kind") == "sweep"]
+    assert parent[0].info.status == "KILLED"
+    monkeypatch.setattr(watch, "_cluster_resources", real)  # the node is back
+    capsys.readouterr()
+    rc = main(["resume", sid, "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err[-3000:]
+    assert json.loads(out)["counts"]["finished"] == 3
+    _, runs = _mlflow(env, sid)
+    trials = [r for r in runs if r.data.tags.get("raysweep.kind") == "trial"]
+    assert len(trials) == 3 and all(r.info.status == "FINISHED" for r in trials)
+    COUNTS["faults_survived"] += 1

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 __all__ = [
     "TrainConfig", "seed_everything", "make_loader", "make_optimizer", "train_model",
-    "predict_logits", "resolve_device",
+    "predict_logits", "resolve_device", "autocast", "PRECISIONS",
 ]
 
 
@@ -37,6 +37,26 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+#: Compute precisions a sweep may ask for (``precision:``).
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+
+def autocast(device: torch.device, precision: str = "fp32") -> Any:
+    """``torch.autocast`` for ``precision`` on ``device``; fp32 turns autocast off (also
+    inside an enclosing autocast region: what evaluation and full-precision methods need).
+
+    Parameters and their gradients stay fp32 under autocast; only the operations run in the
+    reduced type. fp16 has no loss scaling here (each method owns its optimiser), so prefer
+    bf16 where the device has it.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16"
+                          else torch.float16)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

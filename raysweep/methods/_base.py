@@ -36,7 +36,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,20 @@ class UnlearnData:
     def tensors(ds: TensorDataset) -> tuple[torch.Tensor, torch.Tensor]:
         return ds.tensors[0], ds.tensors[1]
 
+    def nbytes(self) -> int:
+        """Bytes of every split's tensors."""
+        return sum(t.element_size() * t.nelement() for s in (self.forget, self.retain, self.val,
+                                                            self.test) for t in s.tensors)
+
+    def to(self, device: torch.device | str) -> UnlearnData:
+        """The same bundle with every split's tensors on ``device`` (kept there for a whole
+        trial on an accelerator, so no batch is copied from the host again)."""
+        def move(ds: TensorDataset) -> TensorDataset:
+            return TensorDataset(*(t.to(device) for t in ds.tensors))
+
+        return replace(self, forget=move(self.forget), retain=move(self.retain),
+                       val=move(self.val), test=move(self.test))
+
 
 @dataclass
 class UnlearnContext:
@@ -162,6 +176,9 @@ class MethodInfo:
     one_shot: bool
     supports_text: bool
     module: str
+    full_precision: bool = False
+    """The method computes something that reduced precision would corrupt (squared-gradient
+    importances, saliency thresholds): it runs in fp32 whatever the sweep's ``precision``."""
     stochastic: bool = True
     """The result depends on ``ctx.seed`` (two seeds give different weights)."""
     space: Mapping[str, Any] | Path | None = None
@@ -194,7 +211,7 @@ _METHODS: dict[str, MethodInfo] = {}
 
 
 def register_method(name: str, *, config: type[MethodConfig], paper: str, one_shot: bool = False,
-                    supports_text: bool = True,
+                    supports_text: bool = True, full_precision: bool = False,
                     stochastic: bool | None = None,
                     space: Mapping[str, Any] | str | Path | None = None, reference: str = "",
                     differences: tuple[str, ...] = ()) -> Callable[[MethodFn], MethodFn]:
@@ -224,7 +241,8 @@ def register_method(name: str, *, config: type[MethodConfig], paper: str, one_sh
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         random = (not one_shot) if stochastic is None else stochastic
         _METHODS[name] = MethodInfo(name, fn, config, paper, summary, one_shot, supports_text,
-                                    fn.__module__, stochastic=random,
+                                    fn.__module__, full_precision=full_precision,
+                                    stochastic=random,
                                     space=_space_of(space, fn), reference=reference,
                                     differences=tuple(differences))
         return fn

@@ -128,7 +128,7 @@ def _linear_factor(epoch: int, epochs: int) -> float:
     return (total - step) / max(1, total - warm)
 
 
-@register_method("gradient-mask", config=GradientMaskConfig,
+@register_method("gradient-mask", config=GradientMaskConfig, full_precision=True,
                  paper="NeurIPS 2023 unlearning challenge, 2nd place (Lee, Bae, Kim); paper 002",
                  reference="xcadet/deepunlearn: munl/unlearning/kgltop2.py",
                  differences=(

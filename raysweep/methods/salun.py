@@ -121,6 +121,7 @@ def random_labels(y: torch.Tensor, num_classes: int, forbidden: tuple[int, ...],
 
 
 @register_method("salun", config=SalunConfig, paper="Fan et al. 2024 (SalUn, ICLR)",
+                 full_precision=True,
                  reference="OPTML-Group/Unlearn-Saliency: Classification/generate_mask.py, "
                             "Classification/unlearn/RL.py",
                  differences=(

@@ -116,7 +116,7 @@ def dampen(model: nn.Module, forget_imp: dict[str, torch.Tensor],
     return selected, total
 
 
-@register_method("ssd", config=SSDConfig, one_shot=True,
+@register_method("ssd", config=SSDConfig, one_shot=True, full_precision=True,
                  paper="Foster, Schoepf & Brintrup 2023 (Selective Synaptic Dampening); paper 000",
                  reference="if-loops/selective-synaptic-dampening: ssd.py ParameterPerturber "
                             "(calc_importance, modify_weight), src/forget_full_class_main.py")

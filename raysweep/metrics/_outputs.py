@@ -210,7 +210,7 @@ def forward_splits(model: nn.Module, data: UnlearnData, device: torch.device | s
             ds = getattr(data, name)
             if rows is not None and name in rows:
                 idx = torch.as_tensor(np.asarray(rows[name], dtype=np.int64))
-                ds = TensorDataset(*(t[idx] for t in ds.tensors))
+                ds = TensorDataset(*(t[idx.to(t.device)] for t in ds.tensors))
             logits, labels = predict_logits(model, ds, device=dev, batch_size=batch_size)
             feats = None
             if layer is not None and len(labels):

@@ -452,6 +452,9 @@ class SweepSpec(_Strict):
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=1000,
                               description="each configuration runs once per seed")
     resources_per_trial: Resources = Field(default_factory=Resources)
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="the methods' compute precision (autocast); evaluation and "
+                            "full-precision methods (SSD, SalUn, gradient-mask) stay fp32")
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
 

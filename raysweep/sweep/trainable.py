@@ -67,6 +67,7 @@ import torch
 
 from raysweep.methods import EpochEnd, get_method, make_config, run_method
 from raysweep.metrics import forward_splits
+from raysweep.training import autocast
 from raysweep.sweep.space import ObjectiveSpec, SweepSpec
 
 __all__ = ["TrialPlan", "TrialFailure", "unlearning_trial", "run_trial", "objective_values",
@@ -94,6 +95,7 @@ class TrialPlan:
     max_cost_ratio: float | None = None
     catboost: bool = False
     eval_batch_size: int | None = None        # None: chosen for the device (eval_batch_size())
+    precision: str = "fp32"                   # the method's compute (evaluation stays fp32)
     per_epoch_eval: str = "selection"         # "selection" | "full" (see the module docstring)
     selection_val_rows: int | None = None     # per-epoch selection on this many val rows
     cpus: float = 1.0
@@ -116,6 +118,7 @@ def make_plan(spec: SweepSpec, workload: Any, reference: dict[str, dict[str, flo
                      catboost=spec.evaluation.catboost,
                      eval_batch_size=spec.evaluation.batch_size, per_epoch_eval=per_epoch,
                      selection_val_rows=spec.evaluation.selection_val_rows,
+                     precision=spec.precision,
                      cpus=spec.resources_per_trial.cpu, gpus=spec.resources_per_trial.gpu)
 
 
@@ -259,7 +262,7 @@ def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
     mcfg = make_config(method, params)
     info = get_method(method)
     dev = device or torch.device("cpu")
-    data = workload.unlearn_data(batch_size=workload.config.train.batch_size)
+    data = on_device(workload.unlearn_data(batch_size=workload.config.train.batch_size), dev)
     retrain_seconds = retrain_seconds_here(workload, dev)
     retrain_passes = float(workload.retrain_cost.passes)
     max_seconds = plan.max_seconds
@@ -301,7 +304,7 @@ def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
         from raysweep.metrics import SPLITS, ModelOutputs
 
         known = known or {}
-        with _Isolated(m):
+        with _Isolated(m), autocast(dev, "fp32"):  # metrics in full precision, always
             rest = forward_splits(m, data, dev, batch_size=bs,
                                   splits=[s for s in SPLITS if s not in known])
             outputs = ModelOutputs({**known, **rest.splits})
@@ -310,7 +313,7 @@ def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
                                      seed=seed, retrain_seconds=retrain_seconds)
 
     def selection_metrics(m: torch.nn.Module, epoch: int) -> dict[str, float]:
-        with _Isolated(m):
+        with _Isolated(m), autocast(dev, "fp32"):
             outputs = workload.forward_selection(m, dev, batch_size=bs, seed=seed,
                                                  val_rows=plan.selection_val_rows)
             _check_finite(outputs, method, epoch)
@@ -403,12 +406,23 @@ def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
         report(result, new_state, best_weights)
         return stop
 
-    run_method(method, model, data, mcfg, ctx, max_epochs=plan.max_epochs, on_epoch=on_epoch)
+    with autocast(dev, "fp32" if info.full_precision else plan.precision):
+        run_method(method, model, data, mcfg, ctx, max_epochs=plan.max_epochs,
+                   on_epoch=on_epoch)
     if not last:
         raise TrialFailure(f"{method}: the method yielded no epoch")
     if mode["selection"] and best_state is not None and best is not None:
         return finish()
     return last
+
+
+def on_device(data: Any, device: torch.device, share: float = 0.25) -> Any:
+    """``data`` moved to an accelerator for the whole trial when it takes at most ``share`` of
+    the device's free memory (else it stays on the host and batches are copied as they go)."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return data
+    free, _total = torch.cuda.mem_get_info(device)
+    return data.to(device) if data.nbytes() <= share * free else data
 
 
 def _check_finite(outputs: Any, method: str, epoch: int) -> None:

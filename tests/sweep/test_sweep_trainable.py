@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from raysweep.methods import EpochEnd
+from raysweep.methods import EpochEnd, get_method
 from raysweep.sweep.space import parse_sweep, resolve_spec
 from raysweep.sweep.trainable import TrialFailure, make_plan, objective_values, run_trial
 
@@ -203,3 +203,48 @@ def test_objectives_with_targets_and_goals(digits) -> None:  # noqa: ANN001
     vals = objective_values({"mia/auc/val": 0.7, "heldout/acc/val": math.nan}, plan)
     assert vals["mia/auc/val_to_0.5"] == pytest.approx(0.2)
     assert vals["heldout/acc/val"] == -math.inf  # non-finite -> the worst value for its goal
+
+
+def test_precision_autocasts_the_method_but_never_evaluation_or_full_precision_methods(
+        digits, monkeypatch) -> None:  # noqa: ANN001
+    import torch
+
+    import raysweep.sweep.trainable as trainable
+
+    w, _ = digits
+    seen: dict[str, list] = {"method": [], "eval": []}
+    real_run, real_fwd = trainable.run_method, w.forward_selection
+
+    def run_method(name, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen["method"].append((name, torch.is_autocast_enabled("cpu"),
+                               torch.get_autocast_dtype("cpu")))
+        return real_run(name, *a, **k)
+
+    def forward_selection(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        seen["eval"].append(torch.is_autocast_enabled("cpu"))
+        return real_fwd(*a, **k)
+
+    monkeypatch.setattr(trainable, "run_method", run_method)
+    monkeypatch.setattr(w, "forward_selection", forward_selection)
+    plan = _plan(digits, precision="bf16")
+    assert plan.precision == "bf16"
+    last = run_trial(CFG, w, plan, report=lambda *a: None)
+    assert math.isfinite(last["best/objective"])
+    run_trial({"method": "ssd", "ssd": {}, "seed": 0}, w, plan, report=lambda *a: None)
+    assert seen["method"] == [("finetune", True, torch.bfloat16), ("ssd", False, torch.bfloat16)]
+    assert seen["eval"] and not any(seen["eval"])  # evaluation ran in fp32
+    assert get_method("ssd").full_precision and not get_method("finetune").full_precision
+
+
+def test_data_moves_to_an_accelerator_only(digits) -> None:  # noqa: ANN001
+    import torch
+
+    from raysweep.sweep.trainable import on_device
+
+    w, _ = digits
+    data = w.unlearn_data()
+    assert on_device(data, torch.device("cpu")) is data  # the host keeps the host's tensors
+    moved = data.to("cpu")
+    assert moved is not data and moved.nbytes() == data.nbytes() > 0
+    assert torch.equal(moved.retain.tensors[0], data.retain.tensors[0])
+    assert moved.forget_classes == data.forget_classes and moved.batch_size == data.batch_size

@@ -190,8 +190,9 @@ def run_device_bench(*, device: str = "cpu", models: tuple[str, ...] | None = No
     elif dev.type == "cuda":
         sizes = {"train_batch": 256, "eval_batch": 1024, "batches": 50, "warmup": 10}
     else:
-        sizes = {"train_batch": 128, "eval_batch": 512, "batches": 5, "warmup": 1}
+        sizes = {"train_batch": 64, "eval_batch": 256, "batches": 3, "warmup": 1}
     rows, skipped = [], {}
+    load_before = _load()
     try:
         for name in names:
             log(f"device benchmark: {name} on {dev} ({precision})")
@@ -212,7 +213,16 @@ def run_device_bench(*, device: str = "cpu", models: tuple[str, ...] | None = No
         "threads": threads if dev.type == "cpu" else None, "quick": quick,
         "host": f"{platform.node()}, torch {torch.__version__}", **sizes,
         "models": rows, "skipped": skipped, "projection": proj,
+        "load_average": [load_before, _load()],
     }
+
+
+def _load() -> float | None:
+    """The 1-minute load average (other jobs on a shared machine slow every figure)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def write_device_report(report: dict[str, Any], out: Path, command: str) -> Path:
@@ -232,7 +242,8 @@ def write_device_report(report: dict[str, Any], out: Path, command: str) -> Path
         f"precision {report['precision']}. Synthetic data resident on the device; training = "
         f"SGD steps at batch {report['train_batch']}, evaluation = `inference_mode` forward "
         f"passes at batch {report['eval_batch']}; {report['batches']} timed batches "
-        f"after {report['warmup']} warm-up batch(es).",
+        f"after {report['warmup']} warm-up batch(es). Load average (1 min) at the start and "
+        f"the end: {report['load_average'][0]} and {report['load_average'][1]}.",
         "",
         "| model | input | parameters | train /s | eval /s | eval / train |",
         "|---|---|---|---|---|---|",
@@ -253,6 +264,9 @@ def write_device_report(report: dict[str, Any], out: Path, command: str) -> Path
             f"{p['t_trial_seconds']:,} s; {p['trials']:,} trials = "
             f"**{p['device_hours']:,} device-hours**.",
         ]
+    if report["device"] == "cpu":
+        lines += ["", "No GPU was measured here: the GPU figures are pending a session on a GPU "
+                      "machine (`raysweep bench device --device cuda -o docs/results/device-gpu.md`)."]
     if report["quick"]:
         lines += ["", "`--quick`: a handful of tiny batches; the rates are not meaningful."]
     out.write_text("\n".join(lines) + "\n")

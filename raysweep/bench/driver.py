@@ -332,6 +332,7 @@ def run_driver_bench(*, samplers: tuple[str, ...] = SAMPLERS, trials: int = 2000
     uri = tracking_uri or f"sqlite:///{work / 'mlflow.db'}"
     runs = []
     t0 = time.perf_counter()
+    load_before = _load()
     try:
         with ray_session(None, num_cpus or concurrency):
             for s in samplers:
@@ -347,7 +348,16 @@ def run_driver_bench(*, samplers: tuple[str, ...] = SAMPLERS, trials: int = 2000
         "tracking": "private sqlite store (removed)" if tracking_uri is None else tracking_uri,
         "goal_seconds_per_trial": GOAL_SECONDS_PER_TRIAL,
         "wall_seconds": round(time.perf_counter() - t0, 1), "samplers": runs,
+        "load_average": [load_before, _load()],
     }
+
+
+def _load() -> float | None:
+    """The 1-minute load average (other jobs on a shared machine slow every figure)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _machine() -> str:
@@ -402,7 +412,8 @@ def write_driver_report(report: dict[str, Any], out: Path, command: str,
         "```",
         "",
         f"Produced {report['created']} on {report['machine']}; whole run "
-        f"{report['wall_seconds'] / 60:.1f} min. Every trial is zero-compute (it reports "
+        f"{report['wall_seconds'] / 60:.1f} min; load average (1 min) "
+        f"{' -> '.join(str(x) for x in report.get('load_average', []))}. Every trial is zero-compute (it reports "
         f"{report['epochs_per_trial']} epoch(s) with a small checkpoint at once), so the "
         f"wall time is the driver's: the real searcher (`make_search`: Optuna on the "
         f"sweep's JournalStorage, seed replicator, concurrency limiter), `Tuner.fit` with the "

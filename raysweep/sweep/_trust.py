@@ -192,10 +192,16 @@ def _load_manifest(sweep_dir: Path, key: bytes) -> dict[str, Any] | None:
     return None
 
 
-def sign_sweep_dir(sweep_dir: Path, state: Mapping[str, Any] | None = None) -> None:
+def sign_sweep_dir(sweep_dir: Path, state: Mapping[str, Any] | None = None, *,
+                   staging: Path | None = None) -> None:
     """Sign the sweep's resume-relevant files and ``state``'s signed fields (see the module
     docstring). Without ``state`` the previously signed fields are kept. A snapshot file that
-    does not parse (Tune is still copying it) keeps its last signed version."""
+    does not parse (Tune is still copying it) keeps its last signed version.
+
+    ``staging`` is Tune's driver-side copy of the experiment folder, which it writes in the
+    driver's own thread and then uploads to ``ray/tune/`` in the background: its files are
+    signed in preference, so the signature is never older than Tune's newest snapshot (after
+    a crash mid-upload, resume puts that newest one back)."""
     sweep_dir = Path(sweep_dir)
     key = ensure_key()
     manifest, blobs, tune_dir = _paths(sweep_dir)
@@ -204,7 +210,10 @@ def sign_sweep_dir(sweep_dir: Path, state: Mapping[str, Any] | None = None) -> N
     previous = _load_manifest(sweep_dir, key) or {}
     files: dict[str, str] = {}
     prev_files = previous.get("files", {})
-    for path in _snapshot_files(tune_dir):
+    sources = {p.name: p for p in _snapshot_files(tune_dir)}
+    if staging is not None:
+        sources.update({p.name: p for p in _snapshot_files(staging)})
+    for path in sources.values():
         data = path.read_bytes()
         if path.suffix in (".json", ".pkl") and (not data or not _readable(path)):
             if path.name in prev_files and (blobs / prev_files[path.name]).is_file():
@@ -354,6 +363,16 @@ def _restore_signed_files(sweep_dir: Path, files: Mapping[str, str], blobs: Path
     return notes
 
 
+def _staging_dir(trials: list) -> Path | None:
+    """Tune's driver-side staging copy of the experiment folder, from a trial's storage
+    context (``None`` before the first trial, or if Tune's internals change)."""
+    try:
+        path = Path(trials[0].storage.experiment_driver_staging_path)
+    except (IndexError, AttributeError, TypeError):
+        return None
+    return path if path.is_dir() else None
+
+
 class SnapshotSigner(Callback):  # module level: Tune pickles it into tuner.pkl
     """Sign Tune's snapshot files whenever they change (checked with ``stat`` every step)."""
 
@@ -361,22 +380,26 @@ class SnapshotSigner(Callback):  # module level: Tune pickles it into tuner.pkl
         self.sweep_dir = str(sweep_dir)
         self._seen: tuple[tuple[str, int, int], ...] = ()
 
-    def _maybe_sign(self) -> None:
-        tune_dir = Path(self.sweep_dir) / "ray" / "tune"
+    def _maybe_sign(self, trials: list) -> None:
+        dirs = [Path(self.sweep_dir) / "ray" / "tune"]
+        staging = _staging_dir(trials)
+        if staging is not None:
+            dirs.append(staging)
         try:
-            seen = tuple((p.name, (st := p.stat()).st_size, st.st_mtime_ns)
-                         for p in _snapshot_files(tune_dir))
+            seen = tuple((str(p), (st := p.stat()).st_size, st.st_mtime_ns)
+                         for d in dirs for p in _snapshot_files(d))
             if seen != self._seen:
-                sign_sweep_dir(Path(self.sweep_dir))
+                sign_sweep_dir(Path(self.sweep_dir), staging=staging)
                 self._seen = seen
         except (OSError, UserError):  # a full disk: the previous signature stays valid
             pass
 
+    # Tune saves its snapshot in the step just before on_step_end, in this same thread.
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self._maybe_sign()
+        self._maybe_sign(trials)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._maybe_sign()
+        self._maybe_sign(trials)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"sweep_dir": self.sweep_dir, "_seen": ()}

@@ -230,3 +230,20 @@ def test_a_sweep_path_outside_the_home_must_be_private(
     assert main(["resume", str(elsewhere)]) == 2
     err = capsys.readouterr().err.strip()
     assert "writable" in err and str(elsewhere) in err and "\n" not in err
+
+
+def test_a_crash_mid_upload_resumes_from_tunes_newest_snapshot(home: Path) -> None:
+    # Tune writes its snapshot to a driver-side staging folder, then uploads it to ray/tune in
+    # the background; the signer signs the staging copy, so the signature is never older.
+    sweep = _make_sweep(home)
+    tune = sweep / "ray" / "tune"
+    staging = home / "staging"
+    staging.mkdir()
+    newest = json.dumps({"trial_data": [["newest", {}]], "runner_data": {}})
+    (staging / "experiment_state-2026-01-01_00-00-00.json").write_text(newest)
+    sign_sweep_dir(sweep, staging=staging)
+    # The driver died before the upload: ray/tune still holds the older version.
+    assert (tune / "experiment_state-2026-01-01_00-00-00.json").read_text() != newest
+    verify_sweep_dir(sweep, say=lambda _: None)
+    assert (tune / "experiment_state-2026-01-01_00-00-00.json").read_text() == newest
+    assert (tune / "tuner.pkl").is_file()  # files only in ray/tune stay signed too

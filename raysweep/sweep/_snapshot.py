@@ -168,9 +168,19 @@ class SnapshotKeeper(Callback):  # module level: Tune pickles it into tuner.pkl
 
     def _maybe_keep(self, force: bool = False) -> None:
         now = time.monotonic()
-        if force or now - self._last >= self.period:
-            self._last = now
-            keep_last_good(Path(self.experiment_path))
+        if not force and now - self._last < self.period:
+            return
+        self._last = now
+        path = Path(self.experiment_path)
+        try:  # unchanged since the last copy: nothing to do (the files can be megabytes)
+            seen = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                          for p in _newest(path).values())
+        except OSError:
+            seen = []
+        if seen and seen == getattr(self, "_kept", None):
+            return
+        if keep_last_good(path):
+            self._kept = seen
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._maybe_keep()

@@ -394,3 +394,33 @@ def test_status_after_a_kill_during_ray_start_up(tmp_path: Path, monkeypatch: py
     assert st["status"] == "crashed"
     assert "raysweep resume" not in st["message"] and "raysweep run" in st["message"]
     COUNTS["faults_survived"] += 1
+
+
+def test_snapshot_keeper_copies_only_a_changed_usable_snapshot(tmp_path: Path) -> None:
+    from raysweep.sweep._snapshot import LAST_GOOD, SnapshotKeeper
+
+    tune = tmp_path / "ray" / "tune"
+    _fake_snapshot(tune, "2026-01-01_00-00-00", ["a"])
+    keeper = SnapshotKeeper(tune, period=0)
+    keeper.on_step_end(1, [])
+    kept = tmp_path / "ray" / LAST_GOOD / "experiment_state-2026-01-01_00-00-00.json"
+    assert json.loads(kept.read_text())["trial_data"]
+    first = kept.stat().st_ino
+    keeper.on_step_end(2, [])
+    assert kept.stat().st_ino == first  # unchanged snapshot: not copied again
+    _fake_snapshot(tune, "2026-01-01_00-00-00", ["a", "b"])
+    (tune / "searcher-state-2026-01-01_00-00-00.pkl").write_bytes(b"\x80\x04\x95")  # torn
+    keeper.on_step_end(3, [])
+    assert len(json.loads(kept.read_text())["trial_data"]) == 1  # the torn set is not kept
+    _fake_snapshot(tune, "2026-01-01_00-00-00", ["a", "b"])
+    keeper.on_experiment_end([])
+    assert len(json.loads(kept.read_text())["trial_data"]) == 2
+
+
+def test_mlflow_store_that_is_not_a_writable_file_is_refused_up_front(tmp_path: Path) -> None:
+    from raysweep.sweep.tracking import check_tracking_uri
+
+    (tmp_path / "mlflow.db").mkdir()
+    with pytest.raises(UserError) as err:
+        check_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert "not a writable file" in str(err.value) and "\n" not in str(err.value)

@@ -38,7 +38,8 @@ def run(spec: str | Path | Mapping[str, Any] | SweepSpec, *, overrides: Sequence
     """
     from raysweep.errors import ConfigError
     from raysweep.sweep.runner import run_sweep
-    from raysweep.sweep.space import SweepSpec, load_sweep as load_yaml_sweep, parse_sweep, resolve_spec
+    from raysweep.sweep.space import SweepSpec, parse_sweep, resolve_spec
+    from raysweep.sweep.space import load_sweep as load_yaml_sweep
 
     if isinstance(spec, (str, Path)):
         resolved = load_yaml_sweep(spec, list(overrides))
@@ -73,7 +74,8 @@ def leaderboard(sweep: str | None = None, *, workload: str | None = None,
 
 
 def sweeps() -> pd.DataFrame:
-    """Every sweep under ``$RAYSWEEP_HOME``, newest first: state, workload, methods, trials, best."""
+    """Every sweep under ``$RAYSWEEP_HOME``, newest first: state, workload, methods, trials,
+    best."""
     import pandas as pd
 
     from raysweep.sweep.catalog import list_sweeps
@@ -107,7 +109,7 @@ class Sweep:
         return leaderboard(str(self.sweep_dir), **kwargs)
 
     def study(self) -> Any:
-        """The sweep's Optuna study (for ``optuna.visualization`` and ``study.trials_dataframe()``)."""
+        """The sweep's Optuna study (``optuna.visualization``, ``study.trials_dataframe()``)."""
         import optuna
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend

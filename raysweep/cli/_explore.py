@@ -99,7 +99,8 @@ def compare_rows(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[dict[
 
 @app.command("compare")
 def compare_cmd(
-    sweep_a: str = typer.Argument(..., metavar="A", help="sweep id (or prefix, 'latest', directory)"),
+    sweep_a: str = typer.Argument(..., metavar="A",
+                                  help="sweep id (or prefix, 'latest', directory)"),
     sweep_b: str = typer.Argument(..., metavar="B", help="the other sweep"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, md, csv or json"),
 ) -> None:
@@ -180,10 +181,12 @@ def export_config(sweep: str, method: str) -> dict[str, Any]:
 @app.command("export")
 def export_cmd(
     sweep: str = typer.Argument(..., help="sweep id (or prefix, 'latest', or directory)"),
-    method: str = typer.Option(..., "--method", "-m", help="the method whose best configuration to export"),
-    out: Path = typer.Option(..., "-o", "--output", help="YAML file to write (raysweep unlearn --config FILE)"),
+    method: str = typer.Option(..., "--method", "-m",
+                               help="the method whose best configuration to export"),
+    out: Path = typer.Option(..., "-o", "--output",
+                             help="YAML file to write (raysweep unlearn --config FILE)"),
 ) -> None:
-    """Write a method's best configuration in a sweep as YAML that ``raysweep unlearn --config`` reads."""
+    """Write a method's best configuration in a sweep as YAML for ``raysweep unlearn --config``."""
     import yaml
 
     if out.suffix not in (".yaml", ".yml"):
@@ -194,8 +197,8 @@ def export_cmd(
     src = doc["source"]
     obj = src.get("objective")
     header = (f"# {method}'s best configuration in sweep {src['sweep_id']}"
-              + (f" (objective {obj:.4f} on val, seeds {src.get('seeds')})" if isinstance(obj, float)
-                 else "")
+              + (f" (objective {obj:.4f} on val, seeds {src.get('seeds')})"
+                 if isinstance(obj, float) else "")
               + f"\n# run it again: raysweep unlearn --config {out.name}\n")
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(header + yaml.safe_dump(doc, sort_keys=False))

@@ -69,7 +69,8 @@ def _param(where: str, spec: Any, source: str) -> Any:
                               f"quantisation step; raysweep's key is step:)")
         if out["distribution"] == "loguniform":
             raise ConfigError(f"{source}: {where}.distribution: {dist!r}: a log scale takes no "
-                              f"step here; use distribution: loguniform without q, or values: [...]")
+                              f"step here; use distribution: loguniform without q, or "
+                              f"values: [...]")
         out["step"] = spec["q"]
     return out
 
@@ -102,8 +103,8 @@ def translate_wandb(data: Any, source: str = "<sweep>") -> Any:
         if unknown:
             raise ConfigError(f"{source}: metric.{unknown[0]}: not supported; metric: takes "
                               f"name, goal and target")
-        data["objectives"] = [{"metric": metric["name"], **{k: metric[k] for k in ("goal", "target")
-                                                             if k in metric}}]
+        kept = {k: metric[k] for k in ("goal", "target") if k in metric}
+        data["objectives"] = [{"metric": metric["name"], **kept}]
     method = data.get("method")
     if isinstance(method, str) and method in WANDB_SEARCH_METHODS:
         algorithm = WANDB_SEARCH_METHODS[method]

@@ -49,7 +49,9 @@ def sweeps_home() -> Path:
 
 def _dirs() -> list[Path]:
     home = sweeps_home()
-    return sorted(d for d in home.glob("*") if (d / "state.json").is_file()) if home.is_dir() else []
+    if not home.is_dir():
+        return []
+    return sorted(d for d in home.glob("*") if (d / "state.json").is_file())
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -76,13 +78,15 @@ def find_sweep(ref: str) -> Path:
     dirs = _dirs()
     if ref == "latest":
         if not dirs:
-            raise UserError(f"no sweeps under {sweeps_home()} (set RAYSWEEP_HOME to where they are)")
+            raise UserError(f"no sweeps under {sweeps_home()} (set RAYSWEEP_HOME to where they "
+                            f"are)")
         return max(dirs, key=lambda d: _read_json(d / "state.json").get("created", 0))
     matches = [d for d in dirs if d.name == ref] or [d for d in dirs if d.name.startswith(ref)]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise UserError(f"sweep id prefix {ref!r} is ambiguous: {', '.join(d.name for d in matches)}")
+        raise UserError(f"sweep id prefix {ref!r} is ambiguous: "
+                        f"{', '.join(d.name for d in matches)}")
     known = ", ".join(d.name for d in sorted(dirs, key=lambda d: d.stat().st_mtime)[-8:]) or "none"
     raise UserError(f"no sweep {ref!r} under {sweeps_home()} (known: {known}; raysweep sweeps "
                     f"lists them; RAYSWEEP_HOME selects another place)")
@@ -149,7 +153,8 @@ def store_for(sweep_dir: Path) -> tuple[str, str, str]:
 
 
 def store_note(stored: str | None, sweep_id: str) -> str:
-    """The stderr line shown when a sweep's recorded store is not the environment's ('' if same)."""
+    """The stderr line shown when a sweep's recorded store is not the environment's ('' when
+    they are the same)."""
     from raysweep._secrets import redact_uri
 
     # Compared and shown without passwords (state.json keeps the URI redacted).

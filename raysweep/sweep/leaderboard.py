@@ -57,8 +57,8 @@ def resolve_metric(name: str, available: Sequence[str], option: str = "--sort") 
     from raysweep.errors import did_you_mean
 
     labels = sorted({METRICS[k].label for k in available if k in METRICS})
-    raise UserError(f"{option} {name!r}: no such metric in these runs{did_you_mean(name, available)}; "
-                    f"valid keys: {', '.join(available) or 'none'}"
+    raise UserError(f"{option} {name!r}: no such metric in these runs"
+                    f"{did_you_mean(name, available)}; valid keys: {', '.join(available) or 'none'}"
                     + (f" (or a column label: {', '.join(labels)})" if labels else ""))
 
 

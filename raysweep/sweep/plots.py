@@ -109,7 +109,8 @@ def plot_study(study: Any, spec: SweepSpec, kind: str, out: Path,
                method: str | None = None) -> Path:
     """Write the ``kind`` plot of ``study`` to ``out`` (format from the suffix)."""
     if kind not in KINDS:
-        raise UserError(f"--kind {kind!r}: choose one of {', '.join(KINDS)}{did_you_mean(kind, KINDS)}")
+        raise UserError(f"--kind {kind!r}: choose one of {', '.join(KINDS)}"
+                        f"{did_you_mean(kind, KINDS)}")
     suffix = out.suffix.lower()
     if suffix not in (".html", *_RASTER):
         raise UserError(f"-o {out}: the file name must end in .html, .png, .svg or .pdf")

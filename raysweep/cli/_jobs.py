@@ -79,6 +79,7 @@ def submit_cmd(
     on stdout.
     """
     from raysweep._console import info
+    from raysweep.errors import ConfigError
     from raysweep.sweep.jobs import (
         connect, normalize_address, project_root, relative_to_root, runtime_env_for,
         staged_upload, submit, sweep_entrypoint,
@@ -93,6 +94,9 @@ def submit_cmd(
     entrypoint = sweep_entrypoint(rel, overrides, run_args or [])
     renv = runtime_env_for(root, env)
     plan = plan_upload(root, [rel])
+    if rel not in plan.files:  # the job would not find its own spec
+        why = dict(plan.secrets).get(rel, "a cache or local store, never uploaded")
+        raise ConfigError(f"SPACE {space}: would not be uploaded ({why}); rename or move it")
     metadata = {"raysweep.space": rel, "raysweep.kind": "sweep"}
     if dry_run:
         url = normalize_address(address) if address else None

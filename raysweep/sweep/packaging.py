@@ -66,6 +66,11 @@ class UploadPlan:
     files: list[str] = field(default_factory=list)
     secrets: list[tuple[str, str]] = field(default_factory=list)
     total_bytes: int = 0
+    #: where a file comes from when it is not ``root / rel`` (the installed package)
+    sources: dict[str, Path] = field(default_factory=dict)
+
+    def path_of(self, rel: str) -> Path:
+        return self.sources.get(rel, self.root / rel)
 
     def describe(self) -> str:
         what = ("git-tracked files" if self.source == "git"
@@ -170,17 +175,14 @@ def _git_files(root: Path) -> list[str] | None:
     return [p for p in out.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
-def _package_files(root: Path) -> list[str]:
+def _package_files() -> dict[str, Path]:
+    """The raysweep package's files as ``raysweep/...`` -> where they are (installed anywhere:
+    the job finds it on its working dir's path)."""
     import raysweep
 
     pkg = Path(raysweep.__file__).resolve().parent
-    try:
-        base = pkg.relative_to(root)
-    except ValueError:
-        raise ConfigError(f"--working-dir {root}: the raysweep package ({pkg}) is not inside "
-                          f"it and {root} is not a git checkout; pass --working-dir of the "
-                          f"checkout that holds raysweep/") from None
-    return [(base / p.relative_to(pkg)).as_posix() for p in pkg.rglob("*") if p.is_file()]
+    return {("raysweep" / p.relative_to(pkg)).as_posix(): p
+            for p in pkg.rglob("*") if p.is_file()}
 
 
 def plan_upload(root: Path, spec_files: Sequence[str] = (), *,
@@ -195,13 +197,15 @@ def plan_upload(root: Path, spec_files: Sequence[str] = (), *,
     check_root(root, flag)
     tracked = _git_files(root)
     plan = UploadPlan(root=root, source="git" if tracked is not None else "package")
-    candidates: Iterable[str] = tracked if tracked is not None else _package_files(root)
+    if tracked is None:
+        plan.sources = _package_files()
+    candidates: Iterable[str] = tracked if tracked is not None else plan.sources
     seen: set[str] = set()
     for rel in [*candidates, *spec_files]:
         if rel in seen or _excluded(rel):
             continue
         seen.add(rel)
-        path = root / rel
+        path = plan.path_of(rel)
         if path.is_symlink() or not path.is_file():
             continue  # deleted but still tracked, or a link that could point anywhere
         why = secret_reason(rel, path)
@@ -222,7 +226,7 @@ def stage(plan: UploadPlan) -> Path:
         for rel in plan.files:
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(plan.root / rel, target)
+            shutil.copy2(plan.path_of(rel), target)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise

@@ -211,3 +211,16 @@ def test_run_warns_when_auth_is_disabled(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("RAY_AUTH_TOKEN", "t" * 64)
     local_ray.init_local_ray(num_cpus=1)
     assert capsys.readouterr().err == "" and len(calls) == 3
+
+
+@pytest.mark.parametrize("spec", ["prod.env", "mlruns/s.yaml"])
+def test_a_spec_that_would_not_be_uploaded_exits_2(spec: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "proj"
+    _write(root, {spec: "name: s\n"})  # outside a checkout: the installed package + the spec
+    monkeypatch.chdir(root)
+    assert main(["submit", spec, "--working-dir", str(root), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("raysweep: error: SPACE") and "would not be uploaded" in err
+    assert "\n" not in err

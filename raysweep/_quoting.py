@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 
 from raysweep.errors import UserError
 
-__all__ = ["filter_literal", "tag_equals", "tag_filter", "printable", "shell_join"]
+__all__ = ["filter_literal", "tag_equals", "tag_filter", "printable", "read_tags", "shell_join"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -61,6 +61,13 @@ def printable(value: object) -> str:
     """``value`` with control characters (newlines, terminal escapes) shown as ``\\xNN``
     escapes, so that text read from a store cannot rewrite what the terminal shows."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", str(value))
+
+
+def read_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Tags as read back from MLflow, with control characters in raysweep's own tags escaped
+    (:func:`printable`): they end up in tables, ids and commands. MLflow's tags (a run's
+    description may span lines) are left as they are."""
+    return {k: printable(v) if k.startswith("raysweep.") else v for k, v in tags.items()}
 
 
 def shell_join(argv: Iterable[object]) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from raysweep._quoting import read_tags
 from raysweep.errors import UserError
 
 __all__ = ["DEFAULT_URI", "env_tracking_uri", "sweeps_home", "find_sweep", "read_sweep",
@@ -189,7 +190,7 @@ def fetch_runs(uri: str, experiment: str = "raysweep", *, sweep_id: str | None =
         page = client.search_runs([exp.experiment_id], filter_string=flt, max_results=1000,
                                   page_token=token)
         for r in page:
-            tags = dict(r.data.tags)
+            tags = read_tags(r.data.tags)  # no control characters from a shared store
             if tags.get("raysweep.kind") in wanted:
                 out.append({"run_id": r.info.run_id, "status": r.info.status,
                             "start": r.info.start_time, "experiment_id": exp.experiment_id,

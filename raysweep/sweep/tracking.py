@@ -38,7 +38,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from raysweep._quoting import tag_equals, tag_filter
+from raysweep._quoting import read_tags, tag_equals, tag_filter
 from raysweep._secrets import redact_uri
 from raysweep.errors import UserError
 
@@ -555,7 +555,7 @@ def fetch_runs(uri: str, experiment: str = "raysweep", *, sweep_id: str | None =
         page = client.search_runs([exp.experiment_id], filter_string=" and ".join(flt),
                                   max_results=1000, page_token=token)
         for r in page:
-            tags = dict(r.data.tags)
+            tags = read_tags(r.data.tags)
             if tags.get("raysweep.kind") not in kinds:
                 continue
             out.append(RunRecord(run_id=r.info.run_id, status=r.info.status,
@@ -572,7 +572,7 @@ def get_run(uri: str, run_id: str) -> RunRecord:
     client = _client(uri)
     r = client.get_run(run_id)
     return RunRecord(run_id=r.info.run_id, status=r.info.status, start=r.info.start_time,
-                     experiment_id=r.info.experiment_id, tags=dict(r.data.tags),
+                     experiment_id=r.info.experiment_id, tags=read_tags(r.data.tags),
                      params=dict(r.data.params), metrics=dict(r.data.metrics))
 
 

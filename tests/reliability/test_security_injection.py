@@ -125,10 +125,15 @@ def test_ids_cannot_widen_an_mlflow_query(tmp_path: Path, monkeypatch: pytest.Mo
     exp = client.create_experiment("raysweep", artifact_location=(tmp_path / "a").as_uri())
     odd = "s2' and tags.`raysweep.kind` = 'trial"
     for sid in ("s1", odd):
-        client.create_run(exp, tags={"raysweep.kind": "trial", "raysweep.sweep_id": sid})
+        client.create_run(exp, tags={"raysweep.kind": "trial", "raysweep.sweep_id": sid,
+                                     "raysweep.method": "ssd\x1b[2J\n",
+                                     "mlflow.note.content": "a\nb"})
     # The quote is part of the id: exactly the run carrying that id, never the other one.
     runs = fetch_runs(uri, "raysweep", sweep_id=odd)
     assert [r["tags"]["raysweep.sweep_id"] for r in runs] == [odd]
+    # Tags read back are checked: raysweep's own lose their control characters.
+    assert runs[0]["tags"]["raysweep.method"] == "ssd\\x1b[2J\\x0a"
+    assert runs[0]["tags"]["mlflow.note.content"] == "a\nb"
     assert fetch_runs(uri, "raysweep", sweep_id="s1' or '1'='1") == []
     client_filter = tag_filter({"raysweep.sweep_id": odd, "raysweep.kind": "trial"})
     assert len(client.search_runs([exp], client_filter)) == 1

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from raysweep._console import info
+from raysweep._resources import search_spaces_dir
 from raysweep.config import WorkloadConfig, load_yaml, parse_model
 from raysweep.data import LoadedDataset, load_dataset
 from raysweep.errors import ConfigError
@@ -49,7 +50,7 @@ __all__ = ["PreparedWorkload", "prepare", "check_workload", "load_workload_confi
            "CACHE_VERSION", "BUNDLED_WORKLOADS"]
 
 CACHE_VERSION = 2  # 2: outputs carry penultimate features (the representation probe)
-BUNDLED_WORKLOADS = Path(__file__).resolve().parent.parent / "search_spaces" / "workloads"
+BUNDLED_WORKLOADS = search_spaces_dir() / "workloads"
 
 
 def cache_root() -> Path:

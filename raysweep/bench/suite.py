@@ -86,16 +86,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from raysweep._resources import search_spaces_dir
 from raysweep.config import (
     MAX_SEED, WorkloadConfig, check_number_value, load_yaml, parse_model, top_level_kind,
 )
 from raysweep.errors import ConfigError, did_you_mean
 
 __all__ = ["Direction", "Tolerance", "TuneSpec", "SuiteEntry", "SuiteConfig", "SuiteScale", "Entry",
+           "PaperDefault",
            "Suite", "load_suite", "apply_suite_overrides", "BUNDLED_SUITES", "DEFAULT_SCALE",
            "TUNING_SEED_BASE", "SELECTION_SPLIT", "REPORT_SPLIT", "SeedScope"]
 
-BUNDLED_SUITES = Path(__file__).resolve().parent.parent.parent / "search_spaces" / "suites"
+BUNDLED_SUITES = search_spaces_dir() / "suites"
 DEFAULT_SCALE = "small"
 #: Tuning seeds live at this value and above, evaluation seeds below (see the module docstring).
 TUNING_SEED_BASE = 1000
@@ -274,6 +276,32 @@ class RelearnSpec(_Strict):
     max_samples: int | None = Field(None, ge=1, le=100_000_000, description="fine-tune on at most this many D_f samples")
 
 
+_SOURCE = re.compile(r"^paper \d{3}, \S.*$")
+
+
+class PaperDefault(_Strict):
+    """A paper's own hyperparameters for one method (and model): ``default`` rows run them.
+
+    ``source`` names the paper and where it states the values (``paper 000, Section 4.1``), so
+    that every report can show it beside the value.
+    """
+
+    method: str = Field(..., description="the method whose defaults these values override")
+    models: list[str] | None = Field(
+        None, min_length=1, description="the workloads' model.name it applies to (default: every model)")
+    values: dict[str, Any] = Field(..., min_length=1, description="config field -> the paper's value")
+    source: str = Field(..., max_length=300,
+                        description="where the paper states the values, e.g. 'paper 000, Section 4.1'")
+
+    @field_validator("source")
+    @classmethod
+    def _source_ok(cls, v: str) -> str:
+        if not _SOURCE.match(v):
+            raise ValueError("must name the paper and the place, e.g. 'paper 000, Section 4.1' "
+                             "or 'paper 003, Table 6'")
+        return v
+
+
 class SuiteConfig(_Strict):
     schema_version: Literal[1] = 1
     name: str = Field(..., max_length=200,
@@ -295,6 +323,14 @@ class SuiteConfig(_Strict):
     tolerances: dict[str, Tolerance] = Field(default_factory=dict)
     scales: dict[str, SuiteScale] = Field(
         default_factory=dict, description="named sizes chosen with --scale (default: small)")
+    paper_defaults: list[PaperDefault] = Field(
+        default_factory=list, max_length=1000,
+        description="the paper's hyperparameters per method and model; default rows run them")
+    min_test_acc: float | None = Field(
+        None, gt=0, lt=1, description="accuracy floor: a row (or a workload's original) below it "
+                                      "on test is flagged and left out of rankings")
+    claims: str | None = Field(
+        None, description="claims file (YAML, relative to the suite): the verdict table's claims")
     entries: list[SuiteEntry] = Field(..., min_length=1, max_length=10_000)
 
     @field_validator("device")
@@ -334,6 +370,8 @@ class Entry:
     max_epochs: int | None = None
     tune: TuneSpec | None = None
     seed_scope: SeedScope = "method"
+    #: config field -> where the paper states the value (the suite's paper_defaults)
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -649,6 +687,54 @@ def _check_tuning_seeds(cfg: SuiteConfig, where: str) -> None:
                 f"or drop tune.seeds for the default [{TUNING_SEED_BASE}]")
 
 
+def _check_paper_defaults(cfg: SuiteConfig, src: str) -> None:
+    """Each paper default names a method the suite runs, registered models, valid values, and
+    no (method, model, field) twice: a typo would silently run the method's own default."""
+    from raysweep.methods import get_method, make_config
+    from raysweep.models import list_models
+
+    suite_methods = {m for e in cfg.entries
+                     for m in (e.method if isinstance(e.method, list) else [e.method])}
+    models = list_models()
+    seen: list[tuple[int, PaperDefault]] = []
+    for i, pd in enumerate(cfg.paper_defaults):
+        where = f"{src}: paper_defaults[{i}]"
+        if pd.method not in suite_methods:
+            names = sorted(suite_methods)
+            raise ConfigError(f"{where}.method: {pd.method!r} is not run by any entry"
+                              f"{did_you_mean(pd.method, names)} (methods: {', '.join(names)})")
+        for m in pd.models or []:
+            if m not in models:
+                raise ConfigError(f"{where}.models: unknown model {m!r}{did_you_mean(m, models)} "
+                                  f"(raysweep models: {', '.join(models)})")
+        fields = get_method(pd.method).config.model_fields
+        for k, v in pd.values.items():
+            if k in fields:
+                check_number_value(v, fields[k].annotation, f"{where}.values.{k}")
+        make_config(pd.method, pd.values, where=f"{where}.values")
+        for j, other in seen:
+            # Two items overlap when they share a model (no models: every model).
+            shared = (set(pd.models or models) & set(other.models or models))
+            both = sorted(set(pd.values) & set(other.values))
+            if other.method == pd.method and shared and both:
+                raise ConfigError(f"{where}.values.{both[0]}: {pd.method} {both[0]} is already "
+                                  f"set for model {sorted(shared)[0]} by paper_defaults[{j}]; "
+                                  f"keep one of them or split their models")
+        seen.append((i, pd))
+
+
+def _paper_values(cfg: SuiteConfig, method: str, model: str
+                  ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The paper's values for ``method`` on ``model`` and the source of each."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for pd in cfg.paper_defaults:
+        if pd.method == method and (pd.models is None or model in pd.models):
+            values.update(pd.values)
+            sources.update({k: pd.source for k in pd.values})
+    return values, sources
+
+
 def load_suite(ref: str | Path, overrides: list[str] | None = None,
                scale: str | None = None) -> Suite:
     """Load, validate and resolve a suite; every error is one line naming the file and field.
@@ -684,6 +770,7 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
     for metric in cfg.report_metrics or []:
         _check_metric(metric, f"{src}: report_metrics")
 
+    _check_paper_defaults(cfg, src)
     entries: list[Entry] = []
     seen: dict[str, str] = {}
     resolved: dict[str, WorkloadConfig] = {}
@@ -703,13 +790,18 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
                 get_method(method)
             except ConfigError as exc:
                 raise ConfigError(f"{where}.method: {exc}") from None
+            paper, sources = _paper_values(cfg, method, workload.model.name)
             if raw.config == "tuned":
                 kind: Literal["default", "pinned", "tuned"] = "tuned"
                 values: dict[str, Any] = {}
+                sources = {}
             elif raw.config == "default" or raw.config == {}:
-                kind, values = "default", {}
+                kind, values = "default", dict(paper)
             else:
-                kind, values = "pinned", dict(raw.config)  # type: ignore[arg-type]
+                # Pinned values win over the paper's; the rest of the paper's still apply.
+                pinned = dict(raw.config)  # type: ignore[arg-type]
+                kind, values = "pinned", {**paper, **pinned}
+                sources = {k: v for k, v in sources.items() if k not in pinned}
                 fields = get_method(method).config.model_fields
                 for k, v in values.items():
                     if k in fields:
@@ -740,7 +832,7 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
                 id=eid, workload_ref=workload_ref, workload=workload, method=method,
                 config_kind=kind, config=values, seeds=tuple(raw.seeds or cfg.seeds),
                 tolerances=tolerances, max_epochs=raw.max_epochs,
-                tune=tune, seed_scope=raw.seed_scope or cfg.seed_scope))
+                tune=tune, seed_scope=raw.seed_scope or cfg.seed_scope, sources=sources))
     for sname, spec in cfg.scales.items():   # every scale, not only the chosen one
         for key, names in (("only", spec.only or []), ("workloads", list(spec.workloads))):
             for wname in names:
@@ -752,6 +844,11 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
             _patched_workload(resolved[wname], patch, f"{src}: scales.{sname}.workloads.{wname}")
     if not entries:
         raise ConfigError(f"{src}: scale {chosen!r} keeps no entry")
+    if cfg.claims is not None:
+        from raysweep.bench.claims import load_claims
+
+        load_claims(path.parent / cfg.claims, cfg, resolved, entries,
+                    where=f"{src}: claims")
     runs = sum(len(e.seeds) for e in entries)
     if runs > MAX_SUITE_RUNS:
         raise ConfigError(f"{src}: entries x seeds = {runs} runs, more than the {MAX_SUITE_RUNS} "

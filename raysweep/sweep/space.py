@@ -54,6 +54,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from raysweep._resources import search_spaces_dir
 from raysweep.config import (
     MAX_SEED, accepted_scalars, apply_overrides, check_number_value, load_yaml, top_level_kind,
 )
@@ -69,7 +70,7 @@ __all__ = [
     "MAX_GRID_POINTS",
 ]
 
-SEARCH_SPACES = Path(__file__).resolve().parent.parent.parent / "search_spaces"
+SEARCH_SPACES = search_spaces_dir()
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "sweep.schema.json"
 
 Scalar = Union[bool, int, float, str, None]

@@ -424,3 +424,17 @@ def test_mlflow_store_that_is_not_a_writable_file_is_refused_up_front(tmp_path: 
     with pytest.raises(UserError) as err:
         check_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert "not a writable file" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_methods_own_error_gets_no_worker_location(tmp_path: Path) -> None:
+    from raysweep.sweep.tracking import error_reason
+
+    err = tmp_path / "error.txt"
+    err.write_text("Failure # 1\nray.exceptions.RayTaskError(ValueError): ray::ImplicitFunc.train()"
+                   " (pid=42, ip=127.0.0.1, actor_id=abc)\n  File \"m.py\", line 3, in step\n"
+                   "    raise ValueError('bad lr')  # a comment: if the worker died here\n"
+                   "ValueError: bad lr\n")
+    trial = SimpleNamespace(error_file=str(err), last_result={"hostname": "h", "pid": 42})
+    reason = error_reason(trial)
+    assert reason.startswith("ValueError: bad lr")
+    assert "last report" not in reason

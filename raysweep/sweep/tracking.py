@@ -492,7 +492,8 @@ def error_reason(trial: Any) -> str:
             text = trial.get_error() or ""
     except Exception:  # noqa: BLE001
         pass
-    return (_reason_line(text) + _where(trial, text))[:2000]
+    reason = _reason_line(text)
+    return (reason + _where(trial, reason))[:2000]
 
 
 def _reason_line(text: str) -> str:
@@ -511,7 +512,7 @@ _DIED = re.compile(r"actor died|worker died|ActorDiedError|ActorUnavailable|Node
                    r"WorkerCrashedError", re.I)
 
 
-def _where(trial: Any, text: str) -> str:
+def _where(trial: Any, reason: str) -> str:
     """Where a trial's worker died: Ray's own message names only an ip (127.0.0.1 for every
     local process), so add the node id, host and pid the trial last reported from."""
     if not _DIED.search(str(text)):

@@ -514,8 +514,9 @@ _DIED = re.compile(r"actor died|worker died|ActorDiedError|ActorUnavailable|Node
 
 def _where(trial: Any, reason: str) -> str:
     """Where a trial's worker died: Ray's own message names only an ip (127.0.0.1 for every
-    local process), so add the node id, host and pid the trial last reported from."""
-    if not _DIED.search(str(text)):
+    local process), so add the node id, host and pid the trial last reported from. Only for a
+    death (the reason line says so), not for the method's own exceptions."""
+    if not _DIED.search(reason):
         return ""
     last = getattr(trial, "last_result", None) or {}
     parts = []

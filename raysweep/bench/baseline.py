@@ -268,6 +268,20 @@ def read_pinned(path: str | Path) -> tuple[Summary, dict[str, Any]]:
     return summary_from_json(data["entries"], f"{p}: entries"), meta
 
 
+def check_pin_path(path: str | Path) -> None:
+    """``--pin``: a .json/.yaml file name in a directory that can be written (checked before
+    MLflow is queried, so a typo costs nothing)."""
+    from raysweep.preflight import check_writable_dir
+
+    p = Path(path)
+    if p.suffix not in (".json", ".yaml", ".yml"):
+        raise ConfigError(f"--pin {path}: give a .json, .yaml or .yml file name, e.g. "
+                          f"baselines/{p.name or 'suite'}.json")
+    if p.is_dir():
+        raise ConfigError(f"--pin {path}: is a directory; give a file name inside it")
+    check_writable_dir(p.parent if str(p.parent) else Path("."), "--pin directory")
+
+
 def write_pinned(path: str | Path, suite: str, summary: Summary, source: Mapping[str, Any]) -> Path:
     p = Path(path)
     doc = {"schema_version": 1, "suite": suite, "source": dict(source),

@@ -77,6 +77,9 @@ def baseline_cmd(
     """Pin the seed means and spreads of a suite run to a file usable as --baseline."""
     from raysweep.bench import load_suite, pin_baseline
 
+    from raysweep.bench.baseline import check_pin_path
+
+    check_pin_path(pin)
     s = load_suite(suite, scale=scale)
     path, rid = pin_baseline(s, pin, run_id=run_id)
     if json_out:

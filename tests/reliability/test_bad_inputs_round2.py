@@ -340,6 +340,10 @@ CASES: list[Case] = [
          workload=_sub(WORKLOAD_OK, "{name: mlp}", "{name: mlp, options: {hiddn: 8}}")),
     Case("model-option-negative-width", PREP, ["model.options", "hidden", "-5"],
          workload=_sub(WORKLOAD_OK, "{name: mlp}", "{name: mlp, options: {hidden: -5}}")),
+    Case("pin-not-a-file-name", ["bench", "baseline", "{suite}", "--pin", "{root}/pins.txt"],
+         ["--pin", "pins.txt", ".json"], suite=SUITE_OK),
+    Case("pin-below-a-file", ["bench", "baseline", "{suite}", "--pin", "{root}/afile/p.json"],
+         ["--pin directory", "not a directory"], suite=SUITE_OK, setup=_file_at("afile")),
     # -- stored data and weights ------------------------------------------------------------------
     Case("pretrained-not-a-state-dict", PREP, ["model.pretrained", "w.pt", "state dict"],
          workload=_sub(WORKLOAD_OK, "{name: mlp}", "{name: mlp, pretrained: '{root}/w.pt'}"),

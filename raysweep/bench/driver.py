@@ -166,13 +166,16 @@ def zero_compute_trial(config: dict[str, Any], keys: tuple[str, ...] = (),
 
 def _spec(sampler: str, trials: int, concurrency: int, seed: int) -> Any:
     from raysweep.bench.overhead import _spec as resolve
+    from raysweep.sweep.space import default_space
 
+    # The bundled space, written out: a sweep file naming only the method searches nothing.
+    params = {k: v.model_dump(mode="json") for k, v in (default_space(METHOD) or {}).items()}
     objectives = [{"metric": "composite"}]
     if sampler == "nsga2":  # NSGA-II is a Pareto search: give it two objectives
         objectives.append({"metric": "cost/ratio"})
     return resolve({
         "name": f"bench-driver-{sampler}", "workload": "digits-class", "method": METHOD,
-        "objectives": objectives,
+        "parameters": params, "objectives": objectives,
         "search": {"algorithm": sampler, "num_samples": trials, "max_concurrent": concurrency,
                    "seed": seed},
         "resources_per_trial": {"cpu": 1},
@@ -311,8 +314,44 @@ def measure_sampler(sampler: str, *, trials: int, concurrency: int, epochs: int,
     }
 
 
+def measure_sampler_alone(sampler: str, *, trials: int, window: int,
+                          seed: int = 0) -> dict[str, Any]:
+    """The sampler by itself (no Ray, no MLflow): ``ask``, the sweep's define-by-run space,
+    ``tell``, ``trials`` times on the sweep's sampler; seconds per trial at the start and end.
+
+    Cheap enough to run at the full 2,000 trials where the whole path cannot, and it isolates
+    what Optuna's own growth contributes.
+    """
+    import hashlib
+
+    import optuna
+
+    from raysweep.sweep.search import DefineByRun, make_sampler
+
+    spec = _spec(sampler, trials, 1, seed)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=make_sampler(spec),
+                                directions=[o.mode + "imize" for o in spec.objectives])
+    space = DefineByRun(spec)
+    took = []
+    for _ in range(trials):
+        t = time.perf_counter()
+        trial = study.ask()
+        space(trial)
+        key = json.dumps(trial.params, sort_keys=True, default=str).encode()
+        value = int(hashlib.sha256(key).hexdigest()[:8], 16) / 16**8
+        study.tell(trial, [value] * len(spec.objectives))
+        took.append(time.perf_counter() - t)
+    w = min(window, max(1, trials // 2))
+    first, last = _window_mean(took, w, False), _window_mean(took, w, True)
+    return {"trials": trials, "window": w, "seconds_per_trial_first": round(first, 5),
+            "seconds_per_trial_last": round(last, 5),
+            "growth_last_over_first": round(last / first, 2) if first > 0 else None}
+
+
 def run_driver_bench(*, samplers: tuple[str, ...] = SAMPLERS, trials: int = 2000,
                      concurrency: int = 2, epochs: int = 1, seed: int = 0, window: int = 200,
+                     sampler_trials: int | None = None,
                      tracking_uri: str | None = None, num_cpus: int | None = None,
                      log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Run the zero-compute sweep once per sampler in one local Ray; return the report.
@@ -339,6 +378,10 @@ def run_driver_bench(*, samplers: tuple[str, ...] = SAMPLERS, trials: int = 2000
                 runs.append(measure_sampler(s, trials=trials, concurrency=concurrency,
                                             epochs=epochs, seed=seed, window=window,
                                             tracking_uri=uri, workdir=work, log=log))
+                n = sampler_trials or trials
+                log(f"  {s} alone (no Ray, no MLflow): {n} trials")
+                runs[-1]["sampler_alone"] = measure_sampler_alone(s, trials=n, window=window,
+                                                                  seed=seed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -366,6 +409,13 @@ def _machine() -> str:
 
     return (f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, Python "
             f"{platform.python_version()}, Ray {ray.__version__}, Optuna {optuna.__version__}")
+
+
+def _alone(a: dict[str, Any] | None) -> str:
+    if not a:
+        return "-"
+    return (f"{a['trials']}: {a['seconds_per_trial_first']:.4f} -> "
+            f"{a['seconds_per_trial_last']:.4f} (x{a['growth_last_over_first']})")
 
 
 def _rolling(xs: list[float], k: int) -> list[float]:
@@ -425,11 +475,14 @@ def write_driver_report(report: dict[str, Any], out: Path, command: str,
         f"over the first/last {w} trials. Goal: at most {report['goal_seconds_per_trial']} s "
         f"per trial at 2,000 trials. The hook columns are the last {w} trials' mean per trial "
         f"inside each timed part; the rest is Ray Tune's bookkeeping and the actors' round "
-        f"trips.",
+        f"trips. *Sampler alone* runs the same sampler, space and objective without Ray and "
+        f"MLflow (ask, define-by-run, tell), to as many trials as `--sampler-trials` asks: "
+        f"Optuna's own growth, at a size the whole path may not reach on a small machine.",
         "",
         "| sampler | trials | s/trial first | s/trial last | last/first | Optuna | MLflow | "
-        "progress | Tune snapshots (searcher state) | rest: Tune + actors | goal met |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "progress | Tune snapshots (searcher state) | rest: Tune + actors | goal met | "
+        "sampler alone: trials, s/trial first -> last |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["samplers"]:
         h = r["hooks_per_trial"]
@@ -439,7 +492,7 @@ def write_driver_report(report: dict[str, Any], out: Path, command: str,
             f"{h['optuna']['last']:.3f} | {h['mlflow']['last']:.3f} | "
             f"{h['progress']['last']:.3f} | {h['snapshot']['last']:.3f} "
             f"({h['searcher_state']['last']:.3f}) | {r['tune_and_actors_per_trial_last']:.3f} | "
-            f"{'yes' if r['meets_goal'] else 'no'} |")
+            f"{'yes' if r['meets_goal'] else 'no'} | {_alone(r.get('sampler_alone'))} |")
     lines += ["", f"![seconds per trial against the trial index]({png.name})", ""]
     if notes:
         lines += [notes.strip(), ""]

@@ -458,6 +458,9 @@ def driver_cmd(
                                     help="trials at a time (one CPU each in a local Ray)"),
     window: int = typer.Option(200, "--window", min=1,
                                help="trials averaged at the start and at the end"),
+    sampler_trials: int | None = typer.Option(None, "--sampler-trials", min=10, max=100_000,
+                                              help="trials of each sampler alone, without Ray "
+                                                   "and MLflow (default: --trials)"),
     quick: bool = typer.Option(False, "--quick", help="60 trials per sampler, windows of 20 "
                                "(checks the command; too short to show growth)"),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow store to log "
@@ -488,12 +491,15 @@ def driver_cmd(
 
         check_tracking_uri(tracking_uri)
     if quick:
-        trials, window = 60, 20
+        trials, window, sampler_trials = 60, 20, 60
     # The command as resolved from the options (sys.argv is not ours under main([...])).
     command = (f"raysweep bench driver --samplers {','.join(chosen)} --trials {trials} "
-               f"--concurrency {concurrency} --window {window} -o {shlex.quote(out)}")
+               f"--concurrency {concurrency} --window {window}"
+               + (f" --sampler-trials {sampler_trials}" if sampler_trials else "")
+               + f" -o {shlex.quote(out)}")
     report = run_driver_bench(samplers=chosen, trials=trials, concurrency=concurrency,
-                              window=window, tracking_uri=tracking_uri,
+                              window=window, sampler_trials=sampler_trials,
+                              tracking_uri=tracking_uri,
                               log=lambda m: err_console().print(m, highlight=False))
     write_driver_report(report, path, command.strip())
     if json_out:

@@ -32,8 +32,12 @@ def test_quick_driver_bench_reports_every_sampler(bench_env: Path,
             assert part["total_seconds"] > 0 and part["first"] >= 0 and part["last"] >= 0
         assert hooks["searcher_state"]["total_seconds"] <= hooks["snapshot"]["total_seconds"]
         assert r["seconds_per_trial_first"] > 0 and r["seconds_per_trial_last"] > 0
+        alone = r["sampler_alone"]
+        assert alone["trials"] == 60 and alone["window"] == 20
+        assert alone["seconds_per_trial_first"] > 0 and alone["seconds_per_trial_last"] > 0
     page = out.read_text()
-    assert "raysweep bench driver --samplers tpe,nsga2 --trials 60" in page
+    assert ("raysweep bench driver --samplers tpe,nsga2 --trials 60 --concurrency 2 --window 20 "
+            "--sampler-trials 60 -o " in page)
     assert "| tpe | 60 |" in page and "| nsga2 | 60 |" in page
     assert out.with_suffix(".png").stat().st_size > 0
     assert json.loads(out.with_suffix(".json").read_text())["trials"] == 60
@@ -50,6 +54,7 @@ def test_quick_driver_bench_reports_every_sampler(bench_env: Path,
     (["-o", "mlflow.db/driver.md"], ["--output", "not a writable directory"]),
     (["--tracking-uri", "http://127.0.0.1:9"], ["127.0.0.1:9"]),
     (["--trials", "0"], ["--trials", "0"]),
+    (["--sampler-trials", "5"], ["--sampler-trials", "5"]),
 ])
 def test_bad_options_exit_2_before_anything_runs(bench_env: Path, args: list[str],
                                                  words: list[str],

@@ -208,8 +208,9 @@ def _client(uri: str) -> Any:
     # the database serialises first uses (every later one finds the schema done).
     from raysweep.sweep._lock import file_lock
 
-    db = Path(uri[len("sqlite:///"):])
-    with file_lock(db.with_name(db.name + ".init-lock")):
+    db = Path(uri[len("sqlite:///"):]).resolve()
+    key = hashlib.sha1(str(db).encode()).hexdigest()[:16]
+    with file_lock(Path(tempfile.gettempdir()) / f"raysweep-mlflow-{key}.lock"):
         client = _RetryingClient(MlflowClient(tracking_uri=uri), uri)
         client.search_experiments(max_results=1)
     _INITIALISED.add(uri)

@@ -204,8 +204,12 @@ def _client(uri: str) -> Any:
     if not uri.startswith("sqlite:///") or uri in _INITIALISED:
         return _RetryingClient(MlflowClient(tracking_uri=uri), uri)
     # The first connection to a new SQLite store creates and migrates its schema; two
-    # processes doing that at once make one of them fail mid-migration. A file lock next to
-    # the database serialises first uses (every later one finds the schema done).
+    # processes doing that at once make one of them fail mid-migration. A file lock serialises
+    # first uses (every later one finds the schema done). It lives in the temp dir, keyed by
+    # the database's path, so that reading a store never writes beside it (SQLite stores are
+    # local to one machine, so a machine-local lock is enough).
+    import tempfile
+
     from raysweep.sweep._lock import file_lock
 
     db = Path(uri[len("sqlite:///"):]).resolve()

@@ -169,6 +169,10 @@ def _references(prepared: PreparedWorkload, catboost: bool, relearn: dict[str, A
     from raysweep.training import resolve_device
 
     refs = prepared.reference_metrics(catboost=catboost)
+    # The signal check (1: the term separates original from oracle), so that reports flag the
+    # columns it cannot support (raysweep.bench.flags); averaged over seeds like the rows.
+    refs["signal"] = {row["term"]: float(row["signal"])
+                      for row in prepared.signal_check(split="test", seed=prepared.config.seed)}
     if relearn is not None:
         dev = resolve_device(device)
         refs["original"]["relearn/epochs"] = 0.0  # at the target by definition

@@ -31,13 +31,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raysweep.bench.baseline import Stat, Summary, summary_from_json
+from raysweep.bench.flags import FLAG_LEGEND, Flags, compute_flags, reference_cell_flags
 from raysweep.bench.report import STAT_LABEL, STAT_LEGEND, fmt_num, fmt_stat, protocol_rows
 
 if TYPE_CHECKING:
+    from raysweep.bench.claims import Verdict
     from raysweep.bench.suite import Suite
 
 __all__ = ["PaperRow", "paper_rows", "paper_tables_markdown", "write_paper_report",
-           "load_summary_json", "METRIC_LABELS"]
+           "load_summary_json", "METRIC_LABELS", "METRIC_GOALS", "rankings_markdown",
+           "paper_defaults_markdown", "verdicts"]
 
 # Metric key -> the paper's column name (arrow: which way is better; "→ oracle": the retrained
 # oracle's value is the target, which is 0 for class forgetting and not for random forgetting).
@@ -124,21 +127,121 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def paper_tables_markdown(suite: Suite, summary: Summary, references: Mapping[str, Any],
-                          metrics: list[str] | None = None) -> list[tuple[str, str]]:
-    """Per workload: (name, Markdown table) with method / config / n / one column per metric."""
+                          metrics: list[str] | None = None, flags: Flags | None = None
+                          ) -> list[tuple[str, str]]:
+    """Per workload: (name, Markdown table) with method / config / n / flags / one column per
+    metric; a flagged cell carries its marker (:data:`raysweep.bench.flags.FLAG_LEGEND`)."""
     metrics = metrics or suite.report_metrics()
+    flags = flags if flags is not None else compute_flags(suite, summary, references)
     # Drop columns no row has (e.g. Acc_t on retained classes for random forgetting).
     out = []
     for wname, rows in paper_rows(suite, summary, references, metrics):
         cols = [m for m in metrics if any(r.stats.get(m) is not None for r in rows)]
-        headers = ["method", "config", "seeds", *(METRIC_LABELS.get(m, m) + f" `{m}`" for m in cols)]
+        # The flags column comes last, so that a row reads as before when nothing is flagged.
+        headers = ["method", "config", "seeds",
+                   *(METRIC_LABELS.get(m, m) + f" `{m}`" for m in cols), "flags"]
         body = []
         for r in rows:
+            ref = r.config == "reference"
             n = max((s.n for s in r.stats.values() if s is not None), default=0)
-            body.append([r.method, r.config, "-" if r.config == "reference" else str(n),
-                         *(_cell(r.stats.get(m), reference=r.config == "reference") for m in cols)])
+            cells = []
+            for m in cols:
+                text = _cell(r.stats.get(m), reference=ref)
+                mark = (reference_cell_flags(suite, references, wname, r.entry, m) if ref
+                        else flags.markers(r.entry, m))
+                cells.append(f"{text} {mark}" if mark and text != "-" else text)
+            body.append([r.method, r.config, "-" if ref else str(n), *cells,
+                         "" if ref else flags.markers(r.entry)])
         out.append((wname, _md_table(headers, body)))
     return out
+
+
+#: Which way each paper column is better, for the rankings: higher, lower, oracle (closer to the
+#: retrained model's value) or a number (closer to it). Columns without an agreed direction
+#: (JS to the original: paper 004 reads it both ways) are not ranked.
+METRIC_GOALS: dict[str, str | float] = {
+    "test/acc_retain_classes": "higher", "test/acc": "higher", "rel/retain_acc": "higher",
+    "retain/acc": "higher", "zrf": "higher", "mia/catboost": "higher", "relearn/epochs": "higher",
+    "rel/forget_acc": "oracle", "forget/acc": "oracle", "mia/member_rate": "oracle",
+    "mia/lr_auc": 0.5, "sape/acc_err_oracle": "lower", "sape/acc_dis": "lower",
+    "sape/acc_err_original": "lower", "time/seconds": "lower", "time/ratio": "lower",
+}
+
+
+def _rank_score(mean: float, goal: str | float, retrain: float | None) -> float | None:
+    if goal == "higher":
+        return mean
+    if goal == "lower":
+        return -mean
+    centre = retrain if goal == "oracle" else float(goal)
+    return None if centre is None else -abs(mean - centre)
+
+
+def rankings_markdown(suite: Suite, wname: str, rows: list[PaperRow], references: Mapping[str, Any],
+                      flags: Flags, metrics: list[str]) -> str:
+    """Per ranked column: the rows best first by seed mean, flagged ones left out (and named)."""
+    retrain = references.get(wname, {}).get("retrain", {})
+    lines = []
+    for m in metrics:
+        goal = METRIC_GOALS.get(m)
+        if goal is None:
+            continue
+        ranked: list[tuple[float, str]] = []
+        left_out: list[str] = []
+        for r in rows:
+            s = r.stats.get(m)
+            if r.config == "reference" or s is None or s.n == 0:
+                continue
+            label = r.method if r.config == "default" else f"{r.method} ({r.config})"
+            if flags.of(r.entry, m):
+                left_out.append(f"{label} {flags.markers(r.entry) + flags.markers(r.entry, m)}")
+                continue
+            score = _rank_score(s.mean, goal, retrain.get(m))
+            if score is not None:
+                ranked.append((score, label))
+        if not ranked and not left_out:
+            continue
+        order = " > ".join(label for _, label in sorted(ranked, key=lambda t: -t[0])) or "none"
+        how = {"higher": "↑", "lower": "↓", "oracle": "→ retrain"}.get(str(goal), f"→ {goal}")
+        line = f"* `{m}` ({how}): {order}"
+        if left_out:
+            line += f" (left out: {', '.join(left_out)})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def paper_defaults_markdown(suite: Suite) -> str:
+    """The paper's hyperparameters the default rows ran, each with its source."""
+    from raysweep.methods import get_method
+
+    rows: list[list[str]] = []
+    seen: set[tuple[str, str, str]] = set()
+    for e in suite.entries:
+        if e.config_kind == "tuned":
+            continue
+        fields = get_method(e.method).config.model_fields
+        for k, src in e.sources.items():
+            key = (e.workload.model.name, e.method, k)
+            if key in seen:
+                continue
+            seen.add(key)
+            default = fields[k].default if k in fields else None
+            rows.append([e.method, f"`{e.workload.model.name}`", k, f"`{e.config[k]!r}`",
+                         f"`{default!r}`", src])
+    if not rows:
+        return ""
+    return _md_table(["method", "model", "field", "paper value", "method default", "source"], rows)
+
+
+def verdicts(suite: Suite, summary: Summary, references: Mapping[str, Any],
+             flags: Flags | None = None) -> list[Verdict]:
+    """Every claim of the suite's claims file judged on these results (none without a file)."""
+    if suite.claims is None:      # checked by load_suite, before anything ran
+        return []
+    from raysweep.bench.claims import judge
+
+    flags = flags if flags is not None else compute_flags(suite, summary, references)
+    return [judge(c, suite, summary, references, flags) for c in suite.claims.claims]
 
 
 # ---------------------------------------------------------------------------------------- plots
@@ -263,7 +366,9 @@ def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, 
     out.mkdir(parents=True, exist_ok=True)
     metrics = suite.report_metrics()
     tables = paper_rows(suite, summary, references, metrics)
-    md_tables = dict(paper_tables_markdown(suite, summary, references, metrics))
+    flags = compute_flags(suite, summary, references)
+    md_tables = dict(paper_tables_markdown(suite, summary, references, metrics, flags))
+    judged = verdicts(suite, summary, references, flags)
     scale = suite.scale or "as written"
     scale_desc = suite.config.scales.get(suite.scale or "", None)
     md = [f"# `{suite.name}`: paper defaults vs tuned", "",
@@ -280,9 +385,27 @@ def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, 
     ref_note = ("the mean over the evaluation seeds' workloads" if any(
         len(s) > 1 for s in (reference_seeds or {}).values()) else "seed of the workload")
     md += ["", f"{STAT_LEGEND} `-`: not defined for this workload. Reference rows: the original "
-               f"model and the retrained oracle ({ref_note}).", ""]
+               f"model and the retrained oracle ({ref_note}). {FLAG_LEGEND}", ""]
+    if judged:
+        from raysweep.bench.claims import verdict_table_markdown
+
+        md += ["## Claims: verdicts", "",
+               f"Generated from `{suite.config.claims}` (next to the suite file) and these "
+               f"results: `better` claims by a Welch t-test over the evaluation seeds "
+               f"(two-sided; against a reference row, a one-sample t-test), `within` claims by "
+               f"the distance of our seed mean to the paper's number; flagged values are not "
+               f"comparable.", "", verdict_table_markdown(judged), ""]
+    defaults = paper_defaults_markdown(suite)
+    if defaults:
+        md += ["## The papers' hyperparameters (the `default` rows)", "",
+               "Suite-level `paper_defaults`: each value overrides the method's own default in "
+               "the `default` rows of the model named; any field not listed keeps the method's "
+               "default.", "", defaults, ""]
     for wname, rows in tables:
         md += [f"## {wname}", "", _workload_line(suite, wname), "", md_tables[wname], ""]
+        ranking = rankings_markdown(suite, wname, rows, references, flags, metrics)
+        if ranking:
+            md += ["Rankings by seed mean (flagged values left out):", "", ranking, ""]
         if plots and _bars(suite, wname, rows, metrics, out / f"{_slug(wname)}.png"):
             md += [f"![{wname}]({_slug(wname)}.png)", ""]
     if plots and _across(suite, tables, metrics, out / "across-workloads.png"):

@@ -408,6 +408,7 @@ class Suite:
     source: str
     raw: dict[str, Any] = field(default_factory=dict)
     scale: str | None = None           # the scale it was loaded at (None: the suite has none)
+    claims: Any = None                 # the checked claims file (raysweep.bench.claims.ClaimsFile)
 
     @property
     def name(self) -> str:
@@ -844,13 +845,15 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
             _patched_workload(resolved[wname], patch, f"{src}: scales.{sname}.workloads.{wname}")
     if not entries:
         raise ConfigError(f"{src}: scale {chosen!r} keeps no entry")
+    claims = None
     if cfg.claims is not None:
         from raysweep.bench.claims import load_claims
 
-        load_claims(path.parent / cfg.claims, cfg, resolved, entries,
-                    where=f"{src}: claims")
+        claims = load_claims(path.parent / cfg.claims, cfg, resolved, entries,
+                             where=f"{src}: claims")
     runs = sum(len(e.seeds) for e in entries)
     if runs > MAX_SUITE_RUNS:
         raise ConfigError(f"{src}: entries x seeds = {runs} runs, more than the {MAX_SUITE_RUNS} "
                           f"one suite may hold; use fewer seeds or split the suite")
-    return Suite(config=cfg, entries=tuple(entries), source=str(path), raw=data, scale=chosen)
+    return Suite(config=cfg, entries=tuple(entries), source=str(path), raw=data, scale=chosen,
+                 claims=claims)

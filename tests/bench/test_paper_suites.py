@@ -18,6 +18,7 @@ from raysweep.errors import ConfigError
 PAPER_SUITES = sorted(BUNDLED_SUITES.glob("paper-*.yaml"))
 EXPECTED_METHODS = {
     "paper-000": {"ssd", "bad-teaching", "scrub", "unsir", "amnesiac", "retrain"},
+    "paper-001": {"neuron-masking", "bad-teaching", "retrain"},
     "paper-004": {"finetune", "neggrad+", "cf-k", "eu-k", "bad-teaching", "scrub", "sftc", "retrain"},
     "paper-003": {"unsir", "usifr", "dnf"},
     "paper-002": {"divergence", "gradient-mask", "deviation", "pruning", "pseudo-label",
@@ -31,7 +32,7 @@ def _tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAYSWEEP_CACHE", str(tmp_path / "cache"))
 
 
-def test_the_four_paper_suites_exist() -> None:
+def test_the_five_paper_suites_exist() -> None:
     assert {p.stem for p in PAPER_SUITES} == set(EXPECTED_METHODS)
 
 

@@ -105,9 +105,11 @@ def test_failures_are_recorded_and_the_sweep_continues(faulty_env: Path,
 
     ok = by_mode["ok"]  # ran concurrently with the others: every epoch's metrics are there
     assert ok.info.status == "FINISHED" and "raysweep.stopped" not in ok.data.tags
-    for key in ("objective", "forget/acc", "retain/acc", "mia/lr_auc", "train/loss"):
+    for key in ("objective", "forget/acc", "dist/mia_auc/val", "train/loss"):
         assert [m.step for m in c.get_metric_history(ok.info.run_id, key)] == [1, 2], key
-    assert {"best/objective", "rs/trial_seconds"} <= set(ok.data.metrics)
+    # the chosen epoch, evaluated in full once: every metric, test and D_r included
+    assert {"best/objective", "best/retain/acc", "best/mia/lr_auc", "best/objective/test",
+            "rs/trial_seconds", "rs/eval_seconds"} <= set(ok.data.metrics)
     assert len({r.data.tags["raysweep.trial_id"] for r in trials}) == 4  # none lost or doubled
     assert "failed" in err and "InjectedFault" in err
 

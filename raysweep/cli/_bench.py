@@ -576,6 +576,123 @@ def device_cmd(
     stdout.print(f"report: {path}")
 
 
+@bench_app.command("forgetting-quality")
+def forgetting_quality_cmd(
+    workload: str | None = typer.Option(None, "--workload", "-w", help="workload name or YAML "
+                                        "path (default: the scale's; small: digits-class)"),
+    k: int | None = typer.Option(None, "--k", min=4, max=99_999, help="models per population: "
+                                 "K originals, K oracles, K unlearned per method (default: the "
+                                 "scale's; small 16, paper 512)"),
+    methods: str = typer.Option("finetune,scrub,ssd,retrain", "--methods", "-m",
+                                help="comma-separated methods (default configs); retrain is "
+                                     "the sanity row"),
+    scale: str = typer.Option("small", "--scale", help="small (CPU, about 15 min on 2 cores) or "
+                              "paper (the challenge's 512 models per population; a cluster)"),
+    seed: int = typer.Option(0, "--seed", min=0, max=1_000_000, help="base of the model seeds"),
+    delta: float = typer.Option(0.01, "--delta", min=0.0, max=0.5, help="δ of the (ε, δ) bound"),
+    bucket_width: float = typer.Option(0.5, "--bucket-width", min=0.01, max=100.0,
+                                       help="width of the ε buckets"),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: "
+                                       "$RAY_ADDRESS, else a private local Ray)"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N (on the nodes)"),
+    gpus_per_model: float = typer.Option(0.0, "--gpus-per-model", min=0.0, max=8.0,
+                                         help="GPUs each model task asks Ray for (with cuda)"),
+    out: str = typer.Option("docs/results/forgetting-quality.md", "-o", "--output",
+                            help="markdown report; the JSON goes next to it"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON report on stdout"),
+) -> None:
+    """Forgetting quality from many oracles: the NeurIPS 2023 challenge's ε score and a
+    U-LiRA-style attack over K originals, K oracles and K unlearned models per method, every
+    model one Ray task; results to MLflow and a markdown page. Exit 1 when a model failed."""
+    import shlex
+
+    from raysweep.bench.forgetting import EXPERIMENT, SCALES
+    from raysweep.bench.tracking import tracking_uri
+    from raysweep.errors import ConfigError, did_you_mean
+    from raysweep.methods import get_method, make_config
+    from raysweep.models import model_kind
+    from raysweep.preflight import (
+        check_device, check_device_format, check_env_dirs, check_experiment, check_num_cpus,
+        check_ray_auto, check_tracking_store,
+    )
+    from raysweep.workload import check_workload, load_workload_config
+
+    if scale not in SCALES:
+        raise ConfigError(f"--scale {scale!r}: unknown scale{did_you_mean(scale, SCALES)}; "
+                          f"choose one of {', '.join(SCALES)}")
+    preset = SCALES[scale]
+    wl_ref = workload or preset["workload"]
+    k_models = k if k is not None else int(preset["k"])
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    if not chosen:
+        raise ConfigError("--methods: give at least one method, comma-separated (raysweep "
+                          "methods list)")
+    twice = sorted({m for m in chosen if chosen.count(m) > 1})
+    if twice:
+        raise ConfigError(f"--methods {methods!r}: {', '.join(twice)} given twice; name each "
+                          f"method once")
+    cfg = load_workload_config(wl_ref)
+    for m in chosen:
+        info = get_method(m)          # an unknown name: one line with a did-you-mean
+        make_config(m, {}, where=f"--methods {m}")
+        if model_kind(cfg.model.name) == "text" and not info.supports_text:
+            raise ConfigError(f"--methods {m}: works on image models only, and workload "
+                              f"{cfg.name!r} is text; drop it from --methods")
+    addr = address or os.environ.get("RAY_ADDRESS") or None
+    if addr:   # the models train on the cluster's nodes, whose devices are not ours to see
+        check_device_format(device, "--device")
+    else:
+        check_device(device, "--device")
+    if device.startswith("cuda") and gpus_per_model <= 0:
+        raise ConfigError(f"--device {device}: give --gpus-per-model > 0 (e.g. 0.25) so that Ray "
+                          f"places each model task on a GPU")
+    if gpus_per_model > 0 and not device.startswith("cuda"):
+        raise ConfigError(f"--gpus-per-model {gpus_per_model}: the models train on --device "
+                          f"{device}; use --device cuda or --gpus-per-model 0")
+    path = _markdown_output(out)
+    if path.with_suffix(".json").is_dir():
+        raise ConfigError(f"--output {out!r}: {path.with_suffix('.json')} (the JSON report) is a "
+                          f"directory; choose another path")
+    check_num_cpus()
+    check_env_dirs(home=False)
+    check_ray_auto(addr)
+    from raysweep.sweep.runner import check_ray_address
+
+    check_ray_address(addr)   # malformed or unreachable: one line, before anything trains
+    uri = tracking_uri()
+    check_tracking_store(uri)
+    check_experiment(uri, EXPERIMENT, "forgetting-quality experiment")
+    check_workload(cfg)   # data, sizes, model and forget set: before Ray or MLflow start
+    from raysweep.bench.forgetting import log_to_mlflow, run_forgetting_quality
+    from raysweep.sweep.runner import err_console
+
+    command = (f"raysweep bench forgetting-quality --workload {shlex.quote(wl_ref)} --k "
+               f"{k_models} --methods {','.join(chosen)} --seed {seed}"
+               + (f" --delta {delta}" if delta != 0.01 else "")
+               + (f" --bucket-width {bucket_width}" if bucket_width != 0.5 else "")
+               + (f" --device {device}" if device != "cpu" else "")
+               + (f" --gpus-per-model {gpus_per_model}" if gpus_per_model else "")
+               + f" -o {shlex.quote(out)}")
+    report = run_forgetting_quality(cfg, methods=chosen, k=k_models, seed=seed, device=device,
+                                    address=addr, delta=delta, width=bucket_width,
+                                    gpus_per_model=gpus_per_model, command=command,
+                                    log=lambda m: err_console().print(m, highlight=False))
+    log_to_mlflow(report, path)
+    if json_out:
+        print_json(report.to_json())
+    else:
+        for row in report.rows:
+            if row.get("error"):
+                stdout.print(f"{row['row']}: [red]failed[/]: {row['error']}")
+                continue
+            stdout.print(f"{row['row']}: F {row['forgetting_quality']:.3f} (null "
+                         f"{row['permutation_null']:.3f})  score {row['score']:.3f}  U-LiRA AUC "
+                         f"{row['lira_auc']:.3f}  adv. {row['lira_advantage']:.3f}")
+        stdout.print(f"report: {path}   MLflow run: {report.run_id}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
 def _markdown_output(out: str) -> Path:
     """``--output`` of a report page, checked before anything runs: a ``.md`` path whose
     nearest existing ancestor is a writable directory (a late failure would waste the run)."""

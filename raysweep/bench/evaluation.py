@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MODES", "EvalBenchReport", "run_eval_bench", "sample_config", "write_report"]
+__all__ = ["MODES", "EvalBenchReport", "run_eval_bench", "sample_config", "write_report",
+           "report_from_json"]
 
 MODES: tuple[str, ...] = ("full", "selection", "subset")
 
@@ -146,6 +147,20 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"
 
 
+def _reading(report: EvalBenchReport) -> str:
+    """One generated paragraph: what the table shows, and nothing else."""
+    f, sel, sub = (report.summary[m] for m in MODES)
+    n = int(f["multi_epoch_configs"])
+    return (f"Against full evaluation ({f['eval_share']:.0%} of trial time), per-epoch selection "
+            f"evaluation spent {sel['eval_share']:.0%} and picked the same epoch in "
+            f"{sel['agreement']:.0%} of the {n} multi-epoch configurations (it computes the same "
+            f"values, so any difference would be a bug); the {report.settings['val_rows']}-row "
+            f"val subset spent {sub['eval_share']:.0%} and picked the same epoch in "
+            f"{sub['agreement']:.0%}, losing {sub['mean_regret']:.4f} of val objective on average "
+            f"(at most {sub['max_regret']:.4f}). One-epoch configurations (one-shot methods) are "
+            "evaluated once, in full, in every mode.")
+
+
 def write_report(report: EvalBenchReport, path: str | Path) -> Path:
     """The markdown page (with the JSON beside it)."""
     import json
@@ -176,6 +191,7 @@ def write_report(report: EvalBenchReport, path: str | Path) -> Path:
         lines.append(f"| {mode} | {v['eval_share']:.1%} | {v['eval_seconds']:.1f} | "
                      f"{v['trial_seconds']:.1f} | {v['agreement']:.0%} of {n} | "
                      f"{v['mean_regret']:.4f} / {v['max_regret']:.4f} |")
+    lines += ["", _reading(report)]
     lines += ["", "\"Same epoch\" counts configurations with more than one epoch; the objective "
               "lost is the full val objective of the epoch a mode picked minus that of the epoch "
               "full picked.", "", "## Configurations", "",
@@ -192,3 +208,11 @@ def write_report(report: EvalBenchReport, path: str | Path) -> Path:
     path.write_text("\n".join(lines) + "\n")
     path.with_suffix(".json").write_text(json.dumps(report.to_json(), indent=2, default=str))
     return path
+
+
+def report_from_json(path: str | Path) -> EvalBenchReport:
+    """A report read back from the JSON that :func:`write_report` wrote beside its page."""
+    import json
+
+    doc = json.loads(Path(path).read_text())
+    return EvalBenchReport(settings=doc["settings"], rows=doc["rows"], summary=doc["summary"])

@@ -27,7 +27,9 @@ import numpy as np
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from raysweep.errors import ConfigError
-from raysweep.sweep.space import ParamSpec, SweepSpec, active, condition_order, grid_points
+from raysweep.sweep.space import (
+    ASHA_DEFAULT_MAX_EPOCHS, ParamSpec, SweepSpec, active, condition_order, grid_points,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -346,10 +348,8 @@ def make_scheduler(spec: SweepSpec) -> Any:
     if et is None:
         return FIFOScheduler()
     objective = spec.objectives[0]
-    max_t = spec.budget.max_epochs or 100
-    if et.grace_period >= max_t:
-        raise ConfigError(f"search.early_terminate.grace_period ({et.grace_period}) must be below "
-                          f"budget.max_epochs ({max_t}) for ASHA to stop anything")
+    # grace_period < max_t is checked by SweepSpec, so validate and --dry-run catch it.
+    max_t = spec.budget.max_epochs or ASHA_DEFAULT_MAX_EPOCHS
     return ASHAScheduler(time_attr="epoch", metric=objective.key, mode=objective.mode,
                          max_t=max_t, grace_period=et.grace_period,
                          reduction_factor=et.reduction_factor, brackets=et.brackets)

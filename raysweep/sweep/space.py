@@ -119,6 +119,8 @@ MAX_CPUS_PER_TRIAL = 1024
 MAX_GPUS_PER_TRIAL = 64
 #: MLflow stores experiment names in a 256-character column.
 MAX_EXPERIMENT_NAME = 256
+# ASHA's max_t (epochs) when budget.max_epochs is unset; search.make_scheduler uses it too.
+ASHA_DEFAULT_MAX_EPOCHS = 100
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
@@ -502,6 +504,17 @@ class SweepSpec(_Strict):
                 raise ValueError(
                     "search.early_terminate (ASHA) cannot be combined with a cost or time objective "
                     "(stopped trials look cheap); set objective.w_cost: 0 or remove early_terminate")
+            # ASHA's max_t is the epoch budget (100 when none is set): a grace period that
+            # reaches it lets ASHA stop nothing, which is a mistake in the file, not at run time.
+            max_t = self.budget.max_epochs or ASHA_DEFAULT_MAX_EPOCHS
+            grace = self.search.early_terminate.grace_period
+            if grace >= max_t:
+                where = ("budget.max_epochs" if self.budget.max_epochs
+                         else f"budget.max_epochs (unset: ASHA uses {max_t})")
+                raise ValueError(
+                    f"search.early_terminate.grace_period: {grace} must be below {where} = "
+                    f"{max_t} for ASHA to stop anything; lower grace_period or raise "
+                    f"budget.max_epochs")
         return self
 
     # -- views ------------------------------------------------------------------------------

@@ -281,6 +281,22 @@ CASES: list[Case] = [
     Case("dry-run-misspelled-workload", DRY + ["--set", "search.start_from_defaults=false"],
          ["digits-clas", "did you mean"],
          sweep=_sub(SWEEP_OK, "workload: digits-class", "workload: digits-clas")),
+    # ASHA's grace period is a property of the file: validate and --dry-run catch it, and run
+    # rejects it before the workload is prepared (it used to fail inside Tune's setup).
+    Case("asha-grace-equals-max-epochs", RUN,
+         ["{sweep}", "search.early_terminate.grace_period", "budget.max_epochs", "= 1"],
+         sweep=_sub(SWEEP_OK, "seed: 0}", "seed: 0, early_terminate: {type: asha}}")),
+    Case("asha-grace-above-max-epochs-validate", VALIDATE,
+         ["{sweep}", "grace_period: 3", "raise budget.max_epochs"],
+         sweep=_sub(_sub(SWEEP_OK, "seed: 0}", "seed: 0, early_terminate: {grace_period: 3}}"),
+                    "max_epochs: 1", "max_epochs: 2")),
+    Case("asha-grace-at-default-max-t-dry-run", DRY,
+         ["{sweep}", "grace_period: 100", "unset: ASHA uses 100"],
+         sweep=_sub(_sub(SWEEP_OK, "seed: 0}", "seed: 0, early_terminate: {grace_period: 100}}"),
+                    "budget: {max_epochs: 1}\n", "")),
+    Case("asha-grace-via-set", RUN + ["--set", "search.early_terminate={grace_period: 4}",
+                                      "--set", "budget.max_epochs=4"],
+         ["search.early_terminate.grace_period", "4"], sweep=SWEEP_OK),
     # -- environment and output settings, before anything is written ----------------------------
     Case("num-cpus-not-a-number", RUN, ["RAYSWEEP_NUM_CPUS", "two"], sweep=SWEEP_OK,
          env={"RAYSWEEP_NUM_CPUS": "two"}),

@@ -28,9 +28,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from raysweep.methods._base import (
-    UnlearnContext, UnlearnData, get_method, make_config, run_method,
-)
+from raysweep.data.bundle import UnlearnData
+from raysweep.methods import UnlearnContext, get_method, make_config, run_method
 from raysweep.models import ModelSpec
 from raysweep.training import TrainConfig, resolve_device, seed_everything, train_model
 

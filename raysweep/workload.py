@@ -36,7 +36,8 @@ from raysweep._resources import search_spaces_dir
 from raysweep.config import WorkloadConfig, load_yaml, parse_model
 from raysweep.data import LoadedDataset, load_dataset
 from raysweep.errors import ConfigError
-from raysweep.methods._base import UnlearnContext, UnlearnData
+from raysweep.data.bundle import UnlearnData
+from raysweep.methods._base import UnlearnContext
 from raysweep.methods import PassCount, retrain_passes
 from raysweep.metrics import (
     ModelOutputs, evaluate, evaluate_selection, forward_splits, membership_rows, oracle_distances,

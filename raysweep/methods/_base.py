@@ -36,19 +36,19 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
+from raysweep.data.bundle import UnlearnData  # its home; re-exported here for compatibility
 from raysweep.errors import ConfigError, UserError, did_you_mean
 from raysweep.methods._cost import PassCount, PassCounter, attach_if_active
 from raysweep.models import ModelSpec
-from raysweep.training import TrainConfig, make_loader, seed_everything
+from raysweep.training import TrainConfig, seed_everything
 
 __all__ = [
     "MethodConfig", "EpochEnd", "UnlearnData", "UnlearnContext", "MethodInfo",
@@ -92,46 +92,6 @@ class MethodContractError(UserError):
 
 class UnsupportedModelError(UserError):
     """The method cannot run on this kind of model (e.g. a text model)."""
-
-
-@dataclass
-class UnlearnData:
-    """The data an unlearning method may use. ``x`` is images or token ids, ``y`` labels.
-
-    ``forget_classes`` is non-empty only for class forgetting (full or multi-class).
-    """
-
-    forget: TensorDataset
-    retain: TensorDataset
-    val: TensorDataset
-    test: TensorDataset
-    num_classes: int
-    forget_classes: tuple[int, ...] = ()
-    batch_size: int = 128
-
-    def loader(self, split: str | TensorDataset, batch_size: int | None = None, *,
-               shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> DataLoader:
-        ds = getattr(self, split) if isinstance(split, str) else split
-        return make_loader(ds, batch_size or self.batch_size, shuffle=shuffle, seed=seed,
-                           drop_last=drop_last)
-
-    @staticmethod
-    def tensors(ds: TensorDataset) -> tuple[torch.Tensor, torch.Tensor]:
-        return ds.tensors[0], ds.tensors[1]
-
-    def nbytes(self) -> int:
-        """Bytes of every split's tensors."""
-        return sum(t.element_size() * t.nelement() for s in (self.forget, self.retain, self.val,
-                                                            self.test) for t in s.tensors)
-
-    def to(self, device: torch.device | str) -> UnlearnData:
-        """The same bundle with every split's tensors on ``device`` (kept there for a whole
-        trial on an accelerator, so no batch is copied from the host again)."""
-        def move(ds: TensorDataset) -> TensorDataset:
-            return TensorDataset(*(t.to(device) for t in ds.tensors))
-
-        return replace(self, forget=move(self.forget), retain=move(self.retain),
-                       val=move(self.val), test=move(self.test))
 
 
 @dataclass

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from raysweep.methods._base import UnlearnData
+    from raysweep.data.bundle import UnlearnData
 
 __all__ = ["SPLITS", "SplitOutputs", "ModelOutputs", "forward_splits", "feature_layer", "softmax", "log_softmax",
            "cross_entropy"]

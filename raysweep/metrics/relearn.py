@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from raysweep.methods._base import UnlearnData
+    from raysweep.data.bundle import UnlearnData
 
 __all__ = ["relearn_time"]
 

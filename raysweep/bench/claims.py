@@ -137,8 +137,13 @@ def _entry_id(workload: str, ref: str) -> str:
 
 
 def load_claims(path: Path, cfg: SuiteConfig, workloads: Mapping[str, WorkloadConfig],
-                entries: Sequence[Entry], *, where: str) -> ClaimsFile:
-    """Read and check a claims file against the suite; one ConfigError line per mistake."""
+                entries: Sequence[Entry], *, where: str,
+                renamed: Mapping[str, str] | None = None) -> ClaimsFile:
+    """Read and check a claims file against the suite; one ConfigError line per mistake.
+
+    Claims name workloads as the suite file does; ``renamed`` maps those names to the ones a
+    scale gave them (``scales.paper.workloads.<w>.name``), and the returned claims use the latter.
+    """
     from raysweep.config import load_yaml, parse_model
 
     if not path.is_file():
@@ -161,6 +166,9 @@ def load_claims(path: Path, cfg: SuiteConfig, workloads: Mapping[str, WorkloadCo
             raise ConfigError(f"{at}.goal: missing; which way is {c.metric} better? give goal: "
                               f"higher, lower, oracle (closer to the retrained model) or target "
                               f"(with target:)")
+        target = (renamed or {}).get(c.workload, c.workload)
+        if target != c.workload:
+            c = doc.claims[i] = c.model_copy(update={"workload": target})
         ran = [e.id for e in entries if e.workload.name == c.workload]
         if not ran:      # the chosen scale leaves this workload out: judged not comparable
             continue
@@ -200,7 +208,7 @@ class _Side:
 
 def _side(claim: Claim, ref: str, summary: Summary,
           references: Mapping[str, Mapping[str, Mapping[str, float]]],
-          flags: Flags | None, ran: set[str]) -> _Side | str:
+          flags: Flags, ran: set[str]) -> _Side | str:
     """The values of one side, or why it cannot be compared."""
     eid = _entry_id(claim.workload, ref)
     if eid in REFERENCE_ROWS:
@@ -213,10 +221,9 @@ def _side(claim: Claim, ref: str, summary: Summary,
     s: Stat | None = summary.get(eid, {}).get(claim.metric)
     if s is None or s.n == 0:
         return f"{ref} has no {claim.metric} (failed runs?)"
-    if flags is not None:
-        bad = flags.of(eid, claim.metric)
-        if bad:
-            return f"{ref} is flagged: " + "; ".join(f.reason for f in bad)
+    bad = flags.of(eid, claim.metric)
+    if bad:
+        return f"{ref} is flagged: " + "; ".join(f.reason for f in bad)
     return _Side(ref, tuple(s.values) or (s.mean,), False)
 
 
@@ -269,7 +276,12 @@ def _fmt(side: _Side) -> str:
 def judge(claim: Claim, suite: Suite, summary: Summary,
           references: Mapping[str, Mapping[str, Mapping[str, float]]],
           flags: Flags | None = None) -> Verdict:
-    """The verdict of one claim from a suite's results (see the module docstring)."""
+    """The verdict of one claim from a suite's results (see the module docstring); ``flags``
+    default to :func:`raysweep.bench.flags.compute_flags` of the same results."""
+    if flags is None:
+        from raysweep.bench.flags import compute_flags
+
+        flags = compute_flags(suite, summary, references)
     ran = {e.id for e in suite.entries if e.workload.name == claim.workload}
     if not ran:
         return Verdict(claim, "not comparable", "-",

@@ -775,6 +775,7 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
     entries: list[Entry] = []
     seen: dict[str, str] = {}
     resolved: dict[str, WorkloadConfig] = {}
+    renamed: dict[str, str] = {}
     for i, raw in enumerate(cfg.entries):
         where = f"{src}: entries[{i}]"
         workload, workload_ref = _resolve_workload(raw.workload, path.parent, where)
@@ -782,9 +783,11 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
         if sc is not None and sc.only is not None and workload.name not in sc.only:
             continue
         if sc is not None and workload.name in sc.workloads:
+            as_named = workload.name
             workload = _patched_workload(workload, sc.workloads[workload.name],
                                          f"{src}: scales.{chosen}.workloads.{workload.name}")
             workload_ref = _write_workload(workload)
+            renamed[as_named] = workload.name   # a scale may rename it; claims use the file's
         methods = raw.method if isinstance(raw.method, list) else [raw.method]
         for method in methods:
             try:
@@ -850,7 +853,7 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
         from raysweep.bench.claims import load_claims
 
         claims = load_claims(path.parent / cfg.claims, cfg, resolved, entries,
-                             where=f"{src}: claims")
+                             where=f"{src}: claims", renamed=renamed)
     runs = sum(len(e.seeds) for e in entries)
     if runs > MAX_SUITE_RUNS:
         raise ConfigError(f"{src}: entries x seeds = {runs} runs, more than the {MAX_SUITE_RUNS} "

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from raysweep._console import info
 from raysweep._secrets import redact_uri
+from raysweep._signals import sigterm_as_sigint
 from raysweep.bench.baseline import (
     Comparison, Summary, compare, read_pinned, regressions, summarize, summary_to_json, write_pinned,
 )
@@ -158,7 +159,8 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
                    extra_tags={"raysweep.address": address or "in-process",
                                "raysweep.command": " ".join(argv or sys.argv)[:500]})
     try:
-        ex = execute(suite, address=address, device=device, tune=tune)
+        with sigterm_as_sigint():  # a scheduler's SIGTERM ends the run KILLED, as Ctrl-C does
+            ex = execute(suite, address=address, device=device, tune=tune)
         entries = {e.id: e for e in suite.entries}
         recorder.log_records(ex.records, entries, sha, ex.tuned)
         per_entry: dict[str, list[dict[str, float]]] = {e.id: [] for e in suite.entries}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ __all__ = ["tracking_uri", "client", "SuiteRecorder", "SuiteRunInfo", "suite_run
 
 KIND_SUITE, KIND_ENTRY = "bench-suite", "bench-entry"
 STATUS_TAG = "raysweep.bench.status"
+PID_TAG = "raysweep.bench.pid"  # host:pid of the process writing a suite run
 GOOD_STATUSES = ("baseline", "passed")
 FINISHED_STATUSES = ("baseline", "passed", "regressed", "failed")
 _MAX_PARAM = 500
@@ -68,14 +70,15 @@ def tracking_uri() -> str:
 
 
 def client() -> MlflowClient:
+    """The suite store's client (retries a locked store, like every raysweep writer)."""
     import logging
 
-    from mlflow.tracking import MlflowClient
+    from raysweep.sweep.tracking import mlflow_client
 
     # MLflow logs every sqlite migration on first use at INFO; keep stderr for our progress.
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri=tracking_uri())
+    return mlflow_client(tracking_uri())
 
 
 def _experiment_id(c: MlflowClient, name: str, *, create: bool) -> str | None:
@@ -134,9 +137,11 @@ class SuiteRecorder:
     def start(self, *, git_sha: str, baseline: str, run_name: str, extra_tags: dict[str, str]) -> str:
         from mlflow.entities import Param
 
+        self.close_abandoned()
         tags = {"raysweep.kind": KIND_SUITE, "raysweep.suite": self.suite.name,
                 "raysweep.git_sha": git_sha, "raysweep.suite_digest": self.suite.digest(),
-                "raysweep.baseline": baseline, STATUS_TAG: "running", **extra_tags}
+                "raysweep.baseline": baseline, STATUS_TAG: "running",
+                PID_TAG: f"{socket.gethostname()}:{os.getpid()}", **extra_tags}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.run_id = run.info.run_id
         proto = self.suite.protocol()
@@ -197,10 +202,40 @@ class SuiteRecorder:
                 info(f"[yellow]could not store the report in MLflow ({type(exc).__name__}: {exc})[/]")
         self.client.set_terminated(self.run_id, "FAILED" if status == "failed" else "FINISHED")
 
+    def close_abandoned(self) -> list[str]:
+        """End the RUNNING runs of this suite whose process died on this host (a SIGKILL, a
+        lost machine): KILLED, status ``failed``, with the reason. They never become a
+        baseline either way; this keeps MLflow from showing them as running forever."""
+        flt = (f"{tag_equals('raysweep.kind', KIND_SUITE)} and "
+               f"{tag_equals('raysweep.suite', self.suite.name)} and attributes.status = 'RUNNING'")
+        closed = []
+        for run in self.client.search_runs([self.experiment_id], filter_string=flt,
+                                           max_results=200):
+            host, _, pid = run.data.tags.get(PID_TAG, "").rpartition(":")
+            if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+                continue  # another machine's, an old run without the tag, or still running
+            self.client.set_tag(run.info.run_id, STATUS_TAG, "failed")
+            self.client.set_tag(run.info.run_id, "raysweep.error",
+                                f"the process that ran this suite (pid {pid}) died before it "
+                                f"finished")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+        return closed
+
     def abort(self) -> None:
         if self.run_id:
             self.client.set_tag(self.run_id, STATUS_TAG, "failed")
             self.client.set_terminated(self.run_id, "KILLED")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _info(run: Any) -> SuiteRunInfo:

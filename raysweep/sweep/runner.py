@@ -33,7 +33,6 @@ import math
 import os
 import shutil
 import secrets
-import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +43,7 @@ from typing import Any
 from ray.tune import Callback, Stopper
 
 from raysweep._secrets import redact_uri, restore_credentials, write_private
+from raysweep._signals import sigterm_as_sigint
 from raysweep.errors import ConfigError, UserError
 from raysweep.metrics.oracle import TERMS
 from raysweep.sweep._lock import SweepLock
@@ -546,23 +546,6 @@ def dry_run_plan(spec: SweepSpec) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def _sigterm_as_sigint() -> Iterator[None]:
-    """SIGTERM (e.g. from a scheduler) stops the sweep as gracefully as Ctrl-C does."""
-    def handler(signum: int, frame: Any) -> None:
-        signal.raise_signal(signal.SIGINT)
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 def check_objective_computable(spec: SweepSpec, refs: dict[str, dict[str, float]],
                                workload_name: str) -> None:
     """Every metric the objective reads must exist on this workload (checked on the oracle's
@@ -908,7 +891,7 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
     if restore in ("resume", "restart"):
         shutil.rmtree(failure_dir, ignore_errors=True)
     plan.extra["failure_dir"] = str(failure_dir)
-    with ray_session(address, num_cpus) as session, _sigterm_as_sigint():
+    with ray_session(address, num_cpus) as session, sigterm_as_sigint():
         trainable = _trainable(workload, plan)
         experiment_path = sweep_dir / "ray" / "tune"
         if restore is None:

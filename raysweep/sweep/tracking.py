@@ -221,6 +221,12 @@ def _client(uri: str) -> Any:
     return client
 
 
+def mlflow_client(uri: str) -> Any:
+    """An ``MlflowClient`` for ``uri`` that retries a locked store and serialises the first
+    use of a new SQLite store (what every writer in raysweep uses, suites included)."""
+    return _client(uri)
+
+
 def _finite_metrics(values: Mapping[str, Any], step: int, ts: int,
                     prefix: str = "") -> list[Any]:
     from mlflow.entities import Metric

@@ -56,7 +56,7 @@ DEFAULT_METHODS: tuple[str, ...] = ("finetune", "scrub", "ssd", "retrain")
 #: digits workload, K sized for about 15 minutes on 2 CPU cores. ``paper``: the challenge's
 #: protocol (random forgetting of 10%, 512 models per population) for a cluster.
 SCALES: dict[str, dict[str, Any]] = {
-    "small": {"workload": "digits-class", "k": 16},
+    "small": {"workload": "digits-class", "k": 32},
     "paper": {"workload": "fmnist-random10-conv", "k": 512},
 }
 

@@ -582,7 +582,7 @@ def forgetting_quality_cmd(
                                         "path (default: the scale's; small: digits-class)"),
     k: int | None = typer.Option(None, "--k", min=4, max=99_999, help="models per population: "
                                  "K originals, K oracles, K unlearned per method (default: the "
-                                 "scale's; small 16, paper 512)"),
+                                 "scale's; small 32, paper 512)"),
     methods: str = typer.Option("finetune,scrub,ssd,retrain", "--methods", "-m",
                                 help="comma-separated methods (default configs); retrain is "
                                      "the sanity row"),

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from raysweep._yaml import parse_scalar, read_yaml_file
 from raysweep.data.scenarios import Scenario
-from raysweep.errors import ConfigError, did_you_mean
+from raysweep.errors import ConfigError, format_validation_error
 from raysweep.training import TrainConfig
 
 __all__ = ["MAX_SEED", "DatasetConfig", "ModelConfig", "WorkloadConfig", "load_yaml", "parse_model",
@@ -69,19 +69,6 @@ class WorkloadConfig(_Strict):
     def identity(self) -> dict[str, Any]:
         """The fields that define the prepared artefacts (the cache key); ``name`` is excluded."""
         return self.model_dump(mode="json", exclude={"name", "description", "eval_batch_size"})
-
-
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line: ``source: field.path: message (got value)`` for the first error."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-    if err["type"] == "extra_forbidden":
-        return f"{source}: unknown key {loc!r}; remove it or check the spelling"
-    if err["type"] == "missing":
-        return f"{source}: missing required field {loc!r}"
-    got = err.get("input")
-    got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{source}: {loc}: {err['msg']}{got_s}"
 
 
 def parse_model(cls: type[M], data: Any, source: str) -> M:
@@ -163,7 +150,3 @@ def check_number_value(value: Any, annotation: Any, where: str) -> None:
             and kinds & {"int", "float"}:
         raise ConfigError(f"{where}: expected a number, got {value!r} (a YAML boolean: "
                           f"true/false); write the number")
-
-
-def known_key_hint(key: str, keys: list[str]) -> str:
-    return did_you_mean(key, keys)

@@ -45,7 +45,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from raysweep.data.bundle import UnlearnData  # its home; re-exported here for compatibility
-from raysweep.errors import ConfigError, UserError, did_you_mean
+from raysweep.errors import (
+    ConfigError, UserError, did_you_mean, error_location, error_message, pick_error,
+)
 from raysweep.methods._cost import PassCount, PassCounter, attach_if_active
 from raysweep.models import ModelSpec
 from raysweep.training import TrainConfig, seed_everything
@@ -253,14 +255,14 @@ def make_config(name: str, values: dict[str, Any] | None = None, *, where: str =
     try:
         return info.config(**(values or {}))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(config)"
+        err = pick_error(exc.errors())
+        loc = error_location(err) or "(config)"
         prefix = f"{where}: " if where else ""
         if err["type"] == "extra_forbidden":
             fields = list(info.config.model_fields)
             raise ConfigError(f"{prefix}{name}: unknown parameter {loc!r}{did_you_mean(loc, fields)} "
                               f"(valid: {', '.join(fields)})") from None
-        raise ConfigError(f"{prefix}{name}.{loc}: {err['msg']}, got {err.get('input')!r} "
+        raise ConfigError(f"{prefix}{name}.{loc}: {error_message(err)}, got {err.get('input')!r} "
                           f"(see: raysweep methods show {name})") from None
 
 

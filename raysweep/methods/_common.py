@@ -7,7 +7,6 @@ from itertools import cycle
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 __all__ = ["kl_to_target", "cycle_loader", "random_subset", "batch_to", "mean"]
@@ -41,7 +40,3 @@ def batch_to(batch: tuple[torch.Tensor, ...], device: torch.device) -> tuple[tor
 
 def mean(values: list[float]) -> float:
     return float(sum(values) / len(values)) if values else 0.0
-
-
-def trainable(model: nn.Module) -> list[nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]

@@ -48,6 +48,7 @@ from torch.utils.data import TensorDataset
 
 from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData
 from raysweep.methods._common import mean
+from raysweep.methods._loops import ce_epoch
 
 __all__ = [
     "ImpairRepairConfig", "NoiseLearningConfig", "NoiseSpace", "noise_space", "noise_targets",
@@ -272,13 +273,6 @@ def impair_repair(model: nn.Module, data: UnlearnData, cfg: ImpairRepairConfig,
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.repair_lr)
     for epoch in range(cfg.repair_epochs):
-        losses = []
-        model.train()
-        for x, y in data.loader(sub, cfg.batch_size, seed=ctx.seed + 1 + epoch):
-            x, y = x.to(ctx.device), y.to(ctx.device)
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        yield EpochEnd(2 + epoch, {"repair_loss": mean(losses)})
+        loss = ce_epoch(model, data.loader(sub, cfg.batch_size, seed=ctx.seed + 1 + epoch), opt,
+                        ctx.device)
+        yield EpochEnd(2 + epoch, {"repair_loss": loss})

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -28,7 +27,7 @@ from raysweep.errors import ConfigError
 from raysweep.methods._base import (
     EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
 )
-from raysweep.methods._common import mean
+from raysweep.methods._loops import ce_epoch
 from raysweep.training import make_optimizer
 
 __all__ = ["AmnesiacConfig", "amnesiac", "random_wrong_labels"]
@@ -91,13 +90,6 @@ def amnesiac(model: nn.Module, data: UnlearnData, cfg: AmnesiacConfig,
     train_set = TensorDataset(torch.cat([xr, xf]), torch.cat([yr, wrong.to(yr.dtype)]))
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     for epoch in range(cfg.epochs):
-        model.train()
-        losses = []
-        for x, y in data.loader(train_set, cfg.batch_size, seed=ctx.seed + epoch):
-            x, y = x.to(ctx.device), y.to(ctx.device)
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        yield EpochEnd(epoch + 1, {"loss": mean(losses)})
+        loss = ce_epoch(model, data.loader(train_set, cfg.batch_size, seed=ctx.seed + epoch), opt,
+                        ctx.device)
+        yield EpochEnd(epoch + 1, {"loss": loss})

@@ -31,7 +31,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -39,7 +38,7 @@ from raysweep.errors import ConfigError
 from raysweep.methods._base import (
     EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
 )
-from raysweep.methods._common import mean
+from raysweep.methods._loops import ce_epoch
 from raysweep.models import model_blocks
 from raysweep.training import make_optimizer
 
@@ -95,18 +94,9 @@ def train_blocks(model: nn.Module, frozen: list[nn.Module], params: list[nn.Para
     """Fine-tune ``params`` on D_r with CE, frozen blocks in eval mode; yields per epoch."""
     opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
     for epoch in range(epochs):
-        model.train()
-        for block in frozen:
-            block.eval()
-        losses = []
-        for x, y in data.loader("retain", batch_size, seed=ctx.seed + epoch):
-            x, y = x.to(ctx.device), y.to(ctx.device)
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        yield EpochEnd(epoch + 1, {"loss": mean(losses)})
+        loss = ce_epoch(model, data.loader("retain", batch_size, seed=ctx.seed + epoch), opt,
+                        ctx.device, frozen=frozen)
+        yield EpochEnd(epoch + 1, {"loss": loss})
 
 
 @register_method("cf-k", config=CFKConfig,

@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
-from raysweep.methods._common import mean
+from raysweep.methods._loops import ce_epoch
 from raysweep.training import make_optimizer
 
 
@@ -36,13 +35,6 @@ def finetune(model: nn.Module, data: UnlearnData, cfg: FinetuneConfig,
     """Continue training on D_r with cross-entropy."""
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     for epoch in range(cfg.epochs):
-        losses = []
-        model.train()
-        for x, y in data.loader("retain", cfg.batch_size, seed=ctx.seed + epoch):
-            x, y = x.to(ctx.device), y.to(ctx.device)
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        yield EpochEnd(epoch + 1, {"loss": mean(losses)})
+        loss = ce_epoch(model, data.loader("retain", cfg.batch_size, seed=ctx.seed + epoch), opt,
+                        ctx.device)
+        yield EpochEnd(epoch + 1, {"loss": loss})

@@ -44,7 +44,7 @@ from raysweep.methods._base import (
     EpochEnd, MethodConfig, UnlearnContext, UnlearnData, UnsupportedModelError, register_method,
 )
 from raysweep.methods._challenge import classifier_head, enable_grad, new_init
-from raysweep.methods._common import mean
+from raysweep.methods._loops import ce_epoch
 from raysweep.methods.rotate import rotate_kernels
 from raysweep.training import make_loader, make_optimizer, predict_logits
 
@@ -68,15 +68,7 @@ class PseudoLabelConfig(MethodConfig):
 
 def _train(model: nn.Module, ds: TensorDataset, opt: torch.optim.Optimizer, batch_size: int,
            device: torch.device, seed: int) -> float:
-    model.train()
-    losses = []
-    for x, y in make_loader(ds, batch_size, shuffle=True, seed=seed):
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x.to(device)), y.to(device))
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return mean(losses)
+    return ce_epoch(model, make_loader(ds, batch_size, shuffle=True, seed=seed), opt, device)
 
 
 def pseudo_labels(finetuned_pred: torch.Tensor, scratch_logits: torch.Tensor, labels: torch.Tensor,

@@ -7,12 +7,11 @@ from collections.abc import Iterator
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
-from raysweep.methods._common import mean
+from raysweep.methods._loops import ce_epoch
 from raysweep.training import make_optimizer
 
 
@@ -43,15 +42,6 @@ def retrain(model: nn.Module, data: UnlearnData, cfg: RetrainConfig,
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
              if recipe.schedule == "cosine" else None)
     for epoch in range(epochs):
-        losses = []
-        model.train()
-        for x, y in data.loader("retain", loader_bs, seed=ctx.seed + epoch):
-            x, y = x.to(ctx.device), y.to(ctx.device)
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            losses.append(loss.item())
-        yield EpochEnd(epoch + 1, {"loss": mean(losses)})
+        loss = ce_epoch(model, data.loader("retain", loader_bs, seed=ctx.seed + epoch), opt,
+                        ctx.device, scheduler=sched)
+        yield EpochEnd(epoch + 1, {"loss": loss})

@@ -206,7 +206,7 @@ class _Side:
     reference: bool
 
 
-def _side(claim: Claim, ref: str, summary: Summary,
+def _side(suite: Suite, claim: Claim, ref: str, summary: Summary,
           references: Mapping[str, Mapping[str, Mapping[str, float]]],
           flags: Flags, ran: set[str]) -> _Side | str:
     """The values of one side, or why it cannot be compared."""
@@ -215,6 +215,10 @@ def _side(claim: Claim, ref: str, summary: Summary,
         v = references.get(claim.workload, {}).get(eid, {}).get(claim.metric)
         if v is None:
             return f"the {eid} row has no {claim.metric}"
+        from raysweep.bench.flags import reference_cell_flags
+
+        if reference_cell_flags(suite, references, claim.workload, eid, claim.metric):
+            return f"the {eid} row's {claim.metric} is censored (at the relearn cap: a lower bound)"
         return _Side(f"({eid})", (float(v),), True)
     if eid not in ran:
         return f"{ref} did not run at this scale"
@@ -286,7 +290,7 @@ def judge(claim: Claim, suite: Suite, summary: Summary,
     if not ran:
         return Verdict(claim, "not comparable", "-",
                        f"workload {claim.workload} did not run at scale {suite.scale or 'as written'}")
-    a = _side(claim, claim.a, summary, references, flags, ran)
+    a = _side(suite, claim, claim.a, summary, references, flags, ran)
     if isinstance(a, str):
         return Verdict(claim, "not comparable", "-", a)
     if claim.test == "within":
@@ -318,7 +322,7 @@ def judge(claim: Claim, suite: Suite, summary: Summary,
     verdict = "reproduced"
     left_out: list[str] = []
     for ref in claim.others:
-        b = _side(claim, ref, summary, references, flags, ran)
+        b = _side(suite, claim, ref, summary, references, flags, ran)
         if isinstance(b, str):
             # One unusable rival leaves the others to judge; the reason names it.
             left_out.append(b)

@@ -37,7 +37,8 @@ from raysweep.bench.baseline import Stat, Summary
 if TYPE_CHECKING:
     from raysweep.bench.suite import Suite
 
-__all__ = ["Flag", "Flags", "compute_flags", "FLAG_LEGEND", "TERM_OF_METRIC", "is_constant_predictor"]
+__all__ = ["Flag", "Flags", "compute_flags", "reference_cell_flags", "is_constant_predictor",
+           "FLAG_LEGEND", "MARKERS", "TERM_OF_METRIC", "ACCURACY_METRICS"]
 
 MARKERS = {"censored": "ᶜ", "no-signal": "ˢ", "constant": "ᵏ", "floor": "ᶠ"}
 FLAG_LEGEND = ("Flags (left out of every ranking and claim): ᶜ censored (relearn reached its cap "

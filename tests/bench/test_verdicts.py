@@ -105,6 +105,9 @@ def test_not_comparable_reasons(tmp_path: Path) -> None:
     assert v.verdict == "not comparable" and "a Welch test needs 2+" in v.reason
     v = judge(claim, suite, {k: v for k, v in summary.items() if "finetune" not in k}, refs)
     assert v.verdict == "not comparable" and "finetune has no test/acc" in v.reason
+    censored = next(c for c in suite.claims.claims if c.id == "censored")
+    v = judge(censored.model_copy(update={"a": "bad-teaching", "b": "retrain"}), suite, summary, refs)
+    assert v.verdict == "not comparable" and "retrain row's relearn/epochs is censored" in v.reason
 
 
 def test_a_flagged_rival_is_left_out_and_named(tmp_path: Path) -> None:

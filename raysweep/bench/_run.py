@@ -1,7 +1,8 @@
 """Running suite entries: one method run end to end, in-process or as Ray tasks.
 
-:func:`run_one` is the unit (the same steps as ``raysweep unlearn``): copy the original model,
-run the method under its epoch budget, one forward pass per split, every metric. :func:`execute`
+:func:`run_one` is the unit (``raysweep unlearn`` calls it too): one run of the run engine
+(:func:`raysweep.engine.run_once`) under the entry's epoch budget, every metric of the final
+weights. :func:`execute`
 runs every entry × seed of a suite, preparing each (workload, workload seed) once per suite run
 (from the on-disk cache when it exists): with ``seed_scope: method`` one per workload, with
 ``seed_scope: full`` one per evaluation seed (the workload's ``seed`` replaced by it); with an
@@ -15,7 +16,6 @@ others go on.
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import time
 import traceback
@@ -64,44 +64,26 @@ class Execution:
 def run_one(prepared: PreparedWorkload, method: str, config: dict[str, Any], seed: int,
             device: str | torch.device | None = None, *, catboost: bool = False,
             max_epochs: int | None = None,
-            on_epoch: Callable[[Any, float], bool | None] | None = None,
+            on_epoch: Callable[[Any, float], None] | None = None,
             relearn: dict[str, Any] | None = None) -> dict[str, float]:
     """Run ``method`` with ``config`` on a prepared workload; return every metric.
 
-    The metrics are those of :meth:`PreparedWorkload.evaluate` plus ``epochs`` (the number of
-    epochs the method ran, which the budget may cut short) and, with ``relearn`` (the fields of
-    :class:`raysweep.bench.suite.RelearnSpec`), ``relearn/epochs``.
+    One run of the run engine (:func:`raysweep.engine.run_once`): the weights the method ends
+    with are evaluated in full. The metrics are those of :meth:`PreparedWorkload.evaluate`
+    plus ``epochs`` (the number of epochs the method ran, which the budget may cut short), the
+    cost, the default objective on val and test and, with ``relearn`` (the fields of
+    :class:`raysweep.bench.suite.RelearnSpec`), ``relearn/epochs``. ``on_epoch(event,
+    seconds)`` sees each epoch (progress).
     """
-    from raysweep.methods import make_config, run_method
-    from raysweep.metrics import forward_splits
+    from raysweep.engine import run_once
     from raysweep.training import resolve_device
 
-    mcfg = make_config(method, config)
     dev = resolve_device(device)
-    data = prepared.unlearn_data(batch_size=prepared.config.train.batch_size)
-    ctx = prepared.context(dev, seed=seed)
-    model = copy.deepcopy(ctx.original).to(dev)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    t0 = time.perf_counter()
-    result = run_method(method, model, data, mcfg, ctx, max_epochs=max_epochs, on_epoch=on_epoch)
-    seconds = time.perf_counter() - t0
-    outputs = forward_splits(model, data, dev, batch_size=prepared.config.eval_batch_size)
-    metrics = prepared.evaluate(outputs, seconds=seconds, catboost=catboost, seed=seed)
-    metrics["epochs"] = float(result.epochs)
-    metrics.update(result.cost.as_metrics())
-    metrics["cost/ratio"] = result.cost.passes / max(prepared.retrain_cost.passes, 1)
-    # The default objective, on val (what a sweep would select on) and on test (reported).
-    from raysweep.metrics import ObjectiveConfig
-
-    objective = ObjectiveConfig()
-    for key, split in (("objective", "val"), ("objective/test", "test")):
-        try:
-            metrics[key] = objective.score(metrics, split=split)
-        except KeyError:  # a term this workload cannot compute: no objective, metrics stay
-            pass
+    outcome = run_once(prepared, method, config, seed, device=dev, max_epochs=max_epochs,
+                       catboost=catboost, progress=on_epoch)
+    metrics = outcome.metrics
     if relearn is not None:
-        metrics["relearn/epochs"] = measure_relearn(prepared, model, relearn, seed, dev)
+        metrics["relearn/epochs"] = measure_relearn(prepared, outcome.model, relearn, seed, dev)
     return metrics
 
 

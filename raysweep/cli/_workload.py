@@ -108,8 +108,8 @@ def unlearn_cmd(
     from rich.markup import escape
 
     from raysweep._console import console, info
-    from raysweep.bench._run import run_one
     from raysweep.config import apply_overrides
+    from raysweep.engine import TrialFailure, run_once
     from raysweep.errors import ConfigError
     from raysweep.methods import MethodDivergedError, get_method, list_methods, make_config
     from raysweep.methods._base import MethodContractError
@@ -170,9 +170,9 @@ def unlearn_cmd(
 
         info(escape(f"running {name} on {wcfg.name} {configs[name]}"))  # values may hold [...]
         try:
-            metrics = run_one(prepared, name, configs[name], seed, dev, catboost=catboost,
-                              max_epochs=max_epochs, on_epoch=progress)
-        except (MethodDivergedError, MethodContractError) as exc:  # this method fails; go on
+            metrics = run_once(prepared, name, configs[name], seed, device=dev, catboost=catboost,
+                               max_epochs=max_epochs, progress=progress).metrics
+        except (MethodDivergedError, MethodContractError, TrialFailure) as exc:  # fails; go on
             console.print(f"[red]{name} failed: {escape(str(exc))}[/]", soft_wrap=True)  # one line
             failures.append(name)
             rows.append({"method": name, "error": str(exc)})

@@ -1,110 +1,56 @@
-"""The one Ray Tune function trainable that runs any registered method on a prepared workload.
+"""The Ray Tune function trainable: a thin adapter around the run engine.
 
-Per trial (see :func:`unlearning_trial`):
+The run itself (method, per-epoch evaluation, budgets, selection of the best epoch, the final
+full evaluation) is :func:`raysweep.engine.run_trial`; its module docstring describes a run.
+This module adds what Tune needs around it (see :func:`unlearning_trial`):
 
-1. Copy the original model (the workload came once through the object store via
-   ``tune.with_parameters``; nothing is reloaded per trial).
-2. Run the method with :func:`raysweep.methods.run_method`. After each epoch the callback
-   evaluates what selection reads (D_f and val, :meth:`PreparedWorkload.evaluate_selection`:
-   the same values the full evaluation gives), computes the objective(s), reports with a
-   ``tune.Checkpoint`` and decides whether the budget allows another epoch. When the method
-   ends, the epoch that selection picked is evaluated in full (every split, every metric) and
-   reported once more with ``rs/final``: its ``best/<metric>`` are what leaderboards show.
-   ``evaluation.per_epoch: full`` evaluates everything after every epoch instead (what ASHA
-   and an objective on a metric outside the selection set get).
-3. The budgets are enforced here, not trusted to the method: the epoch budget through
-   ``max_epochs``; the cost budget (``max_cost_ratio``: sample-passes counted by
-   :class:`raysweep.methods.PassCounter` over the oracle's) and the time budget (``max_seconds``
-   or ``max_time_ratio`` x retrain time) stop the run at the first epoch that ends past them.
-   Cost and time count only the method's own work: evaluation is excluded. The retrain time a
-   ratio divides by is measured here, at the start of the trial, under the trial's own threads
-   and device (:func:`retrain_seconds_here`), never taken from the prepare run.
-4. Selection reads the val split only: the objective is computed on val (``objective``) and,
-   for reporting, on test (``objective/test``, never used to choose). Every report carries the
-   running best: ``best/<metric>`` are the metrics of the best epoch so far (by the val
-   objective) and ``best_epoch`` its number (for several objectives, "best" is the last epoch within
-   budget). OptunaSearch tells Optuna the *last* result, so the searcher reads ``best/...``.
-   An epoch that ends past the time budget is never the best unless no epoch made it.
-5. Failures (an exception, a non-finite loss or non-finite outputs) raise
-   :class:`TrialFailure` with the reason; Tune marks the trial ERROR and tracking records why.
-   Tune restarts an errored trial up to ``search.trial_retries`` times, which is what a trial
-   whose worker or node died needs. The method's own exception is deterministic under its
-   seed, so the trial writes it to ``<plan.extra["failure_dir"]>/<trial id>`` first (atomically,
-   never empty) and a restart re-raises it at once instead of running the method again. What
-   the machine raises is not the method's (:func:`is_method_error`: ``OSError`` such as a full
-   disk, out of memory, Ray's exceptions, checkpoint I/O as :class:`InfrastructureError`): no
-   marker, so the restart runs the method again. On a cluster without shared storage the
-   marker may not be visible: a method error's restart then runs and fails the same way.
+* The workload comes once through the object store via ``tune.with_parameters``; each trial
+  runs with the threads and device its resources ask for.
+* Every report of the engine becomes a ``tune.report`` with a ``tune.Checkpoint``:
+  ``state.json`` (epochs done, method time, the best epoch's metrics, fingerprints of the
+  weights) and ``best.pt`` (the best weights). A restored trial hands them back to the engine,
+  which replays and continues; OptunaSearch tells Optuna the *last* result, so the searcher
+  reads ``best/...``.
+* Failures: Tune marks an errored trial ERROR and restarts it up to ``search.trial_retries``
+  times, which is what a trial whose worker or node died needs. The method's own exception is
+  deterministic under its seed, so the trial writes it to ``<plan.extra["failure_dir"]>/<trial
+  id>`` first (atomically, never empty) and a restart re-raises it at once instead of running
+  the method again. What the machine raises is not the method's (:func:`is_method_error`:
+  ``OSError`` such as a full disk, out of memory, Ray's exceptions, checkpoint I/O as
+  :class:`InfrastructureError`): no marker, so the restart runs the method again. On a cluster
+  without shared storage the marker may not be visible: a method error's restart then runs and
+  fails the same way.
 
-Resume: a checkpoint holds ``state.json`` (epochs done, method time, the best epoch's metrics,
-a fingerprint of the weights after each epoch) and ``best.pt`` (the best weights). Methods are
-generators whose optimiser state is not checkpointed, so a resumed trial replays its completed
-epochs deterministically (same seed; evaluation never touches the method's RNG) without
-evaluating or reporting them, checks the replay against the stored fingerprints, and continues.
-A trial whose checkpoint says it finished just returns.
-
-This module talks to Ray only through ``ray.tune.report`` / ``get_checkpoint`` and can be called
-outside Tune through :func:`run_trial` (tests, ``raysweep bench``).
+The engine's names (``TrialPlan``, ``run_trial``, ``objective_values``, ...) stay importable
+from here for existing callers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
-import math
 import os
-import random
 import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from raysweep.methods import EpochEnd, get_method, make_config, run_method
-from raysweep.metrics import forward_splits
-from raysweep.training import autocast
-from raysweep.sweep.space import ObjectiveSpec, SweepSpec
+from raysweep.engine import (
+    TrialFailure,
+    TrialPlan,
+    objective_values,
+    on_device,
+    run_trial,
+)
+from raysweep.sweep.space import SweepSpec
 
 __all__ = ["TrialPlan", "TrialFailure", "unlearning_trial", "run_trial", "objective_values",
            "STATE_FILE", "BEST_FILE", "make_plan", "InfrastructureError", "is_method_error",
-           "write_marker", "read_marker"]
+           "write_marker", "read_marker", "on_device"]
 
 STATE_FILE = "state.json"
 BEST_FILE = "best.pt"
-
-
-class TrialFailure(RuntimeError):
-    """A trial that cannot produce a valid result (diverged, non-finite outputs)."""
-
-
-@dataclass
-class TrialPlan:
-    """Everything about a sweep that a trial needs besides its config (small, picklable)."""
-
-    objectives: list[ObjectiveSpec]
-    objective_config: Any                     # raysweep.metrics.ObjectiveConfig
-    reference: dict[str, dict[str, float]]    # "original" / "retrain" metrics
-    max_epochs: int | None = None
-    max_seconds: float | None = None
-    max_time_ratio: float | None = None
-    max_cost_ratio: float | None = None
-    catboost: bool = False
-    eval_batch_size: int | None = None        # None: chosen for the device (eval_batch_size())
-    precision: str = "fp32"                   # the method's compute (evaluation stays fp32)
-    per_epoch_eval: str = "selection"         # "selection" | "full" (see the module docstring)
-    selection_val_rows: int | None = None     # per-epoch selection on this many val rows
-    cpus: float = 1.0
-    gpus: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def multi_objective(self) -> bool:
-        return len(self.objectives) > 1
 
 
 def make_plan(spec: SweepSpec, workload: Any, reference: dict[str, dict[str, float]]) -> TrialPlan:
@@ -121,315 +67,6 @@ def make_plan(spec: SweepSpec, workload: Any, reference: dict[str, dict[str, flo
                      precision=spec.precision,
                      cpus=spec.resources_per_trial.cpu, gpus=spec.resources_per_trial.gpu)
 
-
-def eval_batch_size(device: torch.device, requested: int | None = None) -> int:
-    """The inference batch size: ``requested``, else one that suits the device.
-
-    On CPU small batches stay in cache (batches of 64-128 ran 1.5-2x faster than 512 on the
-    embedded workloads); accelerators want large ones.
-    """
-    if requested:
-        return int(requested)
-    return 128 if device.type == "cpu" else 1024
-
-
-def selection_covers(plan: TrialPlan) -> bool:
-    """Whether every objective reads only keys that the selection evaluation computes
-    (:func:`raysweep.metrics.evaluate_selection`)."""
-    for o in plan.objectives:
-        if o.metric == "composite":
-            continue
-        if not (o.metric in _SELECTION_KEYS or o.metric.endswith("/val")):
-            return False
-    return True
-
-
-# Keys evaluate_selection computes that do not end in "/val" (the val terms all do).
-_SELECTION_KEYS = frozenset({"forget/acc", "forget/loss", "val/acc", "rel/forget_acc",
-                             "js/original", "js/retrain", "dist/forget_acc", "dist/js",
-                             "time/seconds", "time/ratio", "cost/ratio", "cost/passes"})
-
-
-def objective_values(metrics: dict[str, float], plan: TrialPlan) -> dict[str, float]:
-    """The value of every objective (keys :attr:`ObjectiveSpec.key`); non-finite -> worst.
-
-    The composite is read on val (what selection uses) and reported on test as
-    ``objective/test`` beside it.
-    """
-    out: dict[str, float] = {}
-    for o in plan.objectives:
-        if o.metric == "composite":
-            v = plan.objective_config.score(metrics, split="val")
-            try:  # reporting only: a term test cannot compute never fails the trial
-                t = plan.objective_config.score(metrics, split="test")
-                out["objective/test"] = float(t)
-            except KeyError:
-                pass  # an epoch's selection evaluation reads no test split
-        else:
-            v = float(metrics.get(o.metric, float("nan")))
-            if o.target is not None:
-                v = abs(v - o.target)
-        if not math.isfinite(v):
-            v = float("inf") if o.mode == "min" else float("-inf")
-        out[o.key] = float(v)
-    return out
-
-
-def _better(a: dict[str, float], b: dict[str, float] | None, plan: TrialPlan) -> bool:
-    if b is None:
-        return True
-    if plan.multi_objective:
-        return True  # the last epoch within budget
-    o = plan.objectives[0]
-    return a[o.key] < b[o.key] if o.mode == "min" else a[o.key] > b[o.key]
-
-
-def _fingerprint(model: torch.nn.Module) -> float:
-    with torch.no_grad():
-        return float(sum(p.detach().double().abs().sum().item() for p in model.parameters()))
-
-
-def retrain_seconds_here(workload: Any, device: torch.device, steps: int = 8) -> float:
-    """Seconds that retraining from scratch would take under this process's conditions.
-
-    Runs ``steps`` training steps (after two warm-up steps) of the workload's architecture
-    through the recipe's own data loader and batch size, on this device with this process's
-    thread count, and scales the median step time to the oracle's epochs x |D_r|. A wall-time
-    ratio that divides a trial's time by a retrain time measured elsewhere (another thread
-    count, another load) is not a ratio.
-    """
-    from raysweep.training import make_loader
-
-    model = workload.build_model("original").to(device).train()
-    for p in model.parameters():
-        p.requires_grad_(True)
-    opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    retain = workload.splits["retain"]
-    bs = max(1, min(int(workload.config.train.batch_size), len(retain)))
-    times: list[float] = []
-    with _Isolated(model):
-        while len(times) < steps + 2:
-            for x, y in make_loader(retain, bs, shuffle=True, seed=0):
-                t0 = time.perf_counter()
-                opt.zero_grad(set_to_none=True)
-                torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device)).backward()
-                opt.step()
-                times.append((time.perf_counter() - t0) / len(y))
-                if len(times) >= steps + 2:
-                    break
-    per_example = float(np.median(times[2:]))
-    return per_example * len(retain) * int(workload.config.train.epochs)
-
-
-class _Isolated:
-    """Evaluate without disturbing the method: RNG states and module modes are restored."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-
-    def __enter__(self) -> None:
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.rng = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-                    torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-
-    def __exit__(self, *exc: Any) -> None:
-        for m, training in self.modes:
-            m.train(training)
-        random.setstate(self.rng[0])
-        np.random.set_state(self.rng[1])
-        torch.set_rng_state(self.rng[2])
-        if self.rng[3] is not None:
-            torch.cuda.set_rng_state_all(self.rng[3])
-
-
-Reporter = Callable[[dict[str, Any], "dict[str, Any] | None", "torch.nn.Module | None"], None]
-
-
-def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
-              report: Reporter, resume_state: dict[str, Any] | None = None,
-              resume_best: dict[str, torch.Tensor] | None = None,
-              device: torch.device | None = None) -> dict[str, Any]:
-    """Run one trial outside Tune; ``report(result, state, best_model)`` is called per epoch,
-    and once more for the full evaluation of the best epoch (``rs/final``).
-
-    ``resume_best`` are the best weights stored with ``resume_state``. Returns the last result
-    (also when the trial resumed an already finished run).
-    """
-    t_start = time.perf_counter()
-    method = config["method"]
-    params = dict(config.get(method) or {})
-    seed = int(config.get("seed", 0))
-    mcfg = make_config(method, params)
-    info = get_method(method)
-    dev = device or torch.device("cpu")
-    data = on_device(workload.unlearn_data(batch_size=workload.config.train.batch_size), dev)
-    retrain_seconds = retrain_seconds_here(workload, dev)
-    retrain_passes = float(workload.retrain_cost.passes)
-    max_seconds = plan.max_seconds
-    if plan.max_time_ratio is not None:
-        max_seconds = plan.max_time_ratio * retrain_seconds
-    ctx = workload.context(dev, seed=seed)
-    model = copy.deepcopy(ctx.original).to(dev)
-    for p in model.parameters():
-        p.requires_grad_(True)
-
-    state: dict[str, Any] = dict(resume_state or {})
-    if state.get("done") and (state.get("final") or plan.per_epoch_eval == "full"
-                              or resume_best is None):
-        return dict(state.get("result") or {})
-    done_epochs = int(state.get("epoch", 0))
-    stored_prints: list[float] = list(state.get("fingerprints", []))
-    prints: list[float] = stored_prints[:done_epochs]
-    best: dict[str, Any] | None = state.get("best")
-    method_seconds = float(state.get("method_seconds", 0.0))
-    trial_seconds0 = float(state.get("trial_seconds", 0.0))
-    last: dict[str, Any] = dict(state.get("result") or {})
-    last_state: dict[str, Any] = dict(state)
-    best_state: dict[str, torch.Tensor] | None = resume_best
-    bs = eval_batch_size(dev, plan.eval_batch_size)
-    # A trial of one epoch (a one-shot method, an epoch budget of 1) has nothing to select
-    # among: one full evaluation is cheaper than a selection pass plus a full one.
-    single = info.one_shot or plan.max_epochs == 1
-    mode = {"selection": (plan.per_epoch_eval == "selection" and not single
-                          and selection_covers(plan))}
-    eval_seconds0 = float(state.get("eval_seconds", 0.0))
-    clock = {"eval": 0.0, "mark": 0.0, "seen": 0}  # eval time; method time at last epoch
-
-    # The selection outputs (D_f, val) of the best epoch so far: the final full evaluation of
-    # those weights reuses them and runs only D_r and test.
-    kept_outputs: dict[str, Any] = {}
-
-    def full_metrics(m: torch.nn.Module, epoch: int,
-                     known: dict[str, Any] | None = None) -> dict[str, float]:
-        from raysweep.metrics import SPLITS, ModelOutputs
-
-        known = known or {}
-        with _Isolated(m), autocast(dev, "fp32"):  # metrics in full precision, always
-            rest = forward_splits(m, data, dev, batch_size=bs,
-                                  splits=[s for s in SPLITS if s not in known])
-            outputs = ModelOutputs({**known, **rest.splits})
-            _check_finite(outputs, method, epoch)
-            return workload.evaluate(outputs, seconds=method_seconds, catboost=plan.catboost,
-                                     seed=seed, retrain_seconds=retrain_seconds)
-
-    def selection_metrics(m: torch.nn.Module, epoch: int) -> dict[str, float]:
-        with _Isolated(m), autocast(dev, "fp32"):
-            outputs = workload.forward_selection(m, dev, batch_size=bs, seed=seed,
-                                                 val_rows=plan.selection_val_rows)
-            _check_finite(outputs, method, epoch)
-            whole_val = len(outputs["val"]) == len(data.val)
-            kept_outputs["last"] = {k: outputs[k] for k in (("forget", "val") if whole_val
-                                                             else ("forget",))}
-            return workload.evaluate_selection(outputs, seconds=method_seconds, seed=seed,
-                                               retrain_seconds=retrain_seconds,
-                                               val_rows=plan.selection_val_rows)
-
-    def finish() -> dict[str, Any]:
-        """Evaluate the best epoch's weights in full and report them as ``best/*``."""
-        assert best is not None and best_state is not None
-        t_eval = time.perf_counter()
-        final_model = copy.deepcopy(model)
-        final_model.load_state_dict(best_state)
-        metrics = full_metrics(final_model, int(best["epoch"]), kept_outputs.get("best"))
-        kept = {k: v for k, v in best["metrics"].items()
-                if k.startswith(("cost/", "time/")) or k in ("epochs",)}
-        metrics.update(kept)
-        full_best = {**metrics, **objective_values(metrics, plan)}
-        eval_seconds = eval_seconds0 + clock["eval"] + time.perf_counter() - t_eval
-        result = {**last, **{f"best/{k}": v for k, v in full_best.items()},
-                  "rs/final": 1.0, "rs/eval_seconds": eval_seconds,
-                  "rs/trial_seconds": trial_seconds0 + time.perf_counter() - t_start}
-        final_state = {**last_state, "best": {**best, "metrics": full_best}, "done": True,
-                       "final": True, "result": result, "eval_seconds": eval_seconds,
-                       "trial_seconds": result["rs/trial_seconds"]}
-        report(result, final_state, None)
-        return result
-
-    if state.get("done"):  # stopped after its last epoch, before the full evaluation
-        return finish()
-
-    def on_epoch(event: EpochEnd, elapsed: float) -> bool:
-        nonlocal best, method_seconds, last, last_state, best_state
-        clock["seen"] += 1
-        epoch = int(clock["seen"])
-        bad = {k: v for k, v in event.metrics.items() if not math.isfinite(float(v))}
-        if bad:
-            raise TrialFailure(f"{method}: non-finite training statistic at epoch {epoch}: "
-                               f"{bad} (diverged; try a smaller learning rate)")
-        own = elapsed - clock["eval"]  # the method's own time in this process so far
-        if epoch <= done_epochs:       # replaying an epoch finished before the resume
-            if epoch <= len(stored_prints) and not math.isclose(
-                    _fingerprint(model), stored_prints[epoch - 1], rel_tol=1e-4):
-                state.setdefault("replay_mismatch", []).append(epoch)
-            clock["mark"] = own
-            return False
-        method_seconds += own - clock["mark"]
-        clock["mark"] = own
-        t_eval = time.perf_counter()
-        metrics = (selection_metrics if mode["selection"] else full_metrics)(model, epoch)
-        prints.append(_fingerprint(model))
-        metrics["epochs"] = float(epoch)
-        metrics["time/retrain_seconds_here"] = retrain_seconds
-        if event.cost is not None:
-            metrics.update(event.cost.as_metrics())
-            metrics["cost/ratio"] = event.cost.passes / retrain_passes
-        objectives = objective_values(metrics, plan)
-        over = ((max_seconds is not None and method_seconds > max_seconds)
-                or (plan.max_cost_ratio is not None
-                    and metrics.get("cost/ratio", 0.0) > plan.max_cost_ratio))
-        candidate = {**metrics, **objectives}
-        best_weights = None
-        if best is None or (not over and (best.get("over_budget")
-                                          or _better(candidate, best["metrics"], plan))):
-            best = {"epoch": epoch, "metrics": candidate, "over_budget": over}
-            best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best_state = best_weights
-            if mode["selection"]:
-                kept_outputs["best"] = kept_outputs.get("last")
-        train_stats = {f"train/{k}": float(v) for k, v in event.metrics.items()}
-        result = {**metrics, **objectives, **train_stats, "epoch": epoch,
-                  "best_epoch": best["epoch"], "budget/over": float(over),
-                  "rs/method_seconds": method_seconds,
-                  **{f"best/{k}": v for k, v in best["metrics"].items()}}
-        clock["eval"] += time.perf_counter() - t_eval
-        stop = over or (plan.max_epochs is not None and epoch >= plan.max_epochs)
-        result["rs/trial_seconds"] = trial_seconds0 + time.perf_counter() - t_start
-        result["rs/eval_seconds"] = eval_seconds0 + clock["eval"]
-        # "done" lets a resumed trial return at once; only certain when the budget stopped it
-        # or the method is one-shot (other methods may yield more epochs than they declare).
-        new_state = {"epoch": epoch, "method_seconds": method_seconds, "best": best,
-                     "fingerprints": list(prints), "trial_seconds": result["rs/trial_seconds"],
-                     "done": bool(stop or info.one_shot), "result": result,
-                     "replay_mismatch": state.get("replay_mismatch", []),
-                     "eval_seconds": eval_seconds0 + clock["eval"]}
-        last, last_state = result, new_state
-        report(result, new_state, best_weights)
-        return stop
-
-    with autocast(dev, "fp32" if info.full_precision else plan.precision):
-        run_method(method, model, data, mcfg, ctx, max_epochs=plan.max_epochs,
-                   on_epoch=on_epoch)
-    if not last:
-        raise TrialFailure(f"{method}: the method yielded no epoch")
-    if mode["selection"] and best_state is not None and best is not None:
-        return finish()
-    return last
-
-
-def on_device(data: Any, device: torch.device, share: float = 0.25) -> Any:
-    """``data`` moved to an accelerator for the whole trial when it takes at most ``share`` of
-    the device's free memory (else it stays on the host and batches are copied as they go)."""
-    if device.type != "cuda" or not torch.cuda.is_available():
-        return data
-    free, _total = torch.cuda.mem_get_info(device)
-    return data.to(device) if data.nbytes() <= share * free else data
-
-
-def _check_finite(outputs: Any, method: str, epoch: int) -> None:
-    bad = [s for s, o in outputs.splits.items() if len(o.logits) and not np.isfinite(o.logits).all()]
-    if bad:
-        raise TrialFailure(f"{method}: non-finite model outputs on {', '.join(bad)} "
-                           f"at epoch {epoch} (diverged)")
 
 
 def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPlan | None = None) -> None:

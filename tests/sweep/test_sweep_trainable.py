@@ -187,7 +187,7 @@ def test_resume_skips_finished_epochs(digits) -> None:  # noqa: ANN001
 
 
 def test_non_finite_loss_fails_the_trial(digits, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    import raysweep.sweep.trainable as tr
+    import raysweep.engine as tr  # the run engine calls run_method
 
     def diverging(name, model, data, cfg, ctx, *, max_epochs=None, on_epoch=None):  # noqa: ANN001, ANN202
         on_epoch(EpochEnd(1, {"loss": math.nan}), 0.1)
@@ -209,7 +209,7 @@ def test_precision_autocasts_the_method_but_never_evaluation_or_full_precision_m
         digits, monkeypatch) -> None:  # noqa: ANN001
     import torch
 
-    import raysweep.sweep.trainable as trainable
+    import raysweep.engine as trainable  # the run engine calls run_method
 
     w, _ = digits
     seen: dict[str, list] = {"method": [], "eval": []}

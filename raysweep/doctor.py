@@ -240,7 +240,7 @@ def _token_file_mode(path: Path) -> Check | None:
 
 def check_ray_auth(address: str | None) -> list[Check]:
     from raysweep.sweep.local_ray import (
-        AUTH_TOKEN_PATH_ENV, auth_mode, default_token_path, token_source,
+        AUTH_TOKEN_PATH_ENV, auth_mode, default_token_path, loopback_only_supported, token_source,
     )
 
     mode = auth_mode()
@@ -284,12 +284,7 @@ def check_ray_auth(address: str | None) -> list[Check]:
     perm = _token_file_mode(Path(path_env) if path_env else default_token_path())
     if perm is not None:
         out.append(perm)
-    try:
-        from ray._private import ray_constants
-
-        hasattr_ok = hasattr(ray_constants, "ENABLE_RAY_CLUSTER")
-    except Exception:  # noqa: BLE001
-        hasattr_ok = False
+    hasattr_ok = loopback_only_supported()
     out.append(Check("ray", "loopback-only local Ray", OK if hasattr_ok else WARN,
                      "supported by this Ray" if hasattr_ok else
                      "this Ray has no ray_constants.ENABLE_RAY_CLUSTER; a local Ray may listen "

@@ -115,12 +115,11 @@ def check_ray_auto(address: str | None) -> None:
     """``auto`` (``--address`` or ``RAY_ADDRESS``) needs a running cluster on this machine."""
     if address != "auto":
         return
-    try:
-        from ray._private import services
+    from raysweep.sweep.local_ray import running_cluster_address
 
-        found = services.find_bootstrap_address(None) or next(
-            iter(services.find_gcs_addresses()), None)
-    except Exception:  # noqa: BLE001 - a private Ray API changed: let Ray decide
+    try:
+        found = running_cluster_address()
+    except LookupError:  # Ray's private lookup changed: let Ray decide
         return
     if not found:
         raise UserError("RAY_ADDRESS/--address 'auto': no running Ray cluster found on this "

@@ -42,6 +42,8 @@ __all__ = [
     "default_token_path",
     "ensure_token_auth",
     "init_local_ray",
+    "loopback_only_supported",
+    "running_cluster_address",
     "token_source",
     "warn_if_auth_disabled",
 ]
@@ -191,3 +193,31 @@ def init_local_ray(
     with _loopback_only():
         return ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
                         **ray_init_kwargs)
+
+
+# Ray's internals are touched in this module only (raysweep's layering test enforces it): the
+# rest of raysweep asks these questions instead of importing ``ray._private`` itself.
+
+def loopback_only_supported() -> bool:
+    """Whether this Ray has the switch :func:`init_local_ray` uses to keep a local Ray on
+    loopback (``ray_constants.ENABLE_RAY_CLUSTER``, private to Ray, so probed, not assumed)."""
+    try:
+        from ray._private import ray_constants
+
+        return hasattr(ray_constants, "ENABLE_RAY_CLUSTER")
+    except Exception:  # noqa: BLE001  (a Ray without it, or no Ray)
+        return False
+
+
+def running_cluster_address() -> str | None:
+    """The address of a Ray cluster already running on this machine, or ``None``.
+
+    Raises ``LookupError`` when this Ray cannot tell (its private lookup changed).
+    """
+    try:
+        from ray._private import services
+
+        return services.find_bootstrap_address(None) or next(
+            iter(services.find_gcs_addresses()), None)
+    except Exception as exc:  # noqa: BLE001
+        raise LookupError(f"this Ray cannot look up a running cluster: {exc}") from exc

@@ -337,7 +337,13 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
     meta_rows = [[k, str(v)] for k, v in data.meta.items()]
     proto_rows = protocol_rows(data.suite, data.reference_seeds)
     results = result_rows(data.suite, data.summary, data.references, metrics)
-    cfg_rows = [[eid, json.dumps(cfg, sort_keys=True)] for eid, cfg in data.configs.items()]
+    # A value the suite took from a paper (paper_defaults) is shown with where the paper says it.
+    sources = {e.id: e.sources for e in data.suite.entries if e.sources}
+    cfg_headers = ["entry", "config"] + (["paper values (source)"] if sources else [])
+    cfg_rows = [[eid, json.dumps(cfg, sort_keys=True)]
+                + (["; ".join(f"{k}: {src}" for k, src in sources.get(eid, {}).items())]
+                   if sources else [])
+                for eid, cfg in data.configs.items()]
 
     # Markdown
     md = [f"# Regression suite `{data.suite.name}`", "", f"**{_VERDICT.get(data.status, data.status)}**",
@@ -361,7 +367,7 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
     for title, name, _ in images:
         md += [f"### {title}", "", f"![{title}]({name})", ""]
     if cfg_rows:
-        md += ["## Configs run", "", _md_table(["entry", "config"], cfg_rows), ""]
+        md += ["## Configs run", "", _md_table(cfg_headers, cfg_rows), ""]
     (out / "report.md").write_text("\n".join(md))
     paths["report.md"] = out / "report.md"
 
@@ -389,7 +395,7 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
         h += [f"<h3>{html.escape(title)}</h3>",
               f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>"]
     if cfg_rows:
-        h += ["<h2>Configs run</h2>", _html_table(["entry", "config"], cfg_rows)]
+        h += ["<h2>Configs run</h2>", _html_table(cfg_headers, cfg_rows)]
     h += ["</body></html>"]
     (out / "report.html").write_text("\n".join(h))
     paths["report.html"] = out / "report.html"

@@ -133,3 +133,21 @@ def test_bench_paper_with_a_bad_paper_default_exits_2_and_writes_nothing(
     assert rc == 2 and len(err) == 1 and err[0].startswith("raysweep: error:")
     assert "paper_defaults[0].values" in err[0] and "lr" in err[0]
     assert not (tmp_path / "results").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_the_bench_report_shows_each_paper_value_with_its_source(tmp_path: Path) -> None:
+    from raysweep.bench.report import ReportData, write_report
+
+    path = tmp_path / "src.yaml"
+    path.write_text(yaml.safe_dump({
+        "schema_version": 1, "name": "src", "seeds": [0],
+        "paper_defaults": [{"method": "finetune", "values": {"lr": 0.01},
+                            "source": "paper 004, Results"}],
+        "entries": [{"workload": "digits-class", "method": ["finetune", "retrain"]}]}))
+    suite = load_suite(path)
+    data = ReportData(suite=suite, status="baseline", summary={}, comparisons=[], baseline={},
+                      baseline_label="none", references={}, meta={},
+                      configs={"digits-class/finetune": {"lr": 0.01}, "digits-class/retrain": {}})
+    md = write_report(data, tmp_path / "rep")["report.md"].read_text()
+    assert "| entry | config | paper values (source) |" in md
+    assert '| digits-class/finetune | {"lr": 0.01} | lr: paper 004, Results |' in md

@@ -458,9 +458,9 @@ def driver_cmd(
                                     help="trials at a time (one CPU each in a local Ray)"),
     window: int = typer.Option(200, "--window", min=1,
                                help="trials averaged at the start and at the end"),
-    sampler_trials: int | None = typer.Option(None, "--sampler-trials", min=10, max=100_000,
-                                              help="trials of each sampler alone, without Ray "
-                                                   "and MLflow (default: --trials)"),
+    sampler_trials: int = typer.Option(0, "--sampler-trials",
+                                       help="trials of each sampler alone, without Ray and "
+                                            "MLflow, 10 to 100,000 (default 0: as --trials)"),
     quick: bool = typer.Option(False, "--quick", help="60 trials per sampler, windows of 20 "
                                "(checks the command; too short to show growth)"),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow store to log "
@@ -486,6 +486,9 @@ def driver_cmd(
     if len(set(chosen)) != len(chosen):
         raise ConfigError(f"--samplers: {samplers!r} names a sampler twice; give each once")
     path = _markdown_output(out)
+    if sampler_trials and not 10 <= sampler_trials <= 100_000:
+        raise ConfigError(f"--sampler-trials {sampler_trials}: give 10 to 100,000 trials, or 0 "
+                          f"for as many as --trials")
     if tracking_uri is not None:
         from raysweep.sweep.tracking import check_tracking_uri
 

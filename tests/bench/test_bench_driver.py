@@ -54,7 +54,7 @@ def test_quick_driver_bench_reports_every_sampler(bench_env: Path,
     (["-o", "mlflow.db/driver.md"], ["--output", "not a writable directory"]),
     (["--tracking-uri", "http://127.0.0.1:9"], ["127.0.0.1:9"]),
     (["--trials", "0"], ["--trials", "0"]),
-    (["--sampler-trials", "5"], ["--sampler-trials", "5"]),
+    (["--sampler-trials", "5"], ["--sampler-trials 5", "10 to 100,000"]),
 ])
 def test_bad_options_exit_2_before_anything_runs(bench_env: Path, args: list[str],
                                                  words: list[str],

@@ -12,6 +12,12 @@ under the same epoch budget (``<workload>/<method>@tuned``). :func:`write_paper_
   bars: the 95% CI of the mean; dots: the seeds; dashed line: the retrained model);
 * ``across-workloads.png`` when the suite has several workloads: each metric's seed mean per
   method and config across the workloads (e.g. forget fraction or number of forgotten classes);
+* flags (:mod:`raysweep.bench.flags`): censored, no-signal, constant-predictor and below-floor
+  values carry a marker (legend under the stats legend) and a flags column, and each workload's
+  rankings (best first by seed mean, per column with a known direction, :data:`METRIC_GOALS`)
+  leave them out;
+* the verdict table of the suite's claims file (:mod:`raysweep.bench.claims`) and the paper
+  values the ``default`` rows ran, each with its source (the suite's ``paper_defaults``);
 * the configs the tuned entries ran, and the failed runs;
 * the protocol: selection split (val), report split (test), evaluation and tuning seeds, seed
   scope.
@@ -375,7 +381,9 @@ def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, 
           f"{suite.config.description}", "",
           f"* **scale: `{scale}`**" + (f" - {scale_desc.description}" if scale_desc and scale_desc.description else ""),
           f"* suite file: `{_rel(suite.source)}`; evaluation seeds: {_seeds(suite)}",
-          f"* every method runs at its paper defaults (`default`) and at the best configuration of a "
+          f"* every method runs at the paper's own hyperparameters (`default`; listed with their "
+          f"sources below, the method's defaults where the paper states none) and at the best "
+          f"configuration of a "
           f"small TPE sweep (`tuned`, {_tune_desc(suite)}) under the same epoch budget "
           f"(`max_epochs` of the entry = the sweep's `budget.max_epochs`)"]
     for k, v in protocol_rows(suite, reference_seeds):

@@ -165,7 +165,7 @@ def zero_compute_trial(config: dict[str, Any], keys: tuple[str, ...] = (),
 
 
 def _spec(sampler: str, trials: int, concurrency: int, seed: int) -> Any:
-    from raysweep.bench.overhead import _spec as resolve
+    from raysweep.bench.overhead import bench_spec as resolve
     from raysweep.sweep.space import default_space
 
     # The bundled space, written out: a sweep file naming only the method searches nothing.

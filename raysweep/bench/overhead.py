@@ -46,7 +46,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_benchmark", "breakdown_lines", "measure_overhead", "measure_sample_efficiency", "EFFICIENCY_SPACE"]
+__all__ = ["run_benchmark", "breakdown_lines", "measure_overhead", "measure_sample_efficiency", "EFFICIENCY_SPACE",
+           "bench_spec", "config_fields"]
 
 #: The grid of the sample-efficiency run: SSD on a small workload, 7 x 8 = 56 points.
 EFFICIENCY_SPACE: dict[str, Any] = {
@@ -55,7 +56,8 @@ EFFICIENCY_SPACE: dict[str, Any] = {
 }
 
 
-def _spec(data: dict[str, Any]) -> Any:
+def bench_spec(data: dict[str, Any]) -> Any:
+    """A sweep spec from a benchmark's sweep mapping, parsed and resolved as ``run`` would."""
     from raysweep.sweep.space import parse_sweep, resolve_spec
 
     return resolve_spec(parse_sweep(data, "bench"), "bench")
@@ -186,10 +188,10 @@ def measure_overhead(workload: str, method: str, trials: int, epochs: int = 2) -
     params = {k: v.model_dump(mode="json")
               for k, v in (default_space(method) or {}).items()
               if k != "epochs"}
-    spec = _spec({
+    spec = bench_spec({
         "name": f"bench-overhead-{method}", "workload": workload,
         "method": method, "parameters": {**params, **({"epochs": {"value": epochs}} if "epochs" in
-                                                      _fields(method) else {})},
+                                                      config_fields(method) else {})},
         "search": {"algorithm": "random", "num_samples": trials, "start_from_defaults": False},
         "budget": {"max_epochs": epochs}, "tracking": {"experiment": "raysweep-bench"},
     })
@@ -227,7 +229,8 @@ def measure_overhead(workload: str, method: str, trials: int, epochs: int = 2) -
     }
 
 
-def _fields(method: str) -> list[str]:
+def config_fields(method: str) -> list[str]:
+    """The names of the fields of ``method``'s config."""
     from raysweep.methods import get_method
 
     return list(get_method(method).config.model_fields)
@@ -236,14 +239,11 @@ def _fields(method: str) -> list[str]:
 def _replay(spec: Any, table: dict[tuple, float], target: float, algorithm: str, seed: int,
             budget: int, limit: int) -> int | None:
     """Trials an Optuna sampler needs to reach ``target`` on the tabulated space (None: never)."""
-    import optuna
-
-    from raysweep.sweep.search import DefineByRun, make_sampler
+    from raysweep.sweep.search import DefineByRun, new_study
 
     spec_alg = spec.model_copy(update={"search": spec.search.model_copy(update={
         "algorithm": algorithm, "seed": seed, "num_samples": budget})})
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=make_sampler(spec_alg))
+    study = new_study(spec_alg)
     dbr = DefineByRun(spec_alg)
     method = spec.method_names()[0]
     for n in range(1, limit + 1):
@@ -267,7 +267,7 @@ def measure_sample_efficiency(workload: str, repeats: int) -> dict[str, Any]:
     from raysweep.sweep.search import trial_params
     from raysweep.sweep.space import grid_points
 
-    spec = _spec({
+    spec = bench_spec({
         "name": "bench-grid-ssd", "workload": workload, "method": "ssd",
         "parameters": EFFICIENCY_SPACE, "objective": {"w_time": 0.0},
         "search": {"algorithm": "grid"}, "tracking": {"experiment": "raysweep-bench"},

@@ -72,7 +72,7 @@ def measure_scale(workload: str = "fmnist-class-small", method: str = "finetune"
                   trials: int = 8, epochs: int = 2, cores: int = 2, repeats: int = 1,
                   out: Path | None = None, log: Any = print) -> dict[str, Any]:
     """Run the same sweep on 1 node x ``cores`` CPUs and ``cores`` nodes x 1 CPU, alternating."""
-    from raysweep.bench.overhead import _fields, _spec
+    from raysweep.bench.overhead import bench_spec, config_fields
     from raysweep.sweep.space import default_space
 
     if cores < 2:
@@ -80,9 +80,9 @@ def measure_scale(workload: str = "fmnist-class-small", method: str = "finetune"
     params = {k: v.model_dump(mode="json")
               for k, v in (default_space(method) or {}).items()
               if k != "epochs"}
-    if "epochs" in _fields(method):
+    if "epochs" in config_fields(method):
         params["epochs"] = {"value": epochs}
-    spec = _spec({
+    spec = bench_spec({
         "name": f"bench-scale-{method}", "workload": workload, "method": method,
         "parameters": params,
         "search": {"algorithm": "random", "num_samples": trials, "start_from_defaults": False,

@@ -34,7 +34,7 @@ from raysweep.sweep.space import (
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["DefineByRun", "SeedReplicator", "make_sampler", "make_search", "make_scheduler",
+__all__ = ["DefineByRun", "SeedReplicator", "make_sampler", "make_search", "make_scheduler", "new_study",
            "study_storage", "STUDY_NAME", "default_points", "trial_params", "repair_journal"]
 
 STUDY_NAME = "raysweep"
@@ -193,6 +193,18 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # several samplers and options are "experimental"
         return _make_sampler(spec)
+
+
+def new_study(spec: SweepSpec, *, quiet: bool = True) -> optuna.Study:
+    """An in-memory Optuna study with the sweep's sampler and objective directions, for an
+    ask/tell loop outside Ray (benchmarks that replay a tabulated space). Optuna is reached
+    through this package only, like Ray."""
+    import optuna
+
+    if quiet:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(sampler=make_sampler(spec),
+                               directions=[o.mode + "imize" for o in spec.objectives])
 
 
 def _make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:

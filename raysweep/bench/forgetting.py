@@ -262,6 +262,15 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
     n_tasks = k * (2 + len(methods))
     with ray_session(address) as session:
         opts = {"num_cpus": 1, "num_gpus": gpus_per_model}
+        have = session["resources"]
+        if have.get("CPU", 0.0) < 1 or have.get("GPU", 0.0) < gpus_per_model:
+            # Ray would keep an infeasible task pending forever instead of failing it.
+            from raysweep.errors import UserError
+
+            raise UserError(f"each model task asks for 1 CPU and {gpus_per_model:g} GPU, but "
+                            f"the Ray at {session['address']} has {have.get('CPU', 0.0):g} CPU "
+                            f"and {have.get('GPU', 0.0):g} GPU in all; lower --gpus-per-model "
+                            f"or add nodes")
         say(f"[bold]forgetting quality[/] on {workload.name}: {k} originals, {k} oracles and "
             f"{k} unlearned models per method ({', '.join(methods)}): {n_tasks} model tasks on "
             f"Ray at {session['address']}")

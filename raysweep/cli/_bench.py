@@ -652,6 +652,13 @@ def forgetting_quality_cmd(
     if gpus_per_model > 0 and not device.startswith("cuda"):
         raise ConfigError(f"--gpus-per-model {gpus_per_model}: the models train on --device "
                           f"{device}; use --device cuda or --gpus-per-model 0")
+    if gpus_per_model > 0 and not addr:   # a local Ray would queue the tasks forever
+        import torch
+
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if gpus_per_model > have:
+            raise ConfigError(f"--gpus-per-model {gpus_per_model:g}: this machine has {have} "
+                              f"GPU(s); give at most {have}, or run on a cluster with --address")
     path = _markdown_output(out)
     if path.with_suffix(".json").is_dir():
         raise ConfigError(f"--output {out!r}: {path.with_suffix('.json')} (the JSON report) is a "
@@ -666,7 +673,7 @@ def forgetting_quality_cmd(
     check_tracking_store(uri)
     check_experiment(uri, EXPERIMENT, "forgetting-quality experiment")
     check_workload(cfg)   # data, sizes, model and forget set: before Ray or MLflow start
-    from raysweep.bench.forgetting import log_to_mlflow, run_forgetting_quality
+    from raysweep.bench.forgetting import log_to_mlflow, run_forgetting_quality, write_report
     from raysweep.sweep.runner import err_console
 
     command = (f"raysweep bench forgetting-quality --workload {shlex.quote(wl_ref)} --k "
@@ -680,7 +687,12 @@ def forgetting_quality_cmd(
                                     address=addr, delta=delta, width=bucket_width,
                                     gpus_per_model=gpus_per_model, command=command,
                                     log=lambda m: err_console().print(m, highlight=False))
-    log_to_mlflow(report, path)
+    try:
+        log_to_mlflow(report, path)
+    except Exception:
+        # The models are trained: keep their results on disk even when MLflow fails now.
+        write_report(report, path)
+        raise
     if json_out:
         print_json(report.to_json())
     else:

@@ -113,6 +113,8 @@ def test_model_tasks_in_process(prepared) -> None:
     assert orphan.error == "original 1 failed to train"
     broken = fq._unlearn(prepared, {"not": "a state"}, "finetune", 2, 7, "cpu")
     assert broken.error is not None and broken.confidence is None
+    unknown = fq._unlearn(prepared, state, "no-such-method", 3, 7, "cpu")
+    assert "unknown method 'no-such-method'" in unknown.error
 
 
 def _stats(role: str, shift: float, k: int, rng: np.random.Generator,
@@ -190,6 +192,54 @@ def test_report_and_mlflow(tmp_path: Path, empty_mlflow_db: Path, monkeypatch) -
     assert set(by_method) == {"original", "retrain"}
     assert math.isclose(by_method["retrain"].data.metrics["fq/lira_auc"],
                         rep.rows[1]["lira_auc"], rel_tol=1e-9)
+
+
+def test_command_keeps_the_results_when_mlflow_fails(fresh_env: Path, capsys,
+                                                    monkeypatch) -> None:
+    # Training is the expensive part: a store that fails afterwards must not lose the page.
+    def broken_store(report, path):
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(fq, "run_forgetting_quality",
+                        lambda *a, **kw: _report(np.random.default_rng(3)))
+    monkeypatch.setattr(fq, "log_to_mlflow", broken_store)
+    rc = main(["bench", "forgetting-quality", "-o", "fq.md"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "database is locked" in err
+    assert "| original | 8 |" in (fresh_env / "fq.md").read_text()
+
+
+def test_command_exits_1_when_a_model_failed(fresh_env: Path, empty_mlflow_db: Path, capsys,
+                                             monkeypatch) -> None:
+    import shutil
+
+    shutil.copy(empty_mlflow_db, fresh_env / "mlflow.db")   # skips the schema migrations
+    monkeypatch.setattr(fq, "run_forgetting_quality",
+                        lambda *a, **kw: _report(np.random.default_rng(4)))
+    rc = main(["bench", "forgetting-quality", "--k", "8", "-o", "fq.md"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "retrain: F" in out and "MLflow run:" in out
+    assert (fresh_env / "fq.md").is_file() and (fresh_env / "mlflow.db").is_file()
+
+
+def test_infeasible_tasks_fail_instead_of_waiting(monkeypatch) -> None:
+    import contextlib
+
+    from raysweep.errors import UserError
+    from raysweep.sweep import runner
+    from raysweep.workload import load_workload_config
+
+    @contextlib.contextmanager
+    def cpu_only_cluster(address):
+        yield {"resources": {"CPU": 4.0}, "started": False, "address": "HEAD:6379"}
+
+    monkeypatch.setattr(runner, "ray_session", cpu_only_cluster)
+    with pytest.raises(UserError, match="1 CPU and 0.5 GPU, but the Ray at HEAD:6379 has 4 CPU "
+                                        "and 0 GPU"):
+        fq.run_forgetting_quality(load_workload_config("digits-class"), methods=["ssd"], k=4,
+                                  device="cuda", address="HEAD:6379", gpus_per_model=0.5,
+                                  log=lambda m: None)
 
 
 @pytest.mark.slow

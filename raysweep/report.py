@@ -1,6 +1,7 @@
 """Result tables: one declaration per metric, rendered for terminals (rich), files and scripts.
 
-Every column's label, unit and meaning come from :data:`METRICS`, so a name means one thing in
+Every column's label, unit and meaning come from :data:`METRICS` (read from the metric
+registry, :mod:`raysweep.metrics.registry`), so a name means one thing in
 every table (``Acc_r`` is always the absolute accuracy on D_r in %, never a share of the
 original's), and every table printed for people carries a legend built from the same
 declarations. ``csv`` and ``json`` carry raw values (fractions, seconds, full run ids) under the
@@ -42,51 +43,25 @@ class Metric:
         return f"{self.label} ({self.unit})" if self.unit else self.label
 
 
-def _m(key: str, label: str, meaning: str, **kw: Any) -> tuple[str, Metric]:
-    return key, Metric(key, label, meaning, **kw)
+def _from_registry() -> dict[str, Metric]:
+    """A :class:`Metric` for every declared metric with a column label."""
+    from raysweep.metrics.registry import METRICS as DECLARED
+
+    return {k: Metric(k, m.label, m.meaning, m.display_unit, m.scale, m.display_fmt,
+                      "" if m.direction == "none" else m.direction)
+            for k, m in DECLARED.items() if m.label}
 
 
-_PCT = {"unit": "%", "scale": 100.0, "fmt": "{:.2f}"}
+#: Row columns that are bookkeeping, not metrics: shown in tables, never declared as metrics.
+_BOOKKEEPING = (
+    Metric("n_seeds", "Seeds", "distinct seeds averaged (mean ± std)", fmt="{:.0f}"),
+    Metric("budget_stopped", "Budget stop", "seeds the time or cost budget stopped",
+           fmt="{:.0f}"),
+)
 
-#: The single source of column names: every table in raysweep takes its labels from here.
-METRICS: dict[str, Metric] = dict([
-    _m("objective", "Obj (val)", "oracle-referenced objective on the val split, which selects "
-       "and ranks configurations; the oracle scores 0", fmt="{:.4f}", better="min"),
-    _m("objective/test", "Obj (test)", "the same objective measured on test", fmt="{:.4f}",
-       better="min"),
-    _m("test/acc", "Acc_t", "test accuracy", better="max", **_PCT),
-    _m("test/acc_retain_classes", "Acc_t", "test accuracy on the retained classes",
-       better="max", **_PCT),
-    _m("retain/acc", "Acc_r", "accuracy on the retain set D_r", better="max", **_PCT),
-    _m("forget/acc", "Acc_f", "accuracy on the forget set D_f", better="oracle", **_PCT),
-    _m("rel/retain_acc", "RelAcc_r", "accuracy on D_r as a share of the original model's",
-       better="max", **_PCT),
-    _m("rel/forget_acc", "RelAcc_f", "accuracy on D_f as a share of the original model's",
-       better="oracle", **_PCT),
-    _m("zrf", "ZRF", "zero-retrain forgetting score (1 = outputs unlike a random model's)",
-       better="max"),
-    _m("mia/member_rate", "MIA rate", "share of D_f a loss attack judges members",
-       better="oracle"),
-    _m("mia/lr_auc", "MIA-AUC", "loss-attack AUC, D_f vs test", better="oracle"),
-    _m("mia/auc/test", "AUC (test)", "loss-attack AUC on D_f vs matched held-out test samples",
-       better="oracle"),
-    _m("mia/catboost", "MIA-CatBoost", "CatBoost attack on logits (TN / |D_f|)", better="max"),
-    _m("dist/js", "JS→RT", "JS divergence to the oracle's outputs on D_f", better="min"),
-    _m("probe/test", "Probe (test)", "linear probe on the features recovering the forgotten "
-       "data, on test", better="oracle"),
-    _m("cost/ratio", "Cost/RT", "sample-passes as a share of retraining's", better="min"),
-    _m("time/seconds", "Time", "method wall time", unit="s", fmt="{:.1f}", better="min"),
-    _m("epochs", "Epochs", "epochs at the best epoch", fmt="{:.0f}"),
-    _m("n_seeds", "Seeds", "distinct seeds averaged (mean ± std)", fmt="{:.0f}"),
-    _m("budget_stopped", "Budget stop", "seeds the time or cost budget stopped", fmt="{:.0f}"),
-    _m("sape/acc_err_oracle", "AccErr (oracle)", "SAPE of accuracies vs the oracle",
-       fmt="{:.4f}", better="min"),
-    _m("sape/acc_dis", "AccDis", "SAPE between D_r and D_f accuracy", fmt="{:.4f}"),
-    _m("sape/acc_err_original", "AccErr (orig)", "SAPE of accuracies vs the original",
-       fmt="{:.4f}"),
-    _m("js/original", "JS→orig", "JS divergence to the original's outputs on D_f",
-       fmt="{:.4f}"),
-])
+#: The single source of column names: every table in raysweep takes its labels from here. The
+#: metrics' labels, units and meanings are declared in :mod:`raysweep.metrics.registry`.
+METRICS: dict[str, Metric] = {**_from_registry(), **{m.key: m for m in _BOOKKEEPING}}
 
 
 class Column:

@@ -628,44 +628,37 @@ def _apply_scale(data: dict[str, Any], scale: str | None, src: str
 #: Method runs (entries x seeds) one suite may hold: every run is kept in memory and in one
 #: MLflow parent run.
 MAX_SUITE_RUNS = 100_000
-#: Metrics a suite run records beyond those of a sweep trial (see raysweep.bench._run).
-_BENCH_METRICS = ("objective", "objective/test", "relearn/epochs", "mia/member_rate")
-#: Metrics whose better direction is fixed: distances, costs and times go down; accuracies on
-#: what is kept go up. A tolerance that says the opposite would pass every regression.
-_LOWER_IS_BETTER_PREFIXES = ("dist/", "objective", "cost/", "time/", "gap/oracle",
-                             "sape/acc_err_oracle")
 
 
-def _known_metrics() -> list[str]:
-    from raysweep.report import METRICS
-    from raysweep.sweep.space import KNOWN_METRICS
+def _lower_is_better() -> tuple[str, ...]:
+    from raysweep.metrics.registry import METRICS
 
-    return sorted({*KNOWN_METRICS, *_BENCH_METRICS, *METRICS})
+    return tuple(k for k, m in METRICS.items() if m.direction == "min")
+
+
+#: Keys whose declared direction is "lower is better" (claims read it with ``str.startswith``).
+_LOWER_IS_BETTER_PREFIXES = _lower_is_better()
 
 
 def _check_metric(metric: str, where: str) -> None:
-    """A toleranced or reported metric must be one a run records: a typo would never match,
-    and the gate would pass without checking anything."""
-    known = _known_metrics()
-    if metric in known:
-        return
-    hint = did_you_mean(metric, known)
-    namespaces = {k.split("/")[0] for k in known if "/" in k}
-    # A new metric in a known family is accepted unless it looks like a typo of a known one.
-    if not hint and "/" in metric and metric.split("/")[0] in namespaces:
-        return
-    raise ConfigError(f"{where}: no run records metric {metric!r}{hint}; choose one of "
-                      f"raysweep metrics list (e.g. forget/acc, test/acc, mia/lr_auc, "
-                      f"objective/test)")
+    """A toleranced or reported metric must be one a run records (declared in
+    :mod:`raysweep.metrics.registry`): a typo would never match, and the gate would pass
+    without checking anything."""
+    from raysweep.metrics.registry import METRICS, unknown_metric_message
+
+    if metric not in METRICS:
+        raise ConfigError(f"{where}: {unknown_metric_message(metric)}")
 
 
 def _check_direction(metric: str, tol: Tolerance, where: str) -> None:
-    from raysweep.sweep.leaderboard import MAXIMIZE
+    """A tolerance against the metric's declared direction would pass every regression."""
+    from raysweep.metrics.registry import METRICS
 
-    if tol.direction == "lower_is_better" and metric in MAXIMIZE:
+    declared = METRICS[metric].direction if metric in METRICS else "none"
+    if tol.direction == "lower_is_better" and declared == "max":
         raise ConfigError(f"{where}.direction: lower_is_better, but higher {metric} is better; "
                           f"use direction: higher_is_better (or target)")
-    if tol.direction == "higher_is_better" and metric.startswith(_LOWER_IS_BETTER_PREFIXES):
+    if tol.direction == "higher_is_better" and declared == "min":
         raise ConfigError(f"{where}.direction: higher_is_better, but lower {metric} is better "
                           f"(a distance, cost or time); use direction: lower_is_better")
 

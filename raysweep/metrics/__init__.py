@@ -13,6 +13,8 @@ documented in each family's module:
 * :mod:`~raysweep.metrics.relearn`    relearn time (trains a copy; not part of ``evaluate``)
 * :mod:`~raysweep.metrics.oracle`     the objective's terms: distances to the retrain oracle
 * :mod:`~raysweep.metrics.objective`  the composite objective and its config
+* :mod:`~raysweep.metrics.registry`   every metric key declared once: meaning, direction, unit,
+  selection or report, the module that computes it (``metric_info``, ``METRICS``)
 
 This package never imports Ray or MLflow.
 """
@@ -42,6 +44,9 @@ from raysweep.metrics.oracle import (
     HELDOUT_SPLITS, TERMS, loss_auc, membership_rows, oracle_distances, raw_terms,
     representation_probe, term_spread,
 )
+from raysweep.metrics.registry import (
+    METRICS, MetricInfo, UnknownMetricError, metric_info, register_metric,
+)
 from raysweep.metrics.relearn import relearn_time
 from raysweep.metrics.sape import sape
 
@@ -66,4 +71,6 @@ __all__ = [
     # oracle-referenced terms
     "TERMS", "HELDOUT_SPLITS", "raw_terms", "oracle_distances", "term_spread", "loss_auc", "membership_rows",
     "representation_probe",
+    # the metric registry
+    "METRICS", "MetricInfo", "metric_info", "register_metric", "UnknownMetricError",
 ]

@@ -16,17 +16,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from raysweep.errors import UserError
+from raysweep.metrics.registry import maximize_keys
 from raysweep.report import METRICS, Column, column_legend, metric_column
 
 __all__ = ["aggregate", "leaderboard", "pareto_front", "direction", "MAXIMIZE", "LEGEND", "legend",
            "leaderboard_columns", "parse_sort", "resolve_metric", "metric_keys"]
 
-#: Metrics where larger is better (everything else sorts ascending).
-MAXIMIZE = frozenset({
-    "test/acc", "retain/acc", "val/acc", "test/acc_retain_classes", "rel/retain_acc",
-    "rel/test_acc", "test/precision_macro", "test/recall_macro", "test/f1_macro",
-    "mia/catboost", "zrf", "heldout/acc/val", "heldout/acc/test",
-})
+#: Metrics where larger is better (everything else sorts ascending): the registry's ``max`` keys.
+MAXIMIZE = maximize_keys()
 
 #: The legend's first sentence: which split chose, which split is shown.
 LEGEND = ("Obj (val) selected and ranks each configuration; every other metric column is "

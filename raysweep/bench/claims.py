@@ -147,7 +147,8 @@ def load_claims(path: Path, cfg: SuiteConfig, workloads: Mapping[str, WorkloadCo
     from raysweep.config import load_yaml, parse_model
 
     if not path.is_file():
-        raise ConfigError(f"{where}: {path} does not exist; give the claims file's path "
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"{where}: {path} {what}; give the claims file's path "
                           f"relative to the suite, e.g. claims: claims/{cfg.name}.yaml")
     src = str(path)
     doc = parse_model(ClaimsFile, load_yaml(path), src)

@@ -182,6 +182,9 @@ def test_duplicate_ids_and_a_missing_file(tmp_path: Path) -> None:
     (tmp_path / "claims" / "v.yaml").unlink()
     with pytest.raises(ConfigError, match="does not exist; give the claims file's path"):
         load_suite(path)
+    (tmp_path / "claims" / "v.yaml").mkdir()
+    with pytest.raises(ConfigError, match="is a directory, not a file; give the claims file's"):
+        load_suite(path)
 
 
 def test_bench_paper_with_a_bad_claim_exits_2_and_writes_nothing(

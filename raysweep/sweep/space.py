@@ -58,8 +58,11 @@ from raysweep._resources import search_spaces_dir
 from raysweep.config import (
     MAX_SEED, accepted_scalars, apply_overrides, check_number_value, load_yaml, top_level_kind,
 )
-from raysweep.errors import ConfigError, did_you_mean
+from raysweep.errors import (
+    ConfigError, did_you_mean, error_message, format_validation_error, pick_error,
+)
 from raysweep.metrics.objective import ObjectiveConfig
+from raysweep.metrics.registry import METRICS, objective_keys, unknown_metric_message
 
 __all__ = [
     "ParamSpec", "MethodSpace", "ObjectiveSpec", "EarlyTerminate", "SearchSpec", "BudgetSpec",
@@ -72,34 +75,25 @@ __all__ = [
 
 SEARCH_SPACES = search_spaces_dir()
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "sweep.schema.json"
+#: Where unknown-key errors point for the valid keys.
+SCHEMA_HINT = "raysweep/schemas/sweep.schema.json"
 
 Scalar = Union[bool, int, float, str, None]
 Distribution = Literal["loguniform", "uniform", "int_uniform", "int_loguniform", "categorical",
                        "constant"]
 ALGORITHMS = ("tpe", "random", "grid", "nsga2", "gp", "cmaes", "qmc")
 
-#: Metric keys that :func:`raysweep.metrics.evaluate` reports, plus the composite and epochs.
-KNOWN_METRICS: tuple[str, ...] = (
-    "composite", "epochs",
-    "forget/acc", "retain/acc", "val/acc", "test/acc", "forget/loss", "test/loss",
-    "test/acc_retain_classes", "test/acc_forget_classes", "test/precision_macro",
-    "test/recall_macro", "test/f1_macro", "rel/retain_acc", "rel/forget_acc", "rel/test_acc",
-    "rel/retain_drop", "gap/forget_test", "gap/oracle", "mia/lr_acc", "mia/lr_auc",
-    "mia/lr_auc_gap_oracle", "mia/catboost", "mia/catboost_attack_acc", "zrf",
-    "zrf/reference_code", "js/original", "js/retrain", "sape/acc_err_oracle", "sape/acc_dis",
-    "sape/acc_err_original", "time/seconds", "time/ratio",
-    # oracle-referenced terms (raysweep.metrics.oracle); selection reads the val twins
-    "dist/forget_acc", "dist/js", "dist/heldout_acc/val", "dist/mia_auc/val", "dist/probe/val",
-    "heldout/acc/val", "mia/auc/val", "probe/val", "rel/heldout_drop/val",
-    "dist/heldout_acc/test", "dist/mia_auc/test", "dist/probe/test", "heldout/acc/test",
-    "mia/auc/test", "probe/test", "rel/heldout_drop/test",
-    "cost/forward", "cost/backward", "cost/passes", "cost/ratio",
-)
-_NAMESPACES = {k.split("/")[0] for k in KNOWN_METRICS if "/" in k}
+#: The names an objective may give: ``composite`` and every metric a sweep trial records that
+#: reads no test data (declared in :mod:`raysweep.metrics.registry`).
+KNOWN_METRICS: tuple[str, ...] = ("composite", *objective_keys())
 
 
 def _reads_test(metric: str) -> bool:
     """Whether a metric key is computed on the test split (reporting only, never selection)."""
+    info = METRICS.get(metric)
+    if info is not None:  # report keys read test, except what only suites measure after a run
+        return info.role == "report" and info.source != "suite"
+    # Undeclared keys (a caller's own result keys): judged by their name.
     return metric.startswith(("test/", "gap/", "sape/", "mia/lr", "mia/catboost",
                               "mia/member_rate", "rel/test")) or metric.endswith("/test")
 
@@ -306,11 +300,11 @@ class ObjectiveSpec(_Strict):
                                 "or metric: composite"))
         if v in KNOWN_METRICS:
             return v
-        hint = did_you_mean(v, KNOWN_METRICS)
-        # A new metric in a known family (``test/...``) is accepted unless it looks like a typo.
-        if not hint and "/" in v and v.split("/")[0] in _NAMESPACES:
-            return v
-        raise ValueError(f"unknown metric {v!r}{hint} (known: {', '.join(KNOWN_METRICS)})")
+        if v in METRICS:  # declared, but not something a sweep trial records before selecting
+            raise ValueError(f"metric {v!r} is not recorded by a sweep trial before its "
+                             f"objective is computed ({METRICS[v].meaning}); use metric: "
+                             f"composite or one of raysweep metrics --all with role selection")
+        raise ValueError(unknown_metric_message(v, KNOWN_METRICS))
 
     @model_validator(mode="after")
     def _check(self) -> ObjectiveSpec:
@@ -568,44 +562,6 @@ class SweepSpec(_Strict):
 
 # -- loading and cross-field validation ------------------------------------------------------
 
-def _pick_error(errors: list[Any]) -> Any:
-    """The error to report: a union (``float | int | bool | str``) yields one error per member
-    for the same field; report the member the value's own type belongs to (NaN in a float
-    field: "finite number", not "valid boolean")."""
-    first = errors[0]
-    if "input" not in first:
-        return first
-    same = [e for e in errors
-            if e.get("input") is first["input"] and e["loc"][:-1] == first["loc"][:-1]]
-    for e in same:
-        if e["type"] == "finite_number":
-            return e
-    kind = type(first["input"]).__name__
-    return next((e for e in same if e["loc"] and str(e["loc"][-1]) == kind), first)
-
-
-def _format_error(exc: ValidationError, source: str) -> str:
-    err = _pick_error(exc.errors())
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-    # Pydantic puts union member names (int, float, list[...]) into locations; drop them.
-    loc = ".".join(p for p in loc.split(".") if p and not p.startswith(("list[", "dict[")) and p not in
-                   ("int", "float", "str", "bool", "none", "MethodSpace", "constrained-float"))
-    where = f"{loc}: " if loc else ""
-    if err["type"] == "extra_forbidden":
-        parent, _, key = loc.rpartition(".")
-        return (f"{source}: unknown key {key!r}{' in ' + parent if parent else ''}; remove it or "
-                f"check the spelling (see raysweep/schemas/sweep.schema.json)")
-    if err["type"] == "missing":
-        return f"{source}: missing required field {loc!r}"
-    msg = str(err["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix):]
-    got = err.get("input")
-    got_s = "" if isinstance(got, (dict, list)) or err["type"] == "value_error" else f" (got {got!r})"
-    return f"{source}: {where}{msg}{got_s}"
-
-
 def parse_sweep(data: Any, source: str = "<sweep>") -> SweepSpec:
     """Validate a mapping as a :class:`SweepSpec` (schema only; see :func:`load_sweep`)."""
     if not isinstance(data, dict):
@@ -617,7 +573,7 @@ def parse_sweep(data: Any, source: str = "<sweep>") -> SweepSpec:
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source, schema=SCHEMA_HINT)) from None
 
 
 def bundled_space_path(method: str) -> Path:
@@ -783,7 +739,7 @@ def _check_method_space(method: str, params: Mapping[str, ParamSpec], where: str
             try:
                 info.config(**{pname: value})
             except ValidationError as exc:
-                rule = exc.errors()[0]["msg"]
+                rule = error_message(pick_error(exc.errors()))
                 raise ConfigError(f"{where}.{pname}.{label}: {value!r} is not allowed for "
                                   f"{method}.{pname}: {rule} (see: raysweep methods show {method})"
                                   ) from None

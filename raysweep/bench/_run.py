@@ -327,45 +327,20 @@ def _progress(done: int, total: int, rec: RunRecord, keys: list[str]) -> None:
     console.print(msg, soft_wrap=True)  # one line per run, also in CI logs
 
 
-def _init_ray(address: str) -> None:
-    """Join the cluster at ``address`` (``local``: start a private local Ray).
-
-    Through :func:`raysweep.sweep.local_ray.init_local_ray` when the sweep layer is importable:
-    loopback-only binding for a local Ray and token auth matching the cluster's.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    try:
-        from raysweep.sweep.local_ray import init_local_ray
-    except ImportError:
-        ray.init(address=None if address == "local" else address, log_to_driver=False)
-        return
-    init_local_ray(address=address, log_to_driver=False)
-
-
 def _execute_ray(suite: Suite, address: str, device: str,
                  tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> Execution:
-    import ray
+    from raysweep.sweep.tasks import ray_cluster
 
-    started = not ray.is_initialized()
-    _init_ray(address)
-    try:
+    with ray_cluster(address):
         return _submit_all(suite, address, device, tune)
-    finally:
-        if started:  # a Ray this call started (``--address local``) goes away with it
-            ray.shutdown()
 
 
 def _submit_all(suite: Suite, address: str, device: str,
                 tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> Execution:
-    import ray
+    from raysweep.sweep.tasks import TaskPool
 
     res = suite.config.resources
-    opts = {"num_cpus": res.cpu, "num_gpus": res.gpu}
-    prep_task = ray.remote(**opts, num_returns=2)(_prepare_with_refs)
-    run_task = ray.remote(**opts)(_safe_run)
+    pool = TaskPool(num_cpus=res.cpu, num_gpus=res.gpu)
     keys = suite.report_metrics()
     plan = _workload_plan(suite)
     prep_refs: dict[tuple[str, int], Any] = {}
@@ -374,8 +349,9 @@ def _submit_all(suite: Suite, address: str, device: str,
     def submit_prep(w: WorkloadConfig) -> Any:
         key = (w.name, w.seed)
         if key not in prep_refs:   # each (workload, seed) once per suite run
-            prep_refs[key], ref = prep_task.remote(w.model_dump(mode="json"), device,
-                                                   suite.config.catboost, _relearn(suite))
+            prep_refs[key], ref = pool.submit(_prepare_with_refs, w.model_dump(mode="json"),
+                                              device, suite.config.catboost, _relearn(suite),
+                                              num_returns=2)
             if key in plan:        # a tuning-only workload (full scope) has no reference row
                 ref_refs[key] = ref
         return prep_refs[key]
@@ -387,37 +363,33 @@ def _submit_all(suite: Suite, address: str, device: str,
     for entry in suite.entries:
         if entry.config_kind == "tuned":
             tentry = _tuning_entry(entry)
-            tuned[entry.id] = _tune(tentry, ray.get(submit_prep(tentry.workload)), tune,
+            tuned[entry.id] = _tune(tentry, pool.get(submit_prep(tentry.workload)), tune,
                                     suite=suite.name, address=address)
         configs[entry.id] = _config_values(entry, tuned)
     futures: dict[Any, tuple[str, int]] = {}
     for entry in suite.entries:
         for seed in entry.seeds:
             w = entry.workload_for(seed)
-            fut = run_task.remote(prep_refs[(w.name, w.seed)], entry.id, entry.method,
-                                  configs[entry.id], seed, device, suite.config.catboost,
-                                  _max_epochs(entry, tuned), _relearn(suite),
-                                  seed_scope=entry.seed_scope)
+            fut = pool.submit(_safe_run, prep_refs[(w.name, w.seed)], entry.id, entry.method,
+                              configs[entry.id], seed, device, suite.config.catboost,
+                              _max_epochs(entry, tuned), _relearn(suite),
+                              seed_scope=entry.seed_scope)
             futures[fut] = (entry.id, seed)
     info(f"submitted {len(futures)} runs to Ray at {address}")
     entries = {e.id: e for e in suite.entries}
     by_key: dict[tuple[str, int], RunRecord] = {}
-    pending, done = list(futures), 0
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        for fut in ready:
-            eid, seed = futures[fut]
-            try:
-                rec = ray.get(fut)
-            except Exception as exc:  # the task itself died (worker crash, OOM)
-                e = entries[eid]
-                rec = RunRecord(entry=eid, seed=seed, config=configs[eid],
-                                error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
-                                seed_scope=e.seed_scope, workload_seed=e.workload_for(seed).seed)
-            by_key[(eid, seed)] = rec
-            done += 1
-            _progress(done, len(futures), rec, keys)
-    grouped, ref_seeds = _group_references({k: ray.get(r) for k, r in ref_refs.items()})
+    done = 0
+    for fut, rec, exc in pool.as_completed(list(futures)):
+        eid, seed = futures[fut]
+        if exc is not None:  # the task itself died (worker crash, OOM)
+            e = entries[eid]
+            rec = RunRecord(entry=eid, seed=seed, config=configs[eid],
+                            error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                            seed_scope=e.seed_scope, workload_seed=e.workload_for(seed).seed)
+        by_key[(eid, seed)] = rec
+        done += 1
+        _progress(done, len(futures), rec, keys)
+    grouped, ref_seeds = _group_references({k: pool.get(r) for k, r in ref_refs.items()})
     records = [by_key[(e.id, s)] for e in suite.entries for s in e.seeds]
     return Execution(records, grouped, configs, tuned, reference_seeds=ref_seeds)
 

@@ -44,7 +44,9 @@ key                            meaning
 =============================  =================================================================
 
 Selection (the objective, the best epoch) reads only ``.../val`` keys and the D_f terms; the
-``.../test`` twins and every other test metric are for reporting.
+``.../test`` twins and every other test metric are for reporting. Every key, with its direction,
+unit and role, is declared once in :mod:`raysweep.metrics.registry` (``raysweep metrics --all``);
+a test fails on a key returned here and not declared there.
 
 The MIA non-member choice for class forgetting is explained in :mod:`raysweep.metrics.mia`.
 """

@@ -221,3 +221,17 @@ def test_a_trial_records_declared_keys_only_and_every_declared_run_key(trial_rep
     assert sorted(best - set(METRICS)) == []
     run_keys = {k for k, m in METRICS.items() if m.source in ("evaluate", "run")}
     assert sorted(run_keys - best) == []  # every declared key reaches a leaderboard row
+
+
+@pytest.mark.parametrize("module", ["raysweep.metrics._evaluate", "raysweep.metrics.oracle"])
+def test_keys_named_in_the_evaluation_docs_are_declared(module):
+    import importlib
+    import re
+
+    doc = importlib.import_module(module).__doc__ or ""
+    named = set(re.findall(r"``([a-z_]+(?:/[a-z_<>]+)+)``", doc))
+    assert len(named) > 5
+    keys = {k.replace("<split>", s) for k in named for s in HELDOUT_SPLITS}
+    keys |= {k.replace("<name>", "forget_acc") for k in keys if "<name>" in k}
+    undeclared = sorted(k for k in keys if "<" not in k and k not in METRICS)
+    assert undeclared == [], f"{module} documents undeclared keys: {undeclared}"

@@ -151,4 +151,8 @@ def test_relearn_time_in_suite_runs_and_references(bench_env: Path,
     refs = doc["references"]["digits-class"]
     assert refs["original"]["relearn/epochs"] == 0.0
     assert 0.0 < refs["retrain"]["relearn/epochs"] <= 3.0
+    # The workload's signal check rides along (1: the term separates original from oracle);
+    # paper reports flag the columns whose term has none (raysweep.bench.flags).
+    assert set(refs["signal"]) == {"forget", "heldout", "mia", "js", "probe"}
+    assert all(v in (0.0, 1.0) for v in refs["signal"].values())
     assert 0.0 < run["mean"] <= 3.0

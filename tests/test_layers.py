@@ -1,0 +1,146 @@
+"""The layering rules, checked by reading every module's imports (AST, nothing is imported).
+
+* The plain layers (``methods/``, ``metrics/``, ``data/``, ``models/``, the run engine and the
+  training helpers) import none of Ray, MLflow and Optuna: they run anywhere, in any process.
+* Ray is ``sweep/``'s: Tune trials (``sweep/runner.py``, ``sweep/trainable.py``), plain tasks
+  (``sweep/tasks.py``) and the local/cluster start (``sweep/local_ray.py``). Besides it only
+  ``doctor.py`` and ``preflight.py`` (public calls: is Ray initialised, its resources) and the
+  CLI, inside its command functions (``raysweep --help`` never starts Ray's import), use it.
+* Nobody imports ``ray._private`` except ``sweep/local_ray.py``, the one shim over Ray's
+  internals (loopback-only local Ray, finding a running cluster).
+* Optuna is ``sweep/``'s (search, study, plots) and the Python API's ``Sweep.study()``.
+* MLflow is the tracking modules' (``sweep/tracking.py``, ``sweep/catalog.py``'s read-only
+  queries) and bench reporting's (``bench/``).
+
+``KNOWN_EXCEPTIONS`` lists what still breaks a rule, each with the reason; an entry that no
+longer breaks it fails the test, so the list only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "raysweep"
+HEAVY = ("ray", "mlflow", "optuna")
+PLAIN = ("methods/", "metrics/", "data/", "models/", "engine.py", "training.py")
+
+#: (module path, imported top-level package): why it is still there.
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("bench/driver.py", "ray"): "the Tune driver-overhead benchmark drives Tune itself; "
+                                "to move under sweep/ (issue 14)",
+    ("bench/driver.py", "optuna"): "the same benchmark times Optuna alone; to move (issue 14)",
+    ("bench/overhead.py", "ray"): "a Tune callback stamping trial times; to move (issue 14)",
+    ("bench/forgetting.py", "ray"): "runs its jobs under sweep.runner.ray_session; to go "
+                                    "through sweep/tasks.py (issue 14)",
+}
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str        # path relative to the package, e.g. "bench/_run.py"
+    line: int
+    name: str          # the imported module, e.g. "ray.tune"
+    in_function: bool  # inside a function body (imported only when the function runs)
+
+    @property
+    def top(self) -> str:
+        return self.name.split(".")[0]
+
+    def __str__(self) -> str:
+        return f"raysweep/{self.module}:{self.line} imports {self.name}"
+
+
+def imports_of(source: str, module: str) -> list[Import]:
+    """Every absolute import in ``source``, with whether it sits inside a function."""
+    found: list[Import] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                      ast.Lambda))
+            if isinstance(child, ast.Import):
+                found.extend(Import(module, child.lineno, a.name, in_function)
+                             for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                found.append(Import(module, child.lineno, child.module, in_function))
+            visit(child, inner)
+
+    visit(ast.parse(source), False)
+    return found
+
+
+def violations(imports: list[Import]) -> list[tuple[Import, str]]:
+    """Each import that breaks a rule, with the rule."""
+    out: list[tuple[Import, str]] = []
+    for imp in imports:
+        m, top = imp.module, imp.top
+        if top not in HEAVY:
+            continue
+        if m.startswith(PLAIN):
+            out.append((imp, f"{m} is a plain layer: no Ray, MLflow or Optuna"))
+        if imp.name.startswith("ray._private") and m != "sweep/local_ray.py":
+            out.append((imp, "ray._private is touched in sweep/local_ray.py only; add a "
+                             "function there"))
+        if top == "ray" and not (m.startswith("sweep/") or m in ("doctor.py", "preflight.py")
+                                 or (m.startswith("cli/") and imp.in_function)):
+            out.append((imp, "Ray lives under sweep/ (tasks: sweep/tasks.py; the CLI imports "
+                             "it inside commands only)"))
+        if top == "optuna" and not (m.startswith("sweep/") or m == "api.py"):
+            out.append((imp, "Optuna is reached through sweep/search.py"))
+        if top == "mlflow" and not (m in ("sweep/tracking.py", "sweep/catalog.py")
+                                    or m.startswith("bench/")):
+            out.append((imp, "MLflow is the tracking modules' and bench reporting's"))
+    return out
+
+
+def _package_imports() -> list[Import]:
+    out: list[Import] = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        out.extend(imports_of(path.read_text(encoding="utf-8"), rel))
+    return out
+
+
+def test_every_module_keeps_to_its_layer() -> None:
+    found = violations(_package_imports())
+    unexpected = [f"{imp}: {rule}" for imp, rule in found
+                  if (imp.module, imp.top) not in KNOWN_EXCEPTIONS]
+    assert not unexpected, "layering broken:\n" + "\n".join(unexpected)
+
+
+def test_the_known_exceptions_are_still_needed() -> None:
+    still = {(imp.module, imp.top) for imp, _ in violations(_package_imports())}
+    fixed = [f"{m} ({pkg})" for m, pkg in KNOWN_EXCEPTIONS if (m, pkg) not in still]
+    assert not fixed, f"no longer breaks the rule; remove from KNOWN_EXCEPTIONS: {fixed}"
+
+
+@pytest.mark.parametrize(("module", "source", "rule"), [
+    ("methods/x.py", "import torch\ndef f():\n    import mlflow\n", "plain layer"),
+    ("metrics/x.py", "from optuna.samplers import TPESampler\n", "plain layer"),
+    ("engine.py", "from ray import tune\n", "plain layer"),
+    ("bench/x.py", "def f():\n    import ray\n", "Ray lives under sweep/"),
+    ("cli/x.py", "import ray\n", "Ray lives under sweep/"),
+    ("doctor.py", "from ray._private import ray_constants\n", "ray._private"),
+    ("sweep/runner.py", "from ray._private.services import x\n", "ray._private"),
+    ("bench/x.py", "import optuna\n", "through sweep/search.py"),
+    ("workload.py", "from mlflow.tracking import MlflowClient\n", "tracking modules"),
+])
+def test_the_scanner_catches_each_kind_of_break(module: str, source: str, rule: str) -> None:
+    found = violations(imports_of(source, module))
+    assert any(rule in r for _, r in found), found
+
+
+@pytest.mark.parametrize(("module", "source"), [
+    ("cli/x.py", "def cmd():\n    import ray\n"),                 # lazily, inside a command
+    ("doctor.py", "def check():\n    import ray\n"),
+    ("sweep/tasks.py", "import ray\n"),
+    ("sweep/local_ray.py", "from ray._private import services\n"),
+    ("bench/tracking.py", "from mlflow.tracking import MlflowClient\n"),
+    ("methods/x.py", "from raysweep.data.bundle import UnlearnData\n"),
+])
+def test_the_scanner_accepts_what_the_rules_allow(module: str, source: str) -> None:
+    assert violations(imports_of(source, module)) == []

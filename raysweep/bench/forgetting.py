@@ -63,14 +63,17 @@ SCALES: dict[str, dict[str, Any]] = {
 EXPERIMENT = "raysweep-bench/forgetting-quality"
 KIND = "bench-forgetting-quality"
 _STREAMS = {"original": 1, "oracle": 2, "unlearned": 3}
-MAX_K = 99_999   # the seed streams are 100_000 apart
+MAX_K = 98_999   # streams are 100_000 apart; room for 1,000 per-epoch seeds above the last
 
 
 def model_seed(base: int, role: str, index: int) -> int:
     """The training seed of model ``index`` of ``role`` (original, oracle, unlearned).
 
     Disjoint per role for any ``index`` up to :data:`MAX_K`: a ``retrain`` unlearned model never
-    shares its seed (hence its initialisation and batch order) with an oracle.
+    shares its seed (hence its initialisation and batch order) with an oracle. Methods that
+    derive per-epoch seeds as ``seed + epoch`` stay inside their role's stream (streams are
+    100,000 apart and epochs at most 1,000), though neighbouring models of one role may then
+    share one epoch's batch order.
     """
     return base * 1_000_003 + _STREAMS[role] * 100_000 + index
 
@@ -292,11 +295,18 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
                                      device)
                 futures[fut] = (m, i)
         results: dict[str, list[ModelStats]] = {}
+        # Original i's weights stay in the object store until its last unlearning task is done
+        # (paper scale: 512 ResNet states would otherwise all be pinned until the end).
+        waiting = [len(methods)] * k
         pending, done = list(futures), 0
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for fut in ready:
                 role, i = futures[fut]
+                if role in methods:
+                    waiting[i] -= 1
+                    if waiting[i] == 0:
+                        states[i] = None
                 try:
                     st = ray.get(fut)
                 except Exception as exc:  # the task itself died (worker crash, out of memory)
@@ -345,7 +355,7 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
 
 
 def _git_sha() -> str:
-    from raysweep.bench._run import git_sha
+    from raysweep._provenance import git_sha
 
     return git_sha()
 

@@ -583,7 +583,7 @@ def device_cmd(
 def forgetting_quality_cmd(
     workload: str | None = typer.Option(None, "--workload", "-w", help="workload name or YAML "
                                         "path (default: the scale's; small: digits-class)"),
-    k: int | None = typer.Option(None, "--k", min=4, max=99_999, help="models per population: "
+    k: int | None = typer.Option(None, "--k", min=4, max=98_999, help="models per population: "
                                  "K originals, K oracles, K unlearned per method (default: the "
                                  "scale's; small 32, paper 512)"),
     methods: str = typer.Option("finetune,scrub,ssd,retrain", "--methods", "-m",

@@ -77,6 +77,9 @@ def test_seed_streams_are_disjoint() -> None:
     assert not seeds["oracle"] & seeds["unlearned"]
     assert not seeds["original"] & seeds["unlearned"]
     assert fq.model_seed(0, "oracle", 5) != fq.model_seed(1, "oracle", 5)
+    # Per-epoch seeds (seed + epoch, at most 1,000 epochs) never reach the next role's stream.
+    assert fq.model_seed(3, "original", fq.MAX_K) + 1000 < fq.model_seed(3, "oracle", 0)
+    assert fq.model_seed(3, "oracle", fq.MAX_K) + 1000 < fq.model_seed(3, "unlearned", 0)
 
 
 @pytest.fixture(scope="module")

@@ -214,8 +214,8 @@ def _side(suite: Suite, claim: Claim, ref: str, summary: Summary,
     eid = _entry_id(claim.workload, ref)
     if eid in REFERENCE_ROWS:
         v = references.get(claim.workload, {}).get(eid, {}).get(claim.metric)
-        if v is None:
-            return f"the {eid} row has no {claim.metric}"
+        if v is None or not math.isfinite(float(v)):
+            return f"the {eid} row has no (finite) {claim.metric}"
         from raysweep.bench.flags import reference_cell_flags
 
         if reference_cell_flags(suite, references, claim.workload, eid, claim.metric):
@@ -229,7 +229,10 @@ def _side(suite: Suite, claim: Claim, ref: str, summary: Summary,
     bad = flags.of(eid, claim.metric)
     if bad:
         return f"{ref} is flagged: " + "; ".join(f.reason for f in bad)
-    return _Side(ref, tuple(s.values) or (s.mean,), False)
+    values = tuple(s.values) or (s.mean,)
+    if not all(math.isfinite(v) for v in values):
+        return f"{ref} has a non-finite {claim.metric} on some seed"
+    return _Side(ref, values, False)
 
 
 def _score(values: Sequence[float], goal: Goal, claim: Claim, retrain: float | None) -> list[float]:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from raysweep.bench.baseline import Stat, Summary, summary_from_json
 from raysweep.bench.flags import FLAG_LEGEND, Flags, compute_flags, reference_cell_flags
 from raysweep.bench.report import STAT_LABEL, STAT_LEGEND, fmt_num, fmt_stat, protocol_rows
+from raysweep.metrics.registry import METRICS
 
 if TYPE_CHECKING:
     from raysweep.bench.claims import Verdict
@@ -163,15 +164,11 @@ def paper_tables_markdown(suite: Suite, summary: Summary, references: Mapping[st
 
 
 #: Which way each paper column is better, for the rankings: higher, lower, oracle (closer to the
-#: retrained model's value) or a number (closer to it). Columns without an agreed direction
-#: (JS to the original: paper 004 reads it both ways) are not ranked.
-METRIC_GOALS: dict[str, str | float] = {
-    "test/acc_retain_classes": "higher", "test/acc": "higher", "rel/retain_acc": "higher",
-    "retain/acc": "higher", "zrf": "higher", "mia/catboost": "higher", "relearn/epochs": "higher",
-    "rel/forget_acc": "oracle", "forget/acc": "oracle", "mia/member_rate": "oracle",
-    "mia/lr_auc": 0.5, "sape/acc_err_oracle": "lower", "sape/acc_dis": "lower",
-    "sape/acc_err_original": "lower", "time/seconds": "lower", "time/ratio": "lower",
-}
+#: retrained model's value) or a number (closer to it), as declared in
+#: :mod:`raysweep.metrics.registry`. Columns without a direction (JS to the original: paper 004
+#: reads it both ways) are not ranked.
+METRIC_GOALS: dict[str, str | float] = {k: m.goal for k, m in METRICS.items()
+                                        if m.goal is not None}
 
 
 def _rank_score(mean: float, goal: str | float, retrain: float | None) -> float | None:
@@ -196,7 +193,7 @@ def rankings_markdown(suite: Suite, wname: str, rows: list[PaperRow], references
         left_out: list[str] = []
         for r in rows:
             s = r.stats.get(m)
-            if r.config == "reference" or s is None or s.n == 0:
+            if r.config == "reference" or s is None or s.n == 0 or not math.isfinite(s.mean):
                 continue
             label = r.method if r.config == "default" else f"{r.method} ({r.config})"
             if flags.of(r.entry, m):

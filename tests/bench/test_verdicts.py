@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from raysweep.bench import load_suite
-from raysweep.bench.baseline import aggregate, summary_to_json
+from raysweep.bench.baseline import Stat, aggregate, summary_to_json
 from raysweep.bench.claims import judge
 from raysweep.bench.suite import BUNDLED_SUITES
 from raysweep.cli import main
@@ -105,6 +105,10 @@ def test_not_comparable_reasons(tmp_path: Path) -> None:
     assert v.verdict == "not comparable" and "a Welch test needs 2+" in v.reason
     v = judge(claim, suite, {k: v for k, v in summary.items() if "finetune" not in k}, refs)
     assert v.verdict == "not comparable" and "finetune has no test/acc" in v.reason
+    nan_stat = Stat(float("nan"), float("nan"), 2, (0.6, float("nan")))   # a hand-edited file
+    nan = {**summary, "digits-class/bad-teaching": {"test/acc": nan_stat}}
+    v = judge(claim, suite, nan, refs)
+    assert v.verdict == "not comparable" and "non-finite test/acc" in v.reason
     censored = next(c for c in suite.claims.claims if c.id == "censored")
     v = judge(censored.model_copy(update={"a": "bad-teaching", "b": "retrain"}), suite, summary, refs)
     assert v.verdict == "not comparable" and "retrain row's relearn/epochs is censored" in v.reason

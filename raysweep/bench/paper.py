@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 from raysweep.bench.baseline import Stat, Summary, summary_from_json
 from raysweep.bench.flags import FLAG_LEGEND, Flags, compute_flags, reference_cell_flags
-from raysweep.bench.report import STAT_LABEL, STAT_LEGEND, fmt_num, fmt_stat, protocol_rows
+from raysweep.bench.report import (
+    STAT_LABEL, STAT_LEGEND, file_slug, fmt_num, fmt_stat, protocol_rows, pyplot,
+)
 from raysweep.metrics.registry import METRICS
 
 if TYPE_CHECKING:
@@ -249,24 +250,11 @@ def verdicts(suite: Suite, summary: Summary, references: Mapping[str, Any],
 
 # ---------------------------------------------------------------------------------------- plots
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
-
-
 _COLORS = {"default": "#7f7f7f", "pinned": "#bcbd22", "tuned": "#1f77b4"}
 
 
 def _bars(suite: Suite, wname: str, rows: list[PaperRow], metrics: list[str], path: Path) -> bool:
-    plt = _plt()
+    plt = pyplot()
     methods = list(dict.fromkeys(r.method for r in rows if r.config != "reference"))
     metrics = [m for m in metrics if any(r.stats.get(m) is not None for r in rows if r.config != "reference")]
     if not methods or not metrics:
@@ -314,7 +302,7 @@ def _bars(suite: Suite, wname: str, rows: list[PaperRow], metrics: list[str], pa
 def _across(suite: Suite, tables: list[tuple[str, list[PaperRow]]], metrics: list[str], path: Path) -> bool:
     if len(tables) < 2:
         return False
-    plt = _plt()
+    plt = pyplot()
     wnames = [w for w, _ in tables]
     metrics = [m for m in metrics if sum(any(r.stats.get(m) is not None and r.config != "reference"
                                              for r in rows) for _, rows in tables) >= 2]
@@ -411,8 +399,8 @@ def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, 
         ranking = rankings_markdown(suite, wname, rows, references, flags, metrics)
         if ranking:
             md += ["Rankings by seed mean (flagged values left out):", "", ranking, ""]
-        if plots and _bars(suite, wname, rows, metrics, out / f"{_slug(wname)}.png"):
-            md += [f"![{wname}]({_slug(wname)}.png)", ""]
+        if plots and _bars(suite, wname, rows, metrics, out / f"{file_slug(wname)}.png"):
+            md += [f"![{wname}]({file_slug(wname)}.png)", ""]
     if plots and _across(suite, tables, metrics, out / "across-workloads.png"):
         md += ["## Across workloads", "", "![across workloads](across-workloads.png)", ""]
     tuned = [(e.id, (configs or {}).get(e.id)) for e in suite.entries if e.config_kind == "tuned"]

@@ -82,6 +82,8 @@ class MetricInfo:
         per_epoch: recorded at every epoch of a sweep trial (what the cheap selection evaluation
             and the run engine's cost accounting give); other keys come at the best epoch.
         distance: the key of its distance to the retrain oracle, when there is one.
+        target: a fixed ideal value the papers rank by (direction ``oracle`` only), e.g. 0.5
+            for an attack's AUC.
         label: the column label in tables (``""``: shown under its key).
         fmt: the display format (default: the unit's).
         pattern: the declared key or pattern this entry comes from.
@@ -96,6 +98,7 @@ class MetricInfo:
     source: Source = "evaluate"
     per_epoch: bool = False
     distance: str | None = None
+    target: float | None = None
     label: str = ""
     fmt: str = ""
     pattern: str = ""
@@ -116,7 +119,15 @@ class MetricInfo:
         return {"key": self.key, "meaning": self.meaning, "direction": self.direction,
                 "unit": self.unit, "role": self.role, "computed_by": self.computed_by,
                 "source": self.source, "per_epoch": self.per_epoch, "distance": self.distance,
-                "label": self.label, "pattern": self.pattern}
+                "target": self.target, "label": self.label, "pattern": self.pattern}
+
+    @property
+    def goal(self) -> str | float | None:
+        """How rankings read it: ``higher``, ``lower``, ``oracle`` (closer to the retrained
+        model's value), a number (closer to it) or ``None`` (not ranked)."""
+        if self.target is not None:
+            return self.target
+        return {"max": "higher", "min": "lower", "oracle": "oracle"}.get(self.direction)
 
 
 class UnknownMetricError(KeyError, ValueError):
@@ -139,7 +150,8 @@ _SPLIT_ROLE: dict[str, Role] = {"val": "selection", "test": "report"}
 
 def register_metric(key: str, meaning: str, *, direction: Direction, unit: str,
                     computed_by: str, role: Role | None = None, source: Source = "evaluate",
-                    per_epoch: bool = False, distance: str | None = None, label: str = "",
+                    per_epoch: bool = False, distance: str | None = None,
+                    target: float | None = None, label: str = "",
                     fmt: str = "") -> list[MetricInfo]:
     """Declare a metric key, or a pattern ``.../{split}`` over the held-out splits.
 
@@ -160,12 +172,16 @@ def register_metric(key: str, meaning: str, *, direction: Direction, unit: str,
     if is_pattern and role is not None:
         raise ValueError(f"register_metric({key!r}): a split pattern's role follows the split "
                          f"(val: selection, test: report); leave role out")
+    if target is not None and direction != "oracle":
+        raise ValueError(f"register_metric({key!r}): a target is the ideal value of a metric "
+                         f"whose direction is 'oracle', got direction {direction!r}")
     if not is_pattern and role not in _ROLES:
         raise ValueError(f"register_metric({key!r}): role must be one of "
                          f"{', '.join(_ROLES)}, got {role!r}")
     base = MetricInfo(key=key, meaning=meaning, direction=direction, unit=unit,
                       role=role or "selection", computed_by=computed_by, source=source,
-                      per_epoch=per_epoch, distance=distance, label=label, fmt=fmt, pattern=key)
+                      per_epoch=per_epoch, distance=distance, target=target, label=label, fmt=fmt,
+                      pattern=key)
     if is_pattern:
         entries = [replace(base, key=key.format(split=s), role=_SPLIT_ROLE[s],
                            per_epoch=per_epoch and s == "val",
@@ -278,9 +294,9 @@ register_metric("gap/oracle", "|acc_f - oracle's| + |acc_t - oracle's|", directi
 # Membership inference (the papers' attacks, on test).
 register_metric("mia/lr_acc", "loss-attack (logistic regression) accuracy, D_f vs test",
                 direction="oracle", unit="fraction", role="report", computed_by=_MIA)
-register_metric("mia/lr_auc", "loss-attack AUC, D_f vs test", direction="oracle",
-                unit="probability", role="report", computed_by=_MIA,
-                distance="mia/lr_auc_gap_oracle", label="MIA-AUC")
+register_metric("mia/lr_auc", "loss-attack AUC, D_f vs test (0.5: the attack cannot tell)",
+                direction="oracle", unit="probability", role="report", computed_by=_MIA,
+                distance="mia/lr_auc_gap_oracle", target=0.5, label="MIA-AUC")
 register_metric("mia/lr_n", "samples per side of the loss attack", direction="none",
                 unit="count", role="report", computed_by=_MIA)
 register_metric("mia/lr_class_matched", "1 when the loss attack's non-members are test "
@@ -378,5 +394,6 @@ register_metric("objective/test", "the same objective measured on test", directi
                 unit="score", role="report", computed_by=_OBJ, source="run",
                 label="Obj (test)")
 register_metric("relearn/epochs", "epochs of fine-tuning on D_f until the forget accuracy "
-                "is back (suites' relearn test)", direction="oracle", unit="count",
+                "is back (suites' relearn test; more = more thoroughly gone)", direction="max",
+                unit="count",
                 role="report", computed_by=_RELEARN, source="suite")

@@ -235,3 +235,15 @@ def test_keys_named_in_the_evaluation_docs_are_declared(module):
     keys |= {k.replace("<name>", "forget_acc") for k in keys if "<name>" in k}
     undeclared = sorted(k for k in keys if "<" not in k and k not in METRICS)
     assert undeclared == [], f"{module} documents undeclared keys: {undeclared}"
+
+
+def test_paper_rankings_read_each_metric_s_goal_from_the_registry():
+    from raysweep.bench.paper import METRIC_GOALS
+
+    assert METRIC_GOALS["mia/lr_auc"] == 0.5          # a target: closer to it is better
+    assert METRIC_GOALS["relearn/epochs"] == "higher"  # paper 003: longer relearn = forgotten
+    assert METRIC_GOALS["forget/acc"] == "oracle"
+    assert "js/original" not in METRIC_GOALS           # read both ways: never ranked
+    with pytest.raises(ValueError, match="target is the ideal value"):
+        register_metric("test/new_metric", "x", direction="max", unit="score", role="report",
+                        computed_by="tests", target=1.0)

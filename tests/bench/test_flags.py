@@ -79,6 +79,8 @@ def test_each_flag_is_marked_and_left_out_of_rankings(tmp_path: Path) -> None:
     assert flags.of("digits-class/scrub", "forget/acc") == []
     assert [f.code for f in flags.of("digits-class/finetune", "mia/lr_auc")] == ["no-signal"]
     assert flags.of("digits-class/finetune", "forget/acc") == []
+    summary2, refs2 = _results(suite, signal={"heldout": 0.0})
+    assert compute_flags(suite, summary2, refs2).of("digits-class/finetune", "test/acc") == []
 
     table = dict(paper_tables_markdown(suite, summary, refs))["digits-class"]
     bt = next(x for x in table.splitlines() if x.startswith("| bad-teaching |"))

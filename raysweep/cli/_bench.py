@@ -663,6 +663,10 @@ def forgetting_quality_cmd(
     if path.with_suffix(".json").is_dir():
         raise ConfigError(f"--output {out!r}: {path.with_suffix('.json')} (the JSON report) is a "
                           f"directory; choose another path")
+    for existing in (path, path.with_suffix(".json")):   # overwritten only after training
+        if existing.exists() and not os.access(existing, os.W_OK):
+            raise ConfigError(f"--output {out!r}: {existing} exists and is read-only; fix its "
+                              f"permissions or choose another path")
     check_num_cpus()
     check_env_dirs(home=False)
     check_ray_auto(addr)

@@ -14,6 +14,9 @@ from raysweep.bench import forgetting as fq
 from raysweep.cli import main
 
 
+BEFORE = ["afile", "readonly.md", "readonly2.json"]
+
+
 @pytest.fixture()
 def fresh_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty cwd whose MLflow store and workload cache do not exist yet."""
@@ -22,6 +25,9 @@ def fresh_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("x")
+    for name in ("readonly.md", "readonly2.json"):
+        (tmp_path / name).write_text("kept")
+        (tmp_path / name).chmod(0o444)
     return tmp_path
 
 
@@ -37,6 +43,8 @@ def fresh_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (["--scale", "huge"], "--scale 'huge'"),
     (["-o", "report.txt"], "ending in .md"),
     (["-o", "afile/report.md"], "not a writable directory"),
+    (["-o", "readonly.md"], "readonly.md exists and is read-only"),
+    (["-o", "readonly2.md"], "readonly2.json exists and is read-only"),
     (["--delta", "0.9"], "--delta"),
     (["--bucket-width", "0"], "--bucket-width"),
     (["--seed", "-1"], "--seed"),
@@ -48,12 +56,16 @@ def fresh_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 ])
 def test_bad_input_is_one_line_and_writes_nothing(fresh_env: Path, capsys: pytest.CaptureFixture,
                                                   args: list[str], needle: str) -> None:
+    import os
+
+    if "read-only" in needle and os.geteuid() == 0:
+        pytest.skip("root writes read-only files: nothing to refuse")
     rc = main(["bench", "forgetting-quality", *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("raysweep: error:"), err
     assert needle in err[0]
-    assert sorted(p.name for p in fresh_env.iterdir()) == ["afile"]   # no db, cache, report
+    assert sorted(p.name for p in fresh_env.iterdir()) == BEFORE   # no db, cache, report
 
 
 @pytest.mark.parametrize("env, value, needle", [
@@ -67,7 +79,7 @@ def test_bad_environment_is_one_line_and_writes_nothing(fresh_env: Path, capsys,
     rc = main(["bench", "forgetting-quality"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0], err
-    assert sorted(p.name for p in fresh_env.iterdir()) == ["afile"]
+    assert sorted(p.name for p in fresh_env.iterdir()) == BEFORE
 
 
 def test_seed_streams_are_disjoint() -> None:

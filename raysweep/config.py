@@ -19,7 +19,7 @@ from raysweep.errors import ConfigError, format_validation_error
 from raysweep.training import TrainConfig
 
 __all__ = ["MAX_SEED", "DatasetConfig", "ModelConfig", "WorkloadConfig", "load_yaml", "parse_model",
-           "format_validation_error", "apply_overrides", "accepted_scalars",
+           "format_validation_error", "parse_override", "apply_overrides", "accepted_scalars",
            "check_number_value", "top_level_kind"]
 
 M = TypeVar("M", bound=BaseModel)
@@ -92,17 +92,25 @@ def load_yaml(path: str | Path) -> Any:
     return read_yaml_file(path)
 
 
+def parse_override(item: str, source: str = "--set") -> tuple[list[str], Any, str]:
+    """``a.b.c=value`` as ``(["a", "b", "c"], value, "--set a.b.c")``: the one ``--set``
+    syntax of sweeps and suites (the value is read as YAML, with raysweep's safe loader).
+    The last item is how errors about this override name it."""
+    if "=" not in item:
+        raise ConfigError(f"{source} {item!r}: expected key=value, e.g. search.num_samples=8")
+    key, raw = item.split("=", 1)
+    where = f"{source} {key}"
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"{source} {item!r}: empty key in {key!r}; write a.b.c=value")
+    return parts, parse_scalar(raw, where), where
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML scalars) to a nested mapping."""
+    """Apply ``a.b.c=value`` overrides (:func:`parse_override`) to a nested mapping."""
     out = copy.deepcopy(data)
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"{source} {item!r}: expected key=value")
-        key, raw = item.split("=", 1)
-        value = parse_scalar(raw, f"{source} {key}")
-        parts = key.strip().split(".")
-        if not all(parts):
-            raise ConfigError(f"{source} {item!r}: empty key in {key!r}; write a.b.c=value")
+        parts, value, _ = parse_override(item, source)
         node = out
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):

@@ -31,8 +31,9 @@ One run (``plan.select == "best"``, what a sweep trial does):
    objective) and ``best_epoch`` its number (for several objectives, "best" is the last epoch
    within budget). An epoch that ends past the time budget is never the best unless no epoch
    made it.
-5. Failures (a non-finite training statistic or non-finite outputs) raise :class:`TrialFailure`
-   with the reason; the method's own exceptions travel as they are.
+5. Non-finite model outputs raise :class:`TrialFailure` with the reason; the method's own
+   exceptions travel as they are, among them run_method's ``MethodDivergedError`` for a
+   non-finite training statistic (it checks every EpochEnd before ``on_epoch`` sees it).
 
 ``plan.select == "last"`` (a suite run, ``raysweep unlearn``): nothing is evaluated between
 epochs; the weights the method ends with (or the epoch budget stops it at) are evaluated once,
@@ -116,20 +117,13 @@ def eval_batch_size(device: torch.device, requested: int | None = None) -> int:
 
 
 def selection_covers(plan: TrialPlan) -> bool:
-    """Whether every objective reads only keys that the selection evaluation computes
-    (:func:`raysweep.metrics.evaluate_selection`)."""
-    for o in plan.objectives:
-        if o.metric == "composite":
-            continue
-        if not (o.metric in _SELECTION_KEYS or o.metric.endswith("/val")):
-            return False
-    return True
+    """Whether every objective reads only keys recorded at every epoch (the selection
+    evaluation's, :func:`raysweep.metrics.evaluate_selection`, plus cost and time: the keys
+    declared ``per_epoch`` in :mod:`raysweep.metrics.registry`)."""
+    from raysweep.metrics.registry import per_epoch_keys
 
-
-# Keys evaluate_selection computes that do not end in "/val" (the val terms all do).
-_SELECTION_KEYS = frozenset({"forget/acc", "forget/loss", "val/acc", "rel/forget_acc",
-                             "js/original", "js/retrain", "dist/forget_acc", "dist/js",
-                             "time/seconds", "time/ratio", "cost/ratio", "cost/passes"})
+    every_epoch = per_epoch_keys()
+    return all(o.metric == "composite" or o.metric in every_epoch for o in plan.objectives)
 
 
 def objective_values(metrics: dict[str, float], plan: TrialPlan) -> dict[str, float]:
@@ -389,10 +383,6 @@ def _execute(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
         epoch = int(clock["seen"])
         if progress is not None:
             progress(event, elapsed)
-        bad = {k: v for k, v in event.metrics.items() if not math.isfinite(float(v))}
-        if bad:
-            raise TrialFailure(f"{method}: non-finite training statistic at epoch {epoch}: "
-                               f"{bad} (diverged; try a smaller learning rate)")
         own = elapsed - clock["eval"]  # the method's own time in this process so far
         if epoch <= done_epochs:       # replaying an epoch finished before the resume
             if epoch <= len(stored_prints) and not math.isclose(

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from raysweep.config import WorkloadConfig
     from raysweep.workload import PreparedWorkload
 
-__all__ = ["RunRecord", "Execution", "run_one", "execute", "git_sha"]
+__all__ = ["RunRecord", "Execution", "run_one", "execute"]
 
 
 @dataclass
@@ -392,19 +392,3 @@ def _submit_all(suite: Suite, address: str, device: str,
     grouped, ref_seeds = _group_references({k: pool.get(r) for k, r in ref_refs.items()})
     records = [by_key[(e.id, s)] for e in suite.entries for s in e.seeds]
     return Execution(records, grouped, configs, tuned, reference_seeds=ref_seeds)
-
-
-def git_sha() -> str:
-    """The commit of the raysweep checkout (``+dirty`` when it has local changes), or ``unknown``."""
-    import subprocess
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return os.environ.get("RAYSWEEP_GIT_SHA", "unknown")
-    return sha + ("+dirty" if dirty else "") if sha else "unknown"

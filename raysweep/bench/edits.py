@@ -98,7 +98,7 @@ def run_edits_bench(workloads: list[str], *, methods: tuple[str, ...] = DEFAULT_
     from raysweep._console import info
     from raysweep.edits import score_edits
     from raysweep.sweep.space import ObjectiveSpec
-    from raysweep.sweep.tracking import git_sha
+    from raysweep._provenance import git_sha
     from raysweep.sweep.trainable import TrialPlan, objective_values
     from raysweep.training import resolve_device
     from raysweep.workload import load_workload_config, prepare

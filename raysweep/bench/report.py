@@ -167,7 +167,8 @@ def result_rows(suite: Suite, summary: Summary, references: dict[str, dict[str, 
 
 # ---------------------------------------------------------------------------------------- plots
 
-def _plt() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (reports are files; no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -176,12 +177,13 @@ def _plt() -> Any:
     return plt
 
 
-def _slug(text: str) -> str:
+def file_slug(text: str) -> str:
+    """``text`` as a file-name part (a workload name in an image's name)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
 def _bars(data: ReportData, wname: str, metrics: list[str]) -> bytes | None:
-    plt = _plt()
+    plt = pyplot()
     entries = [e for e in data.suite.entries if e.workload.name == wname]
     metrics = [m for m in metrics if any(m in data.summary.get(e.id, {}) for e in entries)]
     if not entries or not metrics:
@@ -219,7 +221,7 @@ def _bars(data: ReportData, wname: str, metrics: list[str]) -> bytes | None:
 
 
 def _trend(data: ReportData, metrics: list[str]) -> bytes | None:
-    plt = _plt()
+    plt = pyplot()
     hist = data.history
     if not hist:
         return None
@@ -264,7 +266,7 @@ def _trend(data: ReportData, metrics: list[str]) -> bytes | None:
 
 
 def _png(fig: Any) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
@@ -324,7 +326,7 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
     for wname in dict.fromkeys(e.workload.name for e in data.suite.entries):
         png = _bars(data, wname, metrics)
         if png:
-            images.append((f"Per-method results: {wname}", f"bars-{_slug(wname)}.png", png))
+            images.append((f"Per-method results: {wname}", f"bars-{file_slug(wname)}.png", png))
     png = _trend(data, metrics)
     if png:
         images.append((f"Trend over the last {len(data.history)} runs", "trend.png", png))

@@ -146,7 +146,8 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
               argv: list[str] | None = None) -> BenchResult:
     """Run every entry × seed, record it, compare, report. See the module docstring."""
     from raysweep.bench import tracking
-    from raysweep.bench._run import execute, git_sha
+    from raysweep._provenance import git_sha
+    from raysweep.bench._run import execute
     from raysweep.bench.report import ReportData, write_report
 
     base = resolve_baseline(suite, baseline)   # before any training: a bad ref fails fast

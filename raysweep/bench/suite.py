@@ -495,18 +495,12 @@ def apply_suite_overrides(data: dict[str, Any], overrides: list[str], source: st
     """
     import copy
 
-    from raysweep._yaml import parse_scalar
+    from raysweep.config import parse_override
 
     out: dict[str, Any] = copy.deepcopy(data) or {}
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"{source} {item!r}: expected path=value")
-        key, raw = item.split("=", 1)
-        value = parse_scalar(raw, f"{source} {key}")
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise ConfigError(f"{source} {item!r}: empty path")
-        _set_path(out, parts, value, f"{source} {key}")
+        parts, value, where = parse_override(item, source)
+        _set_path(out, parts, value, where)
     return out
 
 

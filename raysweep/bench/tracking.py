@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from raysweep.bench.baseline import Summary, summarize
 from raysweep._quoting import tag_equals
 from raysweep.errors import ConfigError
+from raysweep.sweep.catalog import tracking_uri  # one store rule for sweeps and suites
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -53,20 +54,6 @@ PID_TAG = "raysweep.bench.pid"  # host:pid of the process writing a suite run
 GOOD_STATUSES = ("baseline", "passed")
 FINISHED_STATUSES = ("baseline", "passed", "regressed", "failed")
 _MAX_PARAM = 500
-
-
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` or the embedded default ``sqlite:///mlflow.db`` (in the cwd).
-
-    The same store as sweeps (:mod:`raysweep.sweep.tracking`): a relative sqlite path is made
-    absolute and a new experiment keeps its artifacts in ``mlartifacts/`` beside the database.
-    MLflow 3 refuses a bare ``./mlruns`` path; sqlite on local disk is safe for one machine, a
-    cluster points every node at a tracking server instead (never sqlite on NFS).
-    """
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    return uri
 
 
 def client() -> MlflowClient:

@@ -131,13 +131,18 @@ def resume_cmd(
     trust: bool = typer.Option(False, "--trust", help="accept the sweep directory as it is "
                                "(unsigned, re-signed elsewhere, or state.json edited) after "
                                "checking who wrote it; prints what changed and signs it"),
+    more: str | None = typer.Option(None, "--num-samples", metavar="+N",
+                                    help="add N configurations (each run once per seed) on the "
+                                         "same Optuna study; works on a finished sweep too"),
 ) -> None:
-    """Continue an interrupted or crashed sweep; finished trials are not run again."""
+    """Continue an interrupted or crashed sweep; finished trials are not run again.
+    With --num-samples +N, extend it (finished or not) by N more configurations."""
     from raysweep.errors import ConfigError
     from raysweep.sweep.runner import resume_sweep
 
     if errored not in ("resume", "restart", "skip"):
         raise ConfigError(f"--errored {errored!r}: choose resume, restart or skip")
+    more_samples = parse_more_samples(more) if more is not None else 0
     from raysweep.sweep.catalog import find_sweep, store_for
 
     from raysweep.sweep._trust import check_sweep_dir
@@ -146,35 +151,35 @@ def resume_cmd(
     uri, _, sweep_id = store_for(find_sweep(sweep))
     _note_store({"mlflow_tracking_uri": uri, "sweep_id": sweep_id})  # it writes to that store
     with _stdout_to_stderr():
-        outcome = resume_sweep(sweep, address=address, errored=errored, trust=trust)
+        outcome = resume_sweep(sweep, address=address, errored=errored, trust=trust,
+                               more_samples=more_samples)
     _finish(outcome, json_out)
 
 
-def _check_state_file(sweep_dir: Path) -> None:
-    """A torn or foreign ``state.json`` is one line naming it (``raysweep sweeps`` still lists
-    the sweep, as ``unknown``; ``latest`` passes over it)."""
-    import json
+def parse_more_samples(text: str) -> int:
+    """``+N`` (N >= 1) as N; anything else is one :class:`ConfigError` line with the fix."""
+    import re
 
-    from raysweep.errors import UserError
+    from raysweep.errors import ConfigError
 
-    path = sweep_dir / "state.json"
-    try:
-        state = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{path}: corrupt or unreadable ({type(exc).__name__}); this sweep cannot "
-                        f"be shown or resumed: start it again with raysweep run (its MLflow runs "
-                        f"stay readable: raysweep leaderboard)") from None
-    if not isinstance(state, dict) or not isinstance(state.get("id"), str):
-        raise UserError(f"{path}: not a raysweep sweep state (no 'id'); is this a sweep "
-                        f"directory?")
+    m = re.fullmatch(r"\+([0-9]{1,9})", text.strip())
+    if m is None or int(m.group(1)) < 1:
+        bare = re.fullmatch(r"[0-9]{1,9}", text.strip())
+        fix = (f"write +{text.strip()} to add {text.strip()} configurations (a total is not "
+               f"accepted: the sweep's count is in raysweep status)" if bare and int(text) > 0
+               else "write +N with N a whole number >= 1, e.g. --num-samples +4")
+        raise ConfigError(f"resume --num-samples {text!r}: expected +N, the number of "
+                          f"configurations to add; {fix}")
+    return int(m.group(1))
 
 
 def sweep_status(ref: str) -> dict[str, Any]:
     """A sweep's state, trial counts, budget stops, best and stores, read without Ray."""
+    from raysweep.sweep._state import SweepState
     from raysweep.sweep.catalog import find_sweep, read_sweep, study_summary
 
     sweep_dir = find_sweep(ref)
-    _check_state_file(sweep_dir)
+    SweepState.read(sweep_dir)  # a torn or foreign state.json: one line naming it
     st = read_sweep(sweep_dir)
     if st["status"] == "crashed":
         from raysweep.sweep.runner import resume_blocker
@@ -184,10 +189,6 @@ def sweep_status(ref: str) -> dict[str, Any]:
         st["message"] = (f"the driver is gone (it was killed or crashed): {blocker}" if blocker
                          else f"the driver is gone (it was killed or crashed): raysweep resume "
                               f"{st['sweep_id']}")
-    else:
-        from raysweep.sweep.catalog import _read_json
-
-        st["message"] = _read_json(sweep_dir / "state.json").get("message", "")
     st["optuna_storage"] = str(sweep_dir / "optuna.journal")
     st.update(study_summary(sweep_dir))
     return st
@@ -370,17 +371,17 @@ def _store(sweep: str | None) -> tuple[str, str, str | None]:
     from raysweep._console import console
     from raysweep.errors import UserError
     from raysweep.sweep.catalog import (
-        env_tracking_uri, find_sweep, store_for, store_note, sweep_ids_in_store,
+        tracking_uri, find_sweep, store_for, store_note, sweep_ids_in_store,
     )
 
     experiment = os.environ.get("RAYSWEEP_EXPERIMENT", "raysweep")
     if not sweep:
-        return env_tracking_uri(), experiment, None
+        return tracking_uri(), experiment, None
     try:
         uri, exp, sweep_id = store_for(find_sweep(sweep))
     except UserError as local_error:
         # Not on this machine: a sweep tracked in the environment's store (e.g. run elsewhere).
-        uri = env_tracking_uri()
+        uri = tracking_uri()
         known = sweep_ids_in_store(uri, experiment)
         matches = [k for k in known if k == sweep] or [k for k in known if k.startswith(sweep)]
         if len(matches) == 1:

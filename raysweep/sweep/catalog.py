@@ -25,19 +25,23 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from raysweep._console import console
 from raysweep._quoting import read_tags
 from raysweep.errors import UserError
+from raysweep.sweep._state import SweepState
 
-__all__ = ["DEFAULT_URI", "env_tracking_uri", "sweeps_home", "find_sweep", "read_sweep",
+__all__ = ["DEFAULT_URI", "tracking_uri", "sweeps_home", "find_sweep", "read_sweep",
            "list_sweeps", "store_for", "store_note", "fetch_runs", "sweep_ids_in_store",
            "study_summary"]
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
 
-def env_tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``; sqlite paths made absolute."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+def tracking_uri(uri: str | None = None) -> str:
+    """The MLflow store every command uses: ``uri`` (``run --tracking-uri``), else
+    ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``; sqlite paths made absolute
+    (a relative one would follow each process's working directory)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
     return uri
@@ -81,7 +85,7 @@ def find_sweep(ref: str) -> Path:
         if not dirs:
             raise UserError(f"no sweeps under {sweeps_home()} (set RAYSWEEP_HOME to where they "
                             f"are)")
-        return max(dirs, key=lambda d: _read_json(d / "state.json").get("created", 0))
+        return _newest(dirs)
     matches = [d for d in dirs if d.name == ref] or [d for d in dirs if d.name.startswith(ref)]
     if len(matches) == 1:
         return matches[0]
@@ -91,6 +95,31 @@ def find_sweep(ref: str) -> Path:
     known = ", ".join(d.name for d in sorted(dirs, key=lambda d: d.stat().st_mtime)[-8:]) or "none"
     raise UserError(f"no sweep {ref!r} under {sweeps_home()} (known: {known}; raysweep sweeps "
                     f"lists them; RAYSWEEP_HOME selects another place)")
+
+
+def _newest(dirs: list[Path]) -> Path:
+    """The most recently created sweep; one with an unreadable state.json is skipped with a
+    warning, so one corrupt sweep does not hide all the others."""
+    created: list[tuple[float, Path]] = []
+    for d in dirs:
+        try:
+            created.append((SweepState.read(d).created or 0.0, d))
+        except UserError as exc:
+            console.print(f"[yellow]warning:[/] skipping sweep {d.name}: {exc}", markup=True,
+                          highlight=False)
+    if not created:
+        raise UserError(f"no readable sweeps under {sweeps_home()} (set RAYSWEEP_HOME to where "
+                        f"they are)")
+    return max(created, key=lambda t: t[0])[1]
+
+
+def read_state(sweep_dir: Path) -> SweepState | None:
+    """The sweep's state, or ``None`` when its state.json is unreadable (listings show such a
+    sweep as ``unknown``; commands about that one sweep call :meth:`SweepState.read`)."""
+    try:
+        return SweepState.read(sweep_dir)
+    except UserError:
+        return None
 
 
 def _alive(pid: int) -> bool:
@@ -104,35 +133,35 @@ def _alive(pid: int) -> bool:
 def read_sweep(sweep_dir: Path) -> dict[str, Any]:
     """One sweep's summary from its files: id, name, state (``crashed`` when its driver is
     gone), workload, methods, trial counts, budget stops, best, dates and its MLflow store."""
-    state = _read_json(sweep_dir / "state.json")
+    state = read_state(sweep_dir) or SweepState(id=sweep_dir.name)
     spec = _read_json(sweep_dir / "spec.json")
     progress = _read_json(sweep_dir / "progress.json")
-    status = str(state.get("status", "unknown"))
-    pid = state.get("pid")
-    driver_alive = bool(pid) and _alive(int(pid))
+    status: str = state.status or "unknown"
+    driver_alive = bool(state.pid) and _alive(int(state.pid or 0))
     if status in ("running", "preparing") and not driver_alive:
         status = "crashed"
     methods = [spec["method"]] if spec.get("method") else list(spec.get("methods") or {})
     running = int(progress.get("running", 0)) if status == "running" else 0
-    counts = state.get("counts") or {}
+    counts = state.counts or {}
     return {
-        "sweep_id": state.get("id", sweep_dir.name), "name": state.get("name"),
-        "status": status, "workload": state.get("workload") or spec.get("workload"),
+        "sweep_id": state.id, "name": state.name,
+        "status": status, "workload": state.workload or spec.get("workload"),
         "methods": methods, "description": spec.get("description", ""),
         "algorithm": (spec.get("search") or {}).get("algorithm"),
-        "trials": {"total": state.get("trials"),
+        "trials": {"total": state.trials,
                    "completed": int(progress.get("completed", counts.get("finished", 0))),
                    "failed": int(progress.get("failed", counts.get("failed", 0))),
                    "running": running,
                    "budget_stopped": int(progress.get("budget_stopped", 0))},
         "best": progress.get("best"),
         "objective": (spec.get("objectives") or [{}])[0].get("metric", "composite"),
-        "created": state.get("created"), "updated": state.get("updated"),
-        "created_iso": (time.strftime("%Y-%m-%d %H:%M", time.localtime(state["created"]))
-                        if state.get("created") else None),
-        "mlflow_tracking_uri": state.get("tracking_uri"), "experiment": state.get("experiment"),
-        "mlflow_experiment_id": state.get("experiment_id"),
-        "mlflow_parent_run_id": state.get("parent_run_id"), "sweep_dir": str(sweep_dir),
+        "created": state.created, "updated": state.updated,
+        "created_iso": (time.strftime("%Y-%m-%d %H:%M", time.localtime(state.created))
+                        if state.created else None),
+        "mlflow_tracking_uri": state.tracking_uri, "experiment": state.experiment,
+        "mlflow_experiment_id": state.experiment_id,
+        "mlflow_parent_run_id": state.parent_run_id, "sweep_dir": str(sweep_dir),
+        "message": state.message or "",
     }
 
 
@@ -144,13 +173,12 @@ def list_sweeps() -> list[dict[str, Any]]:
 
 def store_for(sweep_dir: Path) -> tuple[str, str, str]:
     """``(tracking uri, experiment, sweep id)`` of one sweep (rule 1 of the module docstring)."""
-    state = _read_json(sweep_dir / "state.json")
+    state = read_state(sweep_dir) or SweepState(id=sweep_dir.name)
     from raysweep._secrets import restore_credentials
 
     # state.json holds the URI with its password redacted; the environment supplies it.
-    uri = restore_credentials(state["tracking_uri"]) if state.get("tracking_uri") \
-        else env_tracking_uri()
-    return uri, state.get("experiment", "raysweep"), state.get("id", sweep_dir.name)
+    uri = restore_credentials(state.tracking_uri) if state.tracking_uri else tracking_uri()
+    return uri, state.experiment or "raysweep", state.id
 
 
 def store_note(stored: str | None, sweep_id: str) -> str:
@@ -159,7 +187,7 @@ def store_note(stored: str | None, sweep_id: str) -> str:
     from raysweep._secrets import redact_uri
 
     # Compared and shown without passwords (state.json keeps the URI redacted).
-    stored, env = redact_uri(stored), redact_uri(env_tracking_uri())
+    stored, env = redact_uri(stored), redact_uri(tracking_uri())
     if not stored or stored == env:
         return ""
     return (f"note: sweep {sweep_id} logged to MLflow store {stored}, which is what this command "

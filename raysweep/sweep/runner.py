@@ -42,13 +42,16 @@ from typing import Any
 
 from ray.tune import Callback, Stopper
 
+from raysweep._provenance import commit_of, git_sha
 from raysweep._secrets import redact_uri, restore_credentials, write_private
 from raysweep._signals import sigterm_as_sigint
-from raysweep.errors import ConfigError, UserError
+from raysweep.errors import ConfigError, UserError, format_validation_error
 from raysweep.metrics.oracle import TERMS
 from raysweep.sweep._lock import SweepLock
+from raysweep.sweep._state import SweepState
+from raysweep.sweep.catalog import find_sweep, sweeps_home
 from raysweep.sweep._trust import (
-    SnapshotSigner, check_private, ensure_key, public_state, sign_sweep_dir, verify_sweep_dir,
+    SnapshotSigner, ensure_key, public_state, sign_sweep_dir, verify_sweep_dir,
 )
 from raysweep.sweep.space import SweepSpec
 
@@ -86,85 +89,23 @@ def err_console() -> Any:
 _ERR: Any = None
 
 
-def sweeps_home() -> Path:
-    return Path(os.environ.get("RAYSWEEP_HOME", ".raysweep")).resolve() / "sweeps"
-
-
 def new_sweep_id() -> str:
     return secrets.token_hex(4)
 
 
-def find_sweep(ref: str) -> Path:
-    """A sweep directory from an id, a unique id prefix, ``latest``, or a path."""
-    if not ref or not ref.strip():
-        # An empty prefix would match every sweep.
-        raise UserError("sweep id is empty; give an id, a unique prefix of one, 'latest' or a "
-                        "sweep directory (raysweep status latest shows the newest)")
-    p = Path(ref)
-    if (p / "state.json").is_file():
-        if sweeps_home() not in p.resolve().parents:  # a path elsewhere: yours and private
-            check_private(p.resolve())
-        return p.resolve()
-    home = sweeps_home()
-    dirs = [d for d in home.glob("*") if (d / "state.json").is_file()] if home.is_dir() else []
-    if ref == "latest":
-        if not dirs:
-            raise UserError(f"no sweeps under {home} (set RAYSWEEP_HOME to where they are)")
-        return _newest(dirs, home)
-    exact = home / ref
-    if (exact / "state.json").is_file():
-        return exact
-    matches = [d for d in dirs if d.name.startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise UserError(f"sweep id prefix {ref!r} is ambiguous: {', '.join(d.name for d in matches)}")
-    known = ", ".join(sorted(d.name for d in dirs)[-5:]) or "none"
-    raise UserError(f"no sweep {ref!r} under {home} (recent: {known}; RAYSWEEP_HOME selects "
-                    f"another place)")
+def load_state(sweep_dir: Path) -> SweepState:
+    """The sweep's ``state.json``; a truncated, foreign or newer file is one :class:`UserError`
+    line (see :meth:`SweepState.read`)."""
+    return SweepState.read(sweep_dir)
 
 
-def _newest(dirs: list[Path], home: Path) -> Path:
-    """The most recently created sweep; one with an unreadable state.json is skipped with a
-    warning, so one corrupt sweep does not hide all the others."""
-    created: list[tuple[float, Path]] = []
-    for d in dirs:
-        try:
-            value = load_state(d).get("created", 0)
-            created.append((float(value) if isinstance(value, (int, float)) else 0.0, d))
-        except UserError as exc:
-            err_console().print(f"[yellow]warning:[/] skipping sweep {d.name}: {exc}",
-                                markup=True, highlight=False)
-    if not created:
-        raise UserError(f"no readable sweeps under {home} (set RAYSWEEP_HOME to where they are)")
-    return max(created, key=lambda t: t[0])[1]
-
-
-def load_state(sweep_dir: Path) -> dict[str, Any]:
-    """The sweep's ``state.json``; a truncated or foreign file is one :class:`UserError` line."""
-    path = sweep_dir / "state.json"
-    try:
-        state = json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; {sweep_dir} is not a sweep directory") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{path}: corrupt ({type(exc).__name__}: {str(exc)[:80]}); the sweep "
-                        f"cannot be resumed from it: start it again with raysweep run (its "
-                        f"MLflow runs stay readable)") from None
-    if not isinstance(state, dict) or not isinstance(state.get("id"), str):
-        raise UserError(f"{path}: not a raysweep sweep state (no 'id'); is this a sweep "
-                        f"directory?")
-    return state
-
-
-def _save_state(sweep_dir: Path, state: dict[str, Any]) -> None:
-    state["updated"] = time.time()
-    # Keys starting with "_" are the driver's handles (the tracker), not state; credentials
+def _save_state(sweep_dir: Path, state: SweepState) -> None:
+    state.updated = time.time()
+    # The driver's handles (the tracker) are private attributes, never dumped; credentials
     # are redacted and the file is 0600 (public_state, write_private). Signed for resume.
-    write_private(sweep_dir / "state.json", json.dumps(public_state(state), indent=2, default=str))
-    sign_sweep_dir(sweep_dir, state)
+    data = state.to_json()
+    write_private(sweep_dir / "state.json", json.dumps(public_state(data), indent=2, default=str))
+    sign_sweep_dir(sweep_dir, data)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -184,7 +125,7 @@ def _cause(exc: BaseException, *types: type[BaseException]) -> BaseException | N
     return None
 
 
-def _record_failure(sweep_dir: Path, state: dict[str, Any], exc: BaseException) -> None:
+def _record_failure(sweep_dir: Path, state: SweepState, exc: BaseException) -> None:
     """Say in ``state.json`` and on the MLflow parent run why the driver stopped.
 
     Before Ray Tune has written its snapshot the sweep cannot be resumed: it is ``failed``, and
@@ -192,22 +133,22 @@ def _record_failure(sweep_dir: Path, state: dict[str, Any], exc: BaseException) 
     ``interrupted`` (``raysweep resume`` continues it) and the parent run KILLED. Best effort:
     the store itself may be what failed.
     """
-    if state.get("status") in ("finished", "failed", "interrupted") and state.get("finished"):
+    if state.status in ("finished", "failed", "interrupted") and state.finished:
         return  # _fit recorded the outcome already
     blocker = resume_blocker(sweep_dir) if (sweep_dir / "state.json").exists() else "no state"
     interrupted = blocker is None
     reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else _one_line(exc)
     if interrupted:
         status, mlflow_status = "interrupted", "KILLED"
-        message = f"{reason}; continue with: raysweep resume {state['id']}"
+        message = f"{reason}; continue with: raysweep resume {state.id}"
     else:
         status, mlflow_status = "failed", "FAILED"
         message = f"{reason} (it cannot be resumed: {blocker})"
-    if (sweep_dir / "state.json").exists() or state.get("name"):
+    if (sweep_dir / "state.json").exists() or state.name:
         state.update(status=status, finished=time.time(), message=message)
         with contextlib.suppress(OSError):
             _save_state(sweep_dir, state)
-    tracker, parent = state.get("_tracker"), state.get("parent_run_id")
+    tracker, parent = state._tracker, state.parent_run_id
     if tracker is not None and parent:
         with contextlib.suppress(Exception):
             tracker.finish_parent(parent, mlflow_status,
@@ -236,10 +177,8 @@ def load_spec(sweep_dir: Path) -> SweepSpec:
                 f"leaderboard --sweep {sweep_dir.name}, raysweep show RUN_ID); start it again "
                 f"with raysweep run and an objective of w_forget/w_heldout/w_mia/w_js/w_probe"
             ) from None
-        from raysweep.sweep.space import _format_error
-
         # Another schema (a newer raysweep, a foreign file): one line, not pydantic's dump.
-        raise UserError(f"{_format_error(exc, str(path))}; this spec was not written by this "
+        raise UserError(f"{format_validation_error(exc, str(path))}; this spec was not written by this "
                         f"version of raysweep: inspect it with the version that ran it, or "
                         f"start the sweep again with raysweep run") from None
 
@@ -337,6 +276,13 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
     @property
     def failed(self) -> int:
         return sum(1 for s in self.done.values() if s == "failed")
+
+    def setup(self, stop: Any = None, num_samples: Any = None, total_num_samples: Any = None,
+              **info: Any) -> None:
+        # Tune passes the trial count it will run, after a restore too: a sweep extended by
+        # ``raysweep resume --num-samples +N`` counts up to its new total.
+        if isinstance(total_num_samples, int) and total_num_samples > 0:
+            self.total = total_num_samples
 
     def get_state(self) -> dict:
         return {"done": dict(self.done), "best": self.best}
@@ -598,12 +544,13 @@ def warn_no_signal(rows: list[dict[str, Any]], objective: Any) -> list[str]:
     return [r["term"] for r in weak]
 
 
-def parent_run_tags(spec: SweepSpec, state: dict[str, Any]) -> dict[str, str]:
+def parent_run_tags(spec: SweepSpec, state: SweepState) -> dict[str, str]:
     """MLflow's standard tags on the parent run (the UI's source, version and note columns) and
     the sweep's own ``tags:`` (the schema keeps them out of the raysweep./mlflow. prefixes)."""
     out = {"mlflow.source.type": "LOCAL", "mlflow.source.name": "raysweep run"}
-    if state.get("git_sha") and state["git_sha"] != "unknown":
-        out["mlflow.source.git.commit"] = str(state["git_sha"])
+    commit = commit_of(state.git_sha)  # MLflow links the bare commit; "+dirty" stays ours
+    if commit:
+        out["mlflow.source.git.commit"] = commit
     if spec.description:
         out["mlflow.note.content"] = spec.description
     return {**out, **spec.tags}
@@ -636,7 +583,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
     sweep_dir = sweeps_home() / sweep_id
     sweep_dir.mkdir(parents=True, exist_ok=False, mode=0o700)  # private: see sweep/_trust.py
     lock = SweepLock(sweep_dir, sweep_id).acquire()  # held until this driver ends
-    state: dict[str, Any] = {"id": sweep_id}
+    state = SweepState(id=sweep_id)
     try:
         return _run_locked(spec, sweep_id, sweep_dir, uri, wcfg, workload, refs, state, t0,
                            address=address, num_cpus=num_cpus)
@@ -648,18 +595,18 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
 
 
 def _run_locked(spec: SweepSpec, sweep_id: str, sweep_dir: Path, uri: str, wcfg: Any,
-                workload: Any, refs: dict[str, dict[str, float]], state: dict[str, Any],
+                workload: Any, refs: dict[str, dict[str, float]], state: SweepState,
                 t0: float, *, address: str | None, num_cpus: int | None) -> SweepOutcome:
-    from raysweep.sweep.tracking import Tracker, git_sha
+    from raysweep.sweep.tracking import Tracker
     from raysweep.sweep.trainable import make_plan, objective_values
 
     (sweep_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
-    state.update({
-        "id": sweep_id, "name": spec.name, "status": "preparing", "created": time.time(),
-        "workload": spec.workload, "tracking_uri": uri, "experiment": spec.tracking.experiment,
-        "git_sha": git_sha(), "pid": os.getpid(), "address": address or os.environ.get("RAY_ADDRESS"),
-        "trials": spec.num_configs() * len(spec.seeds),
-    })
+    state.update(
+        id=sweep_id, name=spec.name, status="preparing", created=time.time(),
+        workload=spec.workload, tracking_uri=uri, experiment=spec.tracking.experiment,
+        git_sha=git_sha(), pid=os.getpid(), address=address or os.environ.get("RAY_ADDRESS"),
+        trials=spec.num_configs() * len(spec.seeds),
+    )
     _save_state(sweep_dir, state)
     plan = make_plan(spec, workload, refs)
     ref_objectives = {k: objective_values(v, plan) for k, v in refs.items()}
@@ -673,13 +620,13 @@ def _run_locked(spec: SweepSpec, sweep_id: str, sweep_dir: Path, uri: str, wcfg:
 
     tracker = Tracker(uri, spec.tracking.experiment, sweep_id)
     tags = {"raysweep.workload": wcfg.name, "raysweep.workload_ref": spec.workload,
-            "raysweep.workload_key": workload.key, "raysweep.git_sha": state["git_sha"],
+            "raysweep.workload_key": workload.key, "raysweep.git_sha": state.git_sha,
             "raysweep.sort_key": spec.objectives[0].key,
             "raysweep.selection_split": "val", "raysweep.report_split": "test",
             "raysweep.objective": spec.objective.describe(),
             "raysweep.signal_terms": ",".join(r["term"] for r in signal if r["signal"]),
             "raysweep.no_signal_terms": ",".join(r["term"] for r in signal if not r["signal"])}
-    state["_tracker"] = tracker  # for _record_failure; never saved
+    state._tracker = tracker  # for _record_failure; never saved
     experiment_id = tracker.ensure_experiment()
     parent = tracker.start_parent(
         name=f"{spec.name}-{sweep_id}",
@@ -691,28 +638,96 @@ def _run_locked(spec: SweepSpec, sweep_id: str, sweep_dir: Path, uri: str, wcfg:
                 "max_seconds": spec.budget.max_seconds,
                 "max_cost_ratio": spec.budget.max_cost_ratio},
         spec_json=spec.model_dump_json(indent=2))
-    state["parent_run_id"] = parent
+    state.parent_run_id = parent
     tracker.log_references(parent, refs, ref_objectives, tags)
     state.update(status="running", experiment_id=experiment_id, parent_run_id=parent,
                  workload_name=wcfg.name, workload_key=workload.key, tags=tags)
     _save_state(sweep_dir, state)
-    return _fit(spec, sweep_dir, state, workload, plan, tracker, tags, address=address,
-                num_cpus=num_cpus, restore=None, t0=t0)
+    return _fit(FitContext(spec=spec, sweep_dir=sweep_dir, state=state, workload=workload,
+                           plan=plan, tracker=tracker, tags=tags, address=address,
+                           num_cpus=num_cpus, t0=t0), restore=None)
 
 
 def resume_sweep(ref: str, *, address: str | None = None, errored: str = "skip",
-                 num_cpus: int | None = None, trust: bool = False) -> SweepOutcome:
-    """Continue an interrupted or crashed sweep (finished trials are not re-run)."""
+                 num_cpus: int | None = None, trust: bool = False,
+                 more_samples: int = 0) -> SweepOutcome:
+    """Continue an interrupted or crashed sweep (finished trials are not re-run).
+
+    ``more_samples`` > 0 extends the sweep, finished or not, by that many configurations on
+    the same Optuna study and Tune experiment (``raysweep resume SWEEP --num-samples +N``):
+    the sampler keeps what it learnt, and MLflow's parent run gets the new child runs.
+    """
     t0 = time.perf_counter()
+    if isinstance(more_samples, bool) or not isinstance(more_samples, int) or more_samples < 0:
+        raise ConfigError(f"more_samples: expected a whole number >= 0 of configurations to "
+                          f"add, got {more_samples!r}")
     sweep_dir = find_sweep(ref)
     # Two resumes at once would both run every unfinished trial: one driver per sweep.
     with SweepLock(sweep_dir, sweep_dir.name):
         return _resume_locked(sweep_dir, address=address, errored=errored, num_cpus=num_cpus,
-                              t0=t0, trust=trust)
+                              t0=t0, trust=trust, more_samples=more_samples)
+
+
+def extended_spec(spec: SweepSpec, more: int, sweep_id: str) -> SweepSpec:
+    """``spec`` with ``more`` configurations added to ``search.num_samples``; a space that has
+    no more distinct configurations to give is a :class:`UserError` naming what is left."""
+    from raysweep.sweep.space import MAX_CONFIGS, grid_size
+
+    flag = f"--num-samples +{more}"
+    if not spec.searchable():
+        raise UserError(f"sweep {sweep_id}: {flag}: its space has nothing to search (each "
+                        f"method runs its defaults once per seed, and they all ran); give the "
+                        f"methods parameters: to search and start it with raysweep run")
+    done = spec.num_configs()
+    if spec.search.algorithm == "grid":
+        left = grid_size(spec) - done
+        if more > left:
+            raise UserError(f"sweep {sweep_id}: {flag}: its grid has {grid_size(spec)} points "
+                            f"and {done} were scheduled; "
+                            + (f"use at most +{left}" if left else "none is left to add"))
+    if done + more > MAX_CONFIGS:
+        raise UserError(f"sweep {sweep_id}: {flag}: {done} + {more} configurations exceed the "
+                        f"limit of {MAX_CONFIGS}; use at most +{MAX_CONFIGS - done}")
+    search = spec.search.model_copy(update={"num_samples": done + more})
+    return spec.model_copy(update={"search": search})
+
+
+def _extend_tune_state(experiment_path: Path, more_trials: int) -> None:
+    """Raise the trial count in Tune's saved search-generator state by ``more_trials``.
+
+    ``Tuner.restore`` takes the number of trials to run from this state, not from the
+    TuneConfig, so this is what makes a restored (even finished) experiment ask the searcher
+    for more. Call it only after :func:`verify_sweep_dir`: it unpickles the file.
+    """
+    from ray import cloudpickle
+
+    for path in sorted(experiment_path.glob("search_gen_state-*.json")):
+        with open(path, "rb") as f:
+            saved = cloudpickle.load(f)
+        saved["total_samples"] = int(saved["total_samples"]) + more_trials
+        saved["finished"] = False  # a searcher that said FINISHED is asked again
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(cloudpickle.dumps(saved))
+        tmp.replace(path)
+
+
+def _enqueue_grid_points(sweep_dir: Path, spec: SweepSpec, start: int, stop: int) -> None:
+    """Grid sweeps enqueue their points: an extension enqueues the next ones in the study."""
+    from raysweep.sweep.space import grid_points
+
+    study = load_study(sweep_dir)
+    multi = len(spec.spaces()) > 1
+    for method, params in grid_points(spec)[start:stop]:
+        point: dict[str, Any] = {f"{method}/{k}": v for k, v in params.items()
+                                 if spec.spaces()[method][k].distribution != "constant"}
+        if multi:
+            point["method"] = method
+        study.enqueue_trial(point)
 
 
 def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
-                   num_cpus: int | None, t0: float, trust: bool = False) -> SweepOutcome:
+                   num_cpus: int | None, t0: float, trust: bool = False,
+                   more_samples: int = 0) -> SweepOutcome:
     from raysweep.sweep._snapshot import (
         keep_last_good, restore_point, snapshot_problems, snapshot_trial_ids,
     )
@@ -722,24 +737,28 @@ def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
 
     state = load_state(sweep_dir)
     spec = load_spec(sweep_dir)
-    if state.get("status") == "finished":
-        raise UserError(f"sweep {state['id']} already finished; see raysweep leaderboard "
-                        f"--sweep {state['id']}")
+    if state.status == "finished" and not more_samples:
+        raise UserError(f"sweep {state.id} already finished; see raysweep leaderboard "
+                        f"--sweep {state.id}, or add configurations with raysweep resume "
+                        f"{state.id} --num-samples +N")
+    configs_before = spec.num_configs()
+    if more_samples:
+        spec = extended_spec(spec, more_samples, state.id)
     if not (sweep_dir / "ray" / "tune" / "tuner.pkl").exists() and \
             not (sweep_dir / "ray" / "last-good" / "tuner.pkl").exists():
-        raise UserError(f"sweep {state['id']} stopped before Ray Tune started (status "
-                        f"{state.get('status')}); start it again with raysweep run")
-    pid = state.get("pid")
-    if pid and pid != os.getpid() and _alive(pid) and state.get("status") == "running":
-        raise UserError(f"sweep {state['id']} is still running (pid {pid}); stop it first")
-    check_ray_address(address or state.get("address") or os.environ.get("RAY_ADDRESS"))
-    state["tracking_uri"] = restore_credentials(state["tracking_uri"])  # redacted on disk
-    check_tracking_uri(state["tracking_uri"])
+        raise UserError(f"sweep {state.id} stopped before Ray Tune started (status "
+                        f"{state.status}); start it again with raysweep run")
+    pid = state.pid
+    if pid and pid != os.getpid() and _alive(pid) and state.status == "running":
+        raise UserError(f"sweep {state.id} is still running (pid {pid}); stop it first")
+    check_ray_address(address or state.address or os.environ.get("RAY_ADDRESS"))
+    state.tracking_uri = restore_credentials(state.tracking_uri)  # redacted on disk
+    check_tracking_uri(state.tracking_uri)
     experiment_path = sweep_dir / "ray" / "tune"
     # A kill or a full disk may have torn Tune's snapshot or the journal's last record; both
     # are repaired (the damaged bytes kept aside) before anything reads them.
     try:
-        torn = restore_point(experiment_path, state["id"])
+        torn = restore_point(experiment_path, state.id)
     except UserError:
         torn = []  # no last-good copy: the signed copy put back below may still be usable
     if torn:
@@ -751,9 +770,9 @@ def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
     unusable = snapshot_problems(experiment_path)
     if unusable:
         raise UserError(
-            f"sweep {state['id']} cannot be resumed: Ray Tune's snapshot in {experiment_path} is "
+            f"sweep {state.id} cannot be resumed: Ray Tune's snapshot in {experiment_path} is "
             f"unusable ({'; '.join(unusable)}) and no good copy of it was kept; its finished "
-            f"trials stay in MLflow (raysweep leaderboard --sweep {state['id']}); start it again "
+            f"trials stay in MLflow (raysweep leaderboard --sweep {state.id}); start it again "
             f"with raysweep run")
     keep_last_good(experiment_path)
     cut = repair_journal(sweep_dir / "optuna.journal")
@@ -765,29 +784,45 @@ def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
     stale = sweep_dir / "optuna.journal.lock"
     if stale.is_symlink() or stale.exists():
         stale.unlink()
-    err_console().print(f"[bold]resuming sweep {state['id']}[/] ({spec.name})")
+    err_console().print(f"[bold]resuming sweep {state.id}[/] ({spec.name})")
     wcfg, workload = _prepare(spec)
-    if workload.key != state.get("workload_key"):
-        raise UserError(f"workload {spec.workload} changed since sweep {state['id']} started "
-                        f"(cache key {workload.key} != {state.get('workload_key')})")
+    if workload.key != state.workload_key:
+        raise UserError(f"workload {spec.workload} changed since sweep {state.id} started "
+                        f"(cache key {workload.key} != {state.workload_key})")
     refs = json.loads((sweep_dir / "references.json").read_text())["metrics"]
     plan = make_plan(spec, workload, refs)
-    tracker = Tracker(state["tracking_uri"], state["experiment"], state["id"])
-    tracker.experiment_id = state["experiment_id"]
-    tracker.client.update_run(state["parent_run_id"], status="RUNNING")
+    tracker = Tracker(state.tracking_uri, state.experiment, state.id)
+    tracker.experiment_id = state.experiment_id
+    tracker.client.update_run(state.parent_run_id, status="RUNNING")
     dropped = tracker.drop_orphans(snapshot_trial_ids(experiment_path))
     if dropped:
         err_console().print(f"[dim]dropped MLflow runs of {len(dropped)} trial(s) started after "
                             f"the last snapshot ({', '.join(dropped)}); they run again[/]")
-    state.update(status="running", pid=os.getpid(), resumed=state.get("resumed", 0) + 1)
-    state.pop("finished", None)
+    if more_samples:
+        # Everything was checked above; from here the extension is written: the spec's count,
+        # the study's next grid points, Tune's trial count, then state.json (which signs it).
+        if spec.search.algorithm == "grid":
+            _enqueue_grid_points(sweep_dir, spec, configs_before, spec.num_configs())
+        _extend_tune_state(experiment_path, more_samples * len(spec.seeds))
+        (sweep_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
+        state.trials = spec.num_configs() * len(spec.seeds)
+        state.extended = [*(state.extended or []), more_samples]
+        tracker.client.set_tag(state.parent_run_id, "raysweep.num_samples",
+                               str(spec.num_configs()))
+        err_console().print(f"extending sweep {state.id} by {more_samples} configuration(s): "
+                            f"{configs_before} -> {spec.num_configs()}")
+    state.update(status="running", pid=os.getpid(), resumed=(state.resumed or 0) + 1,
+                 finished=None)
     _save_state(sweep_dir, state)
-    state["_tracker"] = tracker
+    if more_samples:
+        keep_last_good(experiment_path)  # the fallback copy carries the new count too
+    state._tracker = tracker
     # A sweep started on a cluster resumes there unless told otherwise.
     try:
-        return _fit(spec, sweep_dir, state, workload, plan, tracker, state["tags"],
-                    address=address or state.get("address"), num_cpus=num_cpus,
-                    restore=errored, t0=t0)
+        return _fit(FitContext(spec=spec, sweep_dir=sweep_dir, state=state, workload=workload,
+                               plan=plan, tracker=tracker, tags=state.tags or {},
+                               address=address or state.address, num_cpus=num_cpus, t0=t0),
+                    restore=errored)
     except BaseException as exc:
         _record_failure(sweep_dir, state, exc)
         raise
@@ -802,12 +837,12 @@ def resume_blocker(sweep_dir: Path) -> str | None:
         state = load_state(sweep_dir)
     except (OSError, ValueError):
         return f"its state.json ({sweep_dir / 'state.json'}) is unreadable"
-    sid = state.get("id", sweep_dir.name)
-    if state.get("status") == "finished":
+    sid = state.id
+    if state.status == "finished":
         return f"sweep {sid} already finished"
     tune_dir = sweep_dir / "ray" / "tune"
     if not (tune_dir / "tuner.pkl").exists() and not (sweep_dir / "ray" / LAST_GOOD / "tuner.pkl").exists():
-        return (f"sweep {sid} stopped before Ray Tune started (status {state.get('status')}); "
+        return (f"sweep {sid} stopped before Ray Tune started (status {state.status}); "
                 f"start it again with raysweep run")
     problems = snapshot_problems(tune_dir)
     if problems and snapshot_problems(sweep_dir / "ray" / LAST_GOOD):
@@ -860,9 +895,28 @@ class _QuietTrialErrors(logging.Filter):
                                    "Training has been interrupted"))
 
 
-def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any, plan: Any,
-         tracker: Any, tags: dict[str, Any], *, address: str | None, num_cpus: int | None,
-         restore: str | None, t0: float) -> SweepOutcome:
+@dataclass
+class FitContext:
+    """What :func:`_fit` runs: everything a new run and a resume have prepared before Tune."""
+
+    spec: SweepSpec
+    sweep_dir: Path
+    state: SweepState
+    workload: Any                   # raysweep.workload.PreparedWorkload
+    plan: Any                       # raysweep.sweep.trainable.TrialPlan
+    tracker: Any                    # raysweep.sweep.tracking.Tracker
+    tags: dict[str, str]            # every trial's MLflow tags
+    address: str | None             # Ray cluster (None: RAY_ADDRESS or a private local Ray)
+    num_cpus: int | None            # CPU cap of a local Ray
+    t0: float                       # time.perf_counter() when the command started
+
+
+def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
+    """Run (``restore=None``) or restore (``skip``/``resume``/``restart`` errored trials) the
+    Tune experiment, then record the outcome in state.json and on the MLflow parent run."""
+    spec, sweep_dir, state, workload, plan, tracker, tags = (
+        ctx.spec, ctx.sweep_dir, ctx.state, ctx.workload, ctx.plan, ctx.tracker, ctx.tags)
+    address, num_cpus, t0 = ctx.address, ctx.num_cpus, ctx.t0
     from ray import tune
 
     from raysweep.sweep._snapshot import SnapshotKeeper, keep_last_good
@@ -896,11 +950,12 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
         experiment_path = sweep_dir / "ray" / "tune"
         if restore is None:
             max_conc = _max_concurrent(spec, session["resources"])
-            state["max_concurrent"] = max_conc
+            state.max_concurrent = max_conc
             _save_state(sweep_dir, state)
             key, mode = spec.objectives[0].key, spec.objectives[0].mode
-            callbacks = [MlflowTrialCallback(tracker, state["parent_run_id"], tags,
-                                             log_checkpoints=spec.tracking.checkpoints == "all"),
+            callbacks = [MlflowTrialCallback(tracker, state.parent_run_id, tags,
+                                             log_checkpoints=spec.tracking.checkpoints == "all",
+                                             fresh=restore is None),
                          SnapshotKeeper(experiment_path),
                          ClusterWatch(spec.resources_per_trial.cpu, spec.resources_per_trial.gpu),
                          *_make_callbacks(sweep_dir, n_trials, spec.search.max_failed_trials,
@@ -937,14 +992,14 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
             if env is None:
                 raise
             keep_last_good(experiment_path)
-            message = (f"{env}; once fixed, continue with: raysweep resume {state['id']}")
+            message = (f"{env}; once fixed, continue with: raysweep resume {state.id}")
             state.update(status="interrupted", finished=time.time(), message=message)
             _save_state(sweep_dir, state)
             with contextlib.suppress(Exception):
-                tracker.finish_parent(state["parent_run_id"], "KILLED",
+                tracker.finish_parent(state.parent_run_id, "KILLED",
                                       tags={"raysweep.status": "interrupted",
                                             "raysweep.error": message})
-            raise SweepStopped(f"sweep {state['id']} stopped: {message}") from None
+            raise SweepStopped(f"sweep {state.id} stopped: {message}") from None
         finally:
             fit_seconds = time.perf_counter() - t_fit
         keep_last_good(experiment_path)
@@ -964,17 +1019,18 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
                        f"unfinished")
         elif terminated == 0:
             outcome_status = "failed"
-            message = f"no trial finished ({errors} failed); see raysweep status {state['id']}"
+            message = f"no trial finished ({errors} failed); see raysweep status {state.id}"
     if outcome_status != "interrupted":
         _close_stale_study_trials(sweep_dir)
     counts = {"trials": n_trials, "finished": terminated, "failed": errors,
               "unfinished": n_trials - terminated - errors}
     # The best checkpoint of each method's best configuration, as artifacts of its runs.
-    if spec.tracking.checkpoints == "best" and outcome_status != "interrupted":
-        _log_best_checkpoints(spec, tracker, state, trials)
+    # With "all" every checkpoint is logged already; the best still gets its MLflow model.
+    if spec.tracking.checkpoints in ("best", "all") and outcome_status != "interrupted":
+        _log_best_checkpoints(spec, tracker, state, trials, workload)
     mlflow_status = {"finished": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}[outcome_status]
     best = _read_progress(sweep_dir).get("best") or {}
-    tracker.finish_parent(state["parent_run_id"], mlflow_status,
+    tracker.finish_parent(state.parent_run_id, mlflow_status,
                           metrics={"trials_finished": counts["finished"],
                                    "trials_failed": counts["failed"],
                                    f"best/{spec.objectives[0].key}": best.get("value", float("nan"))},
@@ -984,9 +1040,9 @@ def _fit(spec: SweepSpec, sweep_dir: Path, state: dict[str, Any], workload: Any,
     trial_secs = [float(r.metrics.get("rs/trial_seconds", 0.0)) for r in trials if r.metrics]
     method_secs = [float(r.metrics.get("rs/method_seconds", 0.0)) for r in trials if r.metrics]
     return SweepOutcome(
-        sweep_id=state["id"], sweep_dir=sweep_dir, status=outcome_status,
-        tracking_uri=state["tracking_uri"], experiment=state["experiment"],
-        experiment_id=state["experiment_id"], parent_run_id=state["parent_run_id"],
+        sweep_id=state.id, sweep_dir=sweep_dir, status=outcome_status,
+        tracking_uri=state.tracking_uri, experiment=state.experiment,
+        experiment_id=state.experiment_id, parent_run_id=state.parent_run_id,
         optuna_storage=str(sweep_dir / "optuna.journal"), counts=counts,
         wall_seconds=time.perf_counter() - t0, fit_seconds=fit_seconds, fit_started=fit_started,
         trial_seconds=trial_secs, method_seconds=method_secs, message=message,
@@ -1004,8 +1060,8 @@ def _read_progress(sweep_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: dict[str, Any],
-                          results: list[Any]) -> None:
+def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: SweepState,
+                          results: list[Any], workload: Any = None) -> None:
     from raysweep.sweep.leaderboard import leaderboard
     from raysweep.sweep.tracking import fetch_runs
 
@@ -1015,7 +1071,7 @@ def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: dict[str, Any],
         if tid and r.checkpoint is not None:
             by_trial[tid] = r.checkpoint.path
     try:
-        runs = fetch_runs(state["tracking_uri"], state["experiment"], sweep_id=state["id"])
+        runs = fetch_runs(state.tracking_uri, state.experiment, sweep_id=state.id)
         if spec.multi_objective:
             rows = leaderboard(runs, pareto=[f"{o.key}:{o.mode}" for o in spec.objectives])
         else:
@@ -1030,9 +1086,23 @@ def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: dict[str, Any],
             path = by_trial.get(run_trial.get(run_id))
             if path and Path(path).exists():
                 try:
-                    tracker.log_checkpoint(run_id, path)
+                    if spec.tracking.checkpoints == "best":
+                        tracker.log_checkpoint(run_id, path)
+                    if workload is not None:
+                        _log_best_model(tracker, run_id, path, workload)
                 except Exception as exc:  # noqa: BLE001 - artifacts are best effort
                     err_console().print(f"[yellow]could not log the checkpoint of run {run_id}: {exc}[/]")
+
+
+def _log_best_model(tracker: Any, run_id: str, checkpoint_dir: str, workload: Any) -> None:
+    """The checkpoint's weights as an MLflow model (``runs:/<run>/model``: Model Registry,
+    ``mlflow models``), with a few test rows as its input example."""
+    from raysweep.sweep.trainable import load_best
+
+    model = workload.build_model("original")
+    model.load_state_dict(load_best(checkpoint_dir))
+    x = workload.splits["test"].tensors[0][:4]
+    tracker.log_model(run_id, model.eval().cpu(), x)
 
 
 def sweep_status(ref: str) -> dict[str, Any]:
@@ -1042,25 +1112,25 @@ def sweep_status(ref: str) -> dict[str, Any]:
     spec = load_spec(sweep_dir)
     progress = _read_progress(sweep_dir)
     out: dict[str, Any] = {
-        "sweep_id": state["id"], "name": state.get("name"), "status": state.get("status"),
-        "workload": state.get("workload"), "methods": spec.method_names(),
+        "sweep_id": state.id, "name": state.name, "status": state.status,
+        "workload": state.workload, "methods": spec.method_names(),
         "algorithm": spec.search.algorithm, "sweep_dir": str(sweep_dir),
-        "mlflow_tracking_uri": state.get("tracking_uri"),
-        "mlflow_experiment_id": state.get("experiment_id"),
-        "mlflow_parent_run_id": state.get("parent_run_id"),
+        "mlflow_tracking_uri": state.tracking_uri,
+        "mlflow_experiment_id": state.experiment_id,
+        "mlflow_parent_run_id": state.parent_run_id,
         "optuna_storage": str(sweep_dir / "optuna.journal"),
-        "trials": {"total": state.get("trials"), "completed": progress.get("completed", 0),
+        "trials": {"total": state.trials, "completed": progress.get("completed", 0),
                    "failed": progress.get("failed", 0),
                    # progress.json keeps the count of the moment it stopped; only a running
                    # sweep has running trials (raysweep status reads raysweep.sweep.catalog)
-                   "running": progress.get("running", 0) if state.get("status") == "running" else 0,
+                   "running": progress.get("running", 0) if state.status == "running" else 0,
                    "budget_stopped": progress.get("budget_stopped", 0)},
-        "message": state.get("message", ""),
+        "message": state.message or "",
     }
-    if state.get("status") in ("running", "preparing") and state.get("pid") \
-            and not _alive(int(state["pid"])):
+    if state.status in ("running", "preparing") and state.pid \
+            and not _alive(int(state.pid)):
         out["status"] = "crashed"
-        out["message"] = f"the driver (pid {state.get('pid')}) is gone: raysweep resume {state['id']}"
+        out["message"] = f"the driver (pid {state.pid}) is gone: raysweep resume {state.id}"
     try:
         study = load_study(sweep_dir)
     except UserError:

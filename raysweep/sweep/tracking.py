@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -38,29 +37,21 @@ from typing import Any
 
 from ray.tune import Callback
 
+from raysweep._provenance import commit_of, git_sha
 from raysweep._quoting import read_tags, tag_equals, tag_filter
 from raysweep._secrets import redact_uri
 from raysweep.errors import UserError
+from raysweep.sweep.catalog import tracking_uri
 
 __all__ = ["tracking_uri", "Tracker", "MlflowTrialCallback", "git_sha", "config_hash",
            "fetch_runs", "RunRecord", "mlflow_ui_hint", "default_store_exists", "check_tracking_uri",
            "StoreUnavailable"]
 
-DEFAULT_URI = "sqlite:///mlflow.db"
 _TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id",
               "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip",
               "config", "time_since_restore", "iterations_since_restore", "experiment_tag",
               "should_checkpoint", "episodes_total", "timesteps_total"}
 _MAX_METRICS, _MAX_PARAMS = 1000, 100
-
-
-def tracking_uri(uri: str | None = None) -> str:
-    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db`` (absolute)."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        path = Path(uri[len("sqlite:///"):])
-        uri = "sqlite:///" + str(path.resolve())
-    return uri
 
 
 def check_tracking_uri(uri: str, timeout: float = 3.0) -> None:
@@ -116,19 +107,6 @@ def mlflow_ui_hint(uri: str) -> str:
     if uri.startswith(("http://", "https://")):
         return f"open {redact_uri(uri)}"
     return f"mlflow ui --backend-store-uri {redact_uri(uri)}"
-
-
-def git_sha() -> str:
-    for cwd in (Path.cwd(), Path(__file__).resolve().parent):
-        try:
-            out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                                 text=True, timeout=5)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    # No checkout (an image, a job's uploaded working dir): the sha recorded at build/deploy.
-    return os.environ.get("RAYSWEEP_GIT_SHA") or "unknown"
 
 
 def config_hash(method: str, params: Mapping[str, Any]) -> str:
@@ -372,6 +350,52 @@ class Tracker:
         self.client.log_artifacts(run_id, str(checkpoint_dir), "checkpoint")
         self.client.set_tag(run_id, "raysweep.checkpoint", "checkpoint/best.pt")
 
+    def log_model(self, run_id: str, model: Any, input_example: Any) -> str:
+        """Log ``model`` (a ``torch.nn.Module`` in eval mode on the CPU) as the run's MLflow
+        model ``model``, with a signature inferred from ``input_example`` (a small batch,
+        a tensor) and its logits; returns the model URI ``runs:/<run_id>/model``.
+
+        MLflow's default format (``torch.export``, pt2) stores the graph, so ``mlflow models
+        serve`` and the Model Registry need neither raysweep nor its model classes; a module
+        that does not export is pickled instead (loading it then needs raysweep).
+        """
+        import warnings
+
+        import mlflow
+        import mlflow.pytorch
+        import torch
+        from mlflow.models import infer_signature
+
+        x = input_example.detach().cpu()
+        with torch.no_grad():
+            logits = model(x)
+        signature = infer_signature(x.numpy(), logits.detach().cpu().numpy())
+        pins = [f"torch=={torch.__version__.split('+')[0]}"]  # inferring loads the model again
+        failure: Exception | None = None
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            # Attach to the trial's finished run. An error is kept and raised after the run
+            # is closed: raised inside, start_run would mark the trial's run FAILED.
+            with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    try:
+                        mlflow.pytorch.log_model(model, name="model", signature=signature,
+                                                 input_example=x.numpy(), pip_requirements=pins)
+                    except Exception:  # noqa: BLE001 - torch.export refused this module
+                        mlflow.pytorch.log_model(model, name="model", signature=signature,
+                                                 input_example=x.numpy(), pip_requirements=pins,
+                                                 serialization_format="pickle")
+                except Exception as exc:  # noqa: BLE001 - re-raised below
+                    failure = exc
+        finally:
+            mlflow.set_tracking_uri(previous)
+        if failure is not None:
+            raise failure
+        self.client.set_tag(run_id, "raysweep.model", f"runs:/{run_id}/model")
+        return f"runs:/{run_id}/model"
+
 
 def _now() -> int:
     return int(time.time() * 1000)
@@ -381,8 +405,11 @@ class MlflowTrialCallback(Callback):
     """A Tune callback that logs each trial as a child run, one ``log_batch`` per result."""
 
     def __init__(self, tracker: Tracker, parent_id: str, tags: Mapping[str, Any],
-                 log_checkpoints: bool = False) -> None:
+                 log_checkpoints: bool = False, fresh: bool = False) -> None:
         self.tracker = tracker
+        # A fresh sweep's trials have no runs yet: no search per new trial (a driver-side
+        # query that grows with the store). After a resume every first use looks one up.
+        self.fresh = fresh
         self.parent_id = parent_id
         self.tags = dict(tags)
         self.log_checkpoints = log_checkpoints
@@ -395,6 +422,7 @@ class MlflowTrialCallback(Callback):
 
     def set_state(self, state: dict[str, Any]) -> None:
         # Runs are looked up again on first use (and their logged epochs with them).
+        self.fresh = False
         self.last_step.update(state.get("last_step", {}))
 
     def run_id(self, trial: Any) -> str:
@@ -402,7 +430,8 @@ class MlflowTrialCallback(Callback):
         if tid in self.runs:
             return self.runs[tid]
         t = self.tracker
-        existing = t.find_run(**{"raysweep.sweep_id": t.sweep_id, "raysweep.trial_id": tid})
+        existing = (None if self.fresh else
+                    t.find_run(**{"raysweep.sweep_id": t.sweep_id, "raysweep.trial_id": tid}))
         if existing:  # re-attach after a resume: never a duplicate run
             self.runs[tid] = existing
             # Epochs logged before a crash but after Tune's last snapshot come again: skip them.
@@ -626,7 +655,7 @@ def log_unlearn_run(uri: str, experiment: str, *, workload: str, method: str,
         "raysweep.kind": "unlearn", "raysweep.method": method, "raysweep.workload": workload,
         "raysweep.seed": str(seed), "raysweep.git_sha": sha, "mlflow.source.type": "LOCAL",
         "mlflow.source.name": "raysweep unlearn",
-        **({"mlflow.source.git.commit": sha} if sha and sha != "unknown" else {})})
+        **({"mlflow.source.git.commit": commit_of(sha)} if commit_of(sha) else {})})
     _batched(client, run.info.run_id, _finite_metrics(metrics, 0, _now()),
              params={"method": method, "seed": seed, "max_epochs": max_epochs, **config})
     client.set_terminated(run.info.run_id, status="FINISHED")

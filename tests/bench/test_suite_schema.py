@@ -145,7 +145,7 @@ def test_overrides_select_entries_by_method_name_or_index() -> None:
         apply_suite_overrides(data, ["entries.scurb.config.lr=1"])
     with pytest.raises(ConfigError, match="index 9 is out of range"):
         apply_suite_overrides(data, ["entries.9.seeds=[1]"])
-    with pytest.raises(ConfigError, match="expected path=value"):
+    with pytest.raises(ConfigError, match="expected key=value"):
         apply_suite_overrides(data, ["seeds"])
 
 

@@ -540,8 +540,12 @@ def test_no_root_permission_cases_are_silently_passed() -> None:
         check_writable_dir(Path("/proc/1"), "RAYSWEEP_HOME")
 
 
-@pytest.mark.parametrize("state", ['{"id": "torn02", "cre', b"\xff\xfe", "[1, 2]"],
-                         ids=["truncated", "undecodable", "foreign"])
+@pytest.mark.parametrize("state", ['{"id": "torn02", "cre', b"\xff\xfe", "[1, 2]",
+                                   '{"id": "torn02", "schema_version": 9}',
+                                   '{"id": "torn02", "created": "yesterday"}',
+                                   '{"id": "torn02", "status": "exploded"}'],
+                         ids=["truncated", "undecodable", "foreign", "newer-schema", "mistyped",
+                              "unknown-status"])
 def test_status_of_a_corrupt_sweep_is_one_line(state: str | bytes, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:

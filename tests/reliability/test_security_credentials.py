@@ -72,6 +72,7 @@ def test_write_private_is_0600_whatever_the_umask(tmp_path: Path) -> None:
 
 def _sweep_with(root: Path, uri: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     from raysweep.sweep._trust import KEY_ENV
+    from raysweep.sweep._state import SweepState
     from raysweep.sweep.runner import _save_state, sweeps_home
     from raysweep.sweep.space import load_sweep
 
@@ -81,10 +82,10 @@ def _sweep_with(root: Path, uri: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     sweep.mkdir(parents=True, mode=0o700)
     smoke = REPO / "search_spaces" / "sweeps" / "smoke.yaml"
     (sweep / "spec.json").write_text(load_sweep(smoke).model_dump_json())
-    _save_state(sweep, {"id": sweep.name, "name": "smoke", "status": "interrupted",
-                        "created": 1.0, "workload": "digits-class", "tracking_uri": uri,
-                        "experiment": "raysweep", "experiment_id": "1",
-                        "parent_run_id": "p" * 32, "address": f"ray://u:{PASSWORD}@head:10001"})
+    _save_state(sweep, SweepState(
+        id=sweep.name, name="smoke", status="interrupted", created=1.0, workload="digits-class",
+        tracking_uri=uri, experiment="raysweep", experiment_id="1", parent_run_id="p" * 32,
+        address=f"ray://u:{PASSWORD}@head:10001"))
     return sweep
 
 

@@ -43,6 +43,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _make_sweep(root: Path, sweep_id: str = "abcd1234", **state_extra: object) -> Path:
     """A sweep directory as run_sweep leaves it after Tune's first snapshot."""
+    from raysweep.sweep._state import SweepState
     from raysweep.sweep.runner import _save_state, sweeps_home
     from raysweep.sweep.space import load_sweep
 
@@ -59,7 +60,7 @@ def _make_sweep(root: Path, sweep_id: str = "abcd1234", **state_extra: object) -
              "tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "experiment": "raysweep",
              "address": None, "experiment_id": "1", "parent_run_id": "p" * 32,
              "workload_key": "k", **state_extra}
-    _save_state(sweep, state)
+    _save_state(sweep, SweepState.model_validate(state))
     return sweep
 
 

@@ -7,9 +7,10 @@ import math
 
 import pytest
 
-from raysweep.methods import EpochEnd, get_method
+from raysweep.methods import get_method
+from raysweep.methods._base import MethodDivergedError
 from raysweep.sweep.space import parse_sweep, resolve_spec
-from raysweep.sweep.trainable import TrialFailure, make_plan, objective_values, run_trial
+from raysweep.sweep.trainable import make_plan, objective_values, run_trial
 
 
 def _plan(digits, **spec):  # noqa: ANN001, ANN202
@@ -187,14 +188,15 @@ def test_resume_skips_finished_epochs(digits) -> None:  # noqa: ANN001
 
 
 def test_non_finite_loss_fails_the_trial(digits, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    import raysweep.engine as tr  # the run engine calls run_method
+    """The real path: fine-tuning's own epoch loss goes NaN, run_method refuses the epoch
+    before the trial evaluates or reports it."""
+    import raysweep.methods.finetune as finetune
 
-    def diverging(name, model, data, cfg, ctx, *, max_epochs=None, on_epoch=None):  # noqa: ANN001, ANN202
-        on_epoch(EpochEnd(1, {"loss": math.nan}), 0.1)
-
-    monkeypatch.setattr(tr, "run_method", diverging)
-    with pytest.raises(TrialFailure, match="non-finite training statistic"):
-        run_trial(CFG, digits[0], _plan(digits), report=lambda *a: None)
+    reports: list = []
+    monkeypatch.setattr(finetune, "ce_epoch", lambda *a, **k: math.nan)
+    with pytest.raises(MethodDivergedError, match=r"finetune diverged at epoch 1 \(loss=nan\)"):
+        run_trial(CFG, digits[0], _plan(digits), report=lambda *a: reports.append(a))
+    assert reports == []
 
 
 def test_objectives_with_targets_and_goals(digits) -> None:  # noqa: ANN001

@@ -66,11 +66,12 @@ def test_wandb_keys_without_exact_meaning_exit_2(tmp_path: Path, capsys: pytest.
 
 def test_sweep_tags_and_description_go_to_the_parent_run(tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from raysweep.sweep._state import SweepState
     from raysweep.sweep.runner import parent_run_tags
     from raysweep.sweep.space import parse_sweep
 
     spec = parse_sweep({**BASE, "description": "ablation of SSD", "tags": {"team": "vision"}})
-    tags = parent_run_tags(spec, {"git_sha": "abc123"})
+    tags = parent_run_tags(spec, SweepState(id="s1", git_sha="abc123"))
     assert tags["mlflow.note.content"] == "ablation of SSD" and tags["team"] == "vision"
     assert tags["mlflow.source.git.commit"] == "abc123" and tags["mlflow.source.type"] == "LOCAL"
     path = _write(tmp_path, tags={"raysweep.method": "x"})

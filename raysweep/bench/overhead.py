@@ -46,6 +46,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from raysweep.sweep.timeline import TrialTimeline, timeline_callback
+
 __all__ = ["run_benchmark", "breakdown_lines", "measure_overhead", "measure_sample_efficiency", "EFFICIENCY_SPACE",
            "bench_spec", "config_fields"]
 
@@ -63,42 +65,8 @@ def bench_spec(data: dict[str, Any]) -> Any:
     return resolve_spec(parse_sweep(data, "bench"), "bench")
 
 
-class _Timeline:
-    """Driver-side stamps per trial: start, each result's arrival (with the trainable's own
-    ``rs/trial_seconds``), end. Kept in module state like the driver benchmark's clock."""
-
-    def __init__(self) -> None:
-        self.start: dict[str, float] = {}
-        self.first: dict[str, tuple[float, float]] = {}
-        self.last: dict[str, float] = {}
-        self.end: dict[str, float] = {}
-
-
-_TIMELINE: _Timeline | None = None
-
-
-def _timeline_callback() -> Any:
-    from ray.tune import Callback
-
-    class Stamps(Callback):
-        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            if _TIMELINE is not None:
-                _TIMELINE.start.setdefault(trial.trial_id, time.time())
-
-        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
-                            **info: Any) -> None:
-            if _TIMELINE is not None:
-                now = time.time()
-                _TIMELINE.first.setdefault(trial.trial_id,
-                                           (now, float(result.get("rs/trial_seconds", 0.0))))
-                _TIMELINE.last[trial.trial_id] = now
-
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any,
-                              **info: Any) -> None:
-            if _TIMELINE is not None:
-                _TIMELINE.end[trial.trial_id] = time.time()
-
-    return Stamps()
+# The stamps' type, under its old name (tests build one to check the breakdown).
+_Timeline = TrialTimeline
 
 
 @contextmanager
@@ -110,7 +78,6 @@ def _instrumented() -> Iterator[tuple[Any, _Timeline]]:
     import raysweep.sweep.search as search
     import raysweep.sweep.tracking as tracking
 
-    global _TIMELINE
     saved = (search.make_search, tracking.MlflowTrialCallback, runner._make_callbacks)
     make_search = saved[0]
 
@@ -121,20 +88,19 @@ def _instrumented() -> Iterator[tuple[Any, _Timeline]]:
     def timed_callbacks(sweep_dir: Path, total: int, max_failed: int | None, key: str,
                         mode: str) -> list[Any]:
         # The progress callback stays last: the runner uses it as the sweep's stopper.
-        return [_timeline_callback(), drv._TimedProgress(sweep_dir, total, max_failed, key, mode)]
+        return [timeline_callback(line), drv._TimedProgress(sweep_dir, total, max_failed, key, mode)]
 
-    clock, _TIMELINE = drv._Clock(), _Timeline()
+    clock, line = drv._Clock(), TrialTimeline()
     search.make_search = timed_search
     tracking.MlflowTrialCallback = drv._TimedMlflow  # type: ignore[misc]
     runner._make_callbacks = timed_callbacks
     drv._CLOCK = clock
     try:
         with drv._timed_snapshots():
-            yield clock, _TIMELINE
+            yield clock, line
     finally:
         search.make_search, tracking.MlflowTrialCallback, runner._make_callbacks = saved
         drv._CLOCK = None
-        _TIMELINE = None
 
 
 def _breakdown(clock: Any, line: _Timeline, out: Any, conc: int) -> dict[str, Any]:

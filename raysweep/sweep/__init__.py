@@ -2,7 +2,10 @@
 
 * :mod:`~raysweep.sweep.space`       the sweep / search-space YAML schema (no Ray, no Optuna)
 * :mod:`~raysweep.sweep.search`      YAML -> OptunaSearch (samplers, seeds, concurrency), ASHA
-* :mod:`~raysweep.sweep.trainable`   the one Ray Tune function trainable for every method
+* :mod:`~raysweep.sweep.trainable`   the Ray Tune function trainable: the run engine
+                                     (:mod:`raysweep.engine`) plus checkpoints and failure markers
+* :mod:`~raysweep.sweep.tasks`       plain Ray tasks (suite runs with ``--address``)
+* :mod:`~raysweep.sweep.timeline`    trial time stamps for the overhead benchmark
 * :mod:`~raysweep.sweep.tracking`    MLflow runs, batched logging, leaderboard queries
 * :mod:`~raysweep.sweep.leaderboard` leaderboard aggregation (mean +- std over seeds, Pareto)
 * :mod:`~raysweep.sweep.runner`      run / resume / status of a sweep (Tuner, Tuner.restore)

@@ -91,5 +91,7 @@ def _registry(key: str | None, json_out: bool) -> None:
         unit = m.unit + (f" ({m.display_unit})" if m.display_unit else "")
         table.add_row(m.key, escape(m.label or "-"), better[m.direction], unit, m.role,
                       "yes" if m.per_epoch else "", m.distance or "",
-                      m.computed_by.removeprefix("raysweep."), escape(m.meaning))
+                      m.computed_by.removeprefix("raysweep."),
+                      escape(m.meaning + (f" [{', '.join(m.scenarios)} forgetting only]"
+                                          if m.scenarios else "")))
     stdout.print(table)

@@ -27,7 +27,7 @@ from typing import Literal
 
 from raysweep.metrics.oracle import HELDOUT_SPLITS
 
-__all__ = ["Direction", "Role", "Source", "Unit", "UNITS", "MetricInfo", "METRICS",
+__all__ = ["Direction", "Role", "Source", "Unit", "UNITS", "SCENARIOS", "MetricInfo", "METRICS",
            "register_metric", "metric_info", "metric_keys", "maximize_keys", "objective_keys",
            "per_epoch_keys", "unknown_metric_message", "UnknownMetricError"]
 
@@ -82,6 +82,8 @@ class MetricInfo:
         per_epoch: recorded at every epoch of a sweep trial (what the cheap selection evaluation
             and the run engine's cost accounting give); other keys come at the best epoch.
         distance: the key of its distance to the retrain oracle, when there is one.
+        scenarios: the forget scenarios that define it (``()``: every scenario); e.g. the
+            accuracy on retained classes exists only under class forgetting.
         target: a fixed ideal value the papers rank by (direction ``oracle`` only), e.g. 0.5
             for an attack's AUC.
         label: the column label in tables (``""``: shown under its key).
@@ -98,6 +100,7 @@ class MetricInfo:
     source: Source = "evaluate"
     per_epoch: bool = False
     distance: str | None = None
+    scenarios: tuple[str, ...] = ()
     target: float | None = None
     label: str = ""
     fmt: str = ""
@@ -119,7 +122,8 @@ class MetricInfo:
         return {"key": self.key, "meaning": self.meaning, "direction": self.direction,
                 "unit": self.unit, "role": self.role, "computed_by": self.computed_by,
                 "source": self.source, "per_epoch": self.per_epoch, "distance": self.distance,
-                "target": self.target, "label": self.label, "pattern": self.pattern}
+                "scenarios": list(self.scenarios) or "all", "target": self.target,
+                "label": self.label, "pattern": self.pattern}
 
     @property
     def goal(self) -> str | float | None:
@@ -144,6 +148,8 @@ METRICS: dict[str, MetricInfo] = {}
 _DIRECTIONS = ("max", "min", "oracle", "none")
 _ROLES = ("selection", "report")
 _SOURCES = ("evaluate", "run", "suite")
+#: Forget scenarios (``scenario.kind`` of a workload); a metric defined only under some says so.
+SCENARIOS = ("class", "subclass", "random", "targeted")
 #: A split pattern's role per split: val selects, test reports.
 _SPLIT_ROLE: dict[str, Role] = {"val": "selection", "test": "report"}
 
@@ -151,8 +157,8 @@ _SPLIT_ROLE: dict[str, Role] = {"val": "selection", "test": "report"}
 def register_metric(key: str, meaning: str, *, direction: Direction, unit: str,
                     computed_by: str, role: Role | None = None, source: Source = "evaluate",
                     per_epoch: bool = False, distance: str | None = None,
-                    target: float | None = None, label: str = "",
-                    fmt: str = "") -> list[MetricInfo]:
+                    scenarios: tuple[str, ...] = (), target: float | None = None,
+                    label: str = "", fmt: str = "") -> list[MetricInfo]:
     """Declare a metric key, or a pattern ``.../{split}`` over the held-out splits.
 
     A pattern's ``role`` is implied (``val`` selects, ``test`` reports) and must be left out;
@@ -172,6 +178,10 @@ def register_metric(key: str, meaning: str, *, direction: Direction, unit: str,
     if is_pattern and role is not None:
         raise ValueError(f"register_metric({key!r}): a split pattern's role follows the split "
                          f"(val: selection, test: report); leave role out")
+    unknown = sorted(set(scenarios) - set(SCENARIOS))
+    if unknown:
+        raise ValueError(f"register_metric({key!r}): scenarios must be among "
+                         f"{', '.join(SCENARIOS)}, got {unknown}")
     if target is not None and direction != "oracle":
         raise ValueError(f"register_metric({key!r}): a target is the ideal value of a metric "
                          f"whose direction is 'oracle', got direction {direction!r}")
@@ -180,8 +190,8 @@ def register_metric(key: str, meaning: str, *, direction: Direction, unit: str,
                          f"{', '.join(_ROLES)}, got {role!r}")
     base = MetricInfo(key=key, meaning=meaning, direction=direction, unit=unit,
                       role=role or "selection", computed_by=computed_by, source=source,
-                      per_epoch=per_epoch, distance=distance, target=target, label=label, fmt=fmt,
-                      pattern=key)
+                      per_epoch=per_epoch, distance=distance, scenarios=tuple(scenarios),
+                      target=target, label=label, fmt=fmt, pattern=key)
     if is_pattern:
         entries = [replace(base, key=key.format(split=s), role=_SPLIT_ROLE[s],
                            per_epoch=per_epoch and s == "val",
@@ -266,12 +276,12 @@ register_metric("forget/loss", "mean cross-entropy on D_f", direction="oracle", 
                 role="selection", computed_by=_EVAL, per_epoch=True)
 register_metric("test/loss", "mean cross-entropy on test", direction="min", unit="nats",
                 role="report", computed_by=_EVAL)
-register_metric("test/acc_retain_classes", "test accuracy on the retained classes (class "
-                "forgetting)", direction="max", unit="fraction", role="report",
-                computed_by=_ACC, label="Acc_t")
-register_metric("test/acc_forget_classes", "test accuracy on the forgotten classes (class "
-                "forgetting; the oracle's is near 0)", direction="oracle", unit="fraction",
-                role="report", computed_by=_ACC)
+register_metric("test/acc_retain_classes", "test accuracy on the retained classes",
+                direction="max", unit="fraction", role="report", computed_by=_ACC,
+                scenarios=("class",), label="Acc_t")
+register_metric("test/acc_forget_classes", "test accuracy on the forgotten classes (the "
+                "oracle's is near 0)", direction="oracle", unit="fraction", role="report",
+                computed_by=_ACC, scenarios=("class",))
 for _name, _what in (("precision", "precision"), ("recall", "recall"), ("f1", "F1")):
     register_metric(f"test/{_name}_macro", f"macro {_what} on test", direction="max",
                     unit="fraction", role="report", computed_by=_ACC)
@@ -338,9 +348,9 @@ register_metric("sape/acc_err_original", "SAPE of test accuracies vs the origina
 register_metric("heldout/acc/{split}", "held-out accuracy (class forgetting: retained "
                 "classes)", direction="max", unit="fraction", computed_by=_ORACLE,
                 per_epoch=True, distance="dist/heldout_acc/{split}")
-register_metric("heldout/acc_forgotten/{split}", "held-out accuracy on the forgotten classes "
-                "(class forgetting)", direction="oracle", unit="fraction", computed_by=_ORACLE,
-                per_epoch=True)
+register_metric("heldout/acc_forgotten/{split}", "held-out accuracy on the forgotten classes",
+                direction="oracle", unit="fraction", computed_by=_ORACLE, per_epoch=True,
+                scenarios=("class",))
 register_metric("mia/auc/{split}", "loss-attack AUC, D_f vs matched held-out samples",
                 direction="oracle", unit="probability", computed_by=_ORACLE, per_epoch=True,
                 distance="dist/mia_auc/{split}", label="AUC ({split})")

@@ -247,3 +247,17 @@ def test_paper_rankings_read_each_metric_s_goal_from_the_registry():
     with pytest.raises(ValueError, match="target is the ideal value"):
         register_metric("test/new_metric", "x", direction="max", unit="score", role="report",
                         computed_by="tests", target=1.0)
+
+
+def test_keys_declared_for_class_forgetting_only_are_absent_under_random_forgetting():
+    from _metrics_synth import outputs_with_acc
+
+    from raysweep.metrics import evaluate
+
+    acc = {"forget": 0.5, "retain": 0.8, "val": 0.7, "test": 0.7}
+    got = evaluate(outputs_with_acc(acc, seed=1), original=outputs_with_acc(acc, seed=2),
+                   retrain=outputs_with_acc(acc, seed=3), seconds=1.0, retrain_seconds=2.0,
+                   catboost=False)
+    assert sorted(set(got) - set(METRICS)) == []
+    class_only = {k for k, m in METRICS.items() if m.scenarios == ("class",)}
+    assert class_only and not class_only & set(got)

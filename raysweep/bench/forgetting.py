@@ -310,8 +310,7 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
                 try:
                     st = ray.get(fut)
                 except Exception as exc:  # the task itself died (worker crash, out of memory)
-                    st = ModelStats(role, i, -1, error=f"{type(exc).__name__}: "
-                                                      f"{str(exc).splitlines()[0]}")
+                    st = ModelStats(role, i, -1, error=_task_error(exc))
                 results.setdefault(role, []).append(st)
                 done += 1
                 what = (f"[red]failed[/] {st.error}" if st.error else
@@ -352,6 +351,14 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
         report.rows.append(_row(name, pop, oracles, delta=delta, width=width, seed=seed,
                                 min_models=4))
     return report
+
+
+def _task_error(exc: BaseException) -> str:
+    """One line for a task Ray could not run: the task's own exception when Ray wrapped one
+    (a failed preparation, a failed original handed on), else Ray's (a crashed worker)."""
+    cause = getattr(exc, "cause", None) or exc
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else '(no message)'}"
 
 
 def _git_sha() -> str:

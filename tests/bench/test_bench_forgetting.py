@@ -282,3 +282,12 @@ def test_command_on_digits_with_tiny_k(fresh_env: Path, capsys) -> None:
     children = c.search_runs([parent.info.experiment_id],
                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == 3
+
+
+def test_a_task_ray_could_not_run_reports_its_own_error() -> None:
+    class Wrapped(Exception):     # what ray.get raises for a task that raised: .cause
+        cause = ValueError("RAYSWEEP_CACHE /data: directory is not writable")
+
+    assert fq._task_error(Wrapped("ray::_train() (pid=1)\n...")) == \
+        "ValueError: RAYSWEEP_CACHE /data: directory is not writable"
+    assert fq._task_error(RuntimeError("worker died\ntrace")) == "RuntimeError: worker died"

@@ -97,7 +97,6 @@ class PreparedWorkload:
     teacher_forget_logits: np.ndarray
     original_seconds: float
     retrain_seconds: float
-    tokenizer_model: nn.Module | None = None
     #: Per held-out split, the rows matched to the forget set (MIA non-members, probe target);
     #: ``None`` = every row (random forgetting). See :mod:`raysweep.metrics.oracle`.
     matched: dict[str, np.ndarray | None] = field(default_factory=dict)

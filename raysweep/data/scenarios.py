@@ -94,10 +94,6 @@ class SubclassScenario(_ScenarioBase):
         g = _class_index(ds, self.group, ds.group_names, "group")
         return ds.train_groups == g
 
-    def group_index(self, ds: LoadedDataset) -> int:
-        assert ds.group_names is not None
-        return _class_index(ds, self.group, ds.group_names, "group")
-
 
 class RandomScenario(_ScenarioBase):
     """Forget a uniformly random fraction of the training set."""

@@ -87,17 +87,6 @@ class SplitOutputs:
     def num_classes(self) -> int:
         return int(self.logits.shape[1])
 
-    @property
-    def predictions(self) -> np.ndarray:
-        """Arg-max class per sample (int64)."""
-        if len(self) == 0:
-            return np.zeros(0, np.int64)
-        return self.logits.argmax(axis=1).astype(np.int64)
-
-    def probs(self) -> np.ndarray:
-        """Softmax probabilities (float64, ``(N, C)``)."""
-        return softmax(self.logits)
-
     def losses(self) -> np.ndarray:
         """Per-sample cross-entropy losses (float64, ``(N,)``)."""
         return cross_entropy(self.logits, self.labels)

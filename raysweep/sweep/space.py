@@ -44,7 +44,6 @@ it). This module imports neither Ray nor Optuna.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -314,6 +313,14 @@ class ObjectiveSpec(_Strict):
         if self.target is not None and self.goal != "minimize":
             raise ValueError(f"a target makes the objective |metric - target|, which is "
                              f"minimised; set goal: minimize (got {self.goal})")
+        # A goal against the declared direction would search for the worst model.
+        declared = METRICS[self.metric].direction if self.metric in METRICS else "none"
+        wrong = {"max": "minimize", "min": "maximize"}.get(declared)
+        if self.target is None and self.goal == wrong:
+            right = "maximize" if wrong == "minimize" else "minimize"
+            raise ValueError(f"goal: {self.goal}, but {'higher' if declared == 'max' else 'lower'}"
+                             f" {self.metric} is better (raysweep metrics {self.metric}); set "
+                             f"goal: {right}, or give a target to aim at a value")
         return self
 
     @property
@@ -884,12 +891,6 @@ def write_schema(path: Path = SCHEMA_PATH) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(schema_text())
     return path
-
-
-def iter_product(params: Mapping[str, list[Any]]) -> Iterator[dict[str, Any]]:
-    keys = list(params)
-    for combo in itertools.product(*(params[k] for k in keys)):
-        yield dict(zip(keys, combo))
 
 
 if __name__ == "__main__":  # python -m raysweep.sweep.space  -> rewrites the JSON Schema

@@ -355,10 +355,13 @@ class Tracker:
         model ``model``, with a signature inferred from ``input_example`` (a small batch,
         a tensor) and its logits; returns the model URI ``runs:/<run_id>/model``.
 
-        MLflow's default format (``torch.export``, pt2) stores the graph, so ``mlflow models
-        serve`` and the Model Registry need neither raysweep nor its model classes; a module
-        that does not export is pickled instead (loading it then needs raysweep).
+        The module is traced to TorchScript when the trace gives the same logits, so that
+        ``mlflow models serve`` and the Model Registry need neither raysweep nor its model
+        classes, and the loaded module behaves as one (``.eval()``, any batch size; MLflow's
+        default ``torch.export`` format loads as a graph whose ``.eval()`` raises). A module
+        that does not trace is pickled as it is (loading it then needs raysweep).
         """
+        import logging
         import warnings
 
         import mlflow
@@ -369,28 +372,39 @@ class Tracker:
         x = input_example.detach().cpu()
         with torch.no_grad():
             logits = model(x)
+            logged = model
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # TorchScript's deprecation notices
+                    traced = torch.jit.trace(model, x, check_trace=False)
+                if torch.allclose(traced(x), logits, atol=1e-6, rtol=1e-5):
+                    logged = traced
+            except Exception:  # noqa: BLE001 - data-dependent control flow: pickle it
+                pass
         signature = infer_signature(x.numpy(), logits.detach().cpu().numpy())
         pins = [f"torch=={torch.__version__.split('+')[0]}"]  # inferring loads the model again
         failure: Exception | None = None
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(self.uri)
+        # Its pickle caution is about loading files of unknown origin; these are the sweep's own.
+        quiet = logging.getLogger("mlflow.pytorch")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
         try:
             # Attach to the trial's finished run. An error is kept and raised after the run
             # is closed: raised inside, start_run would mark the trial's run FAILED.
             with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    try:
-                        mlflow.pytorch.log_model(model, name="model", signature=signature,
-                                                 input_example=x.numpy(), pip_requirements=pins)
-                    except Exception:  # noqa: BLE001 - torch.export refused this module
-                        mlflow.pytorch.log_model(model, name="model", signature=signature,
-                                                 input_example=x.numpy(), pip_requirements=pins,
-                                                 serialization_format="pickle")
+                    # "pickle" is MLflow's name for torch.save / torch.jit.save.
+                    mlflow.pytorch.log_model(logged, name="model", signature=signature,
+                                             input_example=x.numpy(), pip_requirements=pins,
+                                             serialization_format="pickle")
                 except Exception as exc:  # noqa: BLE001 - re-raised below
                     failure = exc
         finally:
             mlflow.set_tracking_uri(previous)
+            quiet.setLevel(level)
         if failure is not None:
             raise failure
         self.client.set_tag(run_id, "raysweep.model", f"runs:/{run_id}/model")
@@ -616,10 +630,6 @@ def get_run(uri: str, run_id: str) -> RunRecord:
     return RunRecord(run_id=r.info.run_id, status=r.info.status, start=r.info.start_time,
                      experiment_id=r.info.experiment_id, tags=read_tags(r.data.tags),
                      params=dict(r.data.params), metrics=dict(r.data.metrics))
-
-
-def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
-    return [(m.step, m.value) for m in _client(uri).get_metric_history(run_id, key)]
 
 
 def list_artifacts(uri: str, run_id: str, path: str | None = None) -> list[str]:

@@ -318,9 +318,11 @@ class ObjectiveSpec(_Strict):
         wrong = {"max": "minimize", "min": "maximize"}.get(declared)
         if self.target is None and self.goal == wrong:
             right = "maximize" if wrong == "minimize" else "minimize"
-            raise ValueError(f"goal: {self.goal}, but {'higher' if declared == 'max' else 'lower'}"
-                             f" {self.metric} is better (raysweep metrics {self.metric}); set "
-                             f"goal: {right}, or give a target to aim at a value")
+            given = "" if "goal" in self.model_fields_set else " (the default)"
+            raise ValueError(f"goal: {self.goal}{given}, but "
+                             f"{'higher' if declared == 'max' else 'lower'} {self.metric} is "
+                             f"better (raysweep metrics {self.metric}); set goal: {right}, or "
+                             f"give a target to aim at a value")
         return self
 
     @property
@@ -372,6 +374,19 @@ class SearchSpec(_Strict):
     start_from_defaults: bool = Field(
         True, description="enqueue every method's paper defaults as its first trial")
     early_terminate: EarlyTerminate | None = None
+    storage: str | None = Field(
+        None, max_length=2000,
+        description="where the Optuna study lives: unset = the sweep dir's optuna.journal; an "
+                    "SQLAlchemy URL (sqlite:////abs/path.db, postgresql://user@host/db, "
+                    "mysql+pymysql://user@host/db) = that database, study raysweep-<sweep id>; "
+                    "no password in the URL (PGPASSWORD, ~/.pgpass, ~/.my.cnf)")
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_url(cls, v: str | None) -> str | None:
+        from raysweep.sweep._storage import check_storage_url
+
+        return None if v is None else check_storage_url(v)
 
 
 class BudgetSpec(_Strict):

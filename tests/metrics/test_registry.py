@@ -122,7 +122,8 @@ def test_objective_spec_accepts_declared_selection_keys_and_rejects_the_rest():
 
     assert KNOWN_METRICS == ("composite", *objective_keys())
     for key in objective_keys():
-        assert ObjectiveSpec(metric=key).metric == key
+        goal = "maximize" if METRICS[key].direction == "max" else "minimize"
+        assert ObjectiveSpec(metric=key, goal=goal).metric == key
     cases = {
         "dist/mia_auc/tset": "did you mean 'dist/mia_auc/val'",    # a typo: the val twin
         "bogus/metric": "unknown metric 'bogus/metric'",           # a made-up family
@@ -261,3 +262,24 @@ def test_keys_declared_for_class_forgetting_only_are_absent_under_random_forgett
     assert sorted(set(got) - set(METRICS)) == []
     class_only = {k for k, m in METRICS.items() if m.scenarios == ("class",)}
     assert class_only and not class_only & set(got)
+
+
+def test_an_objective_goal_against_the_declared_direction_is_rejected():
+    from pydantic import ValidationError
+
+    from raysweep.sweep.space import ObjectiveSpec
+
+    for key in objective_keys():
+        direction = METRICS[key].direction
+        for goal in ("minimize", "maximize"):
+            against = (direction, goal) in {("max", "minimize"), ("min", "maximize")}
+            if against:
+                with pytest.raises(ValidationError, match=f"goal: {goal}, but"):
+                    ObjectiveSpec(metric=key, goal=goal)
+            else:
+                assert ObjectiveSpec(metric=key, goal=goal).goal == goal
+    # the default goal (minimize) on a higher-is-better key says it was the default
+    with pytest.raises(ValidationError, match=r"goal: minimize \(the default\), but higher"):
+        ObjectiveSpec(metric="val/acc")
+    # aiming at a value is always allowed (|metric - target| is minimised)
+    assert ObjectiveSpec(metric="val/acc", target=0.9).target == 0.9

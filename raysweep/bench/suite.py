@@ -798,6 +798,13 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
                     if k in fields:
                         check_number_value(v, fields[k].annotation, f"{where}.config.{k}")
                 make_config(method, values, where=f"{where}.config")
+            paper_epochs = values.get("epochs") if "epochs" in sources else None
+            if isinstance(paper_epochs, (int, float)) and raw.max_epochs is not None \
+                    and paper_epochs > raw.max_epochs:
+                # The budget would stop the run early: the row would not run the paper's value.
+                raise ConfigError(f"{where}.max_epochs: {raw.max_epochs} is below the paper's "
+                                  f"{method} epochs {paper_epochs:g} ({sources['epochs']}); "
+                                  f"raise max_epochs to at least {paper_epochs:g}")
             tolerances: dict[str, Tolerance] = {}
             for metric in [*cfg.tolerances, *(m for m in raw.tolerances if m not in cfg.tolerances)]:
                 base = cfg.tolerances.get(metric, Tolerance())

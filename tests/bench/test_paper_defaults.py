@@ -124,6 +124,16 @@ def test_bad_paper_defaults_are_one_line_errors(tmp_path: Path, items: list, nee
     assert needle in msg and "\n" not in msg and str(path) in msg
 
 
+def test_a_budget_below_the_papers_epochs_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "budget.yaml"
+    path.write_text(yaml.safe_dump({
+        **_BASE, "entries": [{"workload": "digits-class", "method": "finetune", "max_epochs": 2}],
+        "paper_defaults": [{**_GOOD, "values": {"epochs": 4}}]}))
+    with pytest.raises(ConfigError, match=r"entries\[0\].max_epochs: 2 is below the paper's "
+                                          r"finetune epochs 4 \(paper 004, Results\)"):
+        load_suite(path)
+
+
 def test_bench_paper_with_a_bad_paper_default_exits_2_and_writes_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(tmp_path, [{**_GOOD, "values": {"lr": "fast"}}])

@@ -29,7 +29,7 @@ import platform
 import socket
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,8 +153,10 @@ def _train(prepared: PreparedWorkload, role: str, index: int, seed: int,
 
 
 def _unlearn(prepared: PreparedWorkload, original_state: dict[str, Any] | None, method: str,
-             index: int, seed: int, device: str) -> ModelStats:
-    """Run ``method`` (its default config) on original ``index``."""
+             index: int, seed: int, device: str,
+             config: dict[str, Any] | None = None) -> ModelStats:
+    """Run ``method`` with ``config`` (its fields; the rest at their defaults) on original
+    ``index``."""
     from raysweep.methods import make_config, run_method
     from raysweep.methods._base import UnlearnContext
     from raysweep.training import resolve_device
@@ -176,7 +178,7 @@ def _unlearn(prepared: PreparedWorkload, original_state: dict[str, Any] | None, 
             p.requires_grad_(True)
         data = prepared.unlearn_data(batch_size=prepared.config.train.batch_size)
         t0 = time.perf_counter()
-        run_method(method, model, data, make_config(method, {}), ctx)
+        run_method(method, model, data, make_config(method, config or {}), ctx)
         st.seconds = time.perf_counter() - t0
         return _stats(prepared, model, dev, st)
     except Exception as exc:  # recorded; the method's row goes on without this model
@@ -246,15 +248,21 @@ def _row(name: str, pop: list[ModelStats], oracles: list[ModelStats], *, delta: 
 
 
 def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], k: int,
+                           configs: Mapping[str, Mapping[str, Any]] | None = None,
                            seed: int = 0, device: str = "cpu", address: str | None = None,
                            delta: float = DELTA, width: float = BUCKET_WIDTH,
                            gpus_per_model: float = 0.0, command: str = "",
                            log: Callable[[str], None] | None = None) -> ForgettingReport:
     """Train the populations as Ray tasks and compute every row (see the module docstring).
 
-    Inputs are assumed checked (the CLI does it before anything runs). ``address`` joins a
-    cluster; ``None`` uses ``RAY_ADDRESS`` or starts a private local Ray.
+    Inputs are assumed checked (the CLI does it before anything runs). ``configs`` maps a
+    method to the config fields it runs with (the others at their defaults). ``address`` joins
+    a cluster; ``None`` uses ``RAY_ADDRESS`` or starts a private local Ray.
     """
+    from raysweep.methods import make_config
+
+    given = {m: dict((configs or {}).get(m) or {}) for m in methods}
+    resolved = {m: make_config(m, given[m]).model_dump(mode="json") for m in methods}
     import ray
 
     from raysweep._console import info
@@ -292,7 +300,7 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
             for i in range(k):
                 # Takes original i's state by reference: it starts once that original is done.
                 fut = unlearn.remote(prepared, states[i], m, i, model_seed(seed, "unlearned", i),
-                                     device)
+                                     device, given[m])
                 futures[fut] = (m, i)
         results: dict[str, list[ModelStats]] = {}
         # Original i's weights stay in the object store until its last unlearning task is done
@@ -324,6 +332,7 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
                if m.error is None]
     settings = {
         "workload": workload.name, "k": k, "methods": list(methods), "seed": seed,
+        "overrides": {m: v for m, v in given.items() if v}, "configs": resolved,
         "device": device, "delta": delta, "bucket_width": width, "n_buckets": N_BUCKETS,
         "statistic": "logit-scaled confidence of the true class, log(p_y / (1 - p_y))",
         "forget_examples": int(len(oracles[0].confidence)) if oracles else None,
@@ -382,6 +391,16 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
+def _configs_text(s: dict[str, Any]) -> str:
+    """The methods' configs as run: the defaults, with any ``--set`` fields named."""
+    over = s.get("overrides") or {}
+    if not over:
+        return "each method's defaults"
+    given = "; ".join(f"{m}: " + ", ".join(f"{f}={v}" for f, v in fields.items())
+                      for m, fields in over.items())
+    return f"defaults except {given}"
+
+
 def _markdown(r: ForgettingReport) -> str:
     s = r.settings
     o = r.oracle
@@ -395,8 +414,8 @@ def _markdown(r: ForgettingReport) -> str:
         "",
         f"Workload `{s['workload']}` ({s['forget_examples']} forget examples). K = {s['k']}: "
         f"{s['k']} originals trained on D, {s['k']} retrain-from-scratch oracles trained on D_r, "
-        f"and per method {s['k']} unlearned models (the i-th from original i, the method's "
-        f"default config). Training seeds (initialisation and batch order) come from disjoint "
+        f"and per method {s['k']} unlearned models (the i-th from original i; configs: "
+        f"{_configs_text(s)}). Training seeds (initialisation and batch order) come from disjoint "
         f"streams per role ({', '.join(f'{k}: {v}' for k, v in s['seeds'].items())}); the data "
         f"split is the workload's. The oracles: {o.get('models')} models, retain accuracy "
         f"{_cell(o.get('retain_acc'))}, test accuracy {_cell(o.get('test_acc'))}.",
@@ -500,6 +519,10 @@ def log_to_mlflow(report: ForgettingReport, report_path: Path | None = None) -> 
                                                    "bucket_width", "n_buckets", "statistic",
                                                    "forget_examples", "command", "machine")}
     params["methods"] = ",".join(s["methods"])
+    # Only the --set fields here (a batch holds at most 100 params); each child run has its
+    # method's whole config.
+    params.update({f"set.{m}.{f}": v for m, fields in (s.get("overrides") or {}).items()
+                   for f, v in fields.items()})
     now = int(time.time() * 1000)
     keys = ("forgetting_quality", "permutation_null", "quality_over_null", "score",
             "retain_ratio", "test_ratio", "retain_acc", "test_acc", "eps_median",
@@ -519,9 +542,11 @@ def log_to_mlflow(report: ForgettingReport, report_path: Path | None = None) -> 
         child = c.create_run(exp, run_name=f"{row['row']} K={s['k']}", tags={
             **tags, "mlflow.parentRunId": parent, "raysweep.method": row["row"],
             **({"raysweep.error": tracking._clip(row["error"])} if row.get("error") else {})})
+        config = (s.get("configs") or {}).get(row["row"], {})
         c.log_batch(child.info.run_id, metrics=metrics_of(row, "fq/"),
                     params=[Param("method", row["row"]), Param("k", str(s["k"])),
-                            Param("workload", s["workload"])])
+                            Param("workload", s["workload"]),
+                            *(Param(f"config.{f}", tracking._clip(v)) for f, v in config.items())])
         c.set_terminated(child.info.run_id, "FAILED" if row.get("error") else "FINISHED")
     report.run_id = parent
     artifacts = []

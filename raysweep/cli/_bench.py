@@ -600,6 +600,9 @@ def forgetting_quality_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N (on the nodes)"),
     gpus_per_model: float = typer.Option(0.0, "--gpus-per-model", min=0.0, max=8.0,
                                          help="GPUs each model task asks Ray for (with cuda)"),
+    overrides: list[str] = typer.Option([], "--set", help="a method's config field, "
+                                        "METHOD.FIELD=VALUE, e.g. scrub.lr=1e-4 (repeatable; "
+                                        "default: the method's defaults)"),
     out: str = typer.Option("docs/results/forgetting-quality.md", "-o", "--output",
                             help="markdown report; the JSON goes next to it"),
     json_out: bool = typer.Option(False, "--json", help="print the JSON report on stdout"),
@@ -635,9 +638,20 @@ def forgetting_quality_cmd(
         raise ConfigError(f"--methods {methods!r}: {', '.join(twice)} given twice; name each "
                           f"method once")
     cfg = load_workload_config(wl_ref)
+    from raysweep.config import parse_override
+
+    configs: dict[str, dict[str, object]] = {m: {} for m in chosen}
+    for item in overrides:
+        parts, value, where = parse_override(item)
+        if len(parts) != 2:
+            raise ConfigError(f"{where}: expected METHOD.FIELD=VALUE, e.g. scrub.lr=1e-4")
+        if parts[0] not in configs:
+            raise ConfigError(f"{where}: {parts[0]!r} is not in --methods "
+                              f"({','.join(chosen)}); add it there or drop this --set")
+        configs[parts[0]][parts[1]] = value
     for m in chosen:
         info = get_method(m)          # an unknown name: one line with a did-you-mean
-        make_config(m, {}, where=f"--methods {m}")
+        make_config(m, configs[m], where=f"--set {m}" if configs[m] else f"--methods {m}")
         if model_kind(cfg.model.name) == "text" and not info.supports_text:
             raise ConfigError(f"--methods {m}: works on image models only, and workload "
                               f"{cfg.name!r} is text; drop it from --methods")
@@ -686,8 +700,10 @@ def forgetting_quality_cmd(
                + (f" --bucket-width {bucket_width}" if bucket_width != 0.5 else "")
                + (f" --device {device}" if device != "cpu" else "")
                + (f" --gpus-per-model {gpus_per_model}" if gpus_per_model else "")
+               + "".join(f" --set {shlex.quote(o)}" for o in overrides)
                + f" -o {shlex.quote(out)}")
-    report = run_forgetting_quality(cfg, methods=chosen, k=k_models, seed=seed, device=device,
+    report = run_forgetting_quality(cfg, methods=chosen, configs=configs, k=k_models, seed=seed,
+                                    device=device,
                                     address=addr, delta=delta, width=bucket_width,
                                     gpus_per_model=gpus_per_model, command=command,
                                     log=lambda m: err_console().print(m, highlight=False))

@@ -45,6 +45,11 @@ def fresh_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (["-o", "afile/report.md"], "not a writable directory"),
     (["-o", "readonly.md"], "readonly.md exists and is read-only"),
     (["-o", "readonly2.md"], "readonly2.json exists and is read-only"),
+    (["--set", "scrub.lr=-1"], "--set scrub: scrub.lr"),
+    (["--set", "ssd.lr=0.1"], "unknown parameter 'lr'"),
+    (["--set", "salun.lr=0.1"], "'salun' is not in --methods"),
+    (["--set", "scrub=1"], "expected METHOD.FIELD=VALUE"),
+    (["--set", "scrub.lr"], "expected key=value"),
     (["--delta", "0.9"], "--delta"),
     (["--bucket-width", "0"], "--bucket-width"),
     (["--seed", "-1"], "--seed"),
@@ -130,6 +135,12 @@ def test_model_tasks_in_process(prepared) -> None:
     assert broken.error is not None and broken.confidence is None
     unknown = fq._unlearn(prepared, state, "no-such-method", 3, 7, "cpu")
     assert "unknown method 'no-such-method'" in unknown.error
+    # A config changes what runs: one epoch of fine-tuning moves the model less than five.
+    one = fq._unlearn(prepared, state, "finetune", 0, fq.model_seed(0, "unlearned", 0), "cpu",
+                      {"epochs": 1})
+    assert one.error is None
+    assert abs(one.confidence.mean() - orig.confidence.mean()) < \
+        abs(ft.confidence.mean() - orig.confidence.mean())
 
 
 def _stats(role: str, shift: float, k: int, rng: np.random.Generator,
@@ -222,6 +233,22 @@ def test_command_keeps_the_results_when_mlflow_fails(fresh_env: Path, capsys,
     err = capsys.readouterr().err
     assert rc == 1 and "database is locked" in err
     assert "| original | 8 |" in (fresh_env / "fq.md").read_text()
+
+
+def test_set_reaches_the_unlearning_tasks(fresh_env: Path, monkeypatch) -> None:
+    seen = {}
+
+    def fake_run(cfg, **kw):
+        seen.update(kw)
+        raise KeyboardInterrupt   # stop before MLflow: only the arguments matter here
+
+    monkeypatch.setattr(fq, "run_forgetting_quality", fake_run)
+    rc = main(["bench", "forgetting-quality", "--methods", "scrub,ssd", "--set", "scrub.lr=1e-4",
+               "--set", "scrub.epochs=4", "--set", "ssd.selection_weighting=15"])
+    assert rc == 130
+    assert seen["configs"] == {"scrub": {"lr": 1e-4, "epochs": 4},
+                               "ssd": {"selection_weighting": 15}}
+    assert "--set scrub.lr=1e-4 --set scrub.epochs=4" in seen["command"]
 
 
 def test_command_exits_1_when_a_model_failed(fresh_env: Path, empty_mlflow_db: Path, capsys,

@@ -587,10 +587,11 @@ def forgetting_quality_cmd(
                                  "K originals, K oracles, K unlearned per method (default: the "
                                  "scale's; small 32, paper 512)"),
     methods: str = typer.Option("finetune,scrub,ssd,retrain", "--methods", "-m",
-                                help="comma-separated methods (default configs); retrain is "
-                                     "the sanity row"),
-    scale: str = typer.Option("small", "--scale", help="small (CPU, about 15 min on 2 cores) or "
-                              "paper (the challenge's 512 models per population; a cluster)"),
+                                help="comma-separated methods (default configs unless "
+                                     "--set); retrain is the sanity row"),
+    scale: str = typer.Option("small", "--scale", help="small (digits-class, K 32: about 3 min "
+                              "on 2 CPU cores) or paper (fmnist-random10-conv, the challenge's "
+                              "512 models per population: a cluster)"),
     seed: int = typer.Option(0, "--seed", min=0, max=1_000_000, help="base of the model seeds"),
     delta: float = typer.Option(0.01, "--delta", min=0.0, max=0.5, help="δ of the (ε, δ) bound"),
     bucket_width: float = typer.Option(0.5, "--bucket-width", min=0.01, max=100.0,

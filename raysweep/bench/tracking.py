@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from raysweep.bench.baseline import Summary, summarize
 from raysweep._quoting import tag_equals
 from raysweep.errors import ConfigError
-from raysweep.sweep.catalog import tracking_uri  # one store rule for sweeps and suites
+from raysweep.sweep.catalog import pid_alive, tracking_uri  # one store rule, one liveness check
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -199,7 +199,7 @@ class SuiteRecorder:
         for run in self.client.search_runs([self.experiment_id], filter_string=flt,
                                            max_results=200):
             host, _, pid = run.data.tags.get(PID_TAG, "").rpartition(":")
-            if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+            if host != socket.gethostname() or not pid.isdigit() or pid_alive(int(pid)):
                 continue  # another machine's, an old run without the tag, or still running
             self.client.set_tag(run.info.run_id, STATUS_TAG, "failed")
             self.client.set_tag(run.info.run_id, "raysweep.error",
@@ -213,16 +213,6 @@ class SuiteRecorder:
         if self.run_id:
             self.client.set_tag(self.run_id, STATUS_TAG, "failed")
             self.client.set_terminated(self.run_id, "KILLED")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def _info(run: Any) -> SuiteRunInfo:

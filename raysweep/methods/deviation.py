@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -40,7 +39,7 @@ from raysweep.methods._base import (
     EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
 )
 from raysweep.methods._challenge import first_layer, weight_layers
-from raysweep.methods._common import mean
+from raysweep.methods._loops import ce_epoch
 
 
 class DeviationConfig(MethodConfig):
@@ -90,13 +89,7 @@ def deviation(model: nn.Module, data: UnlearnData, cfg: DeviationConfig,
         if epoch == cfg.epochs - 1 and epoch > 0:
             # The code adds it after the second-to-last epoch, i.e. before the last one.
             add_weight_noise(model, cfg.layers, cfg.final_sigma, gen)
-        model.train()
-        losses = []
-        for x, y in data.loader("retain", cfg.batch_size, seed=ctx.seed + epoch):
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x.to(ctx.device)), y.to(ctx.device))
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+        loss = ce_epoch(model, data.loader("retain", cfg.batch_size, seed=ctx.seed + epoch), opt,
+                        ctx.device)
         sched.step()
-        yield EpochEnd(epoch + 1, {"loss": mean(losses)})
+        yield EpochEnd(epoch + 1, {"loss": loss})

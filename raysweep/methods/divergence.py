@@ -36,6 +36,7 @@ from raysweep.methods._base import (
     EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
 )
 from raysweep.methods._common import mean
+from raysweep.methods._loops import ce_epoch
 
 
 class DivergenceConfig(MethodConfig):
@@ -101,7 +102,7 @@ def divergence(model: nn.Module, data: UnlearnData, cfg: DivergenceConfig,
 
     for epoch in range(cfg.epochs):
         model.train()
-        forget_losses, retain_losses = [], []
+        forget_losses: list[float] = []
         # As in the code: as many steps as the shorter loader (normally the forget one).
         pairs = zip(data.loader("forget", cfg.forget_batch_size, seed=ctx.seed + 1000 + epoch),
                     data.loader("retain", cfg.batch_size, seed=ctx.seed + 2000 + epoch),
@@ -116,13 +117,9 @@ def divergence(model: nn.Module, data: UnlearnData, cfg: DivergenceConfig,
             opt_forget.step()
             sched.step()
             forget_losses.append(loss.item())
-        for x, y in data.loader("retain", cfg.batch_size, seed=ctx.seed + epoch):
-            opt_retain.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x.to(dev)), y.to(dev))
-            loss.backward()
-            opt_retain.step()
-            retain_losses.append(loss.item())
-        stats = {"forget_loss": mean(forget_losses), "retain_loss": mean(retain_losses)}
+        retain_loss = ce_epoch(model, data.loader("retain", cfg.batch_size, seed=ctx.seed + epoch),
+                               opt_retain, dev)
+        stats = {"forget_loss": mean(forget_losses), "retain_loss": retain_loss}
         if epoch == 0:
             stats["warmup_kl"] = mean(warm)
         yield EpochEnd(epoch + 1, stats)

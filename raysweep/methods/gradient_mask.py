@@ -45,7 +45,8 @@ from raysweep.methods._base import (
     EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
 )
 from raysweep.methods._challenge import weight_layers
-from raysweep.methods._common import mean, random_subset
+from raysweep.methods._common import random_subset
+from raysweep.methods._loops import ce_epoch
 from raysweep.training import make_loader
 
 
@@ -152,15 +153,9 @@ def gradient_mask(model: nn.Module, data: UnlearnData, cfg: GradientMaskConfig,
             lr = cfg.lr * _linear_factor(epoch, cfg.epochs)
             for group in opt.param_groups:
                 group["lr"] = lr
-            model.train()
-            losses = []
-            for x, y in data.loader("retain", cfg.batch_size, seed=ctx.seed + epoch):
-                opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(x.to(ctx.device)), y.to(ctx.device))
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-            yield EpochEnd(epoch + 1, {"loss": mean(losses), "lr": lr})
+            loss = ce_epoch(model, data.loader("retain", cfg.batch_size, seed=ctx.seed + epoch),
+                            opt, ctx.device)
+            yield EpochEnd(epoch + 1, {"loss": loss, "lr": lr})
     finally:
         for h in handles:
             h.remove()

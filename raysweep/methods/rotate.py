@@ -23,14 +23,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from raysweep.methods._base import (
     EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
 )
-from raysweep.methods._common import mean
+from raysweep.methods._loops import ce_epoch
 
 
 class RotateConfig(MethodConfig):
@@ -86,13 +85,7 @@ def rotate(model: nn.Module, data: UnlearnData, cfg: RotateConfig,
                           momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     for epoch in range(cfg.epochs):
-        model.train()
-        losses = []
-        for x, y in data.loader("retain", cfg.batch_size, seed=ctx.seed + epoch):
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x.to(ctx.device)), y.to(ctx.device))
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+        loss = ce_epoch(model, data.loader("retain", cfg.batch_size, seed=ctx.seed + epoch), opt,
+                        ctx.device)
         sched.step()
-        yield EpochEnd(epoch + 1, {"loss": mean(losses)})
+        yield EpochEnd(epoch + 1, {"loss": loss})

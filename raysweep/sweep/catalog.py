@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from raysweep._console import console
-from raysweep._quoting import read_tags
+from raysweep._quoting import read_tags, tag_equals
+from raysweep._secrets import redact_uri, restore_credentials
 from raysweep.errors import UserError
 from raysweep.sweep._state import SweepState
+from raysweep.sweep._storage import load_sweep_study, spec_storage, storage_label
 
 __all__ = ["DEFAULT_URI", "tracking_uri", "sweeps_home", "find_sweep", "read_sweep",
-           "list_sweeps", "store_for", "store_note", "fetch_runs", "sweep_ids_in_store",
+           "list_sweeps", "pid_alive", "store_for", "store_note", "fetch_runs", "sweep_ids_in_store",
            "study_summary"]
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -122,9 +124,12 @@ def read_state(sweep_dir: Path) -> SweepState | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (a sweep's or a suite's driver)."""
     try:
         os.kill(pid, 0)
+    except PermissionError:  # another user's live process
+        return True
     except OSError:
         return False
     return True
@@ -137,7 +142,7 @@ def read_sweep(sweep_dir: Path) -> dict[str, Any]:
     spec = _read_json(sweep_dir / "spec.json")
     progress = _read_json(sweep_dir / "progress.json")
     status: str = state.status or "unknown"
-    driver_alive = bool(state.pid) and _alive(int(state.pid or 0))
+    driver_alive = bool(state.pid) and pid_alive(int(state.pid or 0))
     if status in ("running", "preparing") and not driver_alive:
         status = "crashed"
     methods = [spec["method"]] if spec.get("method") else list(spec.get("methods") or {})
@@ -174,8 +179,6 @@ def list_sweeps() -> list[dict[str, Any]]:
 def store_for(sweep_dir: Path) -> tuple[str, str, str]:
     """``(tracking uri, experiment, sweep id)`` of one sweep (rule 1 of the module docstring)."""
     state = read_state(sweep_dir) or SweepState(id=sweep_dir.name)
-    from raysweep._secrets import restore_credentials
-
     # state.json holds the URI with its password redacted; the environment supplies it.
     uri = restore_credentials(state.tracking_uri) if state.tracking_uri else tracking_uri()
     return uri, state.experiment or "raysweep", state.id
@@ -184,8 +187,6 @@ def store_for(sweep_dir: Path) -> tuple[str, str, str]:
 def store_note(stored: str | None, sweep_id: str) -> str:
     """The stderr line shown when a sweep's recorded store is not the environment's ('' when
     they are the same)."""
-    from raysweep._secrets import redact_uri
-
     # Compared and shown without passwords (state.json keeps the URI redacted).
     stored, env = redact_uri(stored), redact_uri(tracking_uri())
     if not stored or stored == env:
@@ -208,8 +209,6 @@ def fetch_runs(uri: str, experiment: str = "raysweep", *, sweep_id: str | None =
     if exp is None:
         raise UserError(f"MLflow experiment {experiment!r} not found in {uri} (set "
                         f"RAYSWEEP_EXPERIMENT or the sweep's tracking.experiment)")
-    from raysweep._quoting import tag_equals
-
     flt = tag_equals("raysweep.sweep_id", sweep_id, "sweep id") if sweep_id else ""
     wanted = set(kinds)
     out: list[dict[str, Any]] = []
@@ -241,18 +240,12 @@ def sweep_ids_in_store(uri: str, experiment: str) -> list[str]:
 def study_summary(sweep_dir: Path) -> dict[str, Any]:
     """Optuna's view of a sweep (configurations by state, the best or the Pareto front); empty
     when the study was not created yet. Reads the journal with Optuna only (no Ray)."""
-    path = sweep_dir / "optuna.journal"
-    if not path.exists():
-        return {}
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = storage_label(sweep_dir, spec_storage(sweep_dir))  # the journal, or search.storage
     try:
-        study = optuna.load_study(study_name="raysweep",
-                                  storage=JournalStorage(JournalFileBackend(str(path))))
-    except KeyError:  # empty or study not created yet (a kill during Ray's start-up)
+        study = load_sweep_study(sweep_dir)
+    except UserError as exc:  # not created yet (a kill during Ray's start-up), DB unreachable
+        return {} if "no Optuna study yet" in str(exc) else {"optuna": {"error": str(exc)}}
+    except KeyError:  # an empty journal
         return {}
     except ValueError as exc:  # a damaged record: resume repairs a torn tail
         return {"optuna": {"error": f"{path}: unreadable ({exc})"}}

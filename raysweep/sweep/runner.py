@@ -33,6 +33,8 @@ import math
 import os
 import shutil
 import secrets
+import socket
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,20 +42,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ray
+from pydantic import ValidationError
+from ray import cloudpickle, tune
 from ray.tune import Callback, Stopper
+from rich.console import Console
+from rich.markup import escape
 
 from raysweep._provenance import commit_of, git_sha
 from raysweep._secrets import redact_uri, restore_credentials, write_private
 from raysweep._signals import sigterm_as_sigint
 from raysweep.errors import ConfigError, UserError, format_validation_error
 from raysweep.metrics.oracle import TERMS
+from raysweep.preflight import sweep_preflight
 from raysweep.sweep._lock import SweepLock
+from raysweep.sweep._snapshot import (
+    LAST_GOOD, SnapshotKeeper, keep_last_good, restore_point, snapshot_problems,
+    snapshot_trial_ids,
+)
 from raysweep.sweep._state import SweepState
-from raysweep.sweep.catalog import find_sweep, sweeps_home
+from raysweep.sweep._storage import check_storage_reachable, load_sweep_study, storage_label
 from raysweep.sweep._trust import (
     SnapshotSigner, ensure_key, public_state, sign_sweep_dir, verify_sweep_dir,
 )
-from raysweep.sweep.space import SweepSpec
+from raysweep.sweep._watch import ClusterLost, ClusterWatch
+from raysweep.sweep.catalog import find_sweep, pid_alive, sweeps_home
+from raysweep.sweep.local_ray import init_local_ray
+from raysweep.sweep.search import (
+    DefineByRun, default_points, make_scheduler, make_search, repair_journal, trial_params,
+)
+from raysweep.sweep.space import MAX_CONFIGS, SweepSpec, grid_points, grid_size
 
 __all__ = ["check_ray_address", "sweeps_home", "find_sweep", "load_state", "run_sweep", "resume_sweep", "SweepOutcome",
            "sweep_status", "load_study", "dry_run_plan", "SweepFailed", "SweepInterrupted", "SweepStopped",
@@ -75,10 +93,6 @@ class SweepStopped(RuntimeError):
 
 def err_console() -> Any:
     """stderr console; wide enough for the leaderboard when stderr is not a terminal."""
-    import sys
-
-    from rich.console import Console
-
     global _ERR
     if _ERR is None:
         _ERR = Console(stderr=True, highlight=False,
@@ -158,8 +172,6 @@ def _record_failure(sweep_dir: Path, state: SweepState, exc: BaseException) -> N
 def load_spec(sweep_dir: Path) -> SweepSpec:
     """The sweep's resolved spec; a spec written before the oracle-referenced objective fails
     with one line (its MLflow runs and leaderboard stay readable)."""
-    from pydantic import ValidationError
-
     path = sweep_dir / "spec.json"
     try:
         return SweepSpec.model_validate_json(path.read_bytes())
@@ -183,16 +195,13 @@ def load_spec(sweep_dir: Path) -> SweepSpec:
                         f"start the sweep again with raysweep run") from None
 
 
+def _storage_label(sweep_dir: Path, spec: SweepSpec) -> str:
+    return storage_label(sweep_dir, spec.search.storage)
+
+
 def load_study(sweep_dir: Path) -> Any:
-    import optuna
-
-    from raysweep.sweep.search import STUDY_NAME, study_storage
-
-    path = sweep_dir / "optuna.journal"
-    if not path.exists():
-        raise UserError(f"sweep {sweep_dir.name} has no Optuna study yet ({path})")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=STUDY_NAME, storage=study_storage(path))
+    """The sweep's Optuna study (its journal file, or the database of ``search.storage``)."""
+    return load_sweep_study(sweep_dir)
 
 
 # -- Ray ---------------------------------------------------------------------------------------
@@ -203,8 +212,6 @@ def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
     ``None``/``local``/``auto`` are left to Ray; ``HOST:PORT`` and ``ray://HOST:PORT`` must
     accept a TCP connection. Called before anything is prepared or written to MLflow.
     """
-    import socket
-
     if not address or address in ("local", "auto"):
         return
     fix = "give HOST:PORT of the head node (ray start --head prints it) or ray://HOST:10001"
@@ -230,10 +237,6 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[di
     bound to 127.0.0.1, no dashboard, token auth. A Ray already initialised in this process
     (tests, notebooks) is used as is and left running. ``RAYSWEEP_NUM_CPUS`` caps a local Ray.
     """
-    import ray
-
-    from raysweep.sweep.local_ray import init_local_ray
-
     started = not ray.is_initialized()
     target = address or os.environ.get("RAY_ADDRESS") or None
     if started:
@@ -327,7 +330,6 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
         # in status and in the leaderboards, not only in an MLflow tag.
         stopped = bool(r.get("budget/over"))
         self.done[trial.trial_id] = "budget" if stopped else "ok"
-        from rich.markup import escape
         value = r.get(f"best/{self.key}")
         if isinstance(value, (int, float)) and math.isfinite(value):
             better = self.best is None or (value < self.best["value"] if self.mode == "min"
@@ -358,8 +360,6 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
     @staticmethod
     def _params(trial: Any) -> str:
         try:
-            from raysweep.sweep.search import trial_params
-
             params = trial_params(trial.config)[1]
         except Exception:  # noqa: BLE001 - a progress line never fails a sweep
             return ""
@@ -447,8 +447,6 @@ def _prepare(spec: SweepSpec) -> tuple[Any, Any]:
 
 
 def _trainable(workload: Any, plan: Any) -> Any:
-    from ray import tune
-
     from raysweep.sweep.trainable import unlearning_trial
 
     fn = tune.with_parameters(unlearning_trial, workload=workload, plan=plan)
@@ -460,8 +458,6 @@ def dry_run_plan(spec: SweepSpec) -> dict[str, Any]:
     """What ``raysweep run`` would do, without starting Ray or writing anything."""
     import optuna
 
-    from raysweep.sweep.search import DefineByRun, default_points
-    from raysweep.sweep.space import grid_points
     from raysweep.workload import load_workload_config
 
     n = spec.num_configs()
@@ -566,7 +562,8 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
     # Bad input is rejected before anything is prepared, started or written to MLflow.
     check_ray_address(address or os.environ.get("RAY_ADDRESS"))
     check_tracking_uri(uri)
-    from raysweep.preflight import sweep_preflight
+
+    check_storage_reachable(spec.search.storage)  # search.storage: driver installed, DB answers
 
     sweep_preflight(spec, address, uri, num_cpus)
     sweep_id = sweep_id or new_sweep_id()
@@ -671,8 +668,6 @@ def resume_sweep(ref: str, *, address: str | None = None, errored: str = "skip",
 def extended_spec(spec: SweepSpec, more: int, sweep_id: str) -> SweepSpec:
     """``spec`` with ``more`` configurations added to ``search.num_samples``; a space that has
     no more distinct configurations to give is a :class:`UserError` naming what is left."""
-    from raysweep.sweep.space import MAX_CONFIGS, grid_size
-
     flag = f"--num-samples +{more}"
     if not spec.searchable():
         raise UserError(f"sweep {sweep_id}: {flag}: its space has nothing to search (each "
@@ -699,8 +694,6 @@ def _extend_tune_state(experiment_path: Path, more_trials: int) -> None:
     TuneConfig, so this is what makes a restored (even finished) experiment ask the searcher
     for more. Call it only after :func:`verify_sweep_dir`: it unpickles the file.
     """
-    from ray import cloudpickle
-
     for path in sorted(experiment_path.glob("search_gen_state-*.json")):
         with open(path, "rb") as f:
             saved = cloudpickle.load(f)
@@ -713,8 +706,6 @@ def _extend_tune_state(experiment_path: Path, more_trials: int) -> None:
 
 def _enqueue_grid_points(sweep_dir: Path, spec: SweepSpec, start: int, stop: int) -> None:
     """Grid sweeps enqueue their points: an extension enqueues the next ones in the study."""
-    from raysweep.sweep.space import grid_points
-
     study = load_study(sweep_dir)
     multi = len(spec.spaces()) > 1
     for method, params in grid_points(spec)[start:stop]:
@@ -728,10 +719,6 @@ def _enqueue_grid_points(sweep_dir: Path, spec: SweepSpec, start: int, stop: int
 def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
                    num_cpus: int | None, t0: float, trust: bool = False,
                    more_samples: int = 0) -> SweepOutcome:
-    from raysweep.sweep._snapshot import (
-        keep_last_good, restore_point, snapshot_problems, snapshot_trial_ids,
-    )
-    from raysweep.sweep.search import repair_journal
     from raysweep.sweep.tracking import Tracker, check_tracking_uri
     from raysweep.sweep.trainable import make_plan
 
@@ -749,11 +736,13 @@ def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
         raise UserError(f"sweep {state.id} stopped before Ray Tune started (status "
                         f"{state.status}); start it again with raysweep run")
     pid = state.pid
-    if pid and pid != os.getpid() and _alive(pid) and state.status == "running":
+    if pid and pid != os.getpid() and pid_alive(pid) and state.status == "running":
         raise UserError(f"sweep {state.id} is still running (pid {pid}); stop it first")
     check_ray_address(address or state.address or os.environ.get("RAY_ADDRESS"))
     state.tracking_uri = restore_credentials(state.tracking_uri)  # redacted on disk
     check_tracking_uri(state.tracking_uri)
+
+    check_storage_reachable(spec.search.storage)
     experiment_path = sweep_dir / "ray" / "tune"
     # A kill or a full disk may have torn Tune's snapshot or the journal's last record; both
     # are repaired (the damaged bytes kept aside) before anything reads them.
@@ -831,8 +820,6 @@ def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
 def resume_blocker(sweep_dir: Path) -> str | None:
     """Why ``raysweep resume`` would refuse this sweep (``None``: it would not), so that
     ``status`` never suggests a resume that cannot work. Reads files only."""
-    from raysweep.sweep._snapshot import LAST_GOOD, snapshot_problems
-
     try:
         state = load_state(sweep_dir)
     except (OSError, ValueError):
@@ -866,14 +853,6 @@ def _close_stale_study_trials(sweep_dir: Path) -> int:
         except Exception:  # noqa: BLE001 - bookkeeping only
             pass
     return len(stale)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 class _QuietTrialErrors(logging.Filter):
@@ -917,11 +896,7 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
     spec, sweep_dir, state, workload, plan, tracker, tags = (
         ctx.spec, ctx.sweep_dir, ctx.state, ctx.workload, ctx.plan, ctx.tracker, ctx.tags)
     address, num_cpus, t0 = ctx.address, ctx.num_cpus, ctx.t0
-    from ray import tune
 
-    from raysweep.sweep._snapshot import SnapshotKeeper, keep_last_good
-    from raysweep.sweep._watch import ClusterLost, ClusterWatch
-    from raysweep.sweep.search import make_scheduler, make_search
     from raysweep.sweep.tracking import MlflowTrialCallback, StoreUnavailable
 
     if not os.environ.get("RAYSWEEP_DEBUG"):
@@ -1043,7 +1018,7 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
         sweep_id=state.id, sweep_dir=sweep_dir, status=outcome_status,
         tracking_uri=state.tracking_uri, experiment=state.experiment,
         experiment_id=state.experiment_id, parent_run_id=state.parent_run_id,
-        optuna_storage=str(sweep_dir / "optuna.journal"), counts=counts,
+        optuna_storage=_storage_label(sweep_dir, spec), counts=counts,
         wall_seconds=time.perf_counter() - t0, fit_seconds=fit_seconds, fit_started=fit_started,
         trial_seconds=trial_secs, method_seconds=method_secs, message=message,
         results=[{"trial_id": (r.metrics or {}).get("trial_id"), "config": r.config,
@@ -1118,7 +1093,7 @@ def sweep_status(ref: str) -> dict[str, Any]:
         "mlflow_tracking_uri": state.tracking_uri,
         "mlflow_experiment_id": state.experiment_id,
         "mlflow_parent_run_id": state.parent_run_id,
-        "optuna_storage": str(sweep_dir / "optuna.journal"),
+        "optuna_storage": _storage_label(sweep_dir, spec),
         "trials": {"total": state.trials, "completed": progress.get("completed", 0),
                    "failed": progress.get("failed", 0),
                    # progress.json keeps the count of the moment it stopped; only a running
@@ -1128,7 +1103,7 @@ def sweep_status(ref: str) -> dict[str, Any]:
         "message": state.message or "",
     }
     if state.status in ("running", "preparing") and state.pid \
-            and not _alive(int(state.pid)):
+            and not pid_alive(int(state.pid)):
         out["status"] = "crashed"
         out["message"] = f"the driver (pid {state.pid}) is gone: raysweep resume {state.id}"
     try:

@@ -12,7 +12,8 @@ from raysweep.cli._common import print_json, stdout
 @app.command("metrics")
 def metrics_cmd(
     key: str = typer.Argument(None, metavar="[KEY]",
-                              help="one metric key (e.g. dist/mia_auc/val): its declaration"),
+                              help="one metric key (e.g. dist/mia_auc/val): its declaration; "
+                                   "'list': every key, like --all"),
     all_: bool = typer.Option(False, "--all", help="every declared metric key, not only the "
                               "objective's terms"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
@@ -23,7 +24,8 @@ def metrics_cmd(
     from rich.table import Table
 
     if key is not None or all_:
-        _registry(key, json_out)
+        # ``raysweep metrics list`` reads like ``raysweep methods list``: the same as --all.
+        _registry(None if key == "list" else key, json_out)
         return
 
     from raysweep.metrics import REPORT_SPLIT, SELECTION_SPLIT, TERMS, ObjectiveConfig

@@ -160,6 +160,8 @@ def test_cli_lists_the_registry_and_an_unknown_key_is_one_usage_error_line(capsy
     assert main(["metrics", "--all", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [m["key"] for m in doc["metrics"]] == list(METRICS)
+    assert main(["metrics", "list", "--json"]) == 0   # like `raysweep methods list`
+    assert json.loads(capsys.readouterr().out) == doc
     assert main(["metrics", "dist/js", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["metrics"][0]["direction"] == "min"
     assert main(["metrics", "dist/jss"]) == 2

@@ -110,17 +110,9 @@ class Sweep:
 
     def study(self) -> Any:
         """The sweep's Optuna study (``optuna.visualization``, ``study.trials_dataframe()``)."""
-        import optuna
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
+        from raysweep.sweep._storage import load_sweep_study
 
-        from raysweep.errors import UserError
-
-        path = self.sweep_dir / "optuna.journal"
-        if not path.exists():
-            raise UserError(f"sweep {self.sweep_id} has no Optuna study yet ({path})")
-        return optuna.load_study(study_name="raysweep",
-                                 storage=JournalStorage(JournalFileBackend(str(path))))
+        return load_sweep_study(self.sweep_dir)  # the journal file, or search.storage's DB
 
 
 def load_sweep(sweep_id: str) -> Sweep:

@@ -189,7 +189,9 @@ def sweep_status(ref: str) -> dict[str, Any]:
         st["message"] = (f"the driver is gone (it was killed or crashed): {blocker}" if blocker
                          else f"the driver is gone (it was killed or crashed): raysweep resume "
                               f"{st['sweep_id']}")
-    st["optuna_storage"] = str(sweep_dir / "optuna.journal")
+    from raysweep.sweep._storage import spec_storage, storage_label
+
+    st["optuna_storage"] = storage_label(sweep_dir, spec_storage(sweep_dir))
     st.update(study_summary(sweep_dir))
     return st
 

@@ -9,8 +9,9 @@
 * :class:`SeedReplicator` runs each configuration once per seed and tells Optuna the mean over
   seeds (one Optuna trial per configuration; Ray's ``Repeater`` neither handles several
   objectives nor keeps its groups across a restore).
-* :func:`make_search` wires OptunaSearch (persistent JournalStorage under the sweep dir, so the
-  Pareto set and the plots can be read afterwards), the replicator and a ConcurrencyLimiter.
+* :func:`make_search` wires OptunaSearch (persistent JournalStorage under the sweep dir, or the
+  RDB of ``search.storage``: see :mod:`raysweep.sweep._storage`; so the Pareto set and the
+  plots can be read afterwards), the replicator and a ConcurrencyLimiter.
 * :func:`make_scheduler` returns ASHA on the per-epoch objective, or FIFO.
 """
 
@@ -27,6 +28,7 @@ import numpy as np
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from raysweep.errors import ConfigError
+from raysweep.sweep._storage import open_storage, study_name
 from raysweep.sweep.space import (
     ASHA_DEFAULT_MAX_EPOCHS, ParamSpec, SweepSpec, active, condition_order, grid_points,
 )
@@ -344,8 +346,10 @@ def make_search(spec: SweepSpec, storage_path: Path, max_concurrent: int,
         mode=modes if spec.multi_objective else modes[0],
         sampler=make_sampler(spec),
         seed=spec.search.seed,
-        study_name=STUDY_NAME,
-        storage=study_storage(storage_path),
+        # The sweep's journal file, or search.storage's database (one study per sweep there).
+        study_name=study_name(storage_path.parent, spec.search.storage),
+        storage=(study_storage(storage_path) if spec.search.storage is None
+                 else open_storage(storage_path.parent, spec.search.storage)),
         points_to_evaluate=points or None,
     )
     replicated = SeedReplicator(searcher, spec.seeds, metrics, modes)

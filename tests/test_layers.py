@@ -33,8 +33,6 @@ KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
     ("bench/driver.py", "ray"): "the Tune driver-overhead benchmark drives Tune itself; "
                                 "to move under sweep/ (issue 14)",
     ("bench/driver.py", "optuna"): "the same benchmark times Optuna alone; to move (issue 14)",
-    ("bench/forgetting.py", "ray"): "runs its jobs under sweep.runner.ray_session; to go "
-                                    "through sweep/tasks.py (issue 14)",
 }
 
 

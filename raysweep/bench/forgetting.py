@@ -5,7 +5,8 @@ The NeurIPS 2023 unlearning challenge's evaluation and a U-LiRA-style attack
 K retrain-from-scratch oracles trained on D_r, and for every method K unlearned models, the i-th
 unlearned from the i-th original. Every model is one Ray task (a cluster trains them in
 parallel; the prepared workload, i.e. the data splits, travels once through the object store,
-and an unlearning task starts as soon as its original is done). Seeds vary the initialisation
+and an unlearning task starts as soon as its original is done; the tasks go through
+:class:`raysweep.sweep.tasks.TaskPool`, so this module never imports Ray). Seeds vary the initialisation
 and the batch order and come from disjoint streams per role (:func:`model_seed`), so no oracle
 is ever replayed as a ``retrain`` unlearned model; the data splits (and a random forget set)
 stay those of the workload's own seed.
@@ -263,16 +264,14 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
 
     given = {m: dict((configs or {}).get(m) or {}) for m in methods}
     resolved = {m: make_config(m, given[m]).model_dump(mode="json") for m in methods}
-    import ray
-
     from raysweep._console import info
     from raysweep.sweep.runner import ray_session
+    from raysweep.sweep.tasks import TaskPool
 
     say = log or info
     t0 = time.perf_counter()
     n_tasks = k * (2 + len(methods))
     with ray_session(address) as session:
-        opts = {"num_cpus": 1, "num_gpus": gpus_per_model}
         have = session["resources"]
         if have.get("CPU", 0.0) < 1 or have.get("GPU", 0.0) < gpus_per_model:
             # Ray would keep an infeasible task pending forever instead of failing it.
@@ -285,46 +284,40 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
         say(f"[bold]forgetting quality[/] on {workload.name}: {k} originals, {k} oracles and "
             f"{k} unlearned models per method ({', '.join(methods)}): {n_tasks} model tasks on "
             f"Ray at {session['address']}")
-        prepared = ray.remote(**opts)(_prepare).remote(workload.model_dump(mode="json"), device)
-        train = ray.remote(**opts, num_returns=2)(_train)
-        unlearn = ray.remote(**opts)(_unlearn)
+        pool = TaskPool(num_cpus=1, num_gpus=gpus_per_model)
+        prepared = pool.submit(_prepare, workload.model_dump(mode="json"), device)
         futures: dict[Any, tuple[str, int]] = {}
-        states = []
+        states: list[Any] = []
         for role in ("original", "oracle"):
             for i in range(k):
-                state, stats = train.remote(prepared, role, i, model_seed(seed, role, i), device)
+                state, stats = pool.submit(_train, prepared, role, i, model_seed(seed, role, i),
+                                           device, num_returns=2)
                 futures[stats] = (role, i)
                 if role == "original":
                     states.append(state)
         for m in methods:
             for i in range(k):
                 # Takes original i's state by reference: it starts once that original is done.
-                fut = unlearn.remote(prepared, states[i], m, i, model_seed(seed, "unlearned", i),
-                                     device, given[m])
+                fut = pool.submit(_unlearn, prepared, states[i], m, i,
+                                  model_seed(seed, "unlearned", i), device, given[m])
                 futures[fut] = (m, i)
         results: dict[str, list[ModelStats]] = {}
         # Original i's weights stay in the object store until its last unlearning task is done
         # (paper scale: 512 ResNet states would otherwise all be pinned until the end).
         waiting = [len(methods)] * k
-        pending, done = list(futures), 0
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for fut in ready:
-                role, i = futures[fut]
-                if role in methods:
-                    waiting[i] -= 1
-                    if waiting[i] == 0:
-                        states[i] = None
-                try:
-                    st = ray.get(fut)
-                except Exception as exc:  # the task itself died (worker crash, out of memory)
-                    st = ModelStats(role, i, -1, error=_task_error(exc))
-                results.setdefault(role, []).append(st)
-                done += 1
-                what = (f"[red]failed[/] {st.error}" if st.error else
-                        f"retain {st.retain_acc:.3f} test {st.test_acc:.3f} forget confidence "
-                        f"{float(np.mean(st.confidence)):+.2f} ({st.seconds:.1f} s)")
-                say(f"  [{done}/{n_tasks}] {role} #{i}: {what}")
+        for done, (fut, value, exc) in enumerate(pool.as_completed(list(futures)), start=1):
+            role, i = futures[fut]
+            if role in methods:
+                waiting[i] -= 1
+                if waiting[i] == 0:
+                    states[i] = None
+            # ``exc``: the task itself died (worker crash, out of memory) or its input did.
+            st = value if exc is None else ModelStats(role, i, -1, error=_task_error(exc))
+            results.setdefault(role, []).append(st)
+            what = (f"[red]failed[/] {st.error}" if st.error else
+                    f"retain {st.retain_acc:.3f} test {st.test_acc:.3f} forget confidence "
+                    f"{float(np.mean(st.confidence)):+.2f} ({st.seconds:.1f} s)")
+            say(f"  [{done}/{n_tasks}] {role} #{i}: {what}")
         resources = {k_: float(v) for k_, v in session["resources"].items()
                      if k_ in ("CPU", "GPU")}
     seconds = time.perf_counter() - t0

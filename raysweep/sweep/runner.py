@@ -1054,6 +1054,8 @@ def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: SweepState,
     except UserError:
         return
     run_trial = {r["run_id"]: r["tags"].get("raysweep.trial_id") for r in runs}
+    # A run still best after `resume --num-samples +N` has its model already: log it once.
+    has_model = {r["run_id"] for r in runs if r["tags"].get("raysweep.model")}
     for row in rows:
         if row["kind"] != "trial":
             continue
@@ -1063,7 +1065,7 @@ def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: SweepState,
                 try:
                     if spec.tracking.checkpoints == "best":
                         tracker.log_checkpoint(run_id, path)
-                    if workload is not None:
+                    if workload is not None and run_id not in has_model:
                         _log_best_model(tracker, run_id, path, workload)
                 except Exception as exc:  # noqa: BLE001 - artifacts are best effort
                     err_console().print(f"[yellow]could not log the checkpoint of run {run_id}: {exc}[/]")

@@ -1,6 +1,6 @@
 """``raysweep bench cost``: is a method's cost the same number on any machine and any load?
 
-Each method runs as a sweep trial (:func:`raysweep.sweep.trainable.run_trial`) under several
+Each method runs as a sweep trial (:func:`raysweep.engine.run_trial`) under several
 conditions in one process: intra-op thread counts, and optionally with a busy background thread
 competing for the cores. For every run three ratios to retraining are reported:
 
@@ -57,7 +57,7 @@ def run_cost_bench(workload_name: str, methods: list[str], *, seed: int = 0,
     """Rows (method x condition) with the three ratios, and each ratio's spread per method."""
     from raysweep.metrics import ObjectiveConfig
     from raysweep.sweep.space import ObjectiveSpec
-    from raysweep.sweep.trainable import TrialPlan, run_trial
+    from raysweep.engine import TrialPlan, run_trial
     from raysweep.workload import load_workload_config, prepare
 
     w = prepare(load_workload_config(workload_name))

@@ -2,7 +2,7 @@
 
 For every workload: the retrain oracle (which scores 0), each trivial edit of
 :mod:`raysweep.edits` (cost 0) and honest methods run exactly as a sweep trial runs them
-(:func:`raysweep.sweep.trainable.run_trial`: the same evaluation, the best epoch chosen on val
+(:func:`raysweep.engine.run_trial`: the same evaluation, the best epoch chosen on val
 within the cost budget), side by side on the objective (val, which selects) and on test. The
 verdict per workload: does every edit score above the oracle and above the best honest method?
 """
@@ -83,7 +83,7 @@ class EditsReport:
 
 def _trial_metrics(workload: Any, method: str, plan: Any, seed: int,
                    device: torch.device) -> dict[str, float]:
-    from raysweep.sweep.trainable import run_trial
+    from raysweep.engine import run_trial
 
     last = run_trial({"method": method, method: {}, "seed": seed}, workload, plan,
                      report=lambda *a: None, device=device)
@@ -99,7 +99,7 @@ def run_edits_bench(workloads: list[str], *, methods: tuple[str, ...] = DEFAULT_
     from raysweep.edits import score_edits
     from raysweep.sweep.space import ObjectiveSpec
     from raysweep._provenance import git_sha
-    from raysweep.sweep.trainable import TrialPlan, objective_values
+    from raysweep.engine import TrialPlan, objective_values
     from raysweep.training import resolve_device
     from raysweep.workload import load_workload_config, prepare
 

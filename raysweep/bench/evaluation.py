@@ -2,7 +2,7 @@
 per-epoch evaluation picks the same epochs.
 
 Configurations are drawn at random from a sweep's search space (the README's quickstart by
-default). Each runs as a sweep trial (:func:`raysweep.sweep.trainable.run_trial`, one thread,
+default). Each runs as a sweep trial (:func:`raysweep.engine.run_trial`, one thread,
 as a trial runs) under three per-epoch evaluation modes, one after the other so that the
 machine's load falls on all three alike:
 
@@ -77,7 +77,8 @@ def run_eval_bench(sweep_path: str, *, configs: int = 10, val_rows: int = 400, s
 
     from raysweep._console import info
     from raysweep.sweep.space import load_sweep
-    from raysweep.sweep.trainable import make_plan, run_trial
+    from raysweep.engine import run_trial
+    from raysweep.sweep.trainable import make_plan
     from raysweep.workload import load_workload_config, prepare
 
     spec = load_sweep(sweep_path)

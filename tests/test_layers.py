@@ -11,9 +11,6 @@
 * Optuna is ``sweep/``'s (search, study, plots) and the Python API's ``Sweep.study()``.
 * MLflow is the tracking modules' (``sweep/tracking.py``, ``sweep/catalog.py``'s read-only
   queries) and bench reporting's (``bench/``).
-
-``KNOWN_EXCEPTIONS`` lists what still breaks a rule, each with the reason; an entry that no
-longer breaks it fails the test, so the list only shrinks.
 """
 
 from __future__ import annotations
@@ -27,14 +24,6 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "raysweep"
 HEAVY = ("ray", "mlflow", "optuna")
 PLAIN = ("methods/", "metrics/", "data/", "models/", "engine.py", "training.py")
-
-#: (module path, imported top-level package): why it is still there.
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("bench/driver.py", "ray"): "the Tune driver-overhead benchmark drives Tune itself; "
-                                "to move under sweep/ (issue 14)",
-    ("bench/driver.py", "optuna"): "the same benchmark times Optuna alone; to move (issue 14)",
-}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -103,16 +92,8 @@ def _package_imports() -> list[Import]:
 
 
 def test_every_module_keeps_to_its_layer() -> None:
-    found = violations(_package_imports())
-    unexpected = [f"{imp}: {rule}" for imp, rule in found
-                  if (imp.module, imp.top) not in KNOWN_EXCEPTIONS]
-    assert not unexpected, "layering broken:\n" + "\n".join(unexpected)
-
-
-def test_the_known_exceptions_are_still_needed() -> None:
-    still = {(imp.module, imp.top) for imp, _ in violations(_package_imports())}
-    fixed = [f"{m} ({pkg})" for m, pkg in KNOWN_EXCEPTIONS if (m, pkg) not in still]
-    assert not fixed, f"no longer breaks the rule; remove from KNOWN_EXCEPTIONS: {fixed}"
+    broken = [f"{imp}: {rule}" for imp, rule in violations(_package_imports())]
+    assert not broken, "layering broken:\n" + "\n".join(broken)
 
 
 @pytest.mark.parametrize(("module", "source", "rule"), [

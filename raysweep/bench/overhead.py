@@ -15,7 +15,7 @@ Two measurements, one JSON report:
    evaluation and the MLflow set-up, which a sweep pays once).
 
    **Where it goes** (:func:`_instrumented`): the sweep runs with timed twins of its own
-   searcher limiter, MLflow and progress callbacks (:mod:`raysweep.bench.driver`), Tune's
+   searcher limiter, MLflow and progress callbacks (:mod:`raysweep.sweep.driver_bench`), Tune's
    experiment snapshots timed, and a callback that stamps each trial's start, results and
    end. Slot time outside the trials splits into *start latency* (trial handed out -> the
    trainable's clock starts: actor start or reuse, fetching the workload, restoring nothing),
@@ -73,7 +73,7 @@ _Timeline = TrialTimeline
 def _instrumented() -> Iterator[tuple[Any, _Timeline]]:
     """Run the real sweep with timed twins of its searcher limiter and callbacks (the factory
     functions the runner calls are swapped for the duration, then restored)."""
-    import raysweep.bench.driver as drv
+    import raysweep.sweep.driver_bench as drv
     import raysweep.sweep.runner as runner
     import raysweep.sweep.search as search
     import raysweep.sweep.tracking as tracking

@@ -1,16 +1,16 @@
 """Running suite entries: one method run end to end, in-process or as Ray tasks.
 
-:func:`run_one` is the unit (``raysweep unlearn`` calls it too): one run of the run engine
-(:func:`raysweep.engine.run_once`) under the entry's epoch budget, every metric of the final
-weights. :func:`execute`
-runs every entry × seed of a suite, preparing each (workload, workload seed) once per suite run
-(from the on-disk cache when it exists): with ``seed_scope: method`` one per workload, with
-``seed_scope: full`` one per evaluation seed (the workload's ``seed`` replaced by it); with an
-address it submits one Ray task per workload preparation and per run, so runs
-spread over the cluster's nodes while the prepared workload travels through the object store.
-Without one, runs are in-process and the tuning sweeps of ``config: tuned`` entries share one
-local Ray, started at the first sweep. A run that raises is recorded with its error and the
-others go on.
+:func:`run_one` is the unit (``raysweep unlearn`` runs the same engine call): one run of the
+run engine (:func:`raysweep.engine.run_once`) under the entry's epoch budget, every metric of
+the final weights. :func:`execute` runs every entry × seed of a suite, preparing each
+(workload, workload seed) once per suite run (from the on-disk cache when it exists): with
+``seed_scope: method`` one per workload, with ``seed_scope: full`` one per evaluation seed (the
+workload's ``seed`` replaced by it); with an address it submits one Ray task per workload
+preparation and per run (through :mod:`raysweep.sweep.tasks`; this module never imports Ray),
+so runs spread over the cluster's nodes while the prepared workload travels through the object
+store. Without one, runs are in-process and the tuning sweeps of ``config: tuned`` entries
+share one local Ray, started at the first sweep. A run that raises is recorded with its error
+and the others go on.
 """
 
 from __future__ import annotations

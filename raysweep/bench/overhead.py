@@ -48,8 +48,8 @@ from typing import Any
 
 from raysweep.sweep.timeline import TrialTimeline, timeline_callback
 
-__all__ = ["run_benchmark", "breakdown_lines", "measure_overhead", "measure_sample_efficiency", "EFFICIENCY_SPACE",
-           "bench_spec", "config_fields"]
+__all__ = ["run_benchmark", "breakdown_lines", "measure_overhead", "measure_sample_efficiency",
+           "EFFICIENCY_SPACE", "bench_spec", "config_fields"]
 
 #: The grid of the sample-efficiency run: SSD on a small workload, 7 x 8 = 56 points.
 EFFICIENCY_SPACE: dict[str, Any] = {
@@ -88,7 +88,8 @@ def _instrumented() -> Iterator[tuple[Any, _Timeline]]:
     def timed_callbacks(sweep_dir: Path, total: int, max_failed: int | None, key: str,
                         mode: str) -> list[Any]:
         # The progress callback stays last: the runner uses it as the sweep's stopper.
-        return [timeline_callback(line), drv._TimedProgress(sweep_dir, total, max_failed, key, mode)]
+        return [timeline_callback(line),
+                drv._TimedProgress(sweep_dir, total, max_failed, key, mode)]
 
     clock, line = drv._Clock(), TrialTimeline()
     search.make_search = timed_search

@@ -23,7 +23,8 @@ def _comparable(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if not k.startswith(("time/", "rs/"))}
 
 
-def test_a_suite_run_and_unlearn_are_one_engine_run(digits, sweep_env, capsys) -> None:  # noqa: ANN001
+def test_a_suite_run_and_unlearn_are_one_engine_run(
+        digits, sweep_env, capsys) -> None:  # noqa: ANN001
     from raysweep.cli import main
 
     w, _ = digits
@@ -46,7 +47,8 @@ def test_a_suite_run_and_unlearn_are_one_engine_run(digits, sweep_env, capsys) -
         assert row[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
 
 
-def test_a_one_epoch_sweep_trial_reports_what_a_single_run_measures(digits) -> None:  # noqa: ANN001
+def test_a_one_epoch_sweep_trial_reports_what_a_single_run_measures(
+        digits) -> None:  # noqa: ANN001
     w, refs = digits
     spec = resolve_spec(parse_sweep({"method": "finetune", "workload": "digits-class",
                                      "budget": {"max_epochs": 1}}))

@@ -535,13 +535,13 @@ def check_method(name: str, *, seed: int = 0, checks: Iterable[Callable[..., Non
 def temporary_method(name: str, fn: Callable[..., Iterator[Any]], *, config: type,
                      paper: str = "test", **options: Any) -> Iterator[Any]:
     """Register ``fn`` as method ``name`` for the duration of a ``with`` block (tests)."""
-    from raysweep.methods._base import _METHODS, register_method
+    from raysweep.methods._base import register_method, unregister_method
 
     register_method(name, config=config, paper=paper, **options)(fn)
     try:
         yield get_method(name)
     finally:
-        _METHODS.pop(name, None)
+        unregister_method(name)
         for key in [k for k in _RUNS if k[0] == name]:
             del _RUNS[key]
 

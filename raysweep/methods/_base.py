@@ -54,7 +54,8 @@ from raysweep.training import TrainConfig, seed_everything
 
 __all__ = [
     "MethodConfig", "EpochEnd", "UnlearnData", "UnlearnContext", "MethodInfo",
-    "UnsupportedModelError", "register_method", "get_method", "list_methods", "make_config",
+    "UnsupportedModelError", "register_method", "unregister_method", "get_method",
+    "list_methods", "make_config",
     "run_method", "RunResult", "MethodDivergedError", "MethodContractError", "PassCount",
     "PassCounter",
 ]
@@ -234,6 +235,12 @@ def _space_of(space: Mapping[str, Any] | str | Path | None,
 
 def _ensure_loaded() -> None:
     from raysweep import methods  # noqa: F401  (imports every method module once)
+
+
+def unregister_method(name: str) -> None:
+    """Forget the method ``name`` (a no-op when unknown): tests and
+    :func:`raysweep.testing.temporary_method` register methods for a while."""
+    _METHODS.pop(name, None)
 
 
 def list_methods() -> list[str]:

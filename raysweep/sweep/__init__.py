@@ -6,6 +6,7 @@
                                      (:mod:`raysweep.engine`) plus checkpoints and failure markers
 * :mod:`~raysweep.sweep.tasks`       plain Ray tasks (suite runs with ``--address``)
 * :mod:`~raysweep.sweep.timeline`    trial time stamps for the overhead benchmark
+* :mod:`~raysweep.sweep.driver_bench` ``raysweep bench driver`` (zero-compute trials through Tune)
 * :mod:`~raysweep.sweep.tracking`    MLflow runs, batched logging, leaderboard queries
 * :mod:`~raysweep.sweep.leaderboard` leaderboard aggregation (mean +- std over seeds, Pareto)
 * :mod:`~raysweep.sweep.runner`      run / resume / status of a sweep (Tuner, Tuner.restore)

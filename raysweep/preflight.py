@@ -104,7 +104,7 @@ def check_writable_dir(path: Path, what: str) -> None:
 def check_env_dirs(*, home: bool = True, cache: bool = True) -> None:
     """``RAYSWEEP_HOME`` (sweep directories) and ``RAYSWEEP_CACHE`` (workloads)."""
     if home:
-        check_writable_dir(Path(os.environ.get("RAYSWEEP_HOME", ".raysweep")), "RAYSWEEP_HOME")
+        check_writable_dir(Path(os.environ.get("RAYSWEEP_HOME") or ".raysweep"), "RAYSWEEP_HOME")
     if cache:
         from raysweep.workload import cache_root
 

@@ -45,7 +45,7 @@ from raysweep.metrics import (
 )
 from raysweep.metrics._evaluate import oracle_lr_auc
 from raysweep.models import ModelSpec, model_kind
-from raysweep.training import resolve_device, seed_everything, train_model
+from raysweep.training import resolve_device, train_model
 
 __all__ = ["PreparedWorkload", "prepare", "check_workload", "load_workload_config", "cache_root", "workload_key",
            "CACHE_VERSION", "BUNDLED_WORKLOADS"]
@@ -55,7 +55,8 @@ BUNDLED_WORKLOADS = search_spaces_dir() / "workloads"
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("RAYSWEEP_CACHE", Path.home() / ".cache" / "raysweep"))
+    # Set but empty means unset: an empty path would put workloads/ in the current directory.
+    return Path(os.environ.get("RAYSWEEP_CACHE") or Path.home() / ".cache" / "raysweep")
 
 
 def workload_key(cfg: WorkloadConfig) -> str:

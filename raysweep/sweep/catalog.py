@@ -51,7 +51,8 @@ def tracking_uri(uri: str | None = None) -> str:
 
 def sweeps_home() -> Path:
     """Where sweep directories live: ``$RAYSWEEP_HOME/sweeps`` (default ``./.raysweep``)."""
-    return Path(os.environ.get("RAYSWEEP_HOME", ".raysweep")).resolve() / "sweeps"
+    # Set but empty (``RAYSWEEP_HOME= raysweep ...``) means unset, never the current directory.
+    return Path(os.environ.get("RAYSWEEP_HOME") or ".raysweep").resolve() / "sweeps"
 
 
 def _dirs() -> list[Path]:

@@ -579,3 +579,16 @@ def test_trial_that_no_node_can_hold_is_refused_even_with_max_concurrent(
                                      "search": {"max_concurrent": 2}}))
     with pytest.raises(ConfigError, match=match):
         _max_concurrent(spec, resources)
+
+
+def test_empty_home_and_cache_variables_mean_unset(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    """``RAYSWEEP_CACHE= raysweep ...`` must not scatter workloads/ and sweeps/ into the cwd."""
+    from raysweep.sweep.catalog import sweeps_home
+    from raysweep.workload import cache_root
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAYSWEEP_CACHE", "")
+    monkeypatch.setenv("RAYSWEEP_HOME", "")
+    assert cache_root() == Path.home() / ".cache" / "raysweep"
+    assert sweeps_home() == (tmp_path / ".raysweep" / "sweeps").resolve()

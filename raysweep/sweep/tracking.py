@@ -362,9 +362,9 @@ class Tracker:
         that does not trace is pickled as it is (loading it then needs raysweep).
         """
         import logging
+        import tempfile
         import warnings
 
-        import mlflow
         import mlflow.pytorch
         import torch
         from mlflow.models import infer_signature
@@ -383,30 +383,24 @@ class Tracker:
                 pass
         signature = infer_signature(x.numpy(), logits.detach().cpu().numpy())
         pins = [f"torch=={torch.__version__.split('+')[0]}"]  # inferring loads the model again
-        failure: Exception | None = None
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(self.uri)
-        # Its pickle caution is about loading files of unknown origin; these are the sweep's own.
-        quiet = logging.getLogger("mlflow.pytorch")
+        # Saved to a folder and uploaded as the run's "model" artifacts through this tracker's
+        # client: the fluent log_model would re-open the trial's run (and mark it FAILED on
+        # an error) and leave MLflow's process-wide tracking URI pointing at this store.
+        quiet = logging.getLogger("mlflow.pytorch")  # its pickle caution: these are ours
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            # Attach to the trial's finished run. An error is kept and raised after the run
-            # is closed: raised inside, start_run would mark the trial's run FAILED.
-            with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            with tempfile.TemporaryDirectory(prefix="raysweep-model-") as tmp, \
+                    warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                try:
-                    # "pickle" is MLflow's name for torch.save / torch.jit.save.
-                    mlflow.pytorch.log_model(logged, name="model", signature=signature,
-                                             input_example=x.numpy(), pip_requirements=pins,
-                                             serialization_format="pickle")
-                except Exception as exc:  # noqa: BLE001 - re-raised below
-                    failure = exc
+                local = Path(tmp) / "model"
+                # "pickle" is MLflow's name for torch.save / torch.jit.save.
+                mlflow.pytorch.save_model(logged, str(local), signature=signature,
+                                          input_example=x.numpy(), pip_requirements=pins,
+                                          serialization_format="pickle")
+                self.client.log_artifacts(run_id, str(local), "model")
         finally:
-            mlflow.set_tracking_uri(previous)
             quiet.setLevel(level)
-        if failure is not None:
-            raise failure
         self.client.set_tag(run_id, "raysweep.model", f"runs:/{run_id}/model")
         return f"runs:/{run_id}/model"
 

@@ -94,10 +94,13 @@ def test_storage_without_its_driver_or_directory_stops_before_anything_is_writte
 
 
 @pytest.mark.slow
-def test_extend_a_finished_sweep_and_load_its_best_model(sweep_env: Path,
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_extend_a_finished_sweep_and_load_its_best_model(sweep_env: Path, storage: str,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     import mlflow
+    import mlflow.pyfunc
     import mlflow.pytorch
+    import numpy as np
     import torch
     from mlflow.tracking import MlflowClient
 
@@ -107,14 +110,17 @@ def test_extend_a_finished_sweep_and_load_its_best_model(sweep_env: Path,
     from raysweep.workload import load_workload_config, prepare
 
     space = SEARCH_SPACES / "sweeps" / "smoke.yaml"
-    # The study in an RDB (search.storage), which other sweeps could share.
+    # The study in the sweep's journal (the default), or in an RDB that other sweeps could share.
     db = f"sqlite:///{sweep_env}/studies.db"
+    extra = ["--set", f"search.storage={db}"] if storage == "sqlite" else []
     assert main(["run", str(space), "--set", "search.num_samples=2", "--set",
-                 "budget.max_epochs=1", "--set", "tracking.checkpoints=best",
-                 "--set", f"search.storage={db}", "--json"]) == 0
+                 "budget.max_epochs=1", "--set", "tracking.checkpoints=best", *extra,
+                 "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     sweep_id = first["sweep_id"]
-    assert first["optuna_storage"] == db
+    journal = str(find_sweep(sweep_id) / "optuna.journal")
+    where = db if storage == "sqlite" else journal
+    assert first["optuna_storage"] == where
     # A finished sweep says how to extend it.
     assert main(["resume", sweep_id]) == 2
     assert "--num-samples +N" in _error_line(capsys)
@@ -127,13 +133,15 @@ def test_extend_a_finished_sweep_and_load_its_best_model(sweep_env: Path,
     sweep_dir = find_sweep(sweep_id)
     study = load_study(sweep_dir)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4  # one study, continued
-    assert not (sweep_dir / "optuna.journal").exists()
-    import optuna
+    assert (sweep_dir / "optuna.journal").exists() == (storage == "journal")
+    if storage == "sqlite":
+        import optuna
 
-    assert [s.study_name for s in optuna.get_all_study_summaries(db)] == [f"raysweep-{sweep_id}"]
+        names = [s.study_name for s in optuna.get_all_study_summaries(db)]
+        assert names == [f"raysweep-{sweep_id}"]
     assert main(["status", sweep_id, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["optuna_storage"] == db and status["optuna"]["configurations"] == 4
+    assert status["optuna_storage"] == where and status["optuna"]["configurations"] == 4
     client = MlflowClient(tracking_uri=tracking_uri())
     exp = client.get_experiment_by_name("raysweep")
     children = client.search_runs(
@@ -160,7 +168,6 @@ def test_extend_a_finished_sweep_and_load_its_best_model(sweep_env: Path,
     assert {r.data.tags["raysweep.method"] for r in with_model} == {"finetune", "ssd"}
     workload = prepare(load_workload_config("digits-class"), quiet=True)
     x = workload.splits["test"].tensors[0][:32]
-    mlflow.set_tracking_uri(tracking_uri())
     for run in with_model:
         run_id = run.info.run_id
         model = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
@@ -172,3 +179,10 @@ def test_extend_a_finished_sweep_and_load_its_best_model(sweep_env: Path,
             torch.testing.assert_close(model.eval()(x), ref.eval()(x))
         info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
         assert info.signature is not None and info.saved_input_example_info is not None
+    # The Model Registry takes it, and serves it through pyfunc as `mlflow models` does.
+    version = mlflow.register_model(f"runs:/{with_model[0].info.run_id}/model", "best-unlearned")
+    served = mlflow.pyfunc.load_model(f"models:/best-unlearned/{version.version}")
+    model = mlflow.pytorch.load_model(f"runs:/{with_model[0].info.run_id}/model")
+    with torch.no_grad():
+        np.testing.assert_allclose(served.predict(x.numpy()), model(x).numpy(), rtol=1e-5,
+                                   atol=1e-6)

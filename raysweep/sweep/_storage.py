@@ -2,7 +2,8 @@
 
 ``search.storage`` unset (the default) keeps the study in ``<sweep dir>/optuna.journal``
 (Optuna's JournalStorage: one writer, no server, safe for ``optuna-dashboard`` to read). An
-SQLAlchemy URL (``sqlite:////abs/path/studies.db``, ``postgresql://user@host/db``,
+SQLAlchemy URL (``sqlite:////abs/path/studies.db``; a relative ``sqlite:///studies.db`` is
+made absolute against the directory the sweep starts in; ``postgresql://user@host/db``,
 ``mysql+pymysql://user@host/db``) puts it in that database through Optuna's RDBStorage, where
 several sweeps share one database: each sweep's study is then named ``raysweep-<sweep id>``.
 
@@ -33,8 +34,9 @@ _FIX = ("use an SQLAlchemy URL such as sqlite:////abs/path/optuna.db or "
 
 
 def check_storage_url(url: str) -> str:
-    """``url`` if it names a database Optuna's RDBStorage can use, else ``ValueError`` with
-    the fix (the schema's check: syntax only, nothing is imported or connected)."""
+    """``url`` if it names a database Optuna's RDBStorage can use (a relative SQLite path made
+    absolute), else ``ValueError`` with the fix (the schema's check: syntax only, nothing is
+    connected or created)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -46,8 +48,12 @@ def check_storage_url(url: str) -> str:
         raise ValueError(f"{shown!r} is not a database URL; {_FIX}") from None
     dialect = parsed.get_backend_name()
     if dialect not in DIALECTS:
+        import difflib
+
+        near = difflib.get_close_matches(dialect, list(DIALECTS), n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}://? " if near else ""
         raise ValueError(f"{shown!r}: database {dialect!r} is not one Optuna stores studies in "
-                         f"(choose {', '.join(sorted(DIALECTS))}); {_FIX}")
+                         f"(choose {', '.join(sorted(DIALECTS))}); {hint}{_FIX}")
     if parsed.password is not None:
         raise ValueError(f"{parsed.render_as_string(hide_password=True)!r} carries a password, "
                          f"which would be written to spec.json and MLflow; leave it out of the "
@@ -60,9 +66,10 @@ def check_storage_url(url: str) -> str:
                              f"ends (resume, status and plots read the study); give a file: "
                              f"sqlite:////abs/path/optuna.db")
         if not Path(db).is_absolute():
-            raise ValueError(f"{url!r}: the SQLite path {db!r} is relative, so it would depend "
-                             f"on the directory raysweep runs in; give an absolute path "
-                             f"(four slashes: sqlite:////abs/path/optuna.db)")
+            # Relative to where the sweep is started (as MLflow's default sqlite:///mlflow.db),
+            # stored absolute so that resume and status find it from any directory.
+            absolute = parsed.set(database=str(Path(db).expanduser().resolve()))
+            return absolute.render_as_string(hide_password=False)
     elif not parsed.host:
         raise ValueError(f"{shown!r} names no host; write {dialect}://user@host/db")
     return text

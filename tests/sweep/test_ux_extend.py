@@ -61,7 +61,7 @@ def test_extended_spec_refuses_what_the_space_cannot_give() -> None:
 @pytest.mark.parametrize("url, says", [
     ("mongodb://h/db", "not one Optuna stores studies in"),
     ("redis://u:hunter2@h:6379", "not one Optuna stores studies in"),
-    ("sqlite:///relative.db", "relative"),
+    ("postgres://alice@db.example/studies", "did you mean postgresql://"),
     ("sqlite://", "in-memory"),
     ("sqlite:///", "in-memory"),
     ("postgresql://alice:hunter2@db.example/studies", "carries a password"),
@@ -77,6 +77,16 @@ def test_bad_storage_urls_are_one_line_and_write_nothing(
         line = _error_line(capsys)
         assert "search.storage" in line and says in line and "hunter2" not in line
     assert sorted(p.name for p in sweep_env.iterdir()) == []  # no sweep dir, no MLflow store
+
+
+def test_a_relative_sqlite_storage_is_stored_absolute(sweep_env: Path) -> None:
+    from raysweep.sweep.space import load_sweep
+
+    spec = load_sweep(SEARCH_SPACES / "sweeps" / "smoke.yaml", ["search.storage=sqlite:///s.db"])
+    assert spec.search.storage == f"sqlite:///{sweep_env.resolve() / 's.db'}"
+    again = type(spec).model_validate_json(spec.model_dump_json())  # spec.json read back
+    assert again.search.storage == spec.search.storage
+    assert not (sweep_env / "s.db").exists()  # validating creates nothing
 
 
 def test_storage_without_its_driver_or_directory_stops_before_anything_is_written(

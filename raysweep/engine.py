@@ -255,7 +255,9 @@ def run_once(workload: Any, method: str, config: dict[str, Any], seed: int, *,
     The metrics are those of :meth:`PreparedWorkload.evaluate` plus ``epochs`` (the epochs the
     method ran, which ``max_epochs`` may cut short), the cost (``cost/passes``, ``cost/ratio``)
     and the composite objective (``objective`` on val, ``objective/test``; absent when the
-    workload cannot compute one of its terms). No time ratio: the retrain time is not measured.
+    workload cannot compute one of its terms), and ``time/ratio``: the method's time over a
+    retrain time measured here, in this process, before the method runs
+    (:func:`retrain_seconds_here`), so both sides share threads, device and load.
     """
     from raysweep.metrics import ObjectiveConfig
     from raysweep.sweep.space import ObjectiveSpec
@@ -263,8 +265,7 @@ def run_once(workload: Any, method: str, config: dict[str, Any], seed: int, *,
     plan = TrialPlan(objectives=[ObjectiveSpec()], reference={},
                      objective_config=objective_config or ObjectiveConfig(),
                      max_epochs=max_epochs, catboost=catboost,
-                     eval_batch_size=workload.config.eval_batch_size, select="last",
-                     time_ratio=False)
+                     select="last", time_ratio=True)
     result, model = _execute({"method": method, method: dict(config), "seed": seed}, workload,
                              plan, report=lambda *_: None, device=device, progress=progress)
     return RunOutcome({k[len("best/"):]: float(v) for k, v in result.items()

@@ -196,3 +196,63 @@ def test_extend_a_finished_sweep_and_load_its_best_model(sweep_env: Path, storag
     with torch.no_grad():
         np.testing.assert_allclose(served.predict(x.numpy()), model(x).numpy(), rtol=1e-5,
                                    atol=1e-6)
+
+
+@pytest.mark.slow
+def test_an_interrupted_extension_finishes_with_a_plain_resume(
+        sweep_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C during ``resume --num-samples +N``: ``raysweep resume`` runs what is left of the
+    extension, and every trial is counted and logged once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.sweep.runner import find_sweep, load_study
+    from raysweep.sweep.tracking import tracking_uri
+
+    space = SEARCH_SPACES / "sweeps" / "smoke.yaml"
+    assert main(["run", str(space), "--set", "search.num_samples=1", "--set",
+                 "budget.max_epochs=1", "--set", "search.max_concurrent=1", "--json"]) == 0
+    sweep_id = json.loads(capsys.readouterr().out)["sweep_id"]
+    progress = find_sweep(sweep_id) / "progress.json"
+
+    proc = subprocess.Popen([sys.executable, "-m", "raysweep", "resume", sweep_id,
+                             "--num-samples", "+3"], env=dict(os.environ), cwd=sweep_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if json.loads(progress.read_text())["completed"] >= 2:  # one new trial done
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # Two of the three new trials were still to run (one at a time) when Ctrl-C came.
+    assert proc.returncode == 130, err[-2000:]
+    assert f"continue with: raysweep resume {sweep_id}" in err
+    capsys.readouterr()
+    assert main(["resume", sweep_id, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "finished" and out["counts"]["trials"] == 4
+    status = json.loads(progress.read_text())
+    assert status["total"] == 4 and status["completed"] == 4 and status["failed"] == 0
+    study = load_study(find_sweep(sweep_id))
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 4
+    client = MlflowClient(tracking_uri=tracking_uri())
+    exp = client.get_experiment_by_name("raysweep")
+    children = client.search_runs(
+        [exp.experiment_id],
+        f"tags.raysweep.sweep_id = '{sweep_id}' and tags.raysweep.kind = 'trial'")
+    trial_ids = [r.data.tags["raysweep.trial_id"] for r in children]
+    assert len(trial_ids) == 4 == len(set(trial_ids))
+    assert all(r.info.status == "FINISHED" for r in children)

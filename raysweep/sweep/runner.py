@@ -659,6 +659,8 @@ def resume_sweep(ref: str, *, address: str | None = None, errored: str = "skip",
         raise ConfigError(f"more_samples: expected a whole number >= 0 of configurations to "
                           f"add, got {more_samples!r}")
     sweep_dir = find_sweep(ref)
+    if more_samples:  # a space with nothing more to give is refused before the lock is taken
+        extended_spec(load_spec(sweep_dir), more_samples, sweep_dir.name)
     # Two resumes at once would both run every unfinished trial: one driver per sweep.
     with SweepLock(sweep_dir, sweep_dir.name):
         return _resume_locked(sweep_dir, address=address, errored=errored, num_cpus=num_cpus,

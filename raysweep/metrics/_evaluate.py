@@ -192,19 +192,8 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
             _put(m, "js/retrain", float(js_from_logits(f.logits, rf.logits).mean()))
 
     # Oracle-referenced terms (raysweep.metrics.oracle): raw values, distances, held-out drop.
-    raw = raw_terms(outputs, forget_classes=forget_classes, matched=matched, seed=seed)
-    m.update(raw)
-    if retrain is not None:
-        if retrain_raw is None:
-            retrain_raw = raw_terms(retrain, forget_classes=forget_classes, matched=matched,
-                                    seed=seed)
-        m.update(oracle_distances(raw, retrain_raw, model_out=outputs, oracle_out=retrain))
-    if original is not None:
-        for split in HELDOUT_SPLITS:
-            if split in outputs and split in original and len(outputs[split]):
-                _put(m, f"rel/heldout_drop/{split}",
-                     heldout_accuracy(original[split], forget_classes)[0]
-                     - heldout_accuracy(outputs[split], forget_classes)[0])
+    _oracle_terms(m, outputs, original=original, retrain=retrain, retrain_raw=retrain_raw,
+                  forget_classes=forget_classes, matched=matched, seed=seed)
 
     # Membership inference (the papers' attacks, reported on test).
     test_matched = (matched or {}).get("test")
@@ -245,6 +234,27 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
         if retrain_seconds:
             _put(m, "time/ratio", seconds / retrain_seconds)
     return m
+
+
+def _oracle_terms(m: dict[str, float], outputs: ModelOutputs, *, original: ModelOutputs | None,
+                  retrain: ModelOutputs | None, retrain_raw: dict[str, float] | None,
+                  forget_classes: tuple[int, ...],
+                  matched: dict[str, np.ndarray | None] | None, seed: int) -> None:
+    """The oracle-referenced terms' raw values and distances, and ``rel/heldout_drop/<split>``,
+    for every held-out split ``outputs`` has (the selection evaluation has only val)."""
+    raw = raw_terms(outputs, forget_classes=forget_classes, matched=matched, seed=seed)
+    m.update(raw)
+    if retrain is not None:
+        if retrain_raw is None:
+            retrain_raw = raw_terms(retrain, forget_classes=forget_classes, matched=matched,
+                                    seed=seed)
+        m.update(oracle_distances(raw, retrain_raw, model_out=outputs, oracle_out=retrain))
+    if original is not None:
+        for split in HELDOUT_SPLITS:
+            if split in outputs and split in original and len(outputs[split]):
+                _put(m, f"rel/heldout_drop/{split}",
+                     heldout_accuracy(original[split], forget_classes)[0]
+                     - heldout_accuracy(outputs[split], forget_classes)[0])
 
 
 def oracle_lr_auc(retrain: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
@@ -289,16 +299,8 @@ def evaluate_selection(outputs: ModelOutputs, *, forget_classes: tuple[int, ...]
         _put(m, "js/original", float(js_from_logits(f.logits, original["forget"].logits).mean()))
     if retrain is not None and len(f):
         _put(m, "js/retrain", float(js_from_logits(f.logits, retrain["forget"].logits).mean()))
-    raw = raw_terms(outputs, forget_classes=forget_classes, matched=matched, seed=seed)
-    m.update(raw)
-    if retrain is not None:
-        if retrain_raw is None:
-            retrain_raw = raw_terms(retrain, forget_classes=forget_classes, matched=matched,
-                                    seed=seed)
-        m.update(oracle_distances(raw, retrain_raw, model_out=outputs, oracle_out=retrain))
-    if original is not None and len(v):
-        _put(m, "rel/heldout_drop/val", heldout_accuracy(original["val"], forget_classes)[0]
-             - heldout_accuracy(v, forget_classes)[0])
+    _oracle_terms(m, outputs, original=original, retrain=retrain, retrain_raw=retrain_raw,
+                  forget_classes=forget_classes, matched=matched, seed=seed)
     if seconds is not None:
         _put(m, "time/seconds", seconds)
         if retrain_seconds:

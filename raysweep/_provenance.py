@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-__all__ = ["git_sha", "commit_of"]
+__all__ = ["git_sha", "commit_of", "machine", "load_average"]
 
 #: The checkout raysweep runs from (the package's parent directory).
 _ROOT = Path(__file__).resolve().parent.parent
@@ -38,3 +38,22 @@ def commit_of(sha: str | None) -> str | None:
     if not sha or sha == "unknown":
         return None
     return sha.removesuffix("+dirty")
+
+
+def machine(*extra: str) -> str:
+    """The machine a benchmark ran on, for its report: host, cores, architecture, OS, Python,
+    then ``extra`` (library versions, the device)."""
+    import platform
+
+    parts = [f"{os.cpu_count()} CPU cores", platform.machine(), platform.system(),
+             f"Python {platform.python_version()}", *extra]
+    return f"{platform.node()}: " + ", ".join(parts)
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (other jobs on a shared machine slow every timing), or
+    ``None`` where the system does not report one."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None

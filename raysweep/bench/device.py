@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from raysweep._provenance import load_average
+
 __all__ = ["MODEL_INPUTS", "PRECISIONS", "check_device", "measure_model", "project_sweep", "run_device_bench",
            "write_device_report"]
 
@@ -192,7 +194,7 @@ def run_device_bench(*, device: str = "cpu", models: tuple[str, ...] | None = No
     else:
         sizes = {"train_batch": 64, "eval_batch": 256, "batches": 3, "warmup": 1}
     rows, skipped = [], {}
-    load_before = _load()
+    load_before = load_average()
     try:
         for name in names:
             log(f"device benchmark: {name} on {dev} ({precision})")
@@ -213,16 +215,8 @@ def run_device_bench(*, device: str = "cpu", models: tuple[str, ...] | None = No
         "threads": threads if dev.type == "cpu" else None, "quick": quick,
         "host": f"{platform.node()}, torch {torch.__version__}", **sizes,
         "models": rows, "skipped": skipped, "projection": proj,
-        "load_average": [load_before, _load()],
+        "load_average": [load_before, load_average()],
     }
-
-
-def _load() -> float | None:
-    """The 1-minute load average (other jobs on a shared machine slow every figure)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
 
 
 def write_device_report(report: dict[str, Any], out: Path, command: str) -> Path:

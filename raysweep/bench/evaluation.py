@@ -76,6 +76,7 @@ def run_eval_bench(sweep_path: str, *, configs: int = 10, val_rows: int = 400, s
     import torch
 
     from raysweep._console import info
+    from raysweep._provenance import machine
     from raysweep.sweep.space import load_sweep
     from raysweep.engine import run_trial
     from raysweep.sweep.trainable import make_plan
@@ -95,7 +96,7 @@ def run_eval_bench(sweep_path: str, *, configs: int = 10, val_rows: int = 400, s
         "command": command, "sweep": str(sweep_path), "workload": workload.name,
         "configs": configs, "val_rows": val_rows, "val_size": len(workload.splits["val"]),
         "seed": seed, "threads": 1, "budget": spec.budget.model_dump(exclude_none=True),
-        "machine": _machine()})
+        "machine": machine(f"torch {torch.__version__}")})
     rng = np.random.default_rng(seed)
     spaces = spec.spaces()
     methods = sorted(spaces)
@@ -139,13 +140,6 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
                      "mean_regret": float(np.mean(regret)) if regret else math.nan,
                      "max_regret": float(np.max(regret)) if regret else math.nan}
     return out
-
-
-def _machine() -> str:
-    import os
-    import platform
-
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"
 
 
 def _reading(report: EvalBenchReport) -> str:

@@ -26,7 +26,6 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import socket
 import time
 import traceback
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from raysweep._provenance import machine
 from raysweep.metrics.forgetting_quality import (
     BUCKET_WIDTH, DELTA, N_BUCKETS, forgetting_quality, lira_attack, logit_confidence,
     permutation_null, utility_score,
@@ -331,8 +331,7 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
         "forget_examples": int(len(oracles[0].confidence)) if oracles else None,
         "seconds": seconds, "command": command, "address": address or
         os.environ.get("RAY_ADDRESS") or "local", "ray_resources": resources,
-        "machine": f"{platform.node()}: {os.cpu_count()} CPU cores ({platform.machine()}, "
-                   f"{platform.system()}), device {device}",
+        "machine": machine(f"device {device}"),
         "finished": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "git_sha": _git_sha(),
         "seeds": {role: f"{model_seed(seed, role, 0)}..{model_seed(seed, role, k - 1)}"

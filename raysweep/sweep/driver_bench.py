@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -41,6 +40,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.search import ConcurrencyLimiter
 
+from raysweep._provenance import load_average, machine
 from raysweep.sweep.runner import Progress, SweepInterrupted
 from raysweep.sweep.tracking import MlflowTrialCallback
 
@@ -379,7 +379,7 @@ def run_driver_bench(*, samplers: tuple[str, ...] = SAMPLERS, trials: int = 2000
     uri = tracking_uri or f"sqlite:///{work / 'mlflow.db'}"
     runs = []
     t0 = time.perf_counter()
-    load_before = _load()
+    load_before = load_average()
     try:
         with ray_session(None, num_cpus or concurrency):
             for s in samplers:
@@ -399,24 +399,15 @@ def run_driver_bench(*, samplers: tuple[str, ...] = SAMPLERS, trials: int = 2000
         "tracking": "private sqlite store (removed)" if tracking_uri is None else tracking_uri,
         "goal_seconds_per_trial": GOAL_SECONDS_PER_TRIAL,
         "wall_seconds": round(time.perf_counter() - t0, 1), "samplers": runs,
-        "load_average": [load_before, _load()],
+        "load_average": [load_before, load_average()],
     }
-
-
-def _load() -> float | None:
-    """The 1-minute load average (other jobs on a shared machine slow every figure)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
 
 
 def _machine() -> str:
     import optuna
     import ray
 
-    return (f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, Python "
-            f"{platform.python_version()}, Ray {ray.__version__}, Optuna {optuna.__version__}")
+    return machine(f"Ray {ray.__version__}", f"Optuna {optuna.__version__}")
 
 
 def _alone(a: dict[str, Any] | None) -> str:

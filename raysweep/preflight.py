@@ -172,30 +172,41 @@ _DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 
 
 def _shown(uri: str) -> str:
-    """The URI as it may be printed: a user and password are never echoed."""
-    return re.sub(r"//[^/@\s]*@", "//***@", uri)
+    """The URI as it may be printed: the project's one redaction (passwords and credential
+    query parameters masked, the user name kept)."""
+    from raysweep._secrets import redact_uri
+
+    return redact_uri(uri)
 
 
 def _check_db_reachable(uri: str, base: str, timeout: float = 3.0) -> None:
     """A database server that does not answer: MLflow would retry for minutes, then fail."""
+    check_server_reachable(uri, default_port=_DB_PORTS[base], server="database server",
+                           example=f"{base}://USER@HOST/DB", timeout=timeout,
+                           fix="start it or point MLFLOW_TRACKING_URI at a reachable store")
+
+
+def check_server_reachable(uri: str, *, default_port: int, server: str, example: str, fix: str,
+                           timeout: float = 3.0) -> None:
+    """``uri``'s host accepts a TCP connection (an MLflow or database server), else one line
+    naming the URI with its credentials masked."""
     import socket
     from urllib.parse import urlsplit
 
     shown = _shown(uri)
     parts = urlsplit(uri)
     try:
-        port = parts.port or _DB_PORTS[base]
+        port = parts.port or default_port
     except ValueError:
-        raise UserError(f"MLFLOW_TRACKING_URI {shown}: bad port") from None
+        raise UserError(f"MLFLOW_TRACKING_URI {shown}: bad port; {fix}") from None
     if not parts.hostname:
-        raise UserError(f"MLFLOW_TRACKING_URI {shown}: no host; e.g. {base}://USER@HOST/DB")
+        raise UserError(f"MLFLOW_TRACKING_URI {shown}: no host; e.g. {example}")
     try:
         with socket.create_connection((parts.hostname, port), timeout=timeout):
             pass
     except OSError as exc:
-        raise UserError(f"MLFLOW_TRACKING_URI {shown}: database server unreachable "
-                        f"({exc.strerror or exc}); start it or point MLFLOW_TRACKING_URI at a "
-                        f"reachable store") from None
+        raise UserError(f"MLFLOW_TRACKING_URI {shown}: {server} unreachable "
+                        f"({exc.strerror or exc}); {fix}") from None
 
 
 def _sqlite_path(uri: str) -> Path | None:

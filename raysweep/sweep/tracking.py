@@ -60,9 +60,6 @@ def check_tracking_uri(uri: str, timeout: float = 3.0) -> None:
     Called before a sweep prepares anything, so a typo in ``MLFLOW_TRACKING_URI`` costs
     seconds, not a workload preparation followed by minutes of HTTP retries.
     """
-    import socket
-    from urllib.parse import urlsplit
-
     fix = "start the server or set MLFLOW_TRACKING_URI to a reachable store"
     if uri.startswith("sqlite:///"):
         parent = Path(uri[len("sqlite:///"):]).parent
@@ -77,19 +74,11 @@ def check_tracking_uri(uri: str, timeout: float = 3.0) -> None:
                             f"writable (chmod u+rw {db}) or point MLFLOW_TRACKING_URI elsewhere")
         return
     if uri.startswith(("http://", "https://")):
-        parts = urlsplit(uri)
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise UserError(f"MLFLOW_TRACKING_URI {uri}: bad port; {fix}") from None
-        if not parts.hostname:
-            raise UserError(f"MLFLOW_TRACKING_URI {uri}: no host; e.g. http://127.0.0.1:5000")
-        try:
-            with socket.create_connection((parts.hostname, port), timeout=timeout):
-                pass
-        except OSError as exc:
-            raise UserError(f"MLFLOW_TRACKING_URI {uri}: MLflow server unreachable "
-                            f"({exc.strerror or exc}); {fix}") from None
+        from raysweep.preflight import check_server_reachable
+
+        check_server_reachable(uri, default_port=443 if uri.startswith("https") else 80,
+                               server="MLflow server", example="http://127.0.0.1:5000",
+                               fix=fix, timeout=timeout)
 
 
 def default_store_exists(uri: str) -> bool:

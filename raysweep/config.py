@@ -6,10 +6,9 @@ the field, the value and what is allowed.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-
-import copy
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 

@@ -76,8 +76,6 @@ def _vtuple(v: str) -> tuple[int, ...]:
 
 def check_python() -> Check:
     v = platform.python_version()
-    if sys.version_info < (3, 10):
-        return Check("versions", "python", FAIL, v, "raysweep needs Python >= 3.10")
     return Check("versions", "python", OK, f"{v} ({sys.executable})")
 
 
@@ -105,7 +103,7 @@ def check_packages() -> list[Check]:
 def _data_check(name: str, probe: Callable[[], str], fix: str) -> Check:
     try:
         return Check("data", name, OK, probe())
-    except Exception as exc:  # noqa: BLE001  (every failure here means "not usable")
+    except Exception as exc:
         return Check("data", name, WARN, f"missing: {exc}".splitlines()[0][:160], fix)
 
 
@@ -240,7 +238,11 @@ def _token_file_mode(path: Path) -> Check | None:
 
 def check_ray_auth(address: str | None) -> list[Check]:
     from raysweep.sweep.local_ray import (
-        AUTH_TOKEN_PATH_ENV, auth_mode, default_token_path, loopback_only_supported, token_source,
+        AUTH_TOKEN_PATH_ENV,
+        auth_mode,
+        default_token_path,
+        loopback_only_supported,
+        token_source,
     )
 
     mode = auth_mode()
@@ -338,7 +340,7 @@ def check_mlflow(uri: str | None) -> list[Check]:
     if uri.startswith(("http://", "https://")):
         url = uri.rstrip("/") + "/health"
         try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:
                 code = resp.status
         except urllib.error.HTTPError as exc:
             code = exc.code
@@ -381,7 +383,7 @@ def check_mlflow(uri: str | None) -> list[Check]:
 def check_gpu() -> list[Check]:
     try:
         import torch
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return [Check("gpu", "cuda", FAIL, f"torch does not import: {exc}", "reinstall torch")]
     built = torch.version.cuda
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")

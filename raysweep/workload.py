@@ -35,12 +35,17 @@ from raysweep._console import info
 from raysweep._resources import search_spaces_dir
 from raysweep.config import WorkloadConfig, load_yaml, parse_model
 from raysweep.data import LoadedDataset, load_dataset
-from raysweep.errors import ConfigError
 from raysweep.data.bundle import UnlearnData
-from raysweep.methods._base import UnlearnContext
+from raysweep.errors import ConfigError
 from raysweep.methods import PassCount, retrain_passes
+from raysweep.methods._base import UnlearnContext
 from raysweep.metrics import (
-    ModelOutputs, evaluate, evaluate_selection, forward_splits, membership_rows, oracle_distances,
+    ModelOutputs,
+    evaluate,
+    evaluate_selection,
+    forward_splits,
+    membership_rows,
+    oracle_distances,
     raw_terms,
 )
 from raysweep.metrics._evaluate import oracle_lr_auc
@@ -244,8 +249,8 @@ class PreparedWorkload:
         orig = raw_terms(self.original_outputs, forget_classes=self.forget_classes,
                          matched=self.matched, seed=seed)
         oracle = self.oracle_raw(seed)
-        kw = dict(forget_classes=self.forget_classes, matched=self.matched, split=split,
-                  seed=seed)
+        kw = {"forget_classes": self.forget_classes, "matched": self.matched, "split": split,
+                  "seed": seed}
         s_orig = term_spread(self.original_outputs, reference=self.retrain_outputs, **kw)
         s_oracle = term_spread(self.retrain_outputs, **kw)
         dists = oracle_distances(orig, oracle, model_out=self.original_outputs,
@@ -323,7 +328,7 @@ def _load_data(cfg: WorkloadConfig) -> LoadedDataset:
 def _split_indices(cfg: WorkloadConfig, ds: LoadedDataset) -> dict[str, np.ndarray]:
     n = len(ds.train_y)
     rng = np.random.default_rng(cfg.seed + 1)
-    n_val = int(round(cfg.dataset.val_fraction * n))
+    n_val = round(cfg.dataset.val_fraction * n)
     perm = rng.permutation(n)
     val_idx, d_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     # The forget mask is drawn on the full training set so that a targeted selector sees every
@@ -385,7 +390,7 @@ def _matched_masks(cfg: WorkloadConfig, ds: LoadedDataset,
                                               "count": max(1, round(sc.params["count"] * scale))}})
     try:
         test: np.ndarray | None = np.asarray(sc._mask(view, seed=cfg.seed), dtype=bool)
-    except Exception:  # noqa: BLE001  (a selector that cannot run on test: unmatched)
+    except Exception:
         test = None
     return {"val": val, "test": test}
 
@@ -449,9 +454,9 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
     if ds.kind == "text":
         text_model = _build(spec, pretrained=False, seed=cfg.seed)
     splits = _tensorize(cfg, ds, idx, text_model)
-    common = dict(config=cfg, key=key, kind=ds.kind, class_names=list(ds.class_names),
-                  forget_classes=forget_classes, splits=splits, model_spec=spec,
-                  matched=_matched_masks(cfg, ds, idx))
+    common = {"config": cfg, "key": key, "kind": ds.kind, "class_names": list(ds.class_names),
+                  "forget_classes": forget_classes, "splits": splits, "model_spec": spec,
+                  "matched": _matched_masks(cfg, ds, idx)}
     if cache.is_dir() and not force:
         try:
             return _load_cached(cache, common, quiet)

@@ -20,7 +20,12 @@ import raysweep.methods._base as base
 from raysweep.methods import EpochEnd, MethodConfig, run_method
 from raysweep.methods._base import MethodContractError
 from raysweep.testing import (
-    CHECKS, CheckSkipped, MethodCheckError, check_config_bounds, check_method, temporary_method,
+    CHECKS,
+    CheckSkipped,
+    MethodCheckError,
+    check_config_bounds,
+    check_method,
+    temporary_method,
     tiny_problem,
 )
 
@@ -31,7 +36,7 @@ class TinyConfig(MethodConfig):
     batch_size: int = Field(16, ge=1, le=4096, description="batch size")
 
 
-def _epoch(model, loader, opt, ctx) -> float:  # noqa: ANN001
+def _epoch(model, loader, opt, ctx) -> float:
     total = 0.0
     for x, y in loader:
         opt.zero_grad()
@@ -42,7 +47,7 @@ def _epoch(model, loader, opt, ctx) -> float:  # noqa: ANN001
     return total
 
 
-def good(model, data, cfg, ctx) -> Iterator[EpochEnd]:  # noqa: ANN001
+def good(model, data, cfg, ctx) -> Iterator[EpochEnd]:
     """Fine-tune on D_r, data order from ctx.seed."""
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     for e in range(cfg.epochs):
@@ -50,7 +55,7 @@ def good(model, data, cfg, ctx) -> Iterator[EpochEnd]:  # noqa: ANN001
         yield EpochEnd(e + 1, {"loss": loss})
 
 
-def ignores_seed(model, data, cfg, ctx) -> Iterator[EpochEnd]:  # noqa: ANN001
+def ignores_seed(model, data, cfg, ctx) -> Iterator[EpochEnd]:
     """Fine-tune on D_r in an order drawn from its own fixed generator (ignores ctx.seed)."""
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(1234)
@@ -61,7 +66,7 @@ def ignores_seed(model, data, cfg, ctx) -> Iterator[EpochEnd]:  # noqa: ANN001
         yield EpochEnd(e + 1, {"loss": _epoch(model, batches, opt, ctx)})
 
 
-def mutates_forget(model, data, cfg, ctx) -> Iterator[EpochEnd]:  # noqa: ANN001
+def mutates_forget(model, data, cfg, ctx) -> Iterator[EpochEnd]:
     """Relabel D_f in place (the bug of the issue), then train on it and D_r."""
     yf = data.forget.tensors[1]
     yf.copy_((yf + 1) % data.num_classes)
@@ -72,19 +77,19 @@ def mutates_forget(model, data, cfg, ctx) -> Iterator[EpochEnd]:  # noqa: ANN001
         yield EpochEnd(e + 1, {"loss": loss})
 
 
-def repeats_a_number(model, data, cfg, ctx) -> Iterator[EpochEnd]:  # noqa: ANN001
+def repeats_a_number(model, data, cfg, ctx) -> Iterator[EpochEnd]:
     """Yields epochs 1, 1, 3."""
     for e, event in zip(range(cfg.epochs), good(model, data, cfg, ctx)):
         yield EpochEnd([1, 1, 3, 4, 5][e], event.metrics)
 
 
-def extra_yield(model, data, cfg, ctx) -> Iterator[EpochEnd]:  # noqa: ANN001
+def extra_yield(model, data, cfg, ctx) -> Iterator[EpochEnd]:
     """Yields epochs 1..epochs, then once more for the final model."""
     yield from good(model, data, cfg, ctx)
     yield EpochEnd(cfg.epochs + 1, {})
 
 
-def _failed(fn, **options) -> set[str]:  # noqa: ANN001
+def _failed(fn, **options) -> set[str]:
     name = f"test-{fn.__name__}-{uuid.uuid4().hex[:8]}"
     with temporary_method(name, fn, config=TinyConfig, **options):
         report = check_method(name, raise_on_failure=False)
@@ -102,7 +107,7 @@ def test_a_well_behaved_method_passes_every_check() -> None:
     (repeats_a_number, {"epochs": 3}, "check_yields_epochs"),
     (extra_yield, {}, "check_yields_epochs"),
 ])
-def test_each_bad_method_fails_its_named_check(fn, config, check: str) -> None:  # noqa: ANN001
+def test_each_bad_method_fails_its_named_check(fn, config, check: str) -> None:
     class Config(TinyConfig):
         epochs: int = Field(config.get("epochs", 2), ge=1, le=20)
 
@@ -119,7 +124,7 @@ def test_each_bad_method_fails_its_named_check(fn, config, check: str) -> None: 
 
 
 def test_the_failure_messages_say_what_the_method_did() -> None:
-    def message(fn, check: str) -> str:  # noqa: ANN001
+    def message(fn, check: str) -> str:
         name = f"test-{fn.__name__}-{uuid.uuid4().hex[:8]}"
         with temporary_method(name, fn, config=TinyConfig):
             report = check_method(name, raise_on_failure=False)
@@ -171,18 +176,18 @@ def test_check_skipped_is_raised_for_checks_that_do_not_apply() -> None:
 # --- the data guard in run_method ----------------------------------------------------------
 
 @pytest.fixture()
-def prob():  # noqa: ANN201
+def prob():
     return tiny_problem(seed=0)
 
 
-def _guarded(fn, prob, **run_kw):  # noqa: ANN001, ANN202
+def _guarded(fn, prob, **run_kw):
     name = f"test-{fn.__name__}-{uuid.uuid4().hex[:8]}"
     with temporary_method(name, fn, config=TinyConfig):
         return name, run_method(name, prob.fresh_copy(), prob.data, TinyConfig(), prob.ctx,
                                 **run_kw)
 
 
-def test_a_write_fails_the_run_in_one_line_before_the_epoch_is_seen(prob) -> None:  # noqa: ANN001
+def test_a_write_fails_the_run_in_one_line_before_the_epoch_is_seen(prob) -> None:
     seen: list = []
     y_before = prob.data.forget.tensors[1].clone()
     with pytest.raises(MethodContractError) as info:
@@ -195,8 +200,8 @@ def test_a_write_fails_the_run_in_one_line_before_the_epoch_is_seen(prob) -> Non
     assert torch.equal(prob.data.forget.tensors[1], y_before)  # restored: the next run is clean
 
 
-def test_the_next_run_is_unaffected(prob) -> None:  # noqa: ANN001
-    def weights(p) -> list[torch.Tensor]:  # noqa: ANN001
+def test_the_next_run_is_unaffected(prob) -> None:
+    def weights(p) -> list[torch.Tensor]:
         name = f"test-good-{uuid.uuid4().hex[:8]}"
         with temporary_method(name, good, config=TinyConfig):
             model = p.fresh_copy()
@@ -210,9 +215,9 @@ def test_the_next_run_is_unaffected(prob) -> None:  # noqa: ANN001
     assert all(torch.equal(a, b) for a, b in zip(clean, after))
 
 
-def test_writes_the_version_counter_misses_are_caught_by_the_checksum(  # noqa: ANN001
+def test_writes_the_version_counter_misses_are_caught_by_the_checksum(
         prob, monkeypatch) -> None:
-    def through_numpy(model, data, cfg, ctx):  # noqa: ANN001, ANN202
+    def through_numpy(model, data, cfg, ctx):
         data.retain.tensors[0].numpy().reshape(-1)[5] += 1.0   # no version bump
         yield EpochEnd(1, {})
 
@@ -224,7 +229,7 @@ def test_writes_the_version_counter_misses_are_caught_by_the_checksum(  # noqa: 
         _guarded(through_numpy, prob)
 
 
-def test_an_unrestorable_write_fails_every_later_run_on_that_data(  # noqa: ANN001
+def test_an_unrestorable_write_fails_every_later_run_on_that_data(
         prob, monkeypatch) -> None:
     monkeypatch.setattr(base, "_BACKUP_MAX_BYTES", 0)
     with pytest.raises(MethodContractError, match="could not be restored"):
@@ -234,10 +239,10 @@ def test_an_unrestorable_write_fails_every_later_run_on_that_data(  # noqa: ANN0
         _guarded(good, prob)
 
 
-def test_rebinding_the_data_stays_private(prob) -> None:  # noqa: ANN001
+def test_rebinding_the_data_stays_private(prob) -> None:
     forget = prob.data.forget
 
-    def rebinds(model, data, cfg, ctx):  # noqa: ANN001, ANN202
+    def rebinds(model, data, cfg, ctx):
         x, y = data.forget.tensors
         data.forget = TensorDataset(x, torch.zeros_like(y))
         data.retain.tensors = (data.retain.tensors[0][:1], data.retain.tensors[1][:1])
@@ -249,8 +254,8 @@ def test_rebinding_the_data_stays_private(prob) -> None:  # noqa: ANN001
     assert len(prob.data.retain) == 48
 
 
-def test_a_method_that_raises_after_writing_still_fails_on_the_write(prob) -> None:  # noqa: ANN001
-    def writes_then_raises(model, data, cfg, ctx):  # noqa: ANN001, ANN202
+def test_a_method_that_raises_after_writing_still_fails_on_the_write(prob) -> None:
+    def writes_then_raises(model, data, cfg, ctx):
         data.val.tensors[1].zero_()
         raise ValueError("boom")
         yield  # pragma: no cover
@@ -261,8 +266,8 @@ def test_a_method_that_raises_after_writing_still_fails_on_the_write(prob) -> No
     assert torch.equal(prob.data.val.tensors[1], y_val)
 
 
-def test_yielding_something_else_than_epoch_end_is_a_contract_error(prob) -> None:  # noqa: ANN001
-    def yields_int(model, data, cfg, ctx):  # noqa: ANN001, ANN202
+def test_yielding_something_else_than_epoch_end_is_a_contract_error(prob) -> None:
+    def yields_int(model, data, cfg, ctx):
         yield 1
 
     with pytest.raises(MethodContractError, match="yielded int 1, not an EpochEnd"):

@@ -170,7 +170,7 @@ def _pooled_std(a: Stat, b: Stat) -> float:
 def compare_one(entry: str, metric: str, tol: Tolerance, baseline: Stat | None,
                 current: Stat | None) -> Comparison:
     direction = tol.direction or "lower_is_better"
-    common = dict(entry=entry, metric=metric, direction=direction, tolerance=tol.describe())
+    common = {"entry": entry, "metric": metric, "direction": direction, "tolerance": tol.describe()}
     if baseline is None or baseline.n == 0 or math.isnan(baseline.mean):
         return Comparison(**common, status="new", baseline=None, current=current)  # type: ignore[arg-type]
     if current is None or current.n == 0 or math.isnan(current.mean):

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from raysweep.bench.baseline import Stat, Summary
-from raysweep.bench.suite import _LOWER_IS_BETTER_PREFIXES, _SOURCE, _Strict, _check_metric
+from raysweep.bench.suite import _LOWER_IS_BETTER_PREFIXES, _SOURCE, _check_metric, _Strict
 from raysweep.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:

@@ -96,10 +96,10 @@ def run_edits_bench(workloads: list[str], *, methods: tuple[str, ...] = DEFAULT_
                     command: str = "raysweep bench edits") -> EditsReport:
     """Score the oracle, every edit and every honest method on each workload."""
     from raysweep._console import info
-    from raysweep.edits import score_edits
-    from raysweep.sweep.space import ObjectiveSpec
     from raysweep._provenance import git_sha
+    from raysweep.edits import score_edits
     from raysweep.engine import TrialPlan, objective_values
+    from raysweep.sweep.space import ObjectiveSpec
     from raysweep.training import resolve_device
     from raysweep.workload import load_workload_config, prepare
 
@@ -123,7 +123,7 @@ def run_edits_bench(workloads: list[str], *, methods: tuple[str, ...] = DEFAULT_
             info(f"bench edits: {m} on {name}")
             try:
                 metrics = _trial_metrics(w, m, plan, seed, dev)
-            except Exception as exc:  # noqa: BLE001 - a failing method is reported, not fatal
+            except Exception as exc:
                 rows.append({"name": m, "kind": "method", "error": f"{type(exc).__name__}: {exc}"})
                 continue
             rows.append({"name": m, "kind": "method", **metrics})

@@ -66,7 +66,7 @@ def sample_config(space: dict[str, Any], rng: np.random.Generator) -> dict[str, 
             x = float(rng.uniform(lo, hi))
         if p.step:
             x = lo + round((x - lo) / p.step) * p.step
-        chosen[name] = int(round(x)) if p.is_int else x
+        chosen[name] = round(x) if p.is_int else x
     return chosen
 
 
@@ -77,8 +77,8 @@ def run_eval_bench(sweep_path: str, *, configs: int = 10, val_rows: int = 400, s
 
     from raysweep._console import info
     from raysweep._provenance import machine
-    from raysweep.sweep.space import load_sweep
     from raysweep.engine import run_trial
+    from raysweep.sweep.space import load_sweep
     from raysweep.sweep.trainable import make_plan
     from raysweep.workload import load_workload_config, prepare
 

@@ -38,8 +38,14 @@ import numpy as np
 
 from raysweep._provenance import machine
 from raysweep.metrics.forgetting_quality import (
-    BUCKET_WIDTH, DELTA, N_BUCKETS, forgetting_quality, lira_attack, logit_confidence,
-    permutation_null, utility_score,
+    BUCKET_WIDTH,
+    DELTA,
+    N_BUCKETS,
+    forgetting_quality,
+    lira_attack,
+    logit_confidence,
+    permutation_null,
+    utility_score,
 )
 
 if TYPE_CHECKING:
@@ -328,7 +334,7 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
         "overrides": {m: v for m, v in given.items() if v}, "configs": resolved,
         "device": device, "delta": delta, "bucket_width": width, "n_buckets": N_BUCKETS,
         "statistic": "logit-scaled confidence of the true class, log(p_y / (1 - p_y))",
-        "forget_examples": int(len(oracles[0].confidence)) if oracles else None,
+        "forget_examples": len(oracles[0].confidence) if oracles else None,
         "seconds": seconds, "command": command, "address": address or
         os.environ.get("RAY_ADDRESS") or "local", "ray_resources": resources,
         "machine": machine(f"device {device}"),

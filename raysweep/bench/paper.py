@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 from raysweep.bench.baseline import Stat, Summary, summary_from_json
 from raysweep.bench.flags import FLAG_LEGEND, Flags, compute_flags, reference_cell_flags
 from raysweep.bench.report import (
-    STAT_LABEL, STAT_LEGEND, file_slug, fmt_num, fmt_stat, protocol_rows, pyplot,
+    STAT_LABEL,
+    STAT_LEGEND,
+    file_slug,
+    fmt_num,
+    fmt_stat,
+    protocol_rows,
+    pyplot,
 )
 from raysweep.metrics.registry import METRICS
 

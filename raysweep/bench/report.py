@@ -96,7 +96,7 @@ def protocol_rows(suite: Suite, reference_seeds: Mapping[str, list[int]] | None 
     """What a report states about its protocol: splits, seeds, seed scope."""
     proto = suite.protocol()
     seeds = ", ".join(map(str, proto["evaluation_seeds"]))
-    per_entry = {eid: p for eid, p in proto["entries"].items()}
+    per_entry = dict(proto["entries"].items())
     if len({tuple(p["evaluation_seeds"]) for p in per_entry.values()}) > 1:
         seeds += " (per entry: " + "; ".join(
             f"{eid}: {', '.join(map(str, p['evaluation_seeds']))}" for eid, p in per_entry.items()) + ")"

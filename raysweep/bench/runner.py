@@ -35,7 +35,14 @@ from raysweep._console import info
 from raysweep._secrets import redact_uri
 from raysweep._signals import sigterm_as_sigint
 from raysweep.bench.baseline import (
-    Comparison, Summary, compare, read_pinned, regressions, summarize, summary_to_json, write_pinned,
+    Comparison,
+    Summary,
+    compare,
+    read_pinned,
+    regressions,
+    summarize,
+    summary_to_json,
+    write_pinned,
 )
 from raysweep.errors import ConfigError
 
@@ -145,8 +152,8 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
               tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None = None,
               argv: list[str] | None = None) -> BenchResult:
     """Run every entry × seed, record it, compare, report. See the module docstring."""
-    from raysweep.bench import tracking
     from raysweep._provenance import git_sha
+    from raysweep.bench import tracking
     from raysweep.bench._run import execute
     from raysweep.bench.report import ReportData, write_report
 

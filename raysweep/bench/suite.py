@@ -88,7 +88,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from raysweep._resources import search_spaces_dir
 from raysweep.config import (
-    MAX_SEED, WorkloadConfig, check_number_value, load_yaml, parse_model, top_level_kind,
+    MAX_SEED,
+    WorkloadConfig,
+    check_number_value,
+    load_yaml,
+    parse_model,
+    top_level_kind,
 )
 from raysweep.errors import ConfigError, did_you_mean
 
@@ -719,7 +724,7 @@ def _paper_values(cfg: SuiteConfig, method: str, model: str
     for pd in cfg.paper_defaults:
         if pd.method == method and (pd.models is None or model in pd.models):
             values.update(pd.values)
-            sources.update({k: pd.source for k in pd.values})
+            sources.update(dict.fromkeys(pd.values, pd.source))
     return values, sources
 
 

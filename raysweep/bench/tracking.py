@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raysweep.bench.baseline import Summary, summarize
 from raysweep._quoting import tag_equals
+from raysweep.bench.baseline import Summary, summarize
 from raysweep.errors import ConfigError
 from raysweep.sweep.catalog import pid_alive, tracking_uri  # one store rule, one liveness check
 

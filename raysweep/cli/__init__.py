@@ -54,7 +54,15 @@ def _root(
 def _register() -> None:
     # Each module adds its commands to ``app``; keep one module per command group.
     from raysweep.cli import (  # noqa: F401
-        _bench, _catalog, _doctor, _explore, _jobs, _methods, _metrics, _sweep, _workload,
+        _bench,
+        _catalog,
+        _doctor,
+        _explore,
+        _jobs,
+        _methods,
+        _metrics,
+        _sweep,
+        _workload,
     )
 
 

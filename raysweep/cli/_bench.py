@@ -40,7 +40,6 @@ def run_cmd(
 ) -> None:
     """Run a regression suite, compare with the baseline; exit 3 when a metric got worse."""
     from raysweep.bench import load_suite, run_suite
-
     from raysweep.bench.tracking import tracking_uri
     from raysweep.preflight import bench_preflight, check_device_format, check_out_template
 
@@ -76,7 +75,6 @@ def baseline_cmd(
 ) -> None:
     """Pin the seed means and spreads of a suite run to a file usable as --baseline."""
     from raysweep.bench import load_suite, pin_baseline
-
     from raysweep.bench.baseline import check_pin_path
 
     check_pin_path(pin)
@@ -202,7 +200,11 @@ def _print_result(result: BenchResult, s: Suite) -> None:
     from rich.table import Table
 
     from raysweep.bench.report import (
-        COMPARISON_HEADERS, STAT_LABEL, comparison_rows, protocol_rows, result_rows,
+        COMPARISON_HEADERS,
+        STAT_LABEL,
+        comparison_rows,
+        protocol_rows,
+        result_rows,
     )
 
     metrics = s.report_metrics()
@@ -472,7 +474,6 @@ def driver_cmd(
     """Driver seconds per trial vs trial count: zero-compute trials through the real Optuna
     search, Ray Tune and MLflow tracking path, per sampler."""
     import shlex
-    from pathlib import Path
 
     from raysweep.bench.driver import SAMPLERS, run_driver_bench, write_driver_report
     from raysweep.errors import ConfigError
@@ -533,10 +534,13 @@ def device_cmd(
     """Images/s of training and evaluation of the shipped models on this device, and the
     paper-scale sweep's device-hours projected from them."""
     import shlex
-    from pathlib import Path
 
     from raysweep.bench.device import (
-        MODEL_INPUTS, PRECISIONS, check_device, run_device_bench, write_device_report,
+        MODEL_INPUTS,
+        PRECISIONS,
+        check_device,
+        run_device_bench,
+        write_device_report,
     )
     from raysweep.errors import ConfigError
     from raysweep.sweep.runner import err_console
@@ -619,8 +623,13 @@ def forgetting_quality_cmd(
     from raysweep.methods import get_method, make_config
     from raysweep.models import model_kind
     from raysweep.preflight import (
-        check_device, check_device_format, check_env_dirs, check_experiment, check_num_cpus,
-        check_ray_auto, check_tracking_store,
+        check_device,
+        check_device_format,
+        check_env_dirs,
+        check_experiment,
+        check_num_cpus,
+        check_ray_auto,
+        check_tracking_store,
     )
     from raysweep.workload import check_workload, load_workload_config
 

@@ -22,7 +22,7 @@ def _address_option() -> str | None:
     return typer.Option(None, "--address", "-a", help=_ADDRESS_HELP)
 
 
-def _finish(client, url: str, job_id: str, entrypoint: str, wait: bool,  # noqa: ANN001
+def _finish(client, url: str, job_id: str, entrypoint: str, wait: bool,
             json_out: bool) -> None:
     from raysweep._console import info
     from raysweep.sweep.jobs import exit_code, wait_for_job
@@ -81,8 +81,14 @@ def submit_cmd(
     from raysweep._console import info
     from raysweep.errors import ConfigError
     from raysweep.sweep.jobs import (
-        connect, normalize_address, project_root, relative_to_root, runtime_env_for,
-        staged_upload, submit, sweep_entrypoint,
+        connect,
+        normalize_address,
+        project_root,
+        relative_to_root,
+        runtime_env_for,
+        staged_upload,
+        submit,
+        sweep_entrypoint,
     )
     from raysweep.sweep.local_ray import warn_if_auth_disabled
     from raysweep.sweep.packaging import check_root, plan_upload
@@ -131,7 +137,11 @@ def jobs_submit_cmd(
 
     from raysweep._console import info
     from raysweep.sweep.jobs import (
-        connect, project_root, runtime_env_for, staged_upload, submit,
+        connect,
+        project_root,
+        runtime_env_for,
+        staged_upload,
+        submit,
     )
     from raysweep.sweep.local_ray import warn_if_auth_disabled
     from raysweep.sweep.packaging import plan_upload

@@ -28,8 +28,8 @@ def metrics_cmd(
         _registry(None if key == "list" else key, json_out)
         return
 
-    from raysweep.metrics import REPORT_SPLIT, SELECTION_SPLIT, TERMS, ObjectiveConfig
     from raysweep.methods._cost import BACKWARD_WEIGHT
+    from raysweep.metrics import REPORT_SPLIT, SELECTION_SPLIT, TERMS, ObjectiveConfig
 
     default = ObjectiveConfig()
     weights = default.weights()

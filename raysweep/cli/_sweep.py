@@ -33,17 +33,17 @@ def _overrides(overrides: list[str], num_samples: int | None, max_concurrent: in
 
 def _finish(outcome: Any, json_out: bool) -> None:
     """Leaderboard + MLflow hint on stderr, the id (or JSON) on stdout, the exit code."""
-    from raysweep.report import rich_table
-    from raysweep.sweep.runner import err_console
-    from raysweep.sweep.leaderboard import leaderboard, leaderboard_columns, legend
     from raysweep._secrets import redact_uri
+    from raysweep.report import rich_table
+    from raysweep.sweep.leaderboard import leaderboard, leaderboard_columns, legend
+    from raysweep.sweep.runner import err_console
     from raysweep.sweep.tracking import fetch_runs, mlflow_ui_hint
 
     rows: list[dict[str, Any]] = []
     try:
         rows = leaderboard(fetch_runs(outcome.tracking_uri, outcome.experiment,
                                       sweep_id=outcome.sweep_id))
-    except Exception as exc:  # noqa: BLE001 - the sweep result matters more than the table
+    except Exception as exc:
         err_console().print(f"[yellow]could not build the leaderboard: {escape(str(exc))}[/]")
     if rows:
         _log_leaderboard(outcome, rows)
@@ -143,9 +143,8 @@ def resume_cmd(
     if errored not in ("resume", "restart", "skip"):
         raise ConfigError(f"--errored {errored!r}: choose resume, restart or skip")
     more_samples = parse_more_samples(more) if more is not None else 0
-    from raysweep.sweep.catalog import find_sweep, store_for
-
     from raysweep.sweep._trust import check_sweep_dir
+    from raysweep.sweep.catalog import find_sweep, store_for
 
     check_sweep_dir(find_sweep(sweep), trust=trust)  # a redirected store is refused, not noted
     uri, _, sweep_id = store_for(find_sweep(sweep))
@@ -327,9 +326,8 @@ def validate_cmd(
     json_out: bool = typer.Option(False, "--json", help="print the resolved spec as JSON"),
 ) -> None:
     """Check a sweep / search-space YAML and print the resolved space (exit 2 with one line if invalid)."""
-    from raysweep.sweep.space import load_sweep
-
     from raysweep.preflight import static_sweep_checks
+    from raysweep.sweep.space import load_sweep
 
     spec = load_sweep(space, overrides)
     static_sweep_checks(spec)   # a misspelled workload fails here, as it does in run --dry-run
@@ -373,7 +371,11 @@ def _store(sweep: str | None) -> tuple[str, str, str | None]:
     from raysweep._console import console
     from raysweep.errors import UserError
     from raysweep.sweep.catalog import (
-        tracking_uri, find_sweep, store_for, store_note, sweep_ids_in_store,
+        find_sweep,
+        store_for,
+        store_note,
+        sweep_ids_in_store,
+        tracking_uri,
     )
 
     experiment = os.environ.get("RAYSWEEP_EXPERIMENT", "raysweep")
@@ -429,7 +431,7 @@ def _log_leaderboard(outcome: Any, rows: list[dict[str, Any]]) -> None:
         log_leaderboard(outcome.tracking_uri, outcome.parent_run_id, table, {
             "leaderboard.csv": render(rows, cols, "csv", extra=extra),
             "leaderboard.md": render(rows, cols, "md") + "\n" + legend(rows, cols)})
-    except Exception as exc:  # noqa: BLE001 - an artifact store hiccup must not fail the sweep
+    except Exception as exc:
         from raysweep.sweep.runner import err_console
 
         err_console().print(escape(f"could not store the leaderboard in MLflow: {exc}"))
@@ -531,10 +533,9 @@ def show_cmd(
     """A trial's params, best metrics, checkpoint and the exact command that reproduces it."""
     from rich.table import Table
 
-    from raysweep.sweep.tracking import find_trial_run, list_artifacts, tracking_uri
-
     from raysweep._quoting import printable
     from raysweep._secrets import redact_uri
+    from raysweep.sweep.tracking import find_trial_run, list_artifacts, tracking_uri
 
     uri = tracking_uri()
     rec = find_trial_run(uri, experiment, trial)

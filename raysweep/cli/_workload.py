@@ -65,7 +65,7 @@ def prepare_cmd(
     stdout.print(signal_table(signal))
 
 
-def signal_table(signal: list[dict[str, object]]):  # noqa: ANN201
+def signal_table(signal: list[dict[str, object]]):
     """The signal check as a table (one row per objective term, on the val split)."""
     from rich.table import Table
 
@@ -164,7 +164,7 @@ def unlearn_cmd(
             info(f"[yellow]skipping {name}: it does not support text models[/]")
             continue
 
-        def progress(event, seconds, _name=name):  # noqa: ANN001, ANN202
+        def progress(event, seconds, _name=name):
             stats = "  ".join(f"{k} {v:.4g}" for k, v in event.metrics.items())
             info(f"  [{_name}] epoch {event.epoch}  {stats}  {seconds:6.1f}s")
 

@@ -39,7 +39,7 @@ def _package_file(package: str, relative: str, install_hint: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise DataError(f"package {package!r} is not installed; install it with: {install_hint}")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.exists():
         raise DataError(f"{path} is missing from the installed {package!r}; reinstall: {install_hint}")
     return path
@@ -50,7 +50,7 @@ def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
         raise ConfigError(f"dataset.options.test_fraction: must be in (0, 1), got "
                           f"{test_fraction!r}; both train and test need samples")
     perm = np.random.default_rng(seed).permutation(n)
-    n_test = int(round(n * test_fraction))
+    n_test = round(n * test_fraction)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 

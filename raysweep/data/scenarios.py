@@ -13,7 +13,7 @@ Every scenario turns a :class:`LoadedDataset` into a boolean mask over the train
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -110,7 +110,7 @@ class RandomScenario(_ScenarioBase):
 
     def _mask(self, ds: LoadedDataset, seed: int) -> np.ndarray:
         n = len(ds.train_y)
-        k = int(round(self.fraction * n))
+        k = round(self.fraction * n)
         mask = np.zeros(n, dtype=bool)
         mask[np.random.default_rng(seed).choice(n, size=k, replace=False)] = True
         return mask
@@ -140,7 +140,7 @@ def _top(scores: np.ndarray, count: int | None, fraction: float | None) -> np.nd
                                  or not 0.0 < float(fraction) < 1.0):
         raise ConfigError(f"targeted selector: params.fraction must be a number in (0, 1), got "
                           f"{fraction!r}")
-    k = count if count is not None else int(round(float(fraction) * n))
+    k = count if count is not None else round(float(fraction) * n)
     if not 0 < k < n:
         raise ConfigError(f"targeted selector would select {k} of {n} samples; choose 0 < count < {n}")
     mask = np.zeros(n, dtype=bool)
@@ -204,6 +204,6 @@ class TargetedScenario(_ScenarioBase):
 
 
 Scenario = Annotated[
-    Union[ClassScenario, SubclassScenario, RandomScenario, TargetedScenario],
+    ClassScenario | SubclassScenario | RandomScenario | TargetedScenario,
     Field(discriminator="kind"),
 ]

@@ -46,7 +46,12 @@ from torch import nn
 
 from raysweep.data.bundle import UnlearnData  # its home; re-exported here for compatibility
 from raysweep.errors import (
-    ConfigError, UserError, did_you_mean, error_location, error_message, pick_error,
+    ConfigError,
+    UserError,
+    did_you_mean,
+    error_location,
+    error_message,
+    pick_error,
 )
 from raysweep.methods._cost import PassCount, PassCounter, attach_if_active
 from raysweep.models import ModelSpec

@@ -28,7 +28,7 @@ def cycle_loader(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tenso
 def random_subset(ds: TensorDataset, fraction: float, seed: int) -> TensorDataset:
     """A seeded random subset of ``fraction`` of the rows (at least one)."""
     n = len(ds)
-    k = max(1, int(round(fraction * n)))
+    k = max(1, round(fraction * n))
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(n, generator=gen)[:k]
     return TensorDataset(*(t[idx] for t in ds.tensors))

@@ -165,7 +165,7 @@ class _PostHook(_Hook):
 
 
 class _GradHook:
-    __slots__ = ("counter", "batch")
+    __slots__ = ("batch", "counter")
 
     def __init__(self, counter: PassCounter, batch: int) -> None:
         self.counter, self.batch = counter, batch

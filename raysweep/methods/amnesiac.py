@@ -25,7 +25,11 @@ from torch.utils.data import TensorDataset
 
 from raysweep.errors import ConfigError
 from raysweep.methods._base import (
-    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    register_method,
 )
 from raysweep.methods._loops import ce_epoch
 from raysweep.training import make_optimizer

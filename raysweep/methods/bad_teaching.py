@@ -30,7 +30,12 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from raysweep.methods._base import (
-    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, frozen_copy, register_method,
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    frozen_copy,
+    register_method,
 )
 from raysweep.methods._common import kl_to_target, mean, random_subset
 from raysweep.training import make_optimizer

@@ -36,7 +36,11 @@ from torch import nn
 
 from raysweep.errors import ConfigError
 from raysweep.methods._base import (
-    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    register_method,
 )
 from raysweep.methods._loops import ce_epoch
 from raysweep.models import model_blocks

@@ -33,7 +33,11 @@ from pydantic import Field
 from torch import nn
 
 from raysweep.methods._base import (
-    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    register_method,
 )
 from raysweep.methods._challenge import classifier_head, copy_modules, first_layer, new_init
 from raysweep.methods._common import mean

@@ -23,7 +23,11 @@ from torch import nn
 
 from raysweep.methods._base import EpochEnd, UnlearnContext, UnlearnData, register_method
 from raysweep.methods._noise import (
-    ImpairRepairConfig, Paper003Sizes, impair_repair, noise_space, random_noise,
+    ImpairRepairConfig,
+    Paper003Sizes,
+    impair_repair,
+    noise_space,
+    random_noise,
 )
 from raysweep.methods.usifr import mixed_labels
 

@@ -30,7 +30,11 @@ from pydantic import Field
 from torch import nn
 
 from raysweep.methods._base import (
-    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    register_method,
 )
 from raysweep.methods.cf_k import last_blocks, train_blocks, train_only
 

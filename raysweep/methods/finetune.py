@@ -12,7 +12,13 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    register_method,
+)
 from raysweep.methods._loops import ce_epoch
 from raysweep.training import make_optimizer
 

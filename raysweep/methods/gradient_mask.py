@@ -42,7 +42,11 @@ from pydantic import Field
 from torch import nn
 
 from raysweep.methods._base import (
-    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    register_method,
 )
 from raysweep.methods._challenge import weight_layers
 from raysweep.methods._common import random_subset
@@ -92,7 +96,7 @@ def forget_retain_gradients(model: nn.Module, data: UnlearnData, ctx: UnlearnCon
 
 def select_mask(grad: torch.Tensor, rate: float, select: str = "smallest") -> torch.Tensor:
     """Mask of exactly ``round(rate * n)`` entries with the smallest (or largest) |grad|."""
-    k = int(round(rate * grad.numel()))
+    k = round(rate * grad.numel())
     mask = torch.zeros(grad.numel(), dtype=torch.bool, device=grad.device)
     if k > 0:
         idx = torch.topk(grad.abs().flatten(), k, largest=(select == "largest")).indices

@@ -43,7 +43,11 @@ from pydantic import Field
 from torch import nn
 
 from raysweep.methods._base import (
-    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    register_method,
 )
 from raysweep.methods._common import cycle_loader, mean
 from raysweep.training import make_optimizer

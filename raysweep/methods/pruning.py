@@ -37,7 +37,11 @@ from pydantic import Field
 from torch import nn
 
 from raysweep.methods._base import (
-    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    register_method,
 )
 from raysweep.methods._common import mean
 
@@ -81,7 +85,7 @@ def prune_and_reinit(model: nn.Module, amount: float, *, reinit: bool = True,
     """
     tensors = [getattr(m, attr) for m, attr in prunable(model)]
     flat = torch.cat([t.detach().abs().flatten().float().cpu() for t in tensors])
-    n_keep = int(round((1.0 - amount) * flat.numel()))
+    n_keep = round((1.0 - amount) * flat.numel())
     keep = torch.zeros(flat.numel(), dtype=torch.bool)
     if n_keep > 0:
         keep[torch.topk(flat, n_keep).indices] = True

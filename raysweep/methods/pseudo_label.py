@@ -41,7 +41,12 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from raysweep.methods._base import (
-    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, UnsupportedModelError, register_method,
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    UnsupportedModelError,
+    register_method,
 )
 from raysweep.methods._challenge import classifier_head, enable_grad, new_init
 from raysweep.methods._loops import ce_epoch

@@ -10,7 +10,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method
+from raysweep.methods._base import (
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    register_method,
+)
 from raysweep.methods._loops import ce_epoch
 from raysweep.training import make_optimizer
 

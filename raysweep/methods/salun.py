@@ -42,7 +42,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from raysweep.methods._base import (
-    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    register_method,
 )
 from raysweep.methods._common import mean
 from raysweep.training import make_optimizer

@@ -41,7 +41,11 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from raysweep.methods._base import (
-    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    register_method,
 )
 from raysweep.methods._common import kl_to_target, mean
 from raysweep.training import make_optimizer

@@ -42,7 +42,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from raysweep.methods._base import (
-    EpochEnd, MethodConfig, UnlearnContext, UnlearnData, register_method,
+    EpochEnd,
+    MethodConfig,
+    UnlearnContext,
+    UnlearnData,
+    register_method,
 )
 
 __all__ = ["SSDConfig", "ssd", "fisher_diagonal", "dampen"]

@@ -46,7 +46,12 @@ from torch import nn
 from raysweep.methods._base import EpochEnd, UnlearnContext, UnlearnData, register_method
 from raysweep.methods._common import mean
 from raysweep.methods._noise import (
-    NoiseLearningConfig, NoiseSpace, impair_repair, learn_noise, noise_space, noise_targets,
+    NoiseLearningConfig,
+    NoiseSpace,
+    impair_repair,
+    learn_noise,
+    noise_space,
+    noise_targets,
 )
 
 

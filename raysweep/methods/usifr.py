@@ -30,7 +30,12 @@ from torch import nn
 
 from raysweep.methods._base import EpochEnd, UnlearnContext, UnlearnData, register_method
 from raysweep.methods._noise import (
-    NoiseLearningConfig, Paper003Sizes, allocate_rows, impair_repair, learn_noise, noise_space,
+    NoiseLearningConfig,
+    Paper003Sizes,
+    allocate_rows,
+    impair_repair,
+    learn_noise,
+    noise_space,
     noise_targets,
 )
 

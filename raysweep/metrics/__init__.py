@@ -23,29 +23,56 @@ from __future__ import annotations
 
 from raysweep.metrics._evaluate import SELECTION_SPLITS, evaluate, evaluate_selection
 from raysweep.metrics._outputs import (
-    SPLITS, ModelOutputs, SplitOutputs, cross_entropy, feature_layer, forward_splits, log_softmax,
+    SPLITS,
+    ModelOutputs,
+    SplitOutputs,
+    cross_entropy,
+    feature_layer,
+    forward_splits,
+    log_softmax,
     softmax,
 )
 from raysweep.metrics.accuracy import (
-    accuracy, class_split_accuracy, confusion_matrix, per_class_accuracy, precision_recall_f1,
+    accuracy,
+    class_split_accuracy,
+    confusion_matrix,
+    per_class_accuracy,
+    precision_recall_f1,
     relative_accuracy,
 )
 from raysweep.metrics.divergence import js_divergence, js_from_logits, zrf, zrf_reference_code
 from raysweep.metrics.mia import (
-    CatBoostAttackResult, LRAttackResult, balanced_subsample, mia_catboost, mia_lr,
-    nonmember_mask,
+    CatBoostAttackResult,
+    LRAttackResult,
+    balanced_subsample,
+    mia_catboost,
+    mia_lr,
     mia_member_rate,
+    nonmember_mask,
     prediction_entropy,
 )
 from raysweep.metrics.objective import (
-    REPORT_SPLIT, SELECTION_SPLIT, ObjectiveConfig, composite_score,
+    REPORT_SPLIT,
+    SELECTION_SPLIT,
+    ObjectiveConfig,
+    composite_score,
 )
 from raysweep.metrics.oracle import (
-    HELDOUT_SPLITS, TERMS, loss_auc, membership_rows, oracle_distances, raw_terms,
-    representation_probe, term_spread,
+    HELDOUT_SPLITS,
+    TERMS,
+    loss_auc,
+    membership_rows,
+    oracle_distances,
+    raw_terms,
+    representation_probe,
+    term_spread,
 )
 from raysweep.metrics.registry import (
-    METRICS, MetricInfo, UnknownMetricError, metric_info, register_metric,
+    METRICS,
+    MetricInfo,
+    UnknownMetricError,
+    metric_info,
+    register_metric,
 )
 from raysweep.metrics.relearn import relearn_time
 from raysweep.metrics.sape import sape

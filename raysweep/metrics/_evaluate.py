@@ -59,13 +59,21 @@ import numpy as np
 
 from raysweep.metrics._outputs import ModelOutputs
 from raysweep.metrics.accuracy import (
-    accuracy, class_split_accuracy, precision_recall_f1, relative_accuracy,
+    accuracy,
+    class_split_accuracy,
+    precision_recall_f1,
+    relative_accuracy,
 )
 from raysweep.metrics.divergence import js_from_logits, zrf, zrf_reference_code
-from raysweep.metrics.mia import (LRAttackResult, label_free_features, mia_catboost, mia_lr,
-                                  mia_member_rate, nonmember_mask)
-from raysweep.metrics.oracle import (HELDOUT_SPLITS, heldout_accuracy, oracle_distances,
-                                     raw_terms)
+from raysweep.metrics.mia import (
+    LRAttackResult,
+    label_free_features,
+    mia_catboost,
+    mia_lr,
+    mia_member_rate,
+    nonmember_mask,
+)
+from raysweep.metrics.oracle import HELDOUT_SPLITS, heldout_accuracy, oracle_distances, raw_terms
 from raysweep.metrics.sape import sape
 
 __all__ = ["evaluate", "evaluate_selection", "oracle_lr_auc", "SELECTION_SPLITS"]

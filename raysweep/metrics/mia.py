@@ -118,7 +118,7 @@ def nonmember_mask(test_labels: np.ndarray, forget_classes: Iterable[int],
     return np.ones(len(test_labels), dtype=bool), False
 
 
-def _cv(n_per_side: int, cv_splits: int, seed: int):  # noqa: ANN202
+def _cv(n_per_side: int, cv_splits: int, seed: int):
     from sklearn.model_selection import StratifiedKFold
 
     return StratifiedKFold(n_splits=min(cv_splits, n_per_side), shuffle=True,

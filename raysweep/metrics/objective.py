@@ -101,7 +101,7 @@ def _get(metrics: Mapping[str, float], key: str, why: str) -> float:
     return float(metrics[key])
 
 
-_W = dict(ge=0, le=1000, allow_inf_nan=False)
+_W = {"ge": 0, "le": 1000, "allow_inf_nan": False}
 
 
 class ObjectiveConfig(BaseModel):

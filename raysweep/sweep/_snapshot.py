@@ -54,7 +54,7 @@ def check_file(path: Path) -> str | None:
         return None
     try:
         ops = list(pickletools.genops(data))
-    except Exception as exc:  # noqa: BLE001 - any parse failure means torn
+    except Exception as exc:
         return f"{path.name} is torn ({type(exc).__name__}: {exc})"
     if not ops or ops[-1][0].name != "STOP":
         return f"{path.name} is torn (no STOP opcode)"

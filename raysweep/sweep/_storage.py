@@ -103,7 +103,7 @@ def check_storage_reachable(url: str | None, *, timeout: float = 5.0) -> None:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any refusal is the user's database to fix
+    except Exception as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:160]
         raise UserError(f"{where}: cannot connect to "
                         f"{parsed.render_as_string(hide_password=True)!r} ({reason}); start the "
@@ -164,7 +164,7 @@ def load_sweep_study(sweep_dir: Path) -> Any:
     except KeyError:
         raise UserError(f"sweep {sweep_dir.name} has no Optuna study yet (no study {name!r} "
                         f"in {storage_label(sweep_dir, url)})") from None
-    except Exception as exc:  # noqa: BLE001 - an unreachable or foreign database
+    except Exception as exc:
         if url is None:
             raise
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__

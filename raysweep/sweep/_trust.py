@@ -354,7 +354,7 @@ def _restore_signed_files(sweep_dir: Path, files: Mapping[str, str], blobs: Path
         if current != data or stat.S_IMODE(os.lstat(target).st_mode) & 0o022:
             write_private(target, data)
     for path in (sorted(tune_dir.iterdir()) if tune_dir.is_dir() else []):
-        if path.name in files or path.is_dir() and not path.is_symlink():
+        if path.name in files or (path.is_dir() and not path.is_symlink()):
             continue
         aside.mkdir(mode=0o700, exist_ok=True)
         path.rename(aside / path.name)

@@ -67,7 +67,7 @@ class ClusterWatch(Callback):  # module level: Tune pickles it into tuner.pkl
         self._checked = now
         try:
             res = (self.resources or _cluster_resources)()
-        except Exception:  # noqa: BLE001 - an unreachable GCS counts as no resources
+        except Exception:
             res = {}
         room = res.get("CPU", 0.0) >= self.cpu and (self.gpu <= 0 or res.get("GPU", 0.0) >= self.gpu)
         if room:

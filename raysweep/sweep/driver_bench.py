@@ -26,6 +26,7 @@ default 2,000): growth shows as ``last / first`` well above 1.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -296,7 +297,7 @@ def measure_sampler(sampler: str, *, trials: int, concurrency: int, epochs: int,
     tracker.finish_parent(parent, "FINISHED")
     first_start = start.started if start.started is not None else t0
     stamps = [first_start, *clock.completed]
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     w = min(window, max(1, len(gaps) // 2))
     first, last = _window_mean(gaps, w, False), _window_mean(gaps, w, True)
     # Each part's seconds per trial inside the same two windows of completions.

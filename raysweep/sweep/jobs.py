@@ -177,7 +177,7 @@ def connect(address: str | None) -> tuple[JobSubmissionClient, str]:
                 client = JobSubmissionClient(url)
             except (UserError, ConnectionError, AuthenticationError):
                 raise
-            except Exception as exc:  # noqa: BLE001  (something answered, but not the Jobs API)
+            except Exception as exc:
                 first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
                 raise UserError(f"--address {url}: no Ray Jobs API answers there ({first}); "
                                 f"use the dashboard port of the head (8265 by default), not the "
@@ -405,7 +405,7 @@ def wait_for_job(client: JobSubmissionClient, url: str, job_id: str, *,
             asyncio.run(_tail())
     except UserError:
         raise
-    except Exception:  # noqa: BLE001  (websocket refused or cut: poll the rest instead)
+    except Exception:
         _follow_poll(client, url, job_id, out, poll_s, seen=written)
     # The websocket closes when the driver exits; the status can lag a moment behind.
     deadline = time.monotonic() + 30

@@ -100,7 +100,7 @@ def _refresh_ray_auth_cache() -> None:
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()
-    except Exception:  # noqa: BLE001  (private API; a missing refresh only matters on re-init)
+    except Exception:
         pass
 
 
@@ -205,7 +205,7 @@ def loopback_only_supported() -> bool:
         from ray._private import ray_constants
 
         return hasattr(ray_constants, "ENABLE_RAY_CLUSTER")
-    except Exception:  # noqa: BLE001  (a Ray without it, or no Ray)
+    except Exception:
         return False
 
 
@@ -219,5 +219,5 @@ def running_cluster_address() -> str | None:
 
         return services.find_bootstrap_address(None) or next(
             iter(services.find_gcs_addresses()), None)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise LookupError(f"this Ray cannot look up a running cluster: {exc}") from exc

@@ -31,8 +31,8 @@ import json
 import logging
 import math
 import os
-import shutil
 import secrets
+import shutil
 import socket
 import sys
 import time
@@ -57,19 +57,32 @@ from raysweep.metrics.oracle import TERMS
 from raysweep.preflight import sweep_preflight
 from raysweep.sweep._lock import SweepLock
 from raysweep.sweep._snapshot import (
-    LAST_GOOD, SnapshotKeeper, keep_last_good, restore_point, snapshot_problems,
+    LAST_GOOD,
+    SnapshotKeeper,
+    keep_last_good,
+    restore_point,
+    snapshot_problems,
     snapshot_trial_ids,
 )
 from raysweep.sweep._state import SweepState
 from raysweep.sweep._storage import check_storage_reachable, load_sweep_study, storage_label
 from raysweep.sweep._trust import (
-    SnapshotSigner, ensure_key, public_state, sign_sweep_dir, verify_sweep_dir,
+    SnapshotSigner,
+    ensure_key,
+    public_state,
+    sign_sweep_dir,
+    verify_sweep_dir,
 )
 from raysweep.sweep._watch import ClusterLost, ClusterWatch
 from raysweep.sweep.catalog import find_sweep, pid_alive, sweeps_home
 from raysweep.sweep.local_ray import init_local_ray
 from raysweep.sweep.search import (
-    DefineByRun, default_points, make_scheduler, make_search, repair_journal, trial_params,
+    DefineByRun,
+    default_points,
+    make_scheduler,
+    make_search,
+    repair_journal,
+    trial_params,
 )
 from raysweep.sweep.space import MAX_CONFIGS, SweepSpec, grid_points, grid_size
 
@@ -361,7 +374,7 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
     def _params(trial: Any) -> str:
         try:
             params = trial_params(trial.config)[1]
-        except Exception:  # noqa: BLE001 - a progress line never fails a sweep
+        except Exception:
             return ""
         return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in sorted(params.items()))
@@ -776,7 +789,7 @@ def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
     if stale.is_symlink() or stale.exists():
         stale.unlink()
     err_console().print(f"[bold]resuming sweep {state.id}[/] ({spec.name})")
-    wcfg, workload = _prepare(spec)
+    _wcfg, workload = _prepare(spec)
     if workload.key != state.workload_key:
         raise UserError(f"workload {spec.workload} changed since sweep {state.id} started "
                         f"(cache key {workload.key} != {state.workload_key})")
@@ -850,10 +863,8 @@ def _close_stale_study_trials(sweep_dir: Path) -> int:
         return 0
     stale = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     for t in stale:
-        try:
+        with contextlib.suppress(Exception):
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        except Exception:  # noqa: BLE001 - bookkeeping only
-            pass
     return len(stale)
 
 
@@ -955,7 +966,7 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
                                        resume_errored=restore == "resume",
                                        restart_errored=restore == "restart")
         err_console().print(f"Ray: {session['address']}, {session['resources'].get('CPU', 0):g} CPUs"
-             f"{', %g GPUs' % session['resources']['GPU'] if session['resources'].get('GPU') else ''}; "
+             f"{', {:g} GPUs'.format(session['resources']['GPU']) if session['resources'].get('GPU') else ''}; "
              f"trials write to {sweep_dir}")
         t_fit = time.perf_counter()
         fit_started = time.time()
@@ -980,7 +991,7 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
         finally:
             fit_seconds = time.perf_counter() - t_fit
         keep_last_good(experiment_path)
-        trials = [r for r in grid]
+        trials = list(grid)
         # Count from the progress callback: its state survives restores, and Tune marks the
         # trials it stops on Ctrl-C TERMINATED in memory although they did not finish.
         progress = _read_progress(sweep_dir)
@@ -1069,7 +1080,7 @@ def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: SweepState,
                         tracker.log_checkpoint(run_id, path)
                     if workload is not None and run_id not in has_model:
                         _log_best_model(tracker, run_id, path, workload)
-                except Exception as exc:  # noqa: BLE001 - artifacts are best effort
+                except Exception as exc:
                     err_console().print(f"[yellow]could not log the checkpoint of run {run_id}: {exc}[/]")
 
 

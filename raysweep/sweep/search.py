@@ -30,7 +30,12 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from raysweep.errors import ConfigError
 from raysweep.sweep._storage import open_storage, study_name
 from raysweep.sweep.space import (
-    ASHA_DEFAULT_MAX_EPOCHS, ParamSpec, SweepSpec, active, condition_order, grid_points,
+    ASHA_DEFAULT_MAX_EPOCHS,
+    ParamSpec,
+    SweepSpec,
+    active,
+    condition_order,
+    grid_points,
 )
 
 if TYPE_CHECKING:

@@ -51,14 +51,30 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from raysweep._resources import search_spaces_dir
 from raysweep.config import (
-    MAX_SEED, accepted_scalars, apply_overrides, check_number_value, load_yaml, top_level_kind,
+    MAX_SEED,
+    accepted_scalars,
+    apply_overrides,
+    check_number_value,
+    load_yaml,
+    top_level_kind,
 )
 from raysweep.errors import (
-    ConfigError, did_you_mean, error_message, format_validation_error, pick_error,
+    ConfigError,
+    did_you_mean,
+    error_message,
+    format_validation_error,
+    pick_error,
 )
 from raysweep.metrics.objective import ObjectiveConfig
 from raysweep.metrics.registry import METRICS, objective_keys, unknown_metric_message
@@ -252,7 +268,7 @@ class ParamSpec(_Strict):
             return int((hi - lo) // int(self.step or 1) + 1)
         if self.step is None:
             return None
-        return int(math.floor((hi - lo) / self.step + 1e-9)) + 1
+        return math.floor((hi - lo) / self.step + 1e-9) + 1
 
     def discrete_values(self, max_points: int = MAX_GRID_POINTS) -> list[Scalar] | None:
         """Every value a grid search visits, or ``None`` when the range is continuous or has
@@ -484,7 +500,7 @@ class SweepSpec(_Strict):
             if not all(isinstance(x, str) for x in v):
                 raise ValueError("a methods: list holds method names; use a mapping "
                                  "{name: {parameters: ...}} to give ranges")
-            return {name: None for name in v}
+            return dict.fromkeys(v)
         return v
 
     @field_validator("seeds")

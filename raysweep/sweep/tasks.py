@@ -79,5 +79,5 @@ class TaskPool:
             for handle in ready:
                 try:
                     yield handle, ray.get(handle), None
-                except Exception as exc:  # noqa: BLE001  (reported to the caller)
+                except Exception as exc:
                     yield handle, None, exc

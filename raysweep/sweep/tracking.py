@@ -25,6 +25,7 @@ selects any other store (a tracking server on a cluster: never SQLite on NFS).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -368,7 +369,7 @@ class Tracker:
                     traced = torch.jit.trace(model, x, check_trace=False)
                 if torch.allclose(traced(x), logits, atol=1e-6, rtol=1e-5):
                     logged = traced
-            except Exception:  # noqa: BLE001 - data-dependent control flow: pickle it
+            except Exception:
                 pass
         signature = infer_signature(x.numpy(), logits.detach().cpu().numpy())
         pins = [f"torch=={torch.__version__.split('+')[0]}"]  # inferring loads the model again
@@ -499,10 +500,8 @@ class MlflowTrialCallback(Callback):
         final = {k: v for k, v in {**best, **extra}.items() if k not in logged}
         _batched(self.tracker.client, run_id, _finite_metrics(final, 0, _now()), tags=all_tags)
         if self.log_checkpoints and status == "FINISHED" and trial.checkpoint is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.tracker.log_checkpoint(run_id, trial.checkpoint.path)
-            except Exception:  # noqa: BLE001 - an artifact store hiccup must not fail the sweep
-                pass
         self.tracker.client.set_terminated(run_id, status=status)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -527,7 +526,7 @@ def error_reason(trial: Any) -> str:
             text = Path(local).read_text(errors="replace")
         else:
             text = trial.get_error() or ""
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     reason = _reason_line(text)
     return (reason + _where(trial, reason))[:2000]

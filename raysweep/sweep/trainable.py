@@ -205,7 +205,7 @@ def _node_id() -> str | None:
         import ray
 
         return ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001  (outside Ray)
+    except Exception:
         return None
 
 

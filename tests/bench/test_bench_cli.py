@@ -129,7 +129,7 @@ def test_dry_run_prints_the_plan(bench_env: Path, capsys: pytest.CaptureFixture[
     rc, out, _ = _run(capsys, SMOKE, "--dry-run", "--json")
     plan = json.loads(out)
     assert rc == 0 and plan["runs"] == 6
-    assert [e["entry"] for e in plan["entries"]][0] == "digits-class/ssd"
+    assert next(e["entry"] for e in plan["entries"]) == "digits-class/ssd"
 
 
 def test_relearn_time_in_suite_runs_and_references(bench_env: Path,

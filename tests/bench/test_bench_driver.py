@@ -74,8 +74,8 @@ def test_overhead_breakdown_accounts_for_all_slot_time() -> None:
     outside the trials; driver-thread parts are summed from the timed events."""
     from types import SimpleNamespace
 
-    from raysweep.sweep.driver_bench import _Clock
     from raysweep.bench.overhead import _breakdown, _Timeline
+    from raysweep.sweep.driver_bench import _Clock
 
     # Two slots, fit from t=100 to t=130. Trials a, b start at once; c follows a.
     line = _Timeline()

@@ -13,7 +13,6 @@ import pytest
 from raysweep.bench import forgetting as fq
 from raysweep.cli import main
 
-
 BEFORE = ["afile", "readonly.md", "readonly2.json"]
 
 
@@ -163,7 +162,7 @@ def _report(rng: np.random.Generator) -> fq.ForgettingReport:
                 "seeds": {"original": "1..8", "oracle": "2..9", "unlearned": "3..10"}}
     rep = fq.ForgettingReport(settings, oracle={"models": 8, "retain_acc": 0.9,
                                                 "test_acc": 0.8, "mean_seconds": 1.0})
-    kw = dict(delta=0.01, width=0.5, seed=0, min_models=4)
+    kw = {"delta": 0.01, "width": 0.5, "seed": 0, "min_models": 4}
     rep.rows = [fq._row("original", _stats("original", 6.0, 8, rng), oracles, **kw),
                 fq._row("retrain", _stats("retrain", 0.0, 8, rng, fail=1), oracles, **kw)]
     rep.failures = [{"role": "retrain", "index": 0, "seed": 0, "error": "RuntimeError: boom"}]

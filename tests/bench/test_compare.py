@@ -7,7 +7,14 @@ import math
 import pytest
 
 from raysweep.bench.baseline import (
-    Stat, aggregate, compare, compare_one, read_pinned, regressions, summarize, write_pinned,
+    Stat,
+    aggregate,
+    compare,
+    compare_one,
+    read_pinned,
+    regressions,
+    summarize,
+    write_pinned,
 )
 from raysweep.bench.suite import Tolerance
 from raysweep.errors import ConfigError
@@ -104,7 +111,7 @@ def test_compare_reports_rows_missing_and_new() -> None:
     assert js["sigma"] == "inf" and js["baseline"]["mean"] == 0.0
 
 
-def test_pinned_roundtrip_and_bare_numbers(tmp_path) -> None:  # noqa: ANN001
+def test_pinned_roundtrip_and_bare_numbers(tmp_path) -> None:
     summary = {"digits-class/ssd": {"forget/acc": s(0.0, 0.1)}}
     for name in ("pin.json", "pin.yaml"):
         p = write_pinned(tmp_path / name, "smoke", summary, {"run_id": "abc"})

@@ -12,7 +12,12 @@ import yaml
 from raysweep.bench import load_suite
 from raysweep.bench.baseline import aggregate
 from raysweep.bench.flags import compute_flags, is_constant_predictor
-from raysweep.bench.paper import paper_rows, paper_tables_markdown, rankings_markdown, write_paper_report
+from raysweep.bench.paper import (
+    paper_rows,
+    paper_tables_markdown,
+    rankings_markdown,
+    write_paper_report,
+)
 
 METRICS = ["test/acc_retain_classes", "test/acc", "forget/acc", "mia/lr_auc", "relearn/epochs"]
 
@@ -55,7 +60,7 @@ def _results(suite, *, original_acc: float = 0.9, signal: dict | None = None):
         "digits-class/scrub": _row(0.8, relearn=(10, 4)),
         "digits-class/retrain": _row(0.88),
     }
-    ref = {m: original_acc for m in METRICS}
+    ref = dict.fromkeys(METRICS, original_acc)
     refs = {"digits-class": {"original": ref, "retrain": {**ref, "forget/acc": 0.0, "relearn/epochs": 10.0},
                              **({"signal": signal} if signal is not None else {})}}
     return summary, refs

@@ -169,10 +169,10 @@ def _synthetic(suite) -> tuple[dict, dict]:
     summary, refs = {}, {}
     for i, e in enumerate(suite.entries):
         bump = 0.1 if e.config_kind == "tuned" else 0.0
-        runs = [{m: 0.5 + bump + 0.01 * s + 0.001 * i for m in suite.report_metrics()} for s in e.seeds]
+        runs = [dict.fromkeys(suite.report_metrics(), 0.5 + bump + 0.01 * s + 0.001 * i) for s in e.seeds]
         summary[e.id] = {m: aggregate(r[m] for r in runs) for m in suite.report_metrics()}
-        refs.setdefault(e.workload.name, {"original": {m: 0.9 for m in suite.report_metrics()},
-                                          "retrain": {m: 0.4 for m in suite.report_metrics()}})
+        refs.setdefault(e.workload.name, {"original": dict.fromkeys(suite.report_metrics(), 0.9),
+                                          "retrain": dict.fromkeys(suite.report_metrics(), 0.4)})
     return summary, refs
 
 

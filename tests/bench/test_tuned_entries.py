@@ -44,7 +44,7 @@ def test_tune_spec_is_validated_against_the_sweep_schema(tmp_path: Path) -> None
 def test_tuned_config_runs_on_the_seeds_and_is_logged(bench_env: Path) -> None:
     calls = []
 
-    def fake_tune(entry, prepared):  # noqa: ANN001, ANN202 - stands in for the sweep
+    def fake_tune(entry, prepared):
         calls.append((entry.id, prepared.name))
         return {"config": {"selection_weighting": 20.0}, "sweep_id": "fake123"}
 

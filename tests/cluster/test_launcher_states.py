@@ -33,12 +33,12 @@ class _Api(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         type(self).posts.append(self.path)
         self._send(*type(self).post_reply)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         cls = type(self)
         cls.gets += 1
         status = cls.statuses.pop(0) if len(cls.statuses) > 1 else cls.statuses[0]

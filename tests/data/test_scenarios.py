@@ -6,43 +6,49 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from raysweep.data import (ClassScenario, RandomScenario, Scenario, SubclassScenario,
-                           TargetedScenario, load_dataset)
+from raysweep.data import (
+    ClassScenario,
+    RandomScenario,
+    Scenario,
+    SubclassScenario,
+    TargetedScenario,
+    load_dataset,
+)
 from raysweep.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
-def digits():  # noqa: ANN201
+def digits():
     return load_dataset("digits")
 
 
-def test_class_by_index_and_name(digits) -> None:  # noqa: ANN001
+def test_class_by_index_and_name(digits) -> None:
     mask = ClassScenario(classes=[3]).forget_mask(digits, seed=0)
     assert mask.sum() == (digits.train_y == 3).sum()
     assert ClassScenario(classes=["3"]).forget_classes(digits) == (3,)
 
 
-def test_multi_class(digits) -> None:  # noqa: ANN001
+def test_multi_class(digits) -> None:
     sc = ClassScenario(classes=[1, 2, 6])
     assert sc.forget_classes(digits) == (1, 2, 6)
     assert set(digits.train_y[sc.forget_mask(digits, 0)]) == {1, 2, 6}
 
 
-def test_class_not_in_data(digits) -> None:  # noqa: ANN001
+def test_class_not_in_data(digits) -> None:
     with pytest.raises(ConfigError, match="class 12 is not in digits"):
         ClassScenario(classes=[12]).forget_mask(digits, 0)
     with pytest.raises(ConfigError, match="'Trousers'.*did you mean 'Trouser'"):
         fm = load_dataset("digits")
-        fm.class_names = ["Trouser"] + fm.class_names[1:]
+        fm.class_names = ["Trouser", *fm.class_names[1:]]
         ClassScenario(classes=["Trousers"]).forget_mask(fm, 0)
 
 
-def test_all_classes_rejected(digits) -> None:  # noqa: ANN001
+def test_all_classes_rejected(digits) -> None:
     with pytest.raises(ConfigError, match="keep at least one"):
         ClassScenario(classes=list(range(10))).forget_mask(digits, 0)
 
 
-def test_random_fraction(digits) -> None:  # noqa: ANN001
+def test_random_fraction(digits) -> None:
     m1 = RandomScenario(fraction=0.1).forget_mask(digits, seed=0)
     m2 = RandomScenario(fraction=0.1).forget_mask(digits, seed=0)
     assert abs(m1.sum() - 0.1 * len(m1)) <= 1 and np.array_equal(m1, m2)
@@ -54,7 +60,7 @@ def test_fraction_out_of_range(bad: float) -> None:
         RandomScenario(fraction=bad)
 
 
-def test_subclass_needs_groups(digits) -> None:  # noqa: ANN001
+def test_subclass_needs_groups(digits) -> None:
     with pytest.raises(ConfigError, match="sub-class groups"):
         SubclassScenario(group=1).forget_mask(digits, 0)
 
@@ -67,7 +73,7 @@ def test_subclass_on_coarse_fashion() -> None:
     assert (ds.train_y[~mask] == top).sum() > 0  # the coarse class keeps other members
 
 
-def test_targeted_brightness_and_empty(digits) -> None:  # noqa: ANN001
+def test_targeted_brightness_and_empty(digits) -> None:
     mask = TargetedScenario(selector="brightness", params={"count": 25}).forget_mask(digits, 0)
     score = digits.train_x.mean(axis=(1, 2, 3))
     assert mask.sum() == 25 and score[mask].min() >= score[~mask].max()

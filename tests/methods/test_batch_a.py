@@ -323,12 +323,12 @@ TEXT_METHODS = ["ssd", "bad-teaching", "scrub", "neggrad+", "cf-k", "eu-k", "amn
 
 
 @pytest.fixture(scope="module")
-def text_problem():  # noqa: ANN201
+def text_problem():
     return tiny_text_problem(seed=0)
 
 
 @pytest.mark.parametrize("name", TEXT_METHODS)
-def test_runs_on_text_model(name: str, text_problem) -> None:  # noqa: ANN001
+def test_runs_on_text_model(name: str, text_problem) -> None:
     prob = text_problem
     model = prob.fresh_copy()
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -19,7 +19,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from raysweep.methods import (
-    UnlearnContext, UnlearnData, get_method, make_config, run_method,
+    UnlearnContext,
+    UnlearnData,
+    get_method,
+    make_config,
+    run_method,
 )
 from raysweep.methods._noise import allocate_rows, noise_targets
 from raysweep.methods.neuron_masking import mean_input_activation
@@ -40,8 +44,8 @@ def noise_cfg(name: str, model: str = "mlp") -> dict[str, object]:
     input channels: 1 per class here) repeated 4 times. Unlearned DNF noise is weaker per row,
     so it gets 8 copies on the MLP; the BatchNorm CNN takes one more repair epoch instead."""
     copies = 8 if (name == "dnf" and model == "mlp") else 4
-    return dict(batch_size=32, noise_batch_size=64, noise_copies=copies,
-                repair_epochs=2 if model == "mlp" else 3)
+    return {"batch_size": 32, "noise_batch_size": 64, "noise_copies": copies,
+                "repair_epochs": 2 if model == "mlp" else 3}
 
 
 def digits10(seed: int = 0, model: str = "mlp") -> TinyProblem:
@@ -359,7 +363,7 @@ def test_l1_sparse_shrinks_weights_and_decays_alpha(digits: TinyProblem) -> None
     def l1(m: nn.Module) -> float:
         return sum(float(p.detach().abs().sum()) for p in m.parameters())
 
-    def cfg(alpha: float):  # noqa: ANN202
+    def cfg(alpha: float):
         return make_config("l1-sparse", {"alpha": alpha, "batch_size": 64, "epochs": 3})
 
     plain = digits.fresh_copy()
@@ -388,8 +392,8 @@ def test_text_model_smoke(text_problem: TinyProblem, name: str) -> None:
     original = {k: v.clone() for k, v in prob.ctx.original.state_dict().items()}
     model = prob.fresh_copy()
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = (dict(batch_size=16, noise_batch_size=16, noise_copies=2) if name == "unsir"
-           else dict(batch_size=16, confusion=1.0))
+    cfg = ({"batch_size": 16, "noise_batch_size": 16, "noise_copies": 2} if name == "unsir"
+           else {"batch_size": 16, "confusion": 1.0})
     res = run_method(name, model, prob.data, make_config(name, cfg), prob.ctx)
     assert res.epochs == 2
     after = model.state_dict()

@@ -20,7 +20,13 @@ import torch
 from torch import nn
 
 from raysweep.methods import (
-    EpochEnd, PassCount, PassCounter, get_method, list_methods, make_config, retrain_passes,
+    EpochEnd,
+    PassCount,
+    PassCounter,
+    get_method,
+    list_methods,
+    make_config,
+    retrain_passes,
     run_method,
 )
 from raysweep.methods._common import random_subset
@@ -210,7 +216,7 @@ def test_build_outside_a_counter_is_unchanged() -> None:
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def digits(tmp_path_factory: pytest.TempPathFactory):
     from raysweep.workload import load_workload_config, prepare
 
     old = os.environ.get("RAYSWEEP_CACHE")
@@ -224,7 +230,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
             os.environ["RAYSWEEP_CACHE"] = old
 
 
-def _run(w, name: str, values: dict | None = None, **kw):  # noqa: ANN001, ANN202
+def _run(w, name: str, values: dict | None = None, **kw):
     data = w.unlearn_data(batch_size=w.config.train.batch_size)
     ctx = w.context()
     model = w.build_model()
@@ -233,7 +239,7 @@ def _run(w, name: str, values: dict | None = None, **kw):  # noqa: ANN001, ANN20
     return res
 
 
-def test_retrain_with_the_recipe_costs_retrain_passes(digits) -> None:  # noqa: ANN001
+def test_retrain_with_the_recipe_costs_retrain_passes(digits) -> None:
     recipe = digits.config.train
     res = _run(digits, "retrain")
     assert res.epochs == recipe.epochs
@@ -244,21 +250,21 @@ def test_retrain_with_the_recipe_costs_retrain_passes(digits) -> None:  # noqa: 
                                              for k in range(recipe.epochs)]
 
 
-def test_finetune_one_epoch_is_one_pass_over_retain(digits) -> None:  # noqa: ANN001
+def test_finetune_one_epoch_is_one_pass_over_retain(digits) -> None:
     n = len(digits.splits["retain"])
     res = _run(digits, "finetune", {"epochs": 1})
     assert res.cost == PassCount(n, n)
     assert res.cost.as_metrics()["cost/passes"] == 3 * n
 
 
-def test_counts_are_deterministic(digits) -> None:  # noqa: ANN001
+def test_counts_are_deterministic(digits) -> None:
     for name in ("bad-teaching", "unsir"):
         first = _run(digits, name, max_epochs=1).cost
         second = _run(digits, name, max_epochs=1).cost
         assert first == second and first.forward > 0
 
 
-def test_bad_teacher_from_fresh_model_is_counted(digits) -> None:  # noqa: ANN001
+def test_bad_teacher_from_fresh_model_is_counted(digits) -> None:
     cfg = make_config("bad-teaching")
     n_f = len(digits.splits["forget"])
     k = len(random_subset(digits.splits["retain"], cfg.retain_fraction, seed=digits.config.seed))
@@ -267,7 +273,7 @@ def test_bad_teacher_from_fresh_model_is_counted(digits) -> None:  # noqa: ANN00
     assert res.cost == PassCount(forward=2 * (n_f + k), backward=n_f + k)
 
 
-def test_unsir_counts_noise_learning_exactly(digits) -> None:  # noqa: ANN001
+def test_unsir_counts_noise_learning_exactly(digits) -> None:
     values = {"noise_steps": 5, "noise_batch_size": 16, "noise_rows": 16, "noise_copies": 3,
               "retain_per_class": 20}
     res = _run(digits, "unsir", values)
@@ -294,7 +300,7 @@ def test_unsir_on_a_text_model_counts_forward_embeds() -> None:
     assert res.cost == PassCount(expected, expected)
 
 
-def test_evaluation_inside_on_epoch_is_not_counted(digits) -> None:  # noqa: ANN001
+def test_evaluation_inside_on_epoch_is_not_counted(digits) -> None:
     n = len(digits.splits["retain"])
     seen: list[PassCount | None] = []
     built: list[nn.Module] = []
@@ -322,7 +328,7 @@ def test_evaluation_inside_on_epoch_is_not_counted(digits) -> None:  # noqa: ANN
     assert not any(_has_hooks(m) for m in built)
 
 
-def test_counter_is_detached_on_error(digits) -> None:  # noqa: ANN001
+def test_counter_is_detached_on_error(digits) -> None:
     def boom(event: EpochEnd, seconds: float) -> bool:
         raise RuntimeError("boom")
 
@@ -344,7 +350,7 @@ def test_counter_is_detached_on_error(digits) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("name", list_methods())
-def test_every_method_reports_its_cost(digits, name: str) -> None:  # noqa: ANN001
+def test_every_method_reports_its_cost(digits, name: str) -> None:
     res = _run(digits, name, max_epochs=1)
     assert res.epochs == 1
     assert res.cost.forward > 0, name

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
+from _reference import frozen_copy, loader, max_diff, trainable_copy
 from torch import nn
 from torch.nn.utils import prune
 from torch.utils.data import TensorDataset
@@ -67,8 +68,6 @@ from raysweep.methods.rotate import rotate_kernels
 from raysweep.models import ModelSpec
 from raysweep.testing import tiny_problem
 from raysweep.training import TrainConfig, train_model
-
-from _reference import frozen_copy, loader, max_diff, trainable_copy
 
 CPU = torch.device("cpu")
 ONE_SHOT_TOL = 1e-6

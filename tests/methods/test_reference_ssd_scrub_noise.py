@@ -40,6 +40,7 @@ from itertools import cycle
 import pytest
 import torch
 import torch.nn.functional as F
+from _reference import frozen_copy, loader, max_diff, trainable_copy
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
 
@@ -47,8 +48,6 @@ import raysweep.methods.salun as salun_module
 import raysweep.methods.sftc as sftc_module
 from raysweep.methods import make_config, run_method
 from raysweep.testing import TinyProblem, tiny_problem
-
-from _reference import frozen_copy, loader, max_diff, trainable_copy
 
 TOL = 1e-6
 
@@ -175,7 +174,7 @@ def test_scrub_matches_reference_with_lr_decay(mlp: TinyProblem) -> None:
     assert (cfg.lr_decay_epochs, cfg.lr_decay_rate) == ((3, 5, 9), 0.1)
     assert (cfg.batch_size, cfg.forget_batch_size) == (128, 32)   # declared (see the module)
     # Five epochs: epochs 4 and 5 run at lr/10. A larger lr than 5e-4 so the steps show.
-    kw = dict(epochs=5, msteps=2, lr=0.05, batch_size=16, forget_batch_size=8)
+    kw = {"epochs": 5, "msteps": 2, "lr": 0.05, "batch_size": 16, "forget_batch_size": 8}
     got = ours("scrub", mlp, kw)
     ref = ref_scrub(mlp, **kw)
     assert max_diff(got, mlp.model) > 1e-3
@@ -227,7 +226,7 @@ def test_neggrad_plus_matches_reference(which: str, request: pytest.FixtureReque
             cfg.model_mode, cfg.beta, cfg.batch_size, cfg.forget_batch_size) == \
         (10, 0.01, 0.0, 0.0, 0.1, "eval", 0.95, 128, 64)
     # 3 retain batches per epoch against 2 forget batches: the cycle wraps inside each epoch.
-    kw = dict(epochs=3, lr=0.05, batch_size=16, forget_batch_size=8)
+    kw = {"epochs": 3, "lr": 0.05, "batch_size": 16, "forget_batch_size": 8}
     got = ours("neggrad+", prob, kw)
     ref = ref_neggrad(prob, **kw)
     assert max_diff(got, prob.model) > 1e-3
@@ -273,7 +272,7 @@ def ref_impair_repair(prob: TinyProblem, *, rows_of: Callable[[torch.Tensor], to
     # notebook lists them class by class; under the shuffled loader only the permutation of
     # the epoch differs, and the test fixes it to raysweep's.
     xr, yr = retain.tensors
-    impair = TensorDataset(torch.cat(noisy_x + [xr]), torch.cat(noisy_y + [yr]))
+    impair = TensorDataset(torch.cat([*noisy_x, xr]), torch.cat([*noisy_y, yr]))
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     model.train()
     for x, y in loader(impair, batch_size, seed):
@@ -296,8 +295,8 @@ def notebook_rows(batch: torch.Tensor) -> torch.Tensor:
     return torch.stack([batch[i] for i in range(batch[0].size(0))])
 
 
-SMALL_NOISE = dict(noise_batch_size=32, noise_steps=6, noise_copies=20, batch_size=16,
-                   repair_epochs=2, retain_per_class=1000)
+SMALL_NOISE = {"noise_batch_size": 32, "noise_steps": 6, "noise_copies": 20, "batch_size": 16,
+                   "repair_epochs": 2, "retain_per_class": 1000}
 
 
 @pytest.mark.parametrize("which", ["mlp", "cnn"])
@@ -351,7 +350,7 @@ def record_calls(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> 
     calls: list = []
     real = getattr(module, name)
 
-    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def spy(*args, **kwargs):
         out = real(*args, **kwargs)
         calls.append(out)
         return out
@@ -398,7 +397,7 @@ def test_sftc_matches_reference(mlp: TinyProblem, monkeypatch: pytest.MonkeyPatc
         (0.0, "unbiased", 1.0, 9e-4, 64)
     draws = record_calls(monkeypatch, sftc_module, "biased_generator")
     # T = 2 so that a T² factor (which neither the paper nor the reference has) would show.
-    kw = dict(epochs=2, lr=5e-3, temperature=2.0, batch_size=16)
+    kw = {"epochs": 2, "lr": 5e-3, "temperature": 2.0, "batch_size": 16}
     got = ours("sftc", mlp, {**kw, "confusion": confusion})
     assert draws
     for logits, targets in draws:
@@ -477,7 +476,7 @@ def test_salun_matches_reference(mlp: TinyProblem, monkeypatch: pytest.MonkeyPat
     assert (cfg.schedule, cfg.relabel, cfg.saliency_fraction, cfg.lr, cfg.epochs,
             cfg.weight_decay) == ("forget_then_retain", "per_epoch", 0.5, 0.013, 10, 5e-4)
     labels = record_calls(monkeypatch, salun_module, "random_labels")
-    kw = dict(epochs=3, lr=0.05, batch_size=16)
+    kw = {"epochs": 3, "lr": 0.05, "batch_size": 16}
     got = ours("salun", mlp, {**kw, "schedule": schedule})
     assert len(labels) == 3                                       # a fresh draw every epoch
     assert not all(torch.equal(labels[0], other) for other in labels[1:])
@@ -520,7 +519,7 @@ def test_l1_sparse_matches_reference(mlp: TinyProblem) -> None:
     cfg = make_config("l1-sparse")
     assert (cfg.alpha, cfg.decay, cfg.epochs, cfg.lr, cfg.momentum, cfg.weight_decay) == \
         (5e-4, "step", 10, 0.01, 0.9, 5e-4)
-    kw = dict(alpha=1e-3, epochs=3, lr=0.05, batch_size=16)
+    kw = {"alpha": 1e-3, "epochs": 3, "lr": 0.05, "batch_size": 16}
     ref = ref_l1(mlp, **kw)
     got = ours("l1-sparse", mlp, {**kw, "decay": "epoch"})
     assert max_diff(got, mlp.model) > 1e-3

@@ -30,6 +30,6 @@ def outputs_with_acc(acc: dict[str, float], *, sizes: dict[str, int] | None = No
             labels = np.asarray(forget_labels)
         else:
             labels = np.arange(n) % num_classes
-        splits[name] = split_with_acc(labels, int(round(acc[name] * len(labels))), num_classes,
+        splits[name] = split_with_acc(labels, round(acc[name] * len(labels)), num_classes,
                                       seed=seed + i)
     return ModelOutputs(splits)

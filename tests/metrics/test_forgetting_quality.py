@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from raysweep.metrics.forgetting_quality import (
-    N_BUCKETS, bucket_index, epsilon_per_example, forgetting_quality, lira_attack,
-    logit_confidence, permutation_null, utility_score,
+    N_BUCKETS,
+    bucket_index,
+    epsilon_per_example,
+    forgetting_quality,
+    lira_attack,
+    logit_confidence,
+    permutation_null,
+    utility_score,
 )
 
 

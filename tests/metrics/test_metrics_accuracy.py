@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from raysweep.metrics import (
-    accuracy, class_split_accuracy, confusion_matrix, per_class_accuracy, precision_recall_f1,
+    accuracy,
+    class_split_accuracy,
+    confusion_matrix,
+    per_class_accuracy,
+    precision_recall_f1,
     relative_accuracy,
 )
 

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from raysweep.metrics import (ModelOutputs, SplitOutputs, loss_auc, oracle_distances, raw_terms,
-                              representation_probe, term_spread)
+from raysweep.metrics import (
+    ModelOutputs,
+    SplitOutputs,
+    loss_auc,
+    oracle_distances,
+    raw_terms,
+    representation_probe,
+    term_spread,
+)
 from raysweep.metrics.mia import label_free_features
 
 

@@ -43,7 +43,7 @@ def problem():
 
 
 def _relearn(model, data, orig_acc, **kw):
-    args = dict(lr=0.05, max_epochs=20, device="cpu", seed=0, batch_size=8)
+    args = {"lr": 0.05, "max_epochs": 20, "device": "cpu", "seed": 0, "batch_size": 8}
     args.update(kw)
     return relearn_time(model, data, orig_acc, **args)
 

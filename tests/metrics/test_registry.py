@@ -11,8 +11,14 @@ import pytest
 from raysweep.metrics import TERMS
 from raysweep.metrics.oracle import HELDOUT_SPLITS
 from raysweep.metrics.registry import (
-    METRICS, UNITS, UnknownMetricError, maximize_keys, metric_info, objective_keys,
-    per_epoch_keys, register_metric,
+    METRICS,
+    UNITS,
+    UnknownMetricError,
+    maximize_keys,
+    metric_info,
+    objective_keys,
+    per_epoch_keys,
+    register_metric,
 )
 
 # Result keys a run reports beside the metrics: bookkeeping, not metrics (never declared).
@@ -55,7 +61,7 @@ def test_register_metric_rejects_bad_declarations_and_adds_nothing(kwargs, fragm
                             "computed_by": "tests", **kwargs}
     with pytest.raises(ValueError, match=fragment):
         register_metric("test/new_metric", "a metric of this test", **args)
-    assert METRICS == before
+    assert before == METRICS
 
 
 def test_register_metric_rejects_a_second_declaration_and_a_role_on_a_pattern():
@@ -69,7 +75,7 @@ def test_register_metric_rejects_a_second_declaration_and_a_role_on_a_pattern():
     with pytest.raises(ValueError, match="role follows the split"):
         register_metric("new/{split}", "x", direction="max", unit="score", role="report",
                         computed_by="tests")
-    assert METRICS == before
+    assert before == METRICS
 
 
 def test_every_declaration_is_complete_and_its_distance_is_a_declared_lower_is_better_key():
@@ -94,13 +100,14 @@ def test_the_objective_terms_raw_and_distance_keys_are_declared_and_linked():
 def test_leaderboard_and_claims_directions_come_from_the_registry():
     from raysweep.sweep.leaderboard import MAXIMIZE, direction
 
-    assert MAXIMIZE == maximize_keys()
+    assert maximize_keys() == MAXIMIZE
     for key, m in METRICS.items():
         assert direction(key) == ("max" if m.direction == "max" else "min"), key
 
 
 def test_report_columns_are_the_registry_s_labelled_keys():
-    from raysweep.report import METRICS as COLUMNS, metric_column
+    from raysweep.report import METRICS as COLUMNS
+    from raysweep.report import metric_column
 
     labelled = {k for k, m in METRICS.items() if m.label}
     assert labelled <= set(COLUMNS)
@@ -120,7 +127,7 @@ def test_objective_spec_accepts_declared_selection_keys_and_rejects_the_rest():
 
     from raysweep.sweep.space import KNOWN_METRICS, ObjectiveSpec
 
-    assert KNOWN_METRICS == ("composite", *objective_keys())
+    assert ("composite", *objective_keys()) == KNOWN_METRICS
     for key in objective_keys():
         goal = "maximize" if METRICS[key].direction == "max" else "minimize"
         assert ObjectiveSpec(metric=key, goal=goal).metric == key

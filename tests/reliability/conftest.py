@@ -22,7 +22,7 @@ from rs_counts import COUNTS  # noqa: E402
 PLUGIN = "rs_faulty_plugin"
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     tr = terminalreporter
     if COUNTS["faults_injected"]:
         tr.write_line(f"faults injected {COUNTS['faults_injected']} / survived "

@@ -33,7 +33,7 @@ class InjectedFault(RuntimeError):
 
 
 @register_method("faulty", config=FaultyConfig, paper="test fixture")
-def faulty(model, data, cfg: FaultyConfig, ctx) -> Iterator[EpochEnd]:  # noqa: ANN001
+def faulty(model, data, cfg: FaultyConfig, ctx) -> Iterator[EpochEnd]:
     """Fails on demand (tests only)."""
     for epoch in range(1, cfg.epochs + 1):
         if cfg.mode == "raise":

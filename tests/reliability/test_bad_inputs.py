@@ -11,15 +11,14 @@ rejection happens before a model is built.
 
 from __future__ import annotations
 
-import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from rs_counts import COUNTS
 
 from raysweep.cli import main
-from rs_counts import COUNTS
 
 SWEEP_OK = """\
 schema_version: 1
@@ -88,7 +87,7 @@ def _cifar_hostile(root: Path) -> None:
     d.mkdir(parents=True)
 
     class Evil:
-        def __reduce__(self):  # noqa: ANN204 - a pickle that would run a command if loaded unsafely
+        def __reduce__(self):
             return (os.system, (f"touch {root / 'PWNED'}",))
 
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:

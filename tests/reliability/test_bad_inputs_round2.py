@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import test_bad_inputs as base
-from raysweep.cli import main
 from test_bad_inputs import BENCH, PREP, RUN, SUITE_OK, SWEEP_OK, WORKLOAD_OK, Case, _sub
+
+from raysweep.cli import main
 
 SUITE_REAL = ["bench", "run", "{suite}"]
 VALIDATE = ["validate", "{sweep}"]
@@ -37,7 +37,7 @@ def _bomb(levels: int = 7) -> str:
     return "\n".join(lines)
 
 
-def _write_bytes(name: str, data: bytes):  # noqa: ANN202 - a setup callback
+def _write_bytes(name: str, data: bytes):
     def setup(root: Path) -> None:
         (root / name).write_bytes(data)
     return setup
@@ -50,7 +50,7 @@ def _skip_with_cuda(root: Path) -> None:
         pytest.skip("this machine has a CUDA device")
 
 
-def _file_at(rel: str):  # noqa: ANN202 - a setup callback
+def _file_at(rel: str):
     def setup(root: Path) -> None:
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +58,7 @@ def _file_at(rel: str):  # noqa: ANN202 - a setup callback
     return setup
 
 
-def _pinned(mean: str):  # noqa: ANN202 - a setup callback
+def _pinned(mean: str):
     def setup(root: Path) -> None:
         (root / "pinned.json").write_text(
             '{"schema_version": 1, "suite": "badsuite", "entries": {"digits-class/finetune": '
@@ -66,7 +66,7 @@ def _pinned(mean: str):  # noqa: ANN202 - a setup callback
     return setup
 
 
-def _weights(obj_kind: str):  # noqa: ANN202 - a setup callback
+def _weights(obj_kind: str):
     def setup(root: Path) -> None:
         import torch
 
@@ -222,9 +222,9 @@ CASES: list[Case] = [
          workload=WORKLOAD_OK + "eval_batch_size: 1000000000\n"),
     Case("workload-val-fraction-nan", PREP, ["{workload}", "val_fraction"],
          workload=_sub(WORKLOAD_OK, "val_fraction: 0.1", "val_fraction: .nan")),
-    Case("pinned-baseline-nan", BENCH + ["--baseline", "{root}/pinned.json"],
+    Case("pinned-baseline-nan", [*BENCH, "--baseline", "{root}/pinned.json"],
          ["pinned.json", "forget/acc", "finite"], suite=SUITE_OK, setup=_pinned("NaN")),
-    Case("pinned-baseline-infinity", BENCH + ["--baseline", "{root}/pinned.json"],
+    Case("pinned-baseline-infinity", [*BENCH, "--baseline", "{root}/pinned.json"],
          ["pinned.json", "finite"], suite=SUITE_OK, setup=_pinned("Infinity")),
     # -- meaningless but accepted before ---------------------------------------------------------
     Case("step-larger-than-range", RUN, ["{sweep}", "step=5", "larger than the range"],
@@ -258,13 +258,13 @@ CASES: list[Case] = [
          suite=SUITE_OK + "tolerances:\n  dist/forget_acc: {direction: higher_is_better, abs: 0.1}\n"),
     Case("suite-device-format", BENCH, ["{suite}", "device", "gpu0"],
          suite=_sub(SUITE_OK, "device: cpu", "device: gpu0")),
-    Case("cli-device-format", BENCH + ["--device", "cudaa"], ["--device", "cudaa", "cuda:N"],
+    Case("cli-device-format", [*BENCH, "--device", "cudaa"], ["--device", "cudaa", "cuda:N"],
          suite=SUITE_OK),
-    Case("cli-device-absent", SUITE_REAL + ["--device", "cuda:99"], ["--device", "cuda:99"],
+    Case("cli-device-absent", [*SUITE_REAL, "--device", "cuda:99"], ["--device", "cuda:99"],
          suite=SUITE_OK),
     Case("suite-device-absent", SUITE_REAL, ["device", "cuda:99"],
          suite=_sub(SUITE_OK, "device: cpu", "device: cuda:99")),
-    Case("prepare-device-absent", PREP + ["--device", "cuda:99"], ["--device", "cuda:99"],
+    Case("prepare-device-absent", [*PREP, "--device", "cuda:99"], ["--device", "cuda:99"],
          workload=WORKLOAD_OK),
     Case("experiment-name-too-long", RUN, ["{sweep}", "tracking.experiment", "256"],
          sweep=SWEEP_OK + "tracking: {experiment: " + "x" * 300 + "}\n"),
@@ -272,13 +272,13 @@ CASES: list[Case] = [
          sweep=SWEEP_OK + 'tracking: {experiment: "a\\nb"}\n'),
     Case("empty-sweep-id", ["resume", ""], ["sweep id is empty"]),
     Case("empty-sweep-id-status", ["status", " "], ["sweep id is empty"]),
-    Case("dry-run-baseline-missing-file", BENCH + ["--baseline", "{root}/nope.json"],
+    Case("dry-run-baseline-missing-file", [*BENCH, "--baseline", "{root}/nope.json"],
          ["--baseline", "nope.json"], suite=SUITE_OK),
-    Case("dry-run-baseline-run-id-no-store", BENCH + ["--baseline", "0" * 32],
+    Case("dry-run-baseline-run-id-no-store", [*BENCH, "--baseline", "0" * 32],
          ["--baseline", "0" * 32, "does not exist"], suite=SUITE_OK),
     Case("validate-misspelled-workload", VALIDATE, ["digits-clas", "did you mean 'digits-class'"],
          sweep=_sub(SWEEP_OK, "workload: digits-class", "workload: digits-clas")),
-    Case("dry-run-misspelled-workload", DRY + ["--set", "search.start_from_defaults=false"],
+    Case("dry-run-misspelled-workload", [*DRY, "--set", "search.start_from_defaults=false"],
          ["digits-clas", "did you mean"],
          sweep=_sub(SWEEP_OK, "workload: digits-class", "workload: digits-clas")),
     # ASHA's grace period is a property of the file: validate and --dry-run catch it, and run
@@ -294,8 +294,7 @@ CASES: list[Case] = [
          ["{sweep}", "grace_period: 100", "unset: ASHA uses 100"],
          sweep=_sub(_sub(SWEEP_OK, "seed: 0}", "seed: 0, early_terminate: {grace_period: 100}}"),
                     "budget: {max_epochs: 1}\n", "")),
-    Case("asha-grace-via-set", RUN + ["--set", "search.early_terminate={grace_period: 4}",
-                                      "--set", "budget.max_epochs=4"],
+    Case("asha-grace-via-set", [*RUN, "--set", "search.early_terminate={grace_period: 4}", "--set", "budget.max_epochs=4"],
          ["search.early_terminate.grace_period", "4"], sweep=SWEEP_OK),
     # -- environment and output settings, before anything is written ----------------------------
     Case("num-cpus-not-a-number", RUN, ["RAYSWEEP_NUM_CPUS", "two"], sweep=SWEEP_OK,
@@ -331,11 +330,11 @@ CASES: list[Case] = [
          sweep=SWEEP_OK, env={"MLFLOW_TRACKING_URI": "postgresql://u:hunter2@127.0.0.1:1/db"}),
     Case("bench-mlflow-unknown-scheme", SUITE_REAL, ["MLFLOW_TRACKING_URI", "unknown scheme"],
          suite=SUITE_OK, env={"MLFLOW_TRACKING_URI": "bogus://x"}),
-    Case("bench-out-unknown-placeholder", SUITE_REAL + ["--out", "{root}/r/{sweep_id}"],
+    Case("bench-out-unknown-placeholder", [*SUITE_REAL, "--out", "{root}/r/{sweep_id}"],
          ["--out", "unknown placeholder", "sweep_id"], suite=SUITE_OK),
-    Case("bench-out-unbalanced-brace", BENCH + ["--out", "{root}/r/{suite"], ["--out"],
+    Case("bench-out-unbalanced-brace", [*BENCH, "--out", "{root}/r/{suite"], ["--out"],
          suite=SUITE_OK),
-    Case("bench-out-below-a-file", SUITE_REAL + ["--out", "{root}/afile/{suite}"],
+    Case("bench-out-below-a-file", [*SUITE_REAL, "--out", "{root}/afile/{suite}"],
          ["--out", "not a directory"], suite=SUITE_OK, setup=_file_at("afile")),
     Case("bench-default-out-blocked", SUITE_REAL, ["report directory", ".raysweep"],
          suite=SUITE_OK, setup=_file_at(".raysweep")),
@@ -399,7 +398,7 @@ def test_ray_address_auto_without_cluster(tmp_path: Path, monkeypatch: pytest.Mo
     from ray._private import services
 
     monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir=None: None)
-    monkeypatch.setattr(services, "find_gcs_addresses", lambda: [])
+    monkeypatch.setattr(services, "find_gcs_addresses", list)
     case = Case("ray-address-auto", RUN, ["RAY_ADDRESS", "'auto'", "no running Ray cluster"],
                 sweep=SWEEP_OK)
     monkeypatch.setenv("RAY_ADDRESS", "auto")

@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from rs_counts import COUNTS
 
 from raysweep.cli import main
-from rs_counts import COUNTS
 
 SWEEP = """\
 schema_version: 1
@@ -44,7 +44,7 @@ tracking: {{checkpoints: none}}
 
 
 @pytest.fixture()
-def faulty_env(private_env: Path):  # noqa: ANN201
+def faulty_env(private_env: Path):
     importlib.import_module("rs_faulty_plugin")  # the driver's registry (workers: env var)
     yield private_env
     from raysweep.methods._base import _METHODS
@@ -127,7 +127,7 @@ def test_max_failed_trials_exceeded_exits_1(faulty_env: Path,
     doc = json.loads(out)
     assert doc["status"] == "failed" and doc["counts"]["failed"] >= 1
     assert "search.max_failed_trials" in err
-    c, trials, runs = _trial_runs(root, doc["sweep_id"])
+    _c, trials, runs = _trial_runs(root, doc["sweep_id"])
     parent = [r for r in runs if r.data.tags["raysweep.kind"] == "sweep"]
     assert len(parent) == 1 and parent[0].info.status == "FAILED"
     failed = [r for r in trials if r.info.status == "FAILED"]

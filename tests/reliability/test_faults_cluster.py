@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from rs_counts import COUNTS
 
 pytestmark = pytest.mark.cluster

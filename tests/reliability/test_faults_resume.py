@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import pytest
+from rs_counts import COUNTS
 
 from raysweep.cli import main
-from rs_counts import COUNTS
 
 SWEEP = """\
 schema_version: 1
@@ -46,7 +46,7 @@ tracking: {{checkpoints: none}}
 
 
 @pytest.fixture()
-def env(private_env: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def env(private_env: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("RAYSWEEP_KEY_FILE", str(private_env / "key" / "secret"))
     monkeypatch.setenv("RS_FAULT_DIR", str(private_env))
     importlib.import_module("rs_faulty_plugin")
@@ -112,7 +112,7 @@ def test_crash_before_tune_starts_ends_the_parent_run_failed(
     COUNTS["faults_survived"] += 1
 
 
-def _wait(predicate, timeout: float) -> bool:  # noqa: ANN001
+def _wait(predicate, timeout: float) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:

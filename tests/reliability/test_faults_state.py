@@ -20,10 +20,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from raysweep.errors import UserError
 from rs_counts import COUNTS
 
+from raysweep.errors import UserError
 
 # -- Tune snapshot -----------------------------------------------------------------------------
 
@@ -42,7 +41,10 @@ def _fake_snapshot(d: Path, session: str, trial_ids: list[str]) -> None:
 @pytest.mark.parametrize("damage", ["empty", "torn"])
 def test_torn_snapshot_falls_back_to_last_good(tmp_path: Path, victim: str, damage: str) -> None:
     from raysweep.sweep._snapshot import (
-        keep_last_good, restore_point, snapshot_problems, snapshot_trial_ids,
+        keep_last_good,
+        restore_point,
+        snapshot_problems,
+        snapshot_trial_ids,
     )
 
     tune = tmp_path / "ray" / "tune"
@@ -103,7 +105,7 @@ def test_drop_orphans_spares_finished_runs_and_unreadable_snapshots(tmp_path: Pa
 
 # -- optuna.journal ----------------------------------------------------------------------------
 
-def _study(path: Path):  # noqa: ANN202
+def _study(path: Path):
     import optuna
 
     from raysweep.sweep.search import STUDY_NAME, study_storage

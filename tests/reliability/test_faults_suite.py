@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from rs_counts import COUNTS
 
 SMOKE = str(Path(__file__).resolve().parents[1] / "bench" / "suites" / "test-smoke.yaml")

@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 from raysweep._secrets import (
-    has_credentials, redact_uri, restore_credentials, strip_credentials, write_private,
+    has_credentials,
+    redact_uri,
+    restore_credentials,
+    strip_credentials,
+    write_private,
 )
 from raysweep.cli import main
 from raysweep.errors import ConfigError, UserError
@@ -71,8 +75,8 @@ def test_write_private_is_0600_whatever_the_umask(tmp_path: Path) -> None:
 
 
 def _sweep_with(root: Path, uri: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from raysweep.sweep._trust import KEY_ENV
     from raysweep.sweep._state import SweepState
+    from raysweep.sweep._trust import KEY_ENV
     from raysweep.sweep.runner import _save_state, sweeps_home
     from raysweep.sweep.space import load_sweep
 

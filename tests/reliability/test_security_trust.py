@@ -29,7 +29,7 @@ class _Evil:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
 
 
@@ -97,7 +97,7 @@ def test_a_planted_pickle_is_never_loaded(home: Path, name: str) -> None:
     assert not (tune / "experiment_state-2099-01-01_00-00-00.json").exists()
     assert not marker.exists()
     assert any(name in n and "signed copy" in n for n in notes), notes
-    aside = [p for p in sweep.glob("unverified-*/*")]
+    aside = list(sweep.glob("unverified-*/*"))
     assert {p.name for p in aside} == {name, "experiment_state-2099-01-01_00-00-00.json"}
 
 

@@ -57,7 +57,7 @@ def _git(root: Path, *args: str) -> None:
                         "PATH": "/usr/bin:/bin"})
 
 
-def _uploaded(plan) -> dict[str, bytes]:  # noqa: ANN001
+def _uploaded(plan) -> dict[str, bytes]:
     staged = stage(plan)
     try:
         return {p.relative_to(staged).as_posix(): p.read_bytes()

@@ -27,7 +27,7 @@ class RelabelConfig(MethodConfig):
     epochs: int = Field(2, ge=1, le=10)
 
 
-def relabel_in_place(model, data, cfg, ctx):  # noqa: ANN001, ANN201
+def relabel_in_place(model, data, cfg, ctx):
     """Relabel D_f in place, then fine-tune on it (the bug of the issue)."""
     yf = data.forget.tensors[1]
     yf.copy_((yf + 1) % data.num_classes)
@@ -41,7 +41,7 @@ def relabel_in_place(model, data, cfg, ctx):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture()
-def bad_method():  # noqa: ANN201
+def bad_method():
     name = f"relabel-{uuid.uuid4().hex[:8]}"
     with temporary_method(name, relabel_in_place, config=RelabelConfig):
         yield name
@@ -54,7 +54,7 @@ def _check_one_line(msg: str, name: str) -> None:
     assert "methods must not write to UnlearnData — copy first" in msg
 
 
-def test_the_trial_fails_with_one_line_and_the_next_trial_is_unaffected(  # noqa: ANN001
+def test_the_trial_fails_with_one_line_and_the_next_trial_is_unaffected(
         digits, bad_method) -> None:
     from raysweep.sweep.tracking import error_reason
 
@@ -78,7 +78,7 @@ def test_the_trial_fails_with_one_line_and_the_next_trial_is_unaffected(  # noqa
         assert after[f"best/{key}"] == before[f"best/{key}"], key
 
 
-def test_a_suite_run_records_one_line_and_the_next_run_is_unaffected(  # noqa: ANN001
+def test_a_suite_run_records_one_line_and_the_next_run_is_unaffected(
         digits, bad_method) -> None:
     from raysweep.bench._run import _safe_run, run_one
 
@@ -93,7 +93,7 @@ def test_a_suite_run_records_one_line_and_the_next_run_is_unaffected(  # noqa: A
 
 
 def test_unlearn_reports_the_failure_in_one_line_and_runs_the_other_methods(
-        digits, bad_method, sweep_env, capsys) -> None:  # noqa: ANN001
+        digits, bad_method, sweep_env, capsys) -> None:
     from raysweep.cli import main
 
     rc = main(["unlearn", "-w", "digits-class", "-m", f"{bad_method},finetune", "--device", "cpu",

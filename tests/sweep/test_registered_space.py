@@ -12,7 +12,12 @@ from pydantic import Field
 from raysweep.errors import ConfigError
 from raysweep.methods import EpochEnd, MethodConfig, get_method
 from raysweep.sweep.space import (
-    bundled_space_path, default_space, has_default_space, load_sweep, parse_sweep, resolve_spec,
+    bundled_space_path,
+    default_space,
+    has_default_space,
+    load_sweep,
+    parse_sweep,
+    resolve_spec,
 )
 from raysweep.testing import temporary_method
 
@@ -25,7 +30,7 @@ class PluginConfig(MethodConfig):
     epochs: int = Field(1, ge=1, le=10)
 
 
-def plugin(model, data, cfg, ctx) -> Iterator[EpochEnd]:  # noqa: ANN001
+def plugin(model, data, cfg, ctx) -> Iterator[EpochEnd]:
     """A plugin method that ships its search space in its registration."""
     yield EpochEnd(1, {})
 

@@ -24,7 +24,7 @@ def _comparable(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def test_a_suite_run_and_unlearn_are_one_engine_run(
-        digits, sweep_env, capsys) -> None:  # noqa: ANN001
+        digits, sweep_env, capsys) -> None:
     from raysweep.cli import main
 
     w, _ = digits
@@ -50,7 +50,7 @@ def test_a_suite_run_and_unlearn_are_one_engine_run(
 
 
 def test_a_one_epoch_sweep_trial_reports_what_a_single_run_measures(
-        digits) -> None:  # noqa: ANN001
+        digits) -> None:
     w, refs = digits
     spec = resolve_spec(parse_sweep({"method": "finetune", "workload": "digits-class",
                                      "budget": {"max_epochs": 1}}))
@@ -69,7 +69,7 @@ class _NoConfig(MethodConfig):
     pass
 
 
-def _poison(model, data, cfg, ctx):  # noqa: ANN001, ANN201
+def _poison(model, data, cfg, ctx):
     """A method whose weights go non-finite (a diverged optimiser) with a finite loss."""
     with torch.no_grad():
         for p in model.parameters():
@@ -77,7 +77,7 @@ def _poison(model, data, cfg, ctx):  # noqa: ANN001, ANN201
     yield EpochEnd(1, {"loss": 1.0})
 
 
-def test_a_diverged_run_fails_with_its_reason_not_with_nan_metrics(digits) -> None:  # noqa: ANN001
+def test_a_diverged_run_fails_with_its_reason_not_with_nan_metrics(digits) -> None:
     from raysweep.engine import TrialFailure
     from raysweep.methods import MethodDivergedError
 

@@ -27,7 +27,7 @@ SMOKE = str(SEARCH_SPACES / "sweeps" / "smoke.yaml")
 N_TRIALS = 4
 
 
-def _client():  # noqa: ANN202
+def _client():
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
@@ -47,7 +47,7 @@ def _json_out(capsys: pytest.CaptureFixture[str] | None, argv: list[str]) -> Any
     return json.loads(capsys.readouterr().out) if capsys is not None else None
 
 
-def _wait_for(root: Path, pattern: str, predicate, timeout: float) -> Path | None:  # noqa: ANN001
+def _wait_for(root: Path, pattern: str, predicate, timeout: float) -> Path | None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         for p in root.glob(pattern):

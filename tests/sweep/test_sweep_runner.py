@@ -14,7 +14,7 @@ from raysweep.sweep.space import SEARCH_SPACES, load_sweep, parse_sweep, resolve
 from raysweep.sweep.tracking import error_reason, tracking_uri
 
 
-def _trial(tid: str, method: str = "ssd", result: dict | None = None, error_file: Path | None = None):  # noqa: ANN202
+def _trial(tid: str, method: str = "ssd", result: dict | None = None, error_file: Path | None = None):
     return SimpleNamespace(trial_id=tid, config={"method": method, "seed": 0},
                            last_result=result or {}, error_file=str(error_file) if error_file else None,
                            get_error=lambda: None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 
 import optuna
@@ -11,7 +10,12 @@ import pytest
 
 from raysweep.errors import ConfigError
 from raysweep.sweep.search import (
-    DefineByRun, SeedReplicator, default_points, make_sampler, make_scheduler, make_search,
+    DefineByRun,
+    SeedReplicator,
+    default_points,
+    make_sampler,
+    make_scheduler,
+    make_search,
     trial_params,
 )
 from raysweep.sweep.space import SweepSpec, parse_sweep, resolve_spec

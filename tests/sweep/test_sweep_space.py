@@ -11,8 +11,16 @@ import yaml
 from raysweep.errors import ConfigError
 from raysweep.methods import list_methods
 from raysweep.sweep.space import (
-    SCHEMA_PATH, SEARCH_SPACES, ParamSpec, SweepSpec, bundled_space_path, grid_points,
-    load_sweep, parse_sweep, resolve_spec, schema_text,
+    SCHEMA_PATH,
+    SEARCH_SPACES,
+    ParamSpec,
+    SweepSpec,
+    bundled_space_path,
+    grid_points,
+    load_sweep,
+    parse_sweep,
+    resolve_spec,
+    schema_text,
 )
 
 SWEEPS = sorted((SEARCH_SPACES / "sweeps").glob("*.yaml"))
@@ -111,7 +119,7 @@ def test_asha_is_fine_without_a_cost_term() -> None:
 
 
 def test_round_trip_is_lossless() -> None:
-    for path in SWEEPS + [bundled_space_path("scrub")]:
+    for path in [*SWEEPS, bundled_space_path("scrub")]:
         spec = load_sweep(path)
         assert SweepSpec.model_validate_json(spec.model_dump_json()) == spec
         assert SweepSpec.model_validate(json.loads(spec.model_dump_json())) == spec

@@ -13,7 +13,7 @@ from raysweep.sweep.space import parse_sweep, resolve_spec
 from raysweep.sweep.trainable import make_plan, objective_values, run_trial
 
 
-def _plan(digits, **spec):  # noqa: ANN001, ANN202
+def _plan(digits, **spec):
     w, refs = digits
     s = resolve_spec(parse_sweep({"method": "finetune", "workload": "digits-class", **spec}))
     return make_plan(s, w, refs)
@@ -22,7 +22,7 @@ def _plan(digits, **spec):  # noqa: ANN001, ANN202
 CFG = {"method": "finetune", "finetune": {"epochs": 3, "lr": 0.02}, "seed": 0}
 
 
-def test_reports_every_epoch_with_the_running_best(digits) -> None:  # noqa: ANN001
+def test_reports_every_epoch_with_the_running_best(digits) -> None:
     w, _ = digits
     plan = _plan(digits)
     reports = []
@@ -65,7 +65,7 @@ seed: 0
 
 @pytest.mark.parametrize("workload", ["digits-class", "digits-random"])
 def test_selection_evaluation_gives_the_full_evaluation_values(workload, sweep_cache, tmp_path,
-                                                               monkeypatch) -> None:  # noqa: ANN001
+                                                               monkeypatch) -> None:
     """Every key the per-epoch evaluation computes equals the full evaluation's, also for the
     membership probe of random forgetting (which reads only the probe's rows of D_r)."""
     import torch
@@ -97,7 +97,7 @@ def test_selection_evaluation_gives_the_full_evaluation_values(workload, sweep_c
         assert {k: full[k] for k in sel} == pytest.approx(sel, abs=1e-12)
 
 
-def test_selection_on_a_val_subset_compares_like_with_like(digits) -> None:  # noqa: ANN001
+def test_selection_on_a_val_subset_compares_like_with_like(digits) -> None:
     """On a stratified val subset the oracle is measured on the same rows: it scores 0."""
     import torch
 
@@ -113,7 +113,7 @@ def test_selection_on_a_val_subset_compares_like_with_like(digits) -> None:  # n
     assert m["dist/forget_acc"] == 0 and m["dist/probe/val"] == pytest.approx(0, abs=1e-9)
 
 
-def test_per_epoch_modes_pick_the_same_epoch_and_report_the_same_best(digits) -> None:  # noqa: ANN001
+def test_per_epoch_modes_pick_the_same_epoch_and_report_the_same_best(digits) -> None:
     w, _ = digits
     full = run_trial(CFG, w, _plan(digits, evaluation={"per_epoch": "full"}),
                      report=lambda *a: None)
@@ -124,7 +124,7 @@ def test_per_epoch_modes_pick_the_same_epoch_and_report_the_same_best(digits) ->
     assert {k: sel[k] for k in common} == pytest.approx({k: full[k] for k in common}, abs=1e-9)
 
 
-def test_asha_and_one_epoch_trials_evaluate_in_full(digits) -> None:  # noqa: ANN001
+def test_asha_and_one_epoch_trials_evaluate_in_full(digits) -> None:
     w, _ = digits
     asha = _plan(digits, search={"early_terminate": {"type": "asha", "grace_period": 1}},
                  budget={"max_epochs": 3})
@@ -135,7 +135,7 @@ def test_asha_and_one_epoch_trials_evaluate_in_full(digits) -> None:  # noqa: AN
     assert len(reports) == 1 and "test/acc" in reports[0] and "rs/final" not in reports[0]
 
 
-def test_a_trial_killed_before_its_full_evaluation_finishes_it_on_resume(digits) -> None:  # noqa: ANN001
+def test_a_trial_killed_before_its_full_evaluation_finishes_it_on_resume(digits) -> None:
     w, _ = digits
     plan = _plan(digits)
     first: list = []
@@ -154,7 +154,7 @@ def test_a_trial_killed_before_its_full_evaluation_finishes_it_on_resume(digits)
                      resume_state=finished, resume_best=best_weights) == finished["result"]
 
 
-def test_epoch_and_time_budgets_are_enforced_by_the_trainable(digits) -> None:  # noqa: ANN001
+def test_epoch_and_time_budgets_are_enforced_by_the_trainable(digits) -> None:
     w, _ = digits
     reports: list = []
     run_trial(CFG, w, _plan(digits, budget={"max_epochs": 1}),
@@ -168,7 +168,7 @@ def test_epoch_and_time_budgets_are_enforced_by_the_trainable(digits) -> None:  
     assert final["rs/final"] == 1.0 and final["best_epoch"] == 1
 
 
-def test_resume_skips_finished_epochs(digits) -> None:  # noqa: ANN001
+def test_resume_skips_finished_epochs(digits) -> None:
     w, _ = digits
     plan = _plan(digits)
     first: list = []
@@ -187,7 +187,7 @@ def test_resume_skips_finished_epochs(digits) -> None:  # noqa: ANN001
                      resume_state=done, resume_best=best) == done["result"]
 
 
-def test_non_finite_loss_fails_the_trial(digits, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_non_finite_loss_fails_the_trial(digits, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real path: fine-tuning's own epoch loss goes NaN, run_method refuses the epoch
     before the trial evaluates or reports it."""
     import raysweep.methods.finetune as finetune
@@ -199,7 +199,7 @@ def test_non_finite_loss_fails_the_trial(digits, monkeypatch: pytest.MonkeyPatch
     assert reports == []
 
 
-def test_objectives_with_targets_and_goals(digits) -> None:  # noqa: ANN001
+def test_objectives_with_targets_and_goals(digits) -> None:
     plan = _plan(digits, objectives=[{"metric": "mia/auc/val", "target": 0.5},
                                      {"metric": "heldout/acc/val", "goal": "maximize"}])
     vals = objective_values({"mia/auc/val": 0.7, "heldout/acc/val": math.nan}, plan)
@@ -208,7 +208,7 @@ def test_objectives_with_targets_and_goals(digits) -> None:  # noqa: ANN001
 
 
 def test_precision_autocasts_the_method_but_never_evaluation_or_full_precision_methods(
-        digits, monkeypatch) -> None:  # noqa: ANN001
+        digits, monkeypatch) -> None:
     import torch
 
     import raysweep.engine as trainable  # the run engine calls run_method
@@ -217,12 +217,12 @@ def test_precision_autocasts_the_method_but_never_evaluation_or_full_precision_m
     seen: dict[str, list] = {"method": [], "eval": []}
     real_run, real_fwd = trainable.run_method, w.forward_selection
 
-    def run_method(name, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def run_method(name, *a, **k):
         seen["method"].append((name, torch.is_autocast_enabled("cpu"),
                                torch.get_autocast_dtype("cpu")))
         return real_run(name, *a, **k)
 
-    def forward_selection(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def forward_selection(*a, **k):
         seen["eval"].append(torch.is_autocast_enabled("cpu"))
         return real_fwd(*a, **k)
 
@@ -238,7 +238,7 @@ def test_precision_autocasts_the_method_but_never_evaluation_or_full_precision_m
     assert get_method("ssd").full_precision and not get_method("finetune").full_precision
 
 
-def test_data_moves_to_an_accelerator_only(digits) -> None:  # noqa: ANN001
+def test_data_moves_to_an_accelerator_only(digits) -> None:
     import torch
 
     from raysweep.sweep.trainable import on_device

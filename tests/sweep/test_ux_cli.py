@@ -216,7 +216,7 @@ def test_repeats_are_not_seeds_and_budget_stops_show(env: Path, capsys: pytest.C
     assert ft["n_seeds"] == 1 and ft["n_trials"] == 2
     rc, out, _ = _cli(capsys, "leaderboard", "--sweep", "aaaa1111")
     assert "Budget stop" in out
-    rc, out, _ = _cli(capsys, "leaderboard", "--sweep", "aaaa1111", "--format", "json")
+    _rc, out, _ = _cli(capsys, "leaderboard", "--sweep", "aaaa1111", "--format", "json")
     assert next(r for r in json.loads(out) if r["method"] == "finetune")["budget_stopped"] == 1
 
 
@@ -283,7 +283,7 @@ def test_export_best_configuration(env: Path, capsys: pytest.CaptureFixture[str]
 def test_unlearn_config_rejects_a_foreign_file(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = env / "notexport.yaml"
     bad.write_text("workload: digits-class\nmethod: ssd\n")
-    rc, out, err = _cli(capsys, "unlearn", "--config", str(bad))
+    rc, _out, err = _cli(capsys, "unlearn", "--config", str(bad))
     assert rc == 2 and "raysweep export" in _one_error_line(err) and str(bad) in err
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import os
 import pickletools
+import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from ray.tune import Callback
 
@@ -158,13 +159,70 @@ def snapshot_trial_ids(experiment_path: Path) -> set[str] | None:
     return ids
 
 
+_CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
+
+
+def _plain_name(name: object) -> TypeGuard[str]:
+    """A single directory name (never a path out of the experiment directory)."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name \
+        and "\\" not in name
+
+
+def prune_finished_checkpoints(experiment_path: Path, done: set[str]) -> int:
+    """Delete all but the newest checkpoint of every trial the newest snapshot says finished.
+
+    The sweep keeps every checkpoint a trial writes (``CheckpointConfig(num_to_keep=None)``),
+    because with ``num_to_keep`` set Tune snapshots its whole experiment after every trial
+    checkpoint so that the snapshot never names a deleted one, and that snapshot grows with the
+    trial count (``raysweep bench driver``). Pruning here, after a snapshot was checked and
+    copied to last-good, keeps the same promise: a finished trial's newest checkpoint is the one
+    every later snapshot names, and a running trial's checkpoints are never touched. ``done``
+    holds the trials already pruned and is updated; returns how many directories were removed.
+    """
+    states = sorted(Path(experiment_path).glob("experiment_state-*.json"))
+    if not states or check_file(states[-1]):
+        return 0
+    try:
+        entries = json.loads(states[-1].read_text()).get("trial_data", [])
+    except (OSError, ValueError):
+        return 0
+    removed = 0
+    for entry in entries:
+        blob = entry[0] if isinstance(entry, list) and entry else entry
+        try:
+            trial = json.loads(blob) if isinstance(blob, str) else blob
+        except ValueError:
+            continue
+        if not isinstance(trial, dict) or trial.get("status") != "TERMINATED":
+            continue
+        tid, logdir = trial.get("trial_id"), trial.get("relative_logdir")
+        if not tid or tid in done or not _plain_name(logdir):
+            continue
+        trial_dir = Path(experiment_path) / logdir
+        try:
+            found = sorted(
+                (int(m.group(1)), p)
+                for p in trial_dir.iterdir()
+                if p.is_dir() and (m := _CHECKPOINT_DIR.match(p.name))
+            )
+        except OSError:
+            continue
+        for _, old in found[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
+            removed += 1
+        done.add(tid)
+    return removed
+
+
 class SnapshotKeeper(Callback):  # module level: Tune pickles it into tuner.pkl
-    """Refresh the last-good copy at most every ``period`` seconds and when the sweep ends."""
+    """Refresh the last-good copy at most every ``period`` seconds and when the sweep ends,
+    then prune the finished trials' older checkpoints (:func:`prune_finished_checkpoints`)."""
 
     def __init__(self, experiment_path: str | Path, period: float = 5.0) -> None:
         self.experiment_path = str(experiment_path)
         self.period = period
         self._last = 0.0
+        self._pruned: set[str] = set()
 
     def _maybe_keep(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -181,6 +239,10 @@ class SnapshotKeeper(Callback):  # module level: Tune pickles it into tuner.pkl
             return
         if keep_last_good(path):
             self._kept = seen
+            # Both the snapshot and its last-good copy now name each finished trial's newest
+            # checkpoint; the older ones are no longer needed by any restore.
+            # (A keeper unpickled from an older sweep's tuner.pkl has no _pruned yet.)
+            prune_finished_checkpoints(path, self.__dict__.setdefault("_pruned", set()))
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._maybe_keep()

@@ -15,19 +15,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from raysweep.errors import UserError, format_validation_error
 
-__all__ = ["STATE_SCHEMA_VERSION", "SweepStatus", "SweepState"]
+__all__ = ["STATE_SCHEMA_VERSION", "SweepStatus", "SweepState", "Tracked"]
 
 #: The ``state.json`` layout this version writes and reads.
 STATE_SCHEMA_VERSION = 1
 
 #: What the driver records; ``crashed`` is never stored (readers infer it from a dead pid).
 SweepStatus = Literal["preparing", "running", "finished", "failed", "interrupted"]
+
+
+class Tracked(NamedTuple):
+    """Where a started sweep's runs are: set together once its parent run exists."""
+
+    tracking_uri: str
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
 
 
 class SweepState(BaseModel):
@@ -70,6 +79,16 @@ class SweepState(BaseModel):
         """Set several fields at once (each one validated)."""
         for key, value in values.items():
             setattr(self, key, value)
+
+    def tracked(self) -> Tracked:
+        """The MLflow location of a sweep whose parent run exists; a :class:`UserError` for a
+        sweep that stopped before (nothing of it is in MLflow to continue)."""
+        uri, exp = self.tracking_uri, self.experiment
+        exp_id, parent = self.experiment_id, self.parent_run_id
+        if uri is None or exp is None or exp_id is None or parent is None:
+            raise UserError(f"sweep {self.id} stopped before its MLflow run was created "
+                            f"(status {self.status}); start it again with raysweep run")
+        return Tracked(uri, exp, exp_id, parent)
 
     def to_json(self) -> dict[str, Any]:
         """The dict written to ``state.json`` (unset fields left out, as before the model)."""

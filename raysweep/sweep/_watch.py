@@ -58,7 +58,8 @@ class ClusterWatch(Callback):  # module level: Tune pickles it into tuner.pkl
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.clock = self.clock or time.monotonic
+        # The clock is not pickled (a test's fake one would not survive): the real one.
+        self.clock = state.get("clock") or time.monotonic
 
     def check(self) -> None:
         now = self.clock()
@@ -69,7 +70,9 @@ class ClusterWatch(Callback):  # module level: Tune pickles it into tuner.pkl
             res = (self.resources or _cluster_resources)()
         except Exception:
             res = {}
-        room = res.get("CPU", 0.0) >= self.cpu and (self.gpu <= 0 or res.get("GPU", 0.0) >= self.gpu)
+        room = res.get("CPU", 0.0) >= self.cpu and (
+            self.gpu <= 0 or res.get("GPU", 0.0) >= self.gpu
+        )
         if room:
             self._since = None
             return

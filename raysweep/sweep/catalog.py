@@ -32,9 +32,20 @@ from raysweep.errors import UserError
 from raysweep.sweep._state import SweepState
 from raysweep.sweep._storage import load_sweep_study, spec_storage, storage_label
 
-__all__ = ["DEFAULT_URI", "tracking_uri", "sweeps_home", "find_sweep", "read_sweep",
-           "list_sweeps", "pid_alive", "store_for", "store_note", "fetch_runs", "sweep_ids_in_store",
-           "study_summary"]
+__all__ = [
+    "DEFAULT_URI",
+    "tracking_uri",
+    "sweeps_home",
+    "find_sweep",
+    "read_sweep",
+    "list_sweeps",
+    "pid_alive",
+    "store_for",
+    "store_note",
+    "fetch_runs",
+    "sweep_ids_in_store",
+    "study_summary",
+]
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 

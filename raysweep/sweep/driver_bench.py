@@ -3,13 +3,14 @@
 It lives under ``sweep/`` because it drives Ray Tune and Optuna itself (subclasses of Tune's
 callbacks and concurrency limiter); :mod:`raysweep.bench.driver` re-exports its entry points.
 
-Every trial is *zero-compute*: it reports its epochs at once (the keys the searcher reads, and
-a tiny checkpoint per epoch, as the real trainable does), so the sweep's wall time is the
-driver's own work. The rest is the real path of ``raysweep run``: the searcher that
-:func:`raysweep.sweep.search.make_search` builds (OptunaSearch on the sweep's JournalStorage,
-the seed replicator, the concurrency limiter), the scheduler of
+Every trial is *zero-compute*: it reports its epochs at once (with the keys a real trial
+reports: every per-epoch metric of the registry and its ``best/`` copy, the report metrics at
+the last epoch; and a tiny checkpoint per epoch, as the real trainable does), so the sweep's
+wall time is the driver's own work. The rest is the real path of ``raysweep run``: the
+searcher that :func:`raysweep.sweep.search.make_search` builds (OptunaSearch on the sweep's
+JournalStorage, the seed replicator, the concurrency limiter), the scheduler of
 :func:`~raysweep.sweep.search.make_scheduler`, ``Tuner.fit`` with the runner's settings, the
-MLflow child-run callback and the progress callback.
+MLflow child-run callback, the last-good snapshot keeper and the progress callback.
 
 Measured per sampler, with timing hooks around the driver's parts (subclasses of the real
 callbacks and of the limiter, so nothing is estimated):
@@ -42,7 +43,9 @@ from ray.tune import Callback
 from ray.tune.search import ConcurrencyLimiter
 
 from raysweep._provenance import load_average, machine
-from raysweep.sweep.runner import Progress, SweepInterrupted
+from raysweep.metrics.registry import metric_keys, per_epoch_keys
+from raysweep.sweep._snapshot import SnapshotKeeper
+from raysweep.sweep.runner import Progress, SweepInterrupted, trial_checkpoint_config
 from raysweep.sweep.tracking import MlflowTrialCallback
 
 __all__ = ["SAMPLERS", "GOAL_SECONDS_PER_TRIAL", "measure_sampler", "run_driver_bench",
@@ -56,8 +59,10 @@ GOAL_SECONDS_PER_TRIAL = 0.25
 METHOD = "scrub"
 #: Timed parts of the driver, in the order of the report's columns: Optuna suggest + tell, the
 #: MLflow callback, the progress callback, Tune's experiment snapshots (trial table, searcher
-#: and callback states, upload), and of those the searcher's state alone.
-PARTS = ("optuna", "mlflow", "progress", "snapshot", "searcher_state")
+#: and callback states, upload), the last-good copy and checkpoint pruning
+#: (:class:`~raysweep.sweep._snapshot.SnapshotKeeper`), and of the snapshots the searcher's
+#: state alone.
+PARTS = ("optuna", "mlflow", "progress", "snapshot", "keeper", "searcher_state")
 
 
 class _Clock:
@@ -133,6 +138,13 @@ class _TimedProgress(Progress):
             _CLOCK.completed.append(time.perf_counter())
 
 
+class _TimedKeeper(SnapshotKeeper):
+    """The sweep's last-good snapshot copy and checkpoint pruning, timed."""
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        _timed("keeper", lambda: super(_TimedKeeper, self).on_step_end(iteration, trials, **info))
+
+
 class _Completions(Callback):
     """Marks when ``Tuner.fit`` hands out its first trial (the clock's zero)."""
 
@@ -145,7 +157,7 @@ class _Completions(Callback):
 
 
 def zero_compute_trial(config: dict[str, Any], keys: tuple[str, ...] = (),
-                       epochs: int = 1) -> None:
+                       epochs: int = 1, final_keys: tuple[str, ...] = ()) -> None:
     """A trial without compute: ``epochs`` reports with a small checkpoint, as a real one makes.
 
     The values are a fixed function of the configuration (a hash in [0, 1)), so a sampler sees
@@ -163,6 +175,8 @@ def zero_compute_trial(config: dict[str, Any], keys: tuple[str, ...] = (),
                   "rs/trial_seconds": 0.0}
         for k in keys:
             result[k] = value
+        if epoch == epochs:  # a real trial's last report adds its full evaluation (rs/final)
+            result.update(dict.fromkeys(final_keys, value))
         with tempfile.TemporaryDirectory(prefix="rs-ckpt-") as d:
             (Path(d) / "state.json").write_text(json.dumps({"epoch": epoch, "result": result}))
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
@@ -209,7 +223,7 @@ def _timed_snapshots() -> Iterator[None]:
         _timed("searcher_state", lambda: save(self, path))
 
     Manager.sync_up_experiment_state = timed_sync_up  # type: ignore[method-assign]
-    OptunaSearch.save = timed_save  # type: ignore[method-assign]
+    OptunaSearch.save = timed_save  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
@@ -258,19 +272,26 @@ def measure_sampler(sampler: str, *, trials: int, concurrency: int, epochs: int,
                                   params={"algorithm": sampler, "num_samples": trials},
                                   spec_json=spec.model_dump_json())
     metrics, _ = spec.searcher_metrics()
-    keys = tuple(sorted(set(metrics) | {f"best/{o.key}" for o in spec.objectives}
-                        | {o.key for o in spec.objectives}))
+    # A real trial's result: every per-epoch metric and its best/ copy each epoch, the
+    # report metrics once at the end. Tune keeps a running analysis of every numeric key in
+    # its experiment snapshot, so the key count is what makes the snapshot grow per trial.
+    per_epoch = set(metrics) | set(per_epoch_keys()) | {o.key for o in spec.objectives}
+    keys = tuple(sorted(per_epoch | {f"best/{k}" for k in per_epoch}))
+    final_keys = tuple(sorted({f"best/{k}" for k in metric_keys()} - set(keys)))
     searcher = make_search(spec, sweep_dir / "optuna.journal", concurrency)
     assert isinstance(searcher, ConcurrencyLimiter)
     # Same searcher chain, with the outer limiter swapped for its timed twin.
     timed_search = _TimedLimiter(searcher.searcher, max_concurrent=concurrency)
     start = _Completions()
+    progress = _TimedProgress(sweep_dir, trials, None, spec.objectives[0].key,
+                              spec.objectives[0].mode)
     callbacks = [_TimedMlflow(tracker, parent, tags),
-                 _TimedProgress(sweep_dir, trials, None, spec.objectives[0].key,
-                                spec.objectives[0].mode),
+                 _TimedKeeper(sweep_dir / "ray" / "tune"),
+                 progress,
                  start]
     trainable = tune.with_resources(
-        tune.with_parameters(zero_compute_trial, keys=keys, epochs=epochs),
+        tune.with_parameters(zero_compute_trial, keys=keys, epochs=epochs,
+                             final_keys=final_keys),
         {"cpu": spec.resources_per_trial.cpu})
     tuner = tune.Tuner(
         trainable,
@@ -278,8 +299,8 @@ def measure_sampler(sampler: str, *, trials: int, concurrency: int, epochs: int,
                                     num_samples=trials, reuse_actors=True),
         run_config=tune.RunConfig(
             name="tune", storage_path=str(sweep_dir / "ray"), verbose=0, callbacks=callbacks,
-            stop=callbacks[1], failure_config=tune.FailureConfig(max_failures=0),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+            stop=progress, failure_config=tune.FailureConfig(max_failures=0),
+            checkpoint_config=trial_checkpoint_config()),
     )
     _CLOCK = clock = _Clock()
     log(f"driver benchmark: {trials} zero-compute trials with {sampler}, {concurrency} at a time")
@@ -290,7 +311,7 @@ def measure_sampler(sampler: str, *, trials: int, concurrency: int, epochs: int,
     finally:
         _CLOCK = None
     fit = time.perf_counter() - t0
-    errors = sum(1 for r in grid if r.error is not None)
+    errors = sum(grid[i].error is not None for i in range(len(grid)))
     if len(clock.completed) + errors < trials:  # Ctrl-C: Tune stops early and returns
         tracker.finish_parent(parent, "KILLED")
         raise SweepInterrupted(f"driver benchmark interrupted during {sampler}")
@@ -335,12 +356,12 @@ def measure_sampler_alone(sampler: str, *, trials: int, window: int,
 
     import optuna
 
-    from raysweep.sweep.search import DefineByRun, make_sampler
+    from raysweep.sweep.search import DefineByRun, make_sampler, study_directions
 
     spec = _spec(sampler, trials, 1, seed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=make_sampler(spec),
-                                directions=[o.mode + "imize" for o in spec.objectives])
+                                directions=study_directions(spec))
     space = DefineByRun(spec)
     took = []
     for _ in range(trials):
@@ -370,12 +391,9 @@ def run_driver_bench(*, samplers: tuple[str, ...] = SAMPLERS, trials: int = 2000
     store to measure against (its runs are then kept, under experiment
     ``raysweep-bench-driver``).
     """
-    from raysweep.sweep.runner import ray_session
+    from raysweep.sweep.runner import ray_session, set_tune_environment
 
-    # Tune's settings as raysweep.sweep.runner sets them for a sweep.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    set_tune_environment()  # Tune's settings as the runner sets them for a sweep
     work = Path(tempfile.mkdtemp(prefix="raysweep-bench-driver-"))
     uri = tracking_uri or f"sqlite:///{work / 'mlflow.db'}"
     runs = []
@@ -463,12 +481,14 @@ def write_driver_report(report: dict[str, Any], out: Path, command: str,
         "",
         f"Produced {report['created']} on {report['machine']}; whole run "
         f"{report['wall_seconds'] / 60:.1f} min; load average (1 min) "
-        f"{' -> '.join(str(x) for x in report.get('load_average', []))}. Every trial is zero-compute (it reports "
-        f"{report['epochs_per_trial']} epoch(s) with a small checkpoint at once), so the "
+        f"{' -> '.join(str(x) for x in report.get('load_average', []))}. Every trial is "
+        f"zero-compute (it reports {report['epochs_per_trial']} epoch(s) with a small "
+        f"checkpoint at once, and the metric keys a real trial reports), so the "
         f"wall time is the driver's: the real searcher (`make_search`: Optuna on the "
         f"sweep's JournalStorage, seed replicator, concurrency limiter), `Tuner.fit` with the "
-        f"runner's settings, the MLflow child-run callback ({report['tracking']}) and the "
-        f"progress callback, on a local Ray with {report['concurrency']} trial slots. The "
+        f"runner's settings, the MLflow child-run callback ({report['tracking']}), the "
+        f"last-good snapshot keeper and the progress callback, on a local Ray with "
+        f"{report['concurrency']} trial slots. The "
         f"searched space is {report['method']}'s (six parameters, one categorical).",
         "",
         f"Seconds per trial = gap between consecutive trial completions; first/last = mean "
@@ -480,9 +500,9 @@ def write_driver_report(report: dict[str, Any], out: Path, command: str,
         f"Optuna's own growth, at a size the whole path may not reach on a small machine.",
         "",
         "| sampler | trials | s/trial first | s/trial last | last/first | Optuna | MLflow | "
-        "progress | Tune snapshots (searcher state) | rest: Tune + actors | goal met | "
-        "sampler alone: trials, s/trial first -> last |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "progress | Tune snapshots (searcher state) | last-good copy + pruning | "
+        "rest: Tune + actors | goal met | sampler alone: trials, s/trial first -> last |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["samplers"]:
         h = r["hooks_per_trial"]
@@ -491,7 +511,8 @@ def write_driver_report(report: dict[str, Any], out: Path, command: str,
             f"{r['seconds_per_trial_last']:.3f} | {r['growth_last_over_first']} | "
             f"{h['optuna']['last']:.3f} | {h['mlflow']['last']:.3f} | "
             f"{h['progress']['last']:.3f} | {h['snapshot']['last']:.3f} "
-            f"({h['searcher_state']['last']:.3f}) | {r['tune_and_actors_per_trial_last']:.3f} | "
+            f"({h['searcher_state']['last']:.3f}) | {h.get('keeper', {}).get('last', 0.0):.3f} | "
+            f"{r['tune_and_actors_per_trial_last']:.3f} | "
             f"{'yes' if r['meets_goal'] else 'no'} | {_alone(r.get('sampler_alone'))} |")
     lines += ["", f"![seconds per trial against the trial index]({png.name})", ""]
     if notes:

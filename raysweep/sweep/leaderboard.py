@@ -54,9 +54,11 @@ def resolve_metric(name: str, available: Sequence[str], option: str = "--sort") 
     from raysweep.errors import did_you_mean
 
     labels = sorted({METRICS[k].label for k in available if k in METRICS})
-    raise UserError(f"{option} {name!r}: no such metric in these runs"
-                    f"{did_you_mean(name, available)}; valid keys: {', '.join(available) or 'none'}"
-                    + (f" (or a column label: {', '.join(labels)})" if labels else ""))
+    raise UserError(
+        f"{option} {name!r}: no such metric in these runs"
+        f"{did_you_mean(name, available)}; valid keys: {', '.join(available) or 'none'}"
+        + (f" (or a column label: {', '.join(labels)})" if labels else "")
+    )
 
 
 def direction(metric: str) -> str:
@@ -80,7 +82,9 @@ def _best_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     return {k[len("best/"):]: v for k, v in metrics.items() if k.startswith("best/")}
 
 
-def aggregate(runs: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def aggregate(
+    runs: Iterable[Mapping[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(configuration rows, reference rows)`` from run records (see ``tracking.fetch_runs``)."""
     groups: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
     refs: dict[tuple[str, str], Mapping[str, Any]] = {}
@@ -128,7 +132,10 @@ def aggregate(runs: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], 
                 row[k + ":std"] = statistics.stdev(vals)
         rows.append(row)
     ref_rows = []
-    for (workload, method), r in sorted(refs.items(), key=lambda kv: (kv[0][0], REFERENCES.index(kv[0][1]) if kv[0][1] in REFERENCES else 9)):
+    for (workload, method), r in sorted(
+        refs.items(),
+        key=lambda kv: (kv[0][0], REFERENCES.index(kv[0][1]) if kv[0][1] in REFERENCES else 9),
+    ):
         ref_rows.append({"workload": workload, "method": method, "kind": "reference",
                          "sweep_id": r["tags"].get("raysweep.sweep_id", ""), "run_id": r["run_id"],
                          "run_ids": [r["run_id"]], "n_seeds": 1, "params": {},
@@ -156,7 +163,9 @@ def _sort_value(row: Mapping[str, Any], metric: str, mode: str) -> float:
     return v if mode == "min" else -v
 
 
-def pareto_front(rows: Sequence[dict[str, Any]], metrics: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+def pareto_front(
+    rows: Sequence[dict[str, Any]], metrics: Sequence[tuple[str, str]]
+) -> list[dict[str, Any]]:
     """The rows no other row dominates on ``metrics`` ([(name, "min"|"max"), ...])."""
     def vec(r: Mapping[str, Any]) -> list[float] | None:
         out = []
@@ -167,8 +176,7 @@ def pareto_front(rows: Sequence[dict[str, Any]], metrics: Sequence[tuple[str, st
             out.append(v if mode == "min" else -v)
         return out
 
-    cands = [(r, vec(r)) for r in rows]
-    cands = [(r, v) for r, v in cands if v is not None]
+    cands = [(r, v) for r in rows if (v := vec(r)) is not None]
     front = []
     for r, v in cands:
         dominated = any(all(a <= b for a, b in zip(w, v)) and any(a < b for a, b in zip(w, v))
@@ -303,11 +311,15 @@ def legend(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column] | None =
         parts.append("Some configurations ran more than once per seed (nothing to search): "
                      "Seeds counts distinct seeds.")
     if weak:
-        parts.append(f"Objective terms without signal on this workload (noise): {', '.join(weak)}.")
+        parts.append(
+            f"Objective terms without signal on this workload (noise): {', '.join(weak)}."
+        )
     return " ".join(parts)
 
 
-def leaderboard_columns(rows: Sequence[Mapping[str, Any]], sort_metric: str = "objective") -> list[Column]:
+def leaderboard_columns(
+    rows: Sequence[Mapping[str, Any]], sort_metric: str = "objective"
+) -> list[Column]:
     """The leaderboard's columns, labelled from :data:`raysweep.report.METRICS`."""
     class_forgetting = any("test/acc_retain_classes" in r for r in rows)
     acc_t = "test/acc_retain_classes" if class_forgetting else "test/acc"

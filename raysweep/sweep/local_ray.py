@@ -96,7 +96,8 @@ def _refresh_ray_auth_cache() -> None:
     # Ray caches the auth mode (RayConfig) and the token (C++ loader) per process; after an
     # environment change, refresh both or an earlier ray.init in this process wins.
     try:
-        from ray._raylet import AuthenticationTokenLoader, Config
+        # Ray ships no stubs for these Cython classes (present since Ray 2.50).
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()

@@ -152,7 +152,7 @@ def plot_study(study: Any, spec: SweepSpec, kind: str, out: Path,
             matplotlib.use("Agg")
             from optuna.visualization import matplotlib as vis
         else:
-            from optuna import visualization as vis
+            from optuna import visualization as vis  # type: ignore[no-redef]
         try:
             if kind == "history":
                 fig = _history(study, spec, target_name, raster, methods)

@@ -86,9 +86,24 @@ from raysweep.sweep.search import (
 )
 from raysweep.sweep.space import MAX_CONFIGS, SweepSpec, grid_points, grid_size
 
-__all__ = ["check_ray_address", "sweeps_home", "find_sweep", "load_state", "run_sweep", "resume_sweep", "SweepOutcome",
-           "sweep_status", "load_study", "dry_run_plan", "SweepFailed", "SweepInterrupted", "SweepStopped",
-           "resume_blocker"]
+__all__ = [
+    "check_ray_address",
+    "sweeps_home",
+    "find_sweep",
+    "load_state",
+    "run_sweep",
+    "resume_sweep",
+    "SweepOutcome",
+    "sweep_status",
+    "load_study",
+    "dry_run_plan",
+    "SweepFailed",
+    "SweepInterrupted",
+    "SweepStopped",
+    "resume_blocker",
+    "set_tune_environment",
+    "trial_checkpoint_config",
+]
 
 
 class SweepFailed(RuntimeError):
@@ -203,9 +218,11 @@ def load_spec(sweep_dir: Path) -> SweepSpec:
                 f"with raysweep run and an objective of w_forget/w_heldout/w_mia/w_js/w_probe"
             ) from None
         # Another schema (a newer raysweep, a foreign file): one line, not pydantic's dump.
-        raise UserError(f"{format_validation_error(exc, str(path))}; this spec was not written by this "
-                        f"version of raysweep: inspect it with the version that ran it, or "
-                        f"start the sweep again with raysweep run") from None
+        raise UserError(
+            f"{format_validation_error(exc, str(path))}; this spec was not written by this "
+            f"version of raysweep: inspect it with the version that ran it, or "
+            f"start the sweep again with raysweep run"
+        ) from None
 
 
 def _storage_label(sweep_dir: Path, spec: SweepSpec) -> str:
@@ -238,8 +255,33 @@ def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
         with socket.create_connection((host, int(port_s)), timeout=timeout):
             pass
     except OSError as exc:
-        raise UserError(f"--address {address!r}: no Ray cluster reachable there "
-                        f"({exc.strerror or exc}); {fix}, or leave it out for a local Ray") from None
+        raise UserError(
+            f"--address {address!r}: no Ray cluster reachable there "
+            f"({exc.strerror or exc}); {fix}, or leave it out for a local Ray"
+        ) from None
+
+
+def set_tune_environment() -> None:
+    """Ray Tune's settings for a sweep (``raysweep bench driver`` measures under the same)."""
+    # Tune snapshots its experiment (every trial's state and result history: it grows with the
+    # trial count) at most every 5 s. The checkpoints do not force extra snapshots, see
+    # trial_checkpoint_config; the warning about frequent snapshots is Tune's, not the user's.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+def trial_checkpoint_config() -> Any:
+    """Keep every checkpoint a trial writes; finished trials are pruned to their newest.
+
+    With ``num_to_keep=1`` Tune deletes a trial's previous checkpoint and therefore forces an
+    experiment snapshot after every checkpoint, so that no snapshot names a deleted one: at
+    1,000 trials that snapshot alone took 0.22-0.24 s per trial (docs/results/driver.md).
+    Here Tune deletes nothing; :class:`raysweep.sweep._snapshot.SnapshotKeeper` removes a
+    finished trial's older checkpoints once a checked snapshot (and its last-good copy) says the
+    trial finished, so a resume still finds every checkpoint a snapshot names.
+    """
+    return tune.CheckpointConfig(num_to_keep=None)
 
 
 @contextmanager
@@ -481,22 +523,35 @@ def dry_run_plan(spec: SweepSpec) -> dict[str, Any]:
     for _ in range(min(3, n)):
         t = study.ask()
         out = dbr(t)
-        examples.append({"method": out["method"],
-                         "params": {k.split("/", 1)[1]: v for k, v in t.params.items() if "/" in k}})
+        examples.append(
+            {
+                "method": out["method"],
+                "params": {k.split("/", 1)[1]: v for k, v in t.params.items() if "/" in k},
+            }
+        )
     metrics, modes = spec.searcher_metrics()
     return {
-        "name": spec.name, "workload": spec.workload, "methods": spec.method_names(),
-        "algorithm": spec.search.algorithm, "configurations": n, "seeds": spec.seeds,
+        "name": spec.name,
+        "workload": spec.workload,
+        "methods": spec.method_names(),
+        "algorithm": spec.search.algorithm,
+        "configurations": n,
+        "seeds": spec.seeds,
         "trials": n * len(spec.seeds),
         "grid_points": len(grid_points(spec)) if spec.search.algorithm == "grid" else None,
         "objectives": [o.model_dump() for o in spec.objectives],
         "searcher_metrics": dict(zip(metrics, modes)),
-        "budget": spec.budget.model_dump(), "resources_per_trial": spec.resources_per_trial.model_dump(),
+        "budget": spec.budget.model_dump(),
+        "resources_per_trial": spec.resources_per_trial.model_dump(),
         "max_concurrent": spec.search.max_concurrent or "CPUs / resources_per_trial.cpu",
-        "early_terminate": spec.search.early_terminate.model_dump() if spec.search.early_terminate else None,
-        "first_points": (default_points(spec, load_workload_config(spec.workload).train.model_dump())
-                         if spec.search.start_from_defaults and spec.search.algorithm != "grid"
-                         else []),
+        "early_terminate": spec.search.early_terminate.model_dump()
+        if spec.search.early_terminate
+        else None,
+        "first_points": (
+            default_points(spec, load_workload_config(spec.workload).train.model_dump())
+            if spec.search.start_from_defaults and spec.search.algorithm != "grid"
+            else []
+        ),
         "example_configs": examples,
     }
 
@@ -565,8 +620,14 @@ def parent_run_tags(spec: SweepSpec, state: SweepState) -> dict[str, str]:
     return {**out, **spec.tags}
 
 
-def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | None = None,
-              num_cpus: int | None = None, tracking_uri_override: str | None = None) -> SweepOutcome:
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    address: str | None = None,
+    sweep_id: str | None = None,
+    num_cpus: int | None = None,
+    tracking_uri_override: str | None = None,
+) -> SweepOutcome:
     """Run a resolved sweep end to end (see the module docstring)."""
     from raysweep.sweep.tracking import check_tracking_uri, tracking_uri
 
@@ -580,9 +641,11 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, sweep_id: str | No
 
     sweep_preflight(spec, address, uri, num_cpus)
     sweep_id = sweep_id or new_sweep_id()
-    err_console().print(f"[bold]sweep {sweep_id}[/] ({spec.name}): {', '.join(spec.method_names())} on "
-         f"{spec.workload}; {spec.num_configs()} configurations x {len(spec.seeds)} seed(s), "
-         f"{spec.search.algorithm}")
+    err_console().print(
+        f"[bold]sweep {sweep_id}[/] ({spec.name}): {', '.join(spec.method_names())} on "
+        f"{spec.workload}; {spec.num_configs()} configurations x {len(spec.seeds)} seed(s), "
+        f"{spec.search.algorithm}"
+    )
     # A missing or corrupt dataset, or a scenario the data cannot satisfy, fails here: no
     # sweep directory, no Ray, no MLflow run.
     wcfg, workload = _prepare(spec)
@@ -640,14 +703,25 @@ def _run_locked(spec: SweepSpec, sweep_id: str, sweep_dir: Path, uri: str, wcfg:
     experiment_id = tracker.ensure_experiment()
     parent = tracker.start_parent(
         name=f"{spec.name}-{sweep_id}",
-        tags={**tags, "raysweep.methods": ",".join(spec.method_names()), **parent_run_tags(spec, state)},
-        params={"algorithm": spec.search.algorithm, "num_samples": spec.num_configs(),
-                "seeds": spec.seeds, "methods": spec.method_names(), "workload": wcfg.name,
-                "objectives": [o.key for o in spec.objectives],
-                "max_epochs": spec.budget.max_epochs, "max_time_ratio": spec.budget.max_time_ratio,
-                "max_seconds": spec.budget.max_seconds,
-                "max_cost_ratio": spec.budget.max_cost_ratio},
-        spec_json=spec.model_dump_json(indent=2))
+        tags={
+            **tags,
+            "raysweep.methods": ",".join(spec.method_names()),
+            **parent_run_tags(spec, state),
+        },
+        params={
+            "algorithm": spec.search.algorithm,
+            "num_samples": spec.num_configs(),
+            "seeds": spec.seeds,
+            "methods": spec.method_names(),
+            "workload": wcfg.name,
+            "objectives": [o.key for o in spec.objectives],
+            "max_epochs": spec.budget.max_epochs,
+            "max_time_ratio": spec.budget.max_time_ratio,
+            "max_seconds": spec.budget.max_seconds,
+            "max_cost_ratio": spec.budget.max_cost_ratio,
+        },
+        spec_json=spec.model_dump_json(indent=2),
+    )
     state.parent_run_id = parent
     tracker.log_references(parent, refs, ref_objectives, tags)
     state.update(status="running", experiment_id=experiment_id, parent_run_id=parent,
@@ -754,7 +828,7 @@ def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
     if pid and pid != os.getpid() and pid_alive(pid) and state.status == "running":
         raise UserError(f"sweep {state.id} is still running (pid {pid}); stop it first")
     check_ray_address(address or state.address or os.environ.get("RAY_ADDRESS"))
-    state.tracking_uri = restore_credentials(state.tracking_uri)  # redacted on disk
+    state.tracking_uri = restore_credentials(state.tracked().tracking_uri)  # redacted on disk
     check_tracking_uri(state.tracking_uri)
 
     check_storage_reachable(spec.search.storage)
@@ -795,9 +869,10 @@ def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
                         f"(cache key {workload.key} != {state.workload_key})")
     refs = json.loads((sweep_dir / "references.json").read_text())["metrics"]
     plan = make_plan(spec, workload, refs)
-    tracker = Tracker(state.tracking_uri, state.experiment, state.id)
-    tracker.experiment_id = state.experiment_id
-    tracker.client.update_run(state.parent_run_id, status="RUNNING")
+    where = state.tracked()
+    tracker = Tracker(where.tracking_uri, where.experiment, state.id)
+    tracker.experiment_id = where.experiment_id
+    tracker.client.update_run(where.parent_run_id, status="RUNNING")
     dropped = tracker.drop_orphans(snapshot_trial_ids(experiment_path))
     if dropped:
         err_console().print(f"[dim]dropped MLflow runs of {len(dropped)} trial(s) started after "
@@ -843,7 +918,10 @@ def resume_blocker(sweep_dir: Path) -> str | None:
     if state.status == "finished":
         return f"sweep {sid} already finished"
     tune_dir = sweep_dir / "ray" / "tune"
-    if not (tune_dir / "tuner.pkl").exists() and not (sweep_dir / "ray" / LAST_GOOD / "tuner.pkl").exists():
+    if (
+        not (tune_dir / "tuner.pkl").exists()
+        and not (sweep_dir / "ray" / LAST_GOOD / "tuner.pkl").exists()
+    ):
         return (f"sweep {sid} stopped before Ray Tune started (status {state.status}); "
                 f"start it again with raysweep run")
     problems = snapshot_problems(tune_dir)
@@ -916,11 +994,7 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
         for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
                      "ray.tune.execution.experiment_state"):
             logging.getLogger(name).addFilter(_QuietTrialErrors())
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
-    # Checkpoints are small and kept one per trial; Tune then snapshots its state after each,
-    # which is what makes a resumed trial continue from its latest epoch. No warning about it.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    set_tune_environment()
     n_trials = spec.num_configs() * len(spec.seeds)
     outcome_status = "finished"
     message = ""
@@ -941,7 +1015,7 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
             state.max_concurrent = max_conc
             _save_state(sweep_dir, state)
             key, mode = spec.objectives[0].key, spec.objectives[0].mode
-            callbacks = [MlflowTrialCallback(tracker, state.parent_run_id, tags,
+            callbacks = [MlflowTrialCallback(tracker, state.tracked().parent_run_id, tags,
                                              log_checkpoints=spec.tracking.checkpoints == "all",
                                              fresh=restore is None),
                          SnapshotKeeper(experiment_path),
@@ -965,9 +1039,11 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
                                        resume_unfinished=True,
                                        resume_errored=restore == "resume",
                                        restart_errored=restore == "restart")
-        err_console().print(f"Ray: {session['address']}, {session['resources'].get('CPU', 0):g} CPUs"
-             f"{', {:g} GPUs'.format(session['resources']['GPU']) if session['resources'].get('GPU') else ''}; "
-             f"trials write to {sweep_dir}")
+        gpus = session["resources"].get("GPU")
+        err_console().print(
+            f"Ray: {session['address']}, {session['resources'].get('CPU', 0):g} CPUs"
+            f"{f', {gpus:g} GPUs' if gpus else ''}; trials write to {sweep_dir}"
+        )
         t_fit = time.perf_counter()
         fit_started = time.time()
         try:
@@ -991,7 +1067,7 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
         finally:
             fit_seconds = time.perf_counter() - t_fit
         keep_last_good(experiment_path)
-        trials = list(grid)
+        trials = [grid[i] for i in range(len(grid))]  # ResultGrid has no __iter__ in its stubs
         # Count from the progress callback: its state survives restores, and Tune marks the
         # trials it stops on Ctrl-C TERMINATED in memory although they did not finish.
         progress = _read_progress(sweep_dir)
@@ -1016,21 +1092,27 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
     # With "all" every checkpoint is logged already; the best still gets its MLflow model.
     if spec.tracking.checkpoints in ("best", "all") and outcome_status != "interrupted":
         _log_best_checkpoints(spec, tracker, state, trials, workload)
-    mlflow_status = {"finished": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}[outcome_status]
+    mlflow_status = {"finished": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}[
+        outcome_status
+    ]
     best = _read_progress(sweep_dir).get("best") or {}
-    tracker.finish_parent(state.parent_run_id, mlflow_status,
-                          metrics={"trials_finished": counts["finished"],
-                                   "trials_failed": counts["failed"],
-                                   f"best/{spec.objectives[0].key}": best.get("value", float("nan"))},
-                          tags={"raysweep.status": outcome_status})
+    tracker.finish_parent(
+        state.parent_run_id,
+        mlflow_status,
+        metrics={
+            "trials_finished": counts["finished"],
+            "trials_failed": counts["failed"],
+            f"best/{spec.objectives[0].key}": best.get("value", float("nan")),
+        },
+        tags={"raysweep.status": outcome_status},
+    )
     state.update(status=outcome_status, finished=time.time(), counts=counts, message=message)
     _save_state(sweep_dir, state)
     trial_secs = [float(r.metrics.get("rs/trial_seconds", 0.0)) for r in trials if r.metrics]
     method_secs = [float(r.metrics.get("rs/method_seconds", 0.0)) for r in trials if r.metrics]
     return SweepOutcome(
         sweep_id=state.id, sweep_dir=sweep_dir, status=outcome_status,
-        tracking_uri=state.tracking_uri, experiment=state.experiment,
-        experiment_id=state.experiment_id, parent_run_id=state.parent_run_id,
+        **state.tracked()._asdict(),
         optuna_storage=_storage_label(sweep_dir, spec), counts=counts,
         wall_seconds=time.perf_counter() - t0, fit_seconds=fit_seconds, fit_started=fit_started,
         trial_seconds=trial_secs, method_seconds=method_secs, message=message,
@@ -1059,7 +1141,8 @@ def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: SweepState,
         if tid and r.checkpoint is not None:
             by_trial[tid] = r.checkpoint.path
     try:
-        runs = fetch_runs(state.tracking_uri, state.experiment, sweep_id=state.id)
+        where = state.tracked()
+        runs = fetch_runs(where.tracking_uri, where.experiment, sweep_id=state.id)
         if spec.multi_objective:
             rows = leaderboard(runs, pareto=[f"{o.key}:{o.mode}" for o in spec.objectives])
         else:
@@ -1081,7 +1164,9 @@ def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: SweepState,
                     if workload is not None and run_id not in has_model:
                         _log_best_model(tracker, run_id, path, workload)
                 except Exception as exc:
-                    err_console().print(f"[yellow]could not log the checkpoint of run {run_id}: {exc}[/]")
+                    err_console().print(
+                        f"[yellow]could not log the checkpoint of run {run_id}: {exc}[/]"
+                    )
 
 
 def _log_best_model(tracker: Any, run_id: str, checkpoint_dir: str, workload: Any) -> None:

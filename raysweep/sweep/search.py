@@ -41,8 +41,9 @@ from raysweep.sweep.space import (
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["DefineByRun", "SeedReplicator", "make_sampler", "make_search", "make_scheduler", "new_study",
-           "study_storage", "STUDY_NAME", "default_points", "trial_params", "repair_journal"]
+__all__ = ["DefineByRun", "SeedReplicator", "make_sampler", "make_search", "make_scheduler",
+           "new_study", "study_directions", "study_storage", "STUDY_NAME", "default_points",
+           "trial_params", "repair_journal"]
 
 STUDY_NAME = "raysweep"
 
@@ -155,7 +156,9 @@ def trial_params(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return method, dict(config.get(method) or {})
 
 
-def default_points(spec: SweepSpec, recipe: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+def default_points(
+    spec: SweepSpec, recipe: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """One enqueued point per method: its paper defaults, where they lie inside the space.
 
     A default of ``None`` means "the workload's training recipe" (EU-k's and retrain's ``lr``,
@@ -210,8 +213,15 @@ def new_study(spec: SweepSpec, *, quiet: bool = True) -> optuna.Study:
 
     if quiet:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(sampler=make_sampler(spec),
-                               directions=[o.mode + "imize" for o in spec.objectives])
+    return optuna.create_study(sampler=make_sampler(spec), directions=study_directions(spec))
+
+
+def study_directions(spec: SweepSpec) -> list[Any]:
+    """Optuna's direction per objective of ``spec``, in order."""
+    import optuna
+
+    return [optuna.study.StudyDirection.MINIMIZE if o.mode == "min"
+            else optuna.study.StudyDirection.MAXIMIZE for o in spec.objectives]
 
 
 def _make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
@@ -269,7 +279,8 @@ class SeedReplicator(Searcher):
                               **spec: Any) -> bool:
         return True  # the inner OptunaSearch is fully configured already
 
-    def suggest(self, trial_id: str) -> dict | str | None:
+    # Searcher.FINISHED (a str) ends the search: Tune's convention, not in its annotation.
+    def suggest(self, trial_id: str) -> dict | str | None:  # type: ignore[override]
         group = self._groups.get(self._open) if self._open else None
         if group is None or len(group["members"]) >= len(self.seeds):
             config = self.searcher.suggest(trial_id)

@@ -20,7 +20,7 @@ One schema covers both kinds of file:
           optimizer: {values: [sgd, adam]}  # values -> categorical
           momentum: {min: 0.5, max: 0.99, when: {optimizer: sgd}}
           batch_size: {value: 128}          # value -> constant
-    objective: {w_forget: 1, w_heldout: 1, w_mia: 1, w_js: 1, w_probe: 1}   # distances to the oracle
+    objective: {w_forget: 1, w_heldout: 1, w_mia: 1, w_js: 1, w_probe: 1}  # oracle distances
     objectives: [{metric: composite, goal: minimize}]  # 2+ entries: a Pareto search
     search: {algorithm: tpe, num_samples: 20, max_concurrent: 2, seed: 0}
     budget: {max_epochs: 3, max_time_ratio: 0.15}
@@ -49,7 +49,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -93,7 +93,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "sweep.schema
 #: Where unknown-key errors point for the valid keys.
 SCHEMA_HINT = "raysweep/schemas/sweep.schema.json"
 
-Scalar = Union[bool, int, float, str, None]
+Scalar = bool | int | float | str | None
 Distribution = Literal["loguniform", "uniform", "int_uniform", "int_loguniform", "categorical",
                        "constant"]
 ALGORITHMS = ("tpe", "random", "grid", "nsga2", "gp", "cmaes", "qmc")
@@ -150,7 +150,9 @@ class ParamSpec(_Strict):
     distribution: Distribution | None = Field(
         None, description="omitted: values -> categorical, value -> constant, integer bounds -> "
                           "int_uniform, real bounds -> uniform")
-    min: float | int | None = Field(None, description="lower bound (a real value, never an exponent)")
+    min: float | int | None = Field(
+        None, description="lower bound (a real value, never an exponent)"
+    )
     max: float | int | None = Field(None, description="upper bound (inclusive)")
     step: float | int | None = Field(None, description="discretisation step (not with log scales)")
     values: list[Scalar] | None = Field(None, description="choices of a categorical parameter")
@@ -196,7 +198,9 @@ class ParamSpec(_Strict):
             present.add("value")
         if d == "constant":
             if present:
-                raise ValueError(f"a constant takes only value:, remove {', '.join(sorted(present))}")
+                raise ValueError(
+                    f"a constant takes only value:, remove {', '.join(sorted(present))}"
+                )
             return self
         if d == "categorical":
             if present - {"values"}:
@@ -230,10 +234,14 @@ class ParamSpec(_Strict):
                 raise ValueError(f"step={self.step} is larger than the range max - min = "
                                  f"{self.max - self.min:g}, so only min would ever be tried; "
                                  f"use a smaller step or value: {self.min}")
-        if d.startswith("int"):
+        if d is not None and d.startswith("int"):
             for k in ("min", "max", "step"):
                 v = getattr(self, k)
-                if v is not None and not _is_int(v) and not (isinstance(v, float) and v.is_integer()):
+                if (
+                    v is not None
+                    and not _is_int(v)
+                    and not (isinstance(v, float) and v.is_integer())
+                ):
                     raise ValueError(f"{d} needs integer {k}, got {k}={v}")
         return self
 
@@ -365,8 +373,12 @@ class EarlyTerminate(_Strict):
     """ASHA early stopping on the per-epoch objective (never with a time objective)."""
 
     type: Literal["asha"] = "asha"
-    grace_period: int = Field(1, ge=1, le=100_000, description="epochs before a trial may be stopped")
-    reduction_factor: float = Field(2.0, gt=1, le=100, description="keep the best 1/reduction_factor")
+    grace_period: int = Field(
+        1, ge=1, le=100_000, description="epochs before a trial may be stopped"
+    )
+    reduction_factor: float = Field(
+        2.0, gt=1, le=100, description="keep the best 1/reduction_factor"
+    )
     brackets: int = Field(1, ge=1, le=8)
 
 
@@ -377,9 +389,17 @@ class SearchSpec(_Strict):
         None, ge=1, le=MAX_CONFIGS, description="configurations to try (each runs once per seed); "
                                 "default 20, or the grid size for grid")
     max_concurrent: int | None = Field(
-        None, ge=1, le=10_000, description="trials at a time (default: CPUs / resources_per_trial.cpu)")
+        None,
+        ge=1,
+        le=10_000,
+        description="trials at a time (default: CPUs / resources_per_trial.cpu)",
+    )
     max_failed_trials: int | None = Field(
-        None, ge=0, le=MAX_CONFIGS, description="stop the sweep (exit 1) after more failed trials than this")
+        None,
+        ge=0,
+        le=MAX_CONFIGS,
+        description="stop the sweep (exit 1) after more failed trials than this",
+    )
     trial_retries: int = Field(
         2, ge=0, le=10, description="restarts (from the last checkpoint) of a trial whose worker "
         "or node died; an exception raised by the method itself is never retried")
@@ -411,8 +431,14 @@ class BudgetSpec(_Strict):
     max_epochs: int | None = Field(None, ge=1, le=100_000,
                                    description="stop a method after this many epochs")
     max_time_ratio: float | None = Field(
-        None, gt=0, le=1000, description="stop once unlearning time exceeds this share of retrain time")
-    max_seconds: float | None = Field(None, gt=0, le=30 * 86400, description="stop once unlearning time exceeds this")
+        None,
+        gt=0,
+        le=1000,
+        description="stop once unlearning time exceeds this share of retrain time",
+    )
+    max_seconds: float | None = Field(
+        None, gt=0, le=30 * 86400, description="stop once unlearning time exceeds this"
+    )
     max_cost_ratio: float | None = Field(
         None, gt=0, le=100, allow_inf_nan=False,
         description="stop once the sample-passes spent exceed this share of retraining's "
@@ -534,8 +560,10 @@ class SweepSpec(_Strict):
             timed = [o.metric for o in self.objectives if o.uses_cost(self.objective)]
             if timed:
                 raise ValueError(
-                    "search.early_terminate (ASHA) cannot be combined with a cost or time objective "
-                    "(stopped trials look cheap); set objective.w_cost: 0 or remove early_terminate")
+                    "search.early_terminate (ASHA) cannot be combined with a cost or time "
+                    "objective (stopped trials look cheap); set objective.w_cost: 0 or remove "
+                    "early_terminate"
+                )
             # ASHA's max_t is the epoch budget (100 when none is set): a grace period that
             # reaches it lets ASHA stop nothing, which is a mistake in the file, not at run time.
             max_t = self.budget.max_epochs or ASHA_DEFAULT_MAX_EPOCHS
@@ -554,7 +582,8 @@ class SweepSpec(_Strict):
         return [self.method] if self.method is not None else list(self.methods or {})
 
     def spaces(self) -> dict[str, dict[str, ParamSpec]]:
-        """``{method: {param: spec}}``; bundled spaces must be resolved first (:func:`resolve_spec`)."""
+        """``{method: {param: spec}}``; bundled spaces must be resolved first
+        (:func:`resolve_spec`)."""
         if self.method is not None:
             return {self.method: dict(self.parameters or {})}
         out = {}
@@ -742,9 +771,11 @@ def _check_method_space(method: str, params: Mapping[str, ParamSpec], where: str
             if cond == pname:
                 raise ConfigError(f"{where}.{pname}.when: a parameter cannot depend on itself")
             if cond not in params:
-                raise ConfigError(f"{where}.{pname}.when: {cond!r} is not a parameter of this space"
-                                  f"{did_you_mean(cond, params)}; conditions refer to other "
-                                  f"parameters listed here")
+                raise ConfigError(
+                    f"{where}.{pname}.when: {cond!r} is not a parameter of this space"
+                    f"{did_you_mean(cond, params)}; conditions refer to other "
+                    f"parameters listed here"
+                )
             other = params[cond]
             choices = other.discrete_values()
             if other.distribution not in ("categorical", "constant") and choices is None:

@@ -56,7 +56,9 @@ class TaskPool:
 
         key = (fn, num_returns)
         if key not in self._remote:
-            self._remote[key] = ray.remote(**self.options, num_returns=num_returns)(fn)
+            # ray.remote's overloads do not cover options given as a dict
+            remote = ray.remote(**self.options, num_returns=num_returns)  # type: ignore[call-overload]
+            self._remote[key] = remote(fn)
         return self._remote[key].remote(*args, **kwargs)
 
     @staticmethod

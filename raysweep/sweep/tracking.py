@@ -32,7 +32,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,19 @@ from raysweep._secrets import redact_uri
 from raysweep.errors import UserError
 from raysweep.sweep.catalog import tracking_uri
 
-__all__ = ["tracking_uri", "Tracker", "MlflowTrialCallback", "git_sha", "config_hash",
-           "fetch_runs", "RunRecord", "mlflow_ui_hint", "default_store_exists", "check_tracking_uri",
-           "StoreUnavailable"]
+__all__ = [
+    "tracking_uri",
+    "Tracker",
+    "MlflowTrialCallback",
+    "git_sha",
+    "config_hash",
+    "fetch_runs",
+    "RunRecord",
+    "mlflow_ui_hint",
+    "default_store_exists",
+    "check_tracking_uri",
+    "StoreUnavailable",
+]
 
 _TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id",
               "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip",
@@ -209,8 +219,13 @@ def _finite_metrics(values: Mapping[str, Any], step: int, ts: int,
     return out
 
 
-def _batched(client: Any, run_id: str, metrics: list[Any] = (), params: Mapping[str, Any] | None = None,
-             tags: Mapping[str, Any] | None = None) -> None:
+def _batched(
+    client: Any,
+    run_id: str,
+    metrics: Sequence[Any] = (),
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> None:
     from mlflow.entities import Param, RunTag
 
     ps = [Param(k, _param_str(v)) for k, v in (params or {}).items()]
@@ -296,8 +311,13 @@ class Tracker:
             _batched(self.client, run_id, _finite_metrics(metrics or {}, 0, _now()), tags=tags)
         self.client.set_terminated(run_id, status=status)
 
-    def log_references(self, parent_id: str, references: Mapping[str, Mapping[str, float]],
-                       objectives: Mapping[str, Mapping[str, float]], tags: Mapping[str, Any]) -> None:
+    def log_references(
+        self,
+        parent_id: str,
+        references: Mapping[str, Mapping[str, float]],
+        objectives: Mapping[str, Mapping[str, float]],
+        tags: Mapping[str, Any],
+    ) -> None:
         """``original`` and ``retrain`` as finished child runs (metrics also as ``best/``)."""
         for name, metrics in references.items():
             if self.find_run(**{"raysweep.sweep_id": self.sweep_id, "raysweep.kind": "reference",
@@ -485,15 +505,19 @@ class MlflowTrialCallback(Callback):
         all_tags = dict(tags or {})
         if "best_epoch" in last:
             all_tags["raysweep.best_epoch"] = int(last["best_epoch"])
-        nodes = self.nodes.get(trial.trial_id) or ([last["rs/node"]] if last.get("rs/node") else [])
+        nodes = self.nodes.get(trial.trial_id) or (
+            [last["rs/node"]] if last.get("rs/node") else []
+        )
         if nodes:  # where it ran; several when a lost node's trial was restarted elsewhere
             all_tags["raysweep.node"] = nodes[-1]
             if len(nodes) > 1:
                 all_tags["raysweep.nodes"] = ",".join(nodes)
         if last.get("budget/over"):  # stopped by the time budget: say so, not only in a metric
             all_tags["raysweep.stopped"] = (
-                f"time budget exceeded: the method ran {float(last.get('rs/method_seconds', 0)):.1f}s "
-                f"by epoch {int(last.get('epoch', 0))} (budget.max_seconds / max_time_ratio)")
+                "time budget exceeded: the method ran "
+                f"{float(last.get('rs/method_seconds', 0)):.1f}s "
+                f"by epoch {int(last.get('epoch', 0))} (budget.max_seconds / max_time_ratio)"
+            )
         # A trial finalised before a crash and finalised again after the resume (its
         # checkpoint said done) must not log its best/* twice.
         logged = self.tracker.client.get_run(run_id).data.metrics
@@ -538,7 +562,9 @@ def _reason_line(text: str) -> str:
         if _EXC_LINE.match(ln):
             return ln
     for ln in reversed(lines):
-        if ("Error" in ln or "Failure" in ln or "Exception" in ln) and not ln.startswith("Failure #"):
+        if ("Error" in ln or "Failure" in ln or "Exception" in ln) and not ln.startswith(
+            "Failure #"
+        ):
             return ln
     return lines[-1] if lines else "trial failed (no error text)"
 
@@ -570,11 +596,18 @@ def _where(trial: Any, reason: str) -> str:
 # -- queries -----------------------------------------------------------------------------------
 
 class RunRecord(dict):
-    """One MLflow run flattened: ``run_id``, ``status``, ``start``, ``tags``, ``params``, ``metrics``."""
+    """One MLflow run flattened: ``run_id``, ``status``, ``start``, ``tags``, ``params``,
+    ``metrics``."""
 
 
-def fetch_runs(uri: str, experiment: str = "raysweep", *, sweep_id: str | None = None,
-               kinds: Iterable[str] = ("trial", "reference"), run_id: str | None = None) -> list[RunRecord]:
+def fetch_runs(
+    uri: str,
+    experiment: str = "raysweep",
+    *,
+    sweep_id: str | None = None,
+    kinds: Iterable[str] = ("trial", "reference"),
+    run_id: str | None = None,
+) -> list[RunRecord]:
     """Runs of the experiment (optionally one sweep), paged through ``search_runs``."""
     if not default_store_exists(uri):
         raise UserError(f"no MLflow store at {uri}: run a sweep first, or set "
@@ -628,7 +661,9 @@ def find_trial_run(uri: str, experiment: str, ref: str) -> RunRecord:
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise UserError(f"run id prefix {ref!r} is ambiguous ({len(matches)} runs); give more characters")
+        raise UserError(
+            f"run id prefix {ref!r} is ambiguous ({len(matches)} runs); give more characters"
+        )
     raise UserError(f"no trial {ref!r} in MLflow experiment {experiment!r} at {uri} (give an "
                     f"MLflow run id or a Tune trial id, as shown by raysweep leaderboard)")
 

@@ -69,7 +69,9 @@ def make_plan(spec: SweepSpec, workload: Any, reference: dict[str, dict[str, flo
 
 
 
-def unlearning_trial(config: dict[str, Any], workload: Any = None, plan: TrialPlan | None = None) -> None:
+def unlearning_trial(
+    config: dict[str, Any], workload: Any = None, plan: TrialPlan | None = None
+) -> None:
     """The Ray Tune function trainable (wrap with ``tune.with_parameters(workload=, plan=)``)."""
     from ray import tune
 

@@ -192,7 +192,8 @@ def test_every_pod_and_injected_container_is_restricted() -> None:
             # securityContext (KubeRay common/pod.go): the worker's must be complete.
             for g in spec.get("workerGroupSpecs", []):
                 sc = g["template"]["spec"]["containers"][0].get("securityContext") or {}
-                assert sc.get("runAsNonRoot"), f"{path.name}: worker init container may run as root"
+                assert sc.get("runAsNonRoot"), (
+                    f"{path.name}: worker init container may run as root")
     assert pods >= 8
     assert not problems, "\n".join(problems)
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -21,8 +21,8 @@ NAME = "raysweep-regression-abcde"
 
 class _Api(BaseHTTPRequestHandler):
     post_reply: tuple[int, dict[str, Any]] = (201, {"metadata": {"name": NAME}})
-    statuses: list[dict[str, Any]] = []
-    posts: list[str] = []
+    statuses: ClassVar[list[dict[str, Any]]] = []
+    posts: ClassVar[list[str]] = []
     gets = 0
 
     def _send(self, code: int, body: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 import pytest
@@ -130,7 +130,8 @@ def _raysweep_commands(line: str) -> list[list[str]]:
     out = []
     tokens = shlex.split(line, comments=True)
     for i, tok in enumerate(tokens):
-        if (tok == "raysweep" and i >= 2 and tokens[i - 2:i] == ["python", "-m"]) or tok == "raysweep" or tok.endswith("/bin/raysweep"):
+        if ((tok == "raysweep" and i >= 2 and tokens[i - 2:i] == ["python", "-m"])
+                or tok == "raysweep" or tok.endswith("/bin/raysweep")):
             out.append(tokens[i + 1:])
     return [argv for argv in out if argv and not argv[0].startswith("-")]
 
@@ -392,8 +393,8 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
 # -- the CronJob launcher against a fake Kubernetes API ----------------------------------------
 
 class _FakeApi(BaseHTTPRequestHandler):
-    statuses: list[dict[str, str]] = []
-    created: list[dict[str, Any]] = []
+    statuses: ClassVar[list[dict[str, str]]] = []
+    created: ClassVar[list[dict[str, Any]]] = []
 
     def _send(self, code: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()

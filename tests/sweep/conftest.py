@@ -31,15 +31,18 @@ def _shutdown_ray() -> None:
 
 
 @pytest.fixture()
-def sweep_env(tmp_path: Path, sweep_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """``RAYSWEEP_HOME``, ``MLFLOW_TRACKING_URI`` (sqlite) and cwd under tmp_path; Ray capped at 2 CPUs."""
+def sweep_env(tmp_path: Path, sweep_cache: Path,
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``RAYSWEEP_HOME``, ``MLFLOW_TRACKING_URI`` (sqlite) and cwd under tmp_path; Ray capped at
+    2 CPUs."""
     _private_env(monkeypatch, tmp_path, sweep_cache)
     yield tmp_path
     _shutdown_ray()
 
 
 @pytest.fixture(scope="module")
-def module_sweep_env(tmp_path_factory: pytest.TempPathFactory, sweep_cache: Path) -> Iterator[Path]:
+def module_sweep_env(tmp_path_factory: pytest.TempPathFactory,
+                     sweep_cache: Path) -> Iterator[Path]:
     """:func:`sweep_env` shared by the tests of one module (one sweep, many assertions)."""
     root = tmp_path_factory.mktemp("sweep")
     with pytest.MonkeyPatch.context() as mp:

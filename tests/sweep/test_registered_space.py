@@ -70,9 +70,9 @@ def test_plugin_space_from_a_yaml_file(tmp_path: Path) -> None:
 
 def test_registered_space_is_checked_against_the_config() -> None:
     name = "plugin-bad-space-test"
-    with temporary_method(name, plugin, config=PluginConfig, space={"nope": {"values": [1]}}):
-        with pytest.raises(ConfigError, match="nope"):
-            resolve_spec(parse_sweep(_sweep(name)))
+    with (temporary_method(name, plugin, config=PluginConfig, space={"nope": {"values": [1]}}),
+          pytest.raises(ConfigError, match="nope")):
+        resolve_spec(parse_sweep(_sweep(name)))
 
 
 def test_no_space_anywhere_names_both_ways_to_give_one() -> None:

@@ -82,6 +82,6 @@ def test_a_diverged_run_fails_with_its_reason_not_with_nan_metrics(digits) -> No
     from raysweep.methods import MethodDivergedError
 
     w, _ = digits
-    with temporary_method("poison-test", _poison, config=_NoConfig, one_shot=True):
-        with pytest.raises((MethodDivergedError, TrialFailure), match="non-finite"):
-            run_once(w, "poison-test", {}, 0, device=torch.device("cpu"))
+    with (temporary_method("poison-test", _poison, config=_NoConfig, one_shot=True),
+          pytest.raises((MethodDivergedError, TrialFailure), match="non-finite")):
+        run_once(w, "poison-test", {}, 0, device=torch.device("cpu"))

@@ -12,8 +12,9 @@ from raysweep.sweep.leaderboard import leaderboard, leaderboard_columns, pareto_
 def _run(method: str, seed: int, objective: float, *, config: str = "c1", kind: str = "trial",
          status: str = "FINISHED", acc: float = 0.9, workload: str = "w", start: int = 0) -> dict:
     return {"run_id": f"{method}-{config}-{seed}-{kind}", "status": status, "start": start,
-            "tags": {"raysweep.kind": kind, "raysweep.method": method, "raysweep.workload": workload,
-                     "raysweep.sweep_id": "s1", "raysweep.seed": str(seed),
+            "tags": {"raysweep.kind": kind, "raysweep.method": method,
+                     "raysweep.workload": workload, "raysweep.sweep_id": "s1",
+                     "raysweep.seed": str(seed),
                      "raysweep.config_hash": f"{method}-{config}", "raysweep.trial_id": f"t{seed}",
                      "raysweep.params_json": '{"lr": 0.1}'},
             "params": {}, "metrics": {"best/objective": objective, "best/test/acc": acc,
@@ -61,7 +62,8 @@ def test_sort_filter_top() -> None:
     assert [r["method"] for r in only] == ["original", "retrain", "ssd"]
     with pytest.raises(UserError, match="no such metric"):
         leaderboard(RUNS, sort="test/acccc")
-    assert parse_sort("zrf") == ("zrf", "max") and parse_sort("gap/oracle:desc") == ("gap/oracle", "max")
+    assert parse_sort("zrf") == ("zrf", "max")
+    assert parse_sort("gap/oracle:desc") == ("gap/oracle", "max")
 
 
 def test_pareto_front() -> None:

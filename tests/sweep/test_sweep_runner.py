@@ -14,13 +14,16 @@ from raysweep.sweep.space import SEARCH_SPACES, load_sweep, parse_sweep, resolve
 from raysweep.sweep.tracking import error_reason, tracking_uri
 
 
-def _trial(tid: str, method: str = "ssd", result: dict | None = None, error_file: Path | None = None):
+def _trial(tid: str, method: str = "ssd", result: dict | None = None,
+           error_file: Path | None = None):
     return SimpleNamespace(trial_id=tid, config={"method": method, "seed": 0},
-                           last_result=result or {}, error_file=str(error_file) if error_file else None,
+                           last_result=result or {},
+                           error_file=str(error_file) if error_file else None,
                            get_error=lambda: None)
 
 
-def test_find_sweep_by_id_prefix_latest_and_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_sweep_by_id_prefix_latest_and_path(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAYSWEEP_HOME", str(tmp_path))
     for i, sid in enumerate(["abc12345", "abd99999"]):
         d = tmp_path / "sweeps" / sid
@@ -38,7 +41,8 @@ def test_find_sweep_by_id_prefix_latest_and_path(tmp_path: Path, monkeypatch: py
 
 def test_progress_counts_best_and_failure_budget(tmp_path: Path) -> None:
     err = tmp_path / "error.txt"
-    err.write_text("Traceback...\nraysweep.methods._base.MethodDivergedError: scrub diverged at epoch 2\n")
+    err.write_text("Traceback...\n"
+                   "raysweep.methods._base.MethodDivergedError: scrub diverged at epoch 2\n")
     p = Progress(tmp_path, total=4, max_failed=1, objective_key="objective", objective_mode="min")
     p.on_trial_start(0, [], _trial("a"))
     p.on_trial_complete(0, [], _trial("a", result={"best/objective": 0.5, "epoch": 1}))
@@ -59,7 +63,8 @@ def test_error_reason_is_the_exception_line(tmp_path: Path) -> None:
     err = tmp_path / "error.txt"
     err.write_text("Failure # 1\nTraceback (most recent call last):\n  File x\n"
                    "raysweep.sweep.trainable.TrialFailure: finetune: non-finite model outputs\n")
-    assert error_reason(_trial("x", error_file=err)).endswith("TrialFailure: finetune: non-finite model outputs")
+    assert error_reason(_trial("x", error_file=err)).endswith(
+        "TrialFailure: finetune: non-finite model outputs")
     assert error_reason(_trial("y")) == "trial failed (no error text)"
 
 
@@ -83,7 +88,8 @@ def test_dry_run_plan_counts_trials() -> None:
     assert plan["searcher_metrics"] == {"best/objective": "min"}
 
 
-def test_tracking_uri_default_is_an_absolute_sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracking_uri_default_is_an_absolute_sqlite_file(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     assert tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -111,7 +117,7 @@ def test_objective_terms_the_workload_cannot_compute_fail_before_anything_is_wri
             "dist/js": 0.0, "dist/probe/val": 0.0, "rel/heldout_drop/val": 0.0}
     check_objective_computable(spec, {"retrain": full}, "w")
     partial = {k: v for k, v in full.items() if k != "dist/probe/val"}
-    with pytest.raises(ConfigError, match="objective.w_probe: 0"):
+    with pytest.raises(ConfigError, match=r"objective.w_probe: 0"):
         check_objective_computable(spec, {"retrain": partial}, "w")
     no_probe = parse_sweep({"method": "ssd", "parameters": {}, "objective": {"w_probe": 0}})
     check_objective_computable(no_probe, {"retrain": partial}, "w")
@@ -129,7 +135,7 @@ def test_a_sweep_written_with_the_old_objective_fails_with_one_line(tmp_path) ->
     d = tmp_path / "abc123"
     d.mkdir()
     (d / "spec.json").write_text(json.dumps(spec))
-    with pytest.raises(UserError, match="old objective.*raysweep leaderboard --sweep abc123"):
+    with pytest.raises(UserError, match=r"old objective.*raysweep leaderboard --sweep abc123"):
         load_spec(d)
 
 
@@ -154,5 +160,5 @@ def test_weights_that_let_the_untouched_original_beat_the_oracle_are_refused() -
             "original": {**zero, "dist/forget_acc": 1.0, "dist/js": 0.5, "cost/ratio": 0.0}}
     check_original_loses(parse_sweep({"method": "ssd", "parameters": {}}), refs, "w")
     greedy = parse_sweep({"method": "ssd", "parameters": {}, "objective": {"w_cost": 2.0}})
-    with pytest.raises(ConfigError, match="untouched original.*lower objective.w_cost"):
+    with pytest.raises(ConfigError, match=r"untouched original.*lower objective.w_cost"):
         check_original_loses(greedy, refs, "w")

@@ -129,7 +129,8 @@ class _Inner:
         self.n += 1
         return {"method": "ssd", "ssd": {"selection_weighting": float(self.n)}}
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
         self.told.append((trial_id, result, error))
 
     def save(self, path: str) -> None: ...
@@ -173,7 +174,8 @@ def test_seed_replicator_averages_every_objective() -> None:
 
 def test_make_search_enqueues_the_whole_grid(tmp_path: Path) -> None:
     spec = _spec({"methods": {
-        "finetune": {"parameters": {"lr": {"values": [0.01, 0.1]}, "epochs": {"min": 1, "max": 2}}},
+        "finetune": {"parameters": {"lr": {"values": [0.01, 0.1]},
+                                    "epochs": {"min": 1, "max": 2}}},
         "ssd": {"parameters": {"selection_weighting": {"values": [1.0, 10.0]}}}},
         "search": {"algorithm": "grid", "max_concurrent": 1}})
     assert spec.num_configs() == 6

@@ -91,7 +91,8 @@ def test_yaml_exponent_without_dot_is_a_number() -> None:
     ({"method": "scrub", "objective": {"w_cost": 0.1},
       "search": {"early_terminate": {"type": "asha"}}},
      "cannot be combined with a cost or time objective"),
-    ({"method": "scrub", "objective": {"w_gap": 1}}, "objective.w_gap belongs to the old objective"),
+    ({"method": "scrub", "objective": {"w_gap": 1}},
+     "objective.w_gap belongs to the old objective"),
     ({"method": "scrub", "objective": {"w_mia": float("nan")}}, "objective.w_mia"),
     ({"method": "scrub", "budget": {"max_cost_ratio": 0}}, "budget.max_cost_ratio"),
     ({"method": "scrub", "search": {"algorithm": "cmaes"},
@@ -131,7 +132,8 @@ def test_resolve_fills_bundled_spaces_and_folds_method() -> None:
     spec = _resolve({"methods": ["ssd", "scrub"]})
     assert set(spec.spaces()) == {"ssd", "scrub"}
     assert "selection_weighting" in spec.spaces()["ssd"]
-    single = _resolve({"method": "ssd", "parameters": {"selection_weighting": {"min": 1.0, "max": 2.0}}})
+    single = _resolve({"method": "ssd",
+                       "parameters": {"selection_weighting": {"min": 1.0, "max": 2.0}}})
     assert single.method is None and list(single.spaces()) == ["ssd"]
 
 
@@ -192,7 +194,7 @@ def test_overrides_apply_before_validation(tmp_path: Path) -> None:
                       ["search.num_samples=7", "methods.ssd.parameters.dampening_constant.max=3"])
     assert spec.num_configs() == 7
     assert spec.spaces()["ssd"]["dampening_constant"].max == 3
-    with pytest.raises(ConfigError, match="search.num_samples"):
+    with pytest.raises(ConfigError, match=r"search.num_samples"):
         load_sweep(SEARCH_SPACES / "sweeps" / "smoke.yaml", ["search.num_samples=0"])
 
 

@@ -1,4 +1,5 @@
-"""The trainable, run in-process on the digits workload (no Ray): reports, budget, resume, failures."""
+"""The trainable, run in-process on the digits workload (no Ray): reports, budget, resume,
+failures."""
 
 from __future__ import annotations
 

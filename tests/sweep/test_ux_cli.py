@@ -126,7 +126,8 @@ def _one_error_line(err: str) -> str:
 
 # -- one meaning per column, legends, raw machine-readable output ------------------------------
 
-def test_table_headers_carry_units_and_a_legend(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_table_headers_carry_units_and_a_legend(env: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = _cli(capsys, "leaderboard", "--sweep", "aaaa1111")
     assert rc == 0
     assert "Acc_r (%)" in out and "Acc_f (%)" in out
@@ -135,7 +136,8 @@ def test_table_headers_carry_units_and_a_legend(env: Path, capsys: pytest.Captur
     assert "Objective:" in out and "1*forget" in out
 
 
-def test_csv_and_json_carry_raw_values_and_full_run_ids(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_csv_and_json_carry_raw_values_and_full_run_ids(
+        env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = _cli(capsys, "leaderboard", "--sweep", "aaaa1111", "--format", "csv")
     assert rc == 0
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -210,11 +212,12 @@ def test_leaderboard_across_sweeps(env: Path, capsys: pytest.CaptureFixture[str]
 
 # -- a configuration repeated on one seed is not several seeds; budget stops are visible ------
 
-def test_repeats_are_not_seeds_and_budget_stops_show(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, _ = _cli(capsys, "leaderboard", "--sweep", "bbbb2222", "--format", "json")
+def test_repeats_are_not_seeds_and_budget_stops_show(env: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    _rc, out, _ = _cli(capsys, "leaderboard", "--sweep", "bbbb2222", "--format", "json")
     ft = next(r for r in json.loads(out) if r["method"] == "finetune")
     assert ft["n_seeds"] == 1 and ft["n_trials"] == 2
-    rc, out, _ = _cli(capsys, "leaderboard", "--sweep", "aaaa1111")
+    _rc, out, _ = _cli(capsys, "leaderboard", "--sweep", "aaaa1111")
     assert "Budget stop" in out
     _rc, out, _ = _cli(capsys, "leaderboard", "--sweep", "aaaa1111", "--format", "json")
     assert next(r for r in json.loads(out) if r["method"] == "finetune")["budget_stopped"] == 1
@@ -222,7 +225,8 @@ def test_repeats_are_not_seeds_and_budget_stops_show(env: Path, capsys: pytest.C
 
 # -- sweeps, status, store rule ----------------------------------------------------------------
 
-def test_sweeps_lists_state_workload_methods_best(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweeps_lists_state_workload_methods_best(env: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = _cli(capsys, "sweeps", "--format", "json")
     assert rc == 0
     doc = json.loads(out)
@@ -234,7 +238,8 @@ def test_sweeps_lists_state_workload_methods_best(env: Path, capsys: pytest.Capt
     assert rc == 0 and "interrupted" in out and "Best method" in out
 
 
-def test_status_after_interrupt_says_nothing_runs(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_after_interrupt_says_nothing_runs(env: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = _cli(capsys, "status", "cccc3333")
     assert rc == 0 and "interrupted" in out
     assert "running" not in out.replace("status: ", "")
@@ -280,7 +285,8 @@ def test_export_best_configuration(env: Path, capsys: pytest.CaptureFixture[str]
     assert rc == 2 and "ssd" in _one_error_line(err) and not (env / "x.yaml").exists()
 
 
-def test_unlearn_config_rejects_a_foreign_file(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unlearn_config_rejects_a_foreign_file(env: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     bad = env / "notexport.yaml"
     bad.write_text("workload: digits-class\nmethod: ssd\n")
     rc, _out, err = _cli(capsys, "unlearn", "--config", str(bad))
@@ -327,7 +333,8 @@ def test_read_only_commands_import_neither_torch_nor_ray(env: Path) -> None:
 
 # -- a space with nothing to search runs once per seed, and says so ----------------------------
 
-def test_nothing_to_search_runs_once_per_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_nothing_to_search_runs_once_per_seed(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     space = tmp_path / "defaults.yaml"
     space.write_text("schema_version: 1\nworkload: digits-class\nmethod: ssd\n"
                      "search: {num_samples: 6}\nseeds: [0, 1]\n")
@@ -341,7 +348,8 @@ def test_nothing_to_search_runs_once_per_seed(tmp_path: Path, capsys: pytest.Cap
 
 # -- budget stops and the ETA in progress lines; Ray's own resume hint is dropped --------------
 
-def test_progress_lines_show_budget_stops_and_eta(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_lines_show_budget_stops_and_eta(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace
 
     import raysweep.sweep.runner as runner
@@ -364,11 +372,14 @@ def test_rays_restore_hint_is_filtered() -> None:
     from raysweep.sweep.runner import _QuietTrialErrors
 
     rec = logging.LogRecord("ray.tune.tune", logging.WARNING, "", 0,
-                            "Experiment has been interrupted, but the most recent state was saved.\n"
-                            "Resume experiment with: Tuner.restore(path=\"x\", trainable=...)",
+                            "Experiment has been interrupted, but the most recent state was "
+                            "saved.\n"
+                            "Resume experiment with: "
+                            "Tuner.restore(path=\"x\", trainable=...)",
                             None, None)
     assert not _QuietTrialErrors().filter(rec)
-    other = logging.LogRecord("ray.tune.tune", logging.WARNING, "", 0, "something else", None, None)
+    other = logging.LogRecord("ray.tune.tune", logging.WARNING, "", 0, "something else",
+                              None, None)
     assert _QuietTrialErrors().filter(other)
 
 

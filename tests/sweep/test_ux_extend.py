@@ -45,7 +45,8 @@ def test_extended_spec_refuses_what_the_space_cannot_give() -> None:
     assert extended_spec(spec(num_samples=3), 4, "s").search.num_samples == 7
     grid = spec(algorithm="grid", num_samples=1)
     assert extended_spec(grid, 1, "s").num_configs() == 2
-    with pytest.raises(UserError, match=r"grid has 2 points and 1 were scheduled; use at most \+1"):
+    with pytest.raises(UserError,
+                       match=r"grid has 2 points and 1 were scheduled; use at most \+1"):
         extended_spec(grid, 2, "s")
     with pytest.raises(UserError, match="none is left"):
         extended_spec(spec(algorithm="grid"), 1, "s")
@@ -105,8 +106,8 @@ def test_storage_without_its_driver_or_directory_stops_before_anything_is_writte
 
 @pytest.mark.slow
 @pytest.mark.parametrize("storage", ["journal", "sqlite"])
-def test_extend_a_finished_sweep_and_load_its_best_model(sweep_env: Path, storage: str,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_extend_a_finished_sweep_and_load_its_best_model(
+        sweep_env: Path, storage: str, capsys: pytest.CaptureFixture[str]) -> None:
     import mlflow
     import mlflow.pyfunc
     import mlflow.pytorch

@@ -38,7 +38,8 @@ def sweep_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         params = {"method": m}
         dists: dict = {"method": method}
         if m == "ssd":
-            params.update({"ssd/selection_weighting": 1.0 + i, "ssd/dampening_constant": 0.5 + i / 10})
+            params.update({"ssd/selection_weighting": 1.0 + i,
+                           "ssd/dampening_constant": 0.5 + i / 10})
             dists.update({"ssd/selection_weighting": FloatDistribution(1, 100, log=True),
                           "ssd/dampening_constant": FloatDistribution(0.5, 2)})
         else:
@@ -48,8 +49,8 @@ def sweep_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return d
 
 
-def test_history_colours_methods_and_ignores_an_outlier(sweep_dir: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_history_colours_methods_and_ignores_an_outlier(
+        sweep_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = sweep_dir.parent / "h.html"
     assert main(["plot", "plot1234", "--kind", "history", "-o", str(out)]) == 0
     html = out.read_text()
@@ -57,7 +58,8 @@ def test_history_colours_methods_and_ignores_an_outlier(sweep_dir: Path,
     assert "1 point(s) off the range shown" in html
     low, high = robust_range([0.5, 0.4, 0.45, 0.3, 0.35, 0.32, 1000.0], 0.3)
     assert high < 1000.0 and low < 0.3
-    assert main(["plot", "plot1234", "--kind", "history", "-o", str(sweep_dir.parent / "h.png")]) == 0
+    assert main(["plot", "plot1234", "--kind", "history",
+                 "-o", str(sweep_dir.parent / "h.png")]) == 0
 
 
 def test_importance_and_parallel_are_per_method(sweep_dir: Path,
@@ -66,7 +68,8 @@ def test_importance_and_parallel_are_per_method(sweep_dir: Path,
     assert main(["plot", "plot1234", "--kind", "importance", "-o", "i.html"]) == 2
     err = capsys.readouterr().err
     assert re.search(r"--method \(finetune, ssd\)", err)
-    assert main(["plot", "plot1234", "--kind", "importance", "-o", "i.html", "--method", "ssd"]) == 0
+    assert main(["plot", "plot1234", "--kind", "importance", "-o", "i.html",
+                 "--method", "ssd"]) == 0
     html = Path("i.html").read_text()
     assert "selection_weighting" in html and "ssd/" not in html
     assert main(["plot", "plot1234", "--kind", "parallel", "-o", "p.png", "--method", "ssd"]) == 0

@@ -14,7 +14,8 @@ from raysweep.sweep.space import SEARCH_SPACES
 pytestmark = pytest.mark.slow
 
 
-def test_run_leaderboard_export_unlearn(sweep_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_leaderboard_export_unlearn(sweep_env: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     import raysweep
 
     outcome = raysweep.run(SEARCH_SPACES / "sweeps" / "smoke.yaml",

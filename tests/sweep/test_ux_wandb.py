@@ -29,11 +29,14 @@ def _plan(capsys: pytest.CaptureFixture[str], path: Path) -> dict:
     return json.loads(capsys.readouterr().out)["spec"]
 
 
-def test_exact_wandb_spellings_are_translated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exact_wandb_spellings_are_translated(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(tmp_path, method="bayes", metric={"name": "composite", "goal": "minimize"},
                   methods={"ssd": {"parameters": {
-                      "selection_weighting": {"distribution": "log_uniform_values", "min": 1, "max": 100},
-                      "dampening_constant": {"distribution": "q_uniform", "min": 0.1, "max": 5, "q": 0.1}}}})
+                      "selection_weighting": {"distribution": "log_uniform_values",
+                                              "min": 1, "max": 100},
+                      "dampening_constant": {"distribution": "q_uniform",
+                                             "min": 0.1, "max": 5, "q": 0.1}}}})
     spec = _plan(capsys, path)
     assert spec["search"]["algorithm"] == "tpe"
     assert spec["objectives"][0]["metric"] == "composite"
@@ -54,7 +57,8 @@ def test_exact_wandb_spellings_are_translated(tmp_path: Path, capsys: pytest.Cap
     ({"methods": {"ssd": {"parameters": {"selection_weighting": {
         "distribution": "normal", "mu": 1, "sigma": 1}}}}}, "uniform"),
 ])
-def test_wandb_keys_without_exact_meaning_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_wandb_keys_without_exact_meaning_exit_2(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str],
                                                  changes: dict, says: str) -> None:
     path = _write(tmp_path, **changes)
     assert main(["validate", str(path)]) == 2
@@ -64,8 +68,8 @@ def test_wandb_keys_without_exact_meaning_exit_2(tmp_path: Path, capsys: pytest.
     assert str(path) in lines[0] and says in lines[0]
 
 
-def test_sweep_tags_and_description_go_to_the_parent_run(tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_tags_and_description_go_to_the_parent_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from raysweep.sweep._state import SweepState
     from raysweep.sweep.runner import parent_run_tags
     from raysweep.sweep.space import parse_sweep

@@ -139,7 +139,8 @@ def load_dataset(name: str, root: str | None = None, **options: Any) -> LoadedDa
     accepted = [p for p in inspect.signature(loader).parameters if p != "root"]
     for key in options:
         if key not in accepted:
-            raise ConfigError(f"dataset {name!r}: unknown option {key!r}{did_you_mean(key, accepted)} "
+            raise ConfigError(f"dataset {name!r}: unknown option {key!r}"
+                              f"{did_you_mean(key, accepted)} "
                               f"(valid: {', '.join(accepted) or 'none'})")
     _check_option_types(name, loader, options)
     return loader(root=root, **options)

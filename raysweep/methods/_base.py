@@ -35,10 +35,10 @@ import copy
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -261,7 +261,8 @@ def get_method(name: str) -> MethodInfo:
     return _METHODS[name]
 
 
-def make_config(name: str, values: dict[str, Any] | None = None, *, where: str = "") -> MethodConfig:
+def make_config(name: str, values: dict[str, Any] | None = None, *,
+                where: str = "") -> MethodConfig:
     """Validate ``values`` against the method's config; errors name field, value and rule."""
     info = get_method(name)
     try:
@@ -272,7 +273,8 @@ def make_config(name: str, values: dict[str, Any] | None = None, *, where: str =
         prefix = f"{where}: " if where else ""
         if err["type"] == "extra_forbidden":
             fields = list(info.config.model_fields)
-            raise ConfigError(f"{prefix}{name}: unknown parameter {loc!r}{did_you_mean(loc, fields)} "
+            raise ConfigError(f"{prefix}{name}: unknown parameter {loc!r}"
+                              f"{did_you_mean(loc, fields)} "
                               f"(valid: {', '.join(fields)})") from None
         raise ConfigError(f"{prefix}{name}.{loc}: {error_message(err)}, got {err.get('input')!r} "
                           f"(see: raysweep methods show {name})") from None
@@ -459,7 +461,8 @@ def run_method(name: str, model: nn.Module, data: UnlearnData, cfg: MethodConfig
     start = time.perf_counter()
     stopped = False
     with counter.counting(model, ctx.original):
-        gen = info.fn(model, view, cfg, ctx)
+        # a method is a generator function (see the module docstring), so the run can close it
+        gen = cast(Generator[EpochEnd, None, None], info.fn(model, view, cfg, ctx))
         try:
             for event in gen:
                 if not isinstance(event, EpochEnd):
@@ -474,7 +477,8 @@ def run_method(name: str, model: nn.Module, data: UnlearnData, cfg: MethodConfig
                 bad = {k: v for k, v in event.metrics.items() if not math.isfinite(float(v))}
                 if bad:
                     raise MethodDivergedError(
-                        f"{name} diverged at epoch {event.epoch} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
+                        f"{name} diverged at epoch {event.epoch} "
+                        f"({', '.join(f'{k}={v}' for k, v in bad.items())}); "
                         f"lower the learning rate or change the config")
                 history.append(event)
                 elapsed = time.perf_counter() - start - guard_seconds

@@ -35,9 +35,10 @@ def classifier_head(model: nn.Module) -> tuple[str, nn.Linear]:
     return linears[-1]
 
 
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d | nn.Linear]]:
     """Every ``Conv2d``; without one, every ``Linear`` except the classifier head."""
-    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    convs: list[tuple[str, nn.Conv2d | nn.Linear]] = [
+        (n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if convs:
         return convs
     head_name, _ = classifier_head(model)
@@ -45,7 +46,7 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if isinstance(m, nn.Linear) and n != head_name]
 
 
-def first_layer(model: nn.Module) -> tuple[str, nn.Module]:
+def first_layer(model: nn.Module) -> tuple[str, nn.Conv2d | nn.Linear]:
     """The first ``Conv2d`` in module order, else the first ``Linear``."""
     for kind in (nn.Conv2d, nn.Linear):
         for n, m in model.named_modules():

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 __all__ = ["kl_to_target", "cycle_loader", "random_subset", "batch_to", "mean"]
 
 
-def kl_to_target(student_logits: torch.Tensor, target_probs: torch.Tensor, temperature: float = 1.0,
-                 reduction: str = "batchmean") -> torch.Tensor:
+def kl_to_target(student_logits: torch.Tensor, target_probs: torch.Tensor,
+                 temperature: float = 1.0, reduction: str = "batchmean") -> torch.Tensor:
     """KL(target || student) with the student at temperature ``T``; ``target_probs`` are already
     softened by the caller. Multiplied by T^2 (Hinton et al.) so gradients keep their scale."""
     log_p = F.log_softmax(student_logits / temperature, dim=1)

@@ -60,7 +60,8 @@ def replace_readme_table(path: str | Path, table: str | None = None) -> bool:
     text = path.read_text()
     m = _TABLE.search(text)
     if m is None:
-        raise ValueError(f"{path}: no method table (a line starting '| method | what it does |') to replace")
+        raise ValueError(f"{path}: no method table (a line starting '| method | what it does |') "
+                         f"to replace")
     new = text[:m.start()] + (table if table is not None else readme_table()) + text[m.end():]
     if new == text:
         return False

@@ -259,6 +259,7 @@ def impair_repair(model: nn.Module, data: UnlearnData, cfg: ImpairRepairConfig,
                 if logits is None:
                     logits = out.new_empty((len(idx), out.shape[1]))
                 logits[~is_noise] = out
+            assert logits is not None  # a batch has at least one row
         else:
             x = noise.new_empty((len(idx), *noise.shape[1:]))
             x[is_noise], x[~is_noise] = noise[nidx], xr.to(noise.dtype)
@@ -273,6 +274,6 @@ def impair_repair(model: nn.Module, data: UnlearnData, cfg: ImpairRepairConfig,
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.repair_lr)
     for epoch in range(cfg.repair_epochs):
-        loss = ce_epoch(model, data.loader(sub, cfg.batch_size, seed=ctx.seed + 1 + epoch), opt,
-                        ctx.device)
-        yield EpochEnd(2 + epoch, {"repair_loss": loss})
+        repair_loss = ce_epoch(model, data.loader(sub, cfg.batch_size, seed=ctx.seed + 1 + epoch),
+                               opt, ctx.device)
+        yield EpochEnd(2 + epoch, {"repair_loss": repair_loss})

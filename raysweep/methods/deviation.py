@@ -61,7 +61,7 @@ class DeviationConfig(MethodConfig):
     batch_size: int = Field(64, ge=1, le=8192, description="retain batch size (code: 64)")
 
 
-def perturbed_layers(model: nn.Module, layers: str) -> list[tuple[str, nn.Module]]:
+def perturbed_layers(model: nn.Module, layers: str) -> list[tuple[str, nn.Conv2d | nn.Linear]]:
     return [first_layer(model)] if layers == "first" else weight_layers(model)
 
 

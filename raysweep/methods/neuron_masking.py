@@ -24,7 +24,7 @@ a superset of the notebook's units at the same threshold.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from pydantic import Field
@@ -160,7 +160,9 @@ def neuron_masking(model: nn.Module, data: UnlearnData, cfg: NeuronMaskingConfig
     with torch.no_grad():
         for layer in order:
             chosen = select_units(forget_mean[layer], retain_mean.get(layer), cfg).to(ctx.device)
-            layer.weight[:, chosen] = 0   # the weights reading a silenced unit
+            # a Conv2d or Linear (see _targets); torch types Module attributes as Tensor | Module
+            weight = cast(torch.Tensor, layer.weight)
+            weight[:, chosen] = 0   # the weights reading a silenced unit
             masked += int(chosen.sum())
             total += len(chosen)
     yield EpochEnd(1, {"masked_units": float(masked), "masked_fraction": masked / max(1, total)})

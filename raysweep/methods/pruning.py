@@ -67,7 +67,7 @@ class PruningConfig(MethodConfig):
 
 def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
     """``(module, "weight"|"bias")`` for every Conv2d and Linear layer."""
-    out = []
+    out: list[tuple[nn.Module, str]] = []
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             out.append((m, "weight"))

@@ -104,8 +104,9 @@ def pseudo_label(model: nn.Module, data: UnlearnData, cfg: PseudoLabelConfig,
     orig_logits, _ = predict_logits(ctx.original, data.forget, device=dev)
 
     tuned = enable_grad(copy.deepcopy(ctx.original))
-    opt = torch.optim.SGD(tuned.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
+    opt: torch.optim.Optimizer = torch.optim.SGD(tuned.parameters(), lr=cfg.lr,
+                                                 momentum=cfg.momentum,
+                                                 weight_decay=cfg.weight_decay)
     for e in range(cfg.finetune_epochs):
         _train(tuned, data.retain, opt, cfg.batch_size, dev, ctx.seed + 100 + e)
     tuned_logits, _ = predict_logits(tuned, data.forget, device=dev)

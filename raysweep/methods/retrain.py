@@ -22,9 +22,12 @@ from raysweep.training import make_optimizer
 
 
 class RetrainConfig(MethodConfig):
-    epochs: int | None = Field(None, ge=1, le=1000, description="epochs (default: the workload's recipe)")
-    lr: float | None = Field(None, gt=0, le=10, description="learning rate (default: the recipe's)")
-    optimizer: Literal["sgd", "adam", "adamw"] | None = Field(None, description="default: the recipe's")
+    epochs: int | None = Field(None, ge=1, le=1000,
+                               description="epochs (default: the workload's recipe)")
+    lr: float | None = Field(None, gt=0, le=10,
+                             description="learning rate (default: the recipe's)")
+    optimizer: Literal["sgd", "adam", "adamw"] | None = Field(None,
+                                                              description="default: the recipe's")
     batch_size: int | None = Field(None, ge=1, le=65536, description="default: the recipe's")
 
 
@@ -41,8 +44,8 @@ def retrain(model: nn.Module, data: UnlearnData, cfg: RetrainConfig,
     with torch.no_grad():
         model.load_state_dict(fresh.state_dict())
     del fresh
-    opt = make_optimizer(model.parameters(), cfg.optimizer or recipe.optimizer, cfg.lr or recipe.lr,
-                         recipe.momentum, recipe.weight_decay)
+    opt = make_optimizer(model.parameters(), cfg.optimizer or recipe.optimizer,
+                         cfg.lr or recipe.lr, recipe.momentum, recipe.weight_decay)
     loader_bs = cfg.batch_size or recipe.batch_size
     steps = epochs * max(1, -(-len(data.retain) // loader_bs))
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)

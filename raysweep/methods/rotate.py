@@ -21,6 +21,7 @@ operation.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeVar, cast
 
 import torch
 from pydantic import Field
@@ -45,8 +46,12 @@ class RotateConfig(MethodConfig):
     batch_size: int = Field(64, ge=1, le=8192, description="retain batch size (code: 64)")
 
 
-def _swap(pair: object) -> object:
-    return tuple(reversed(pair)) if isinstance(pair, tuple) and len(pair) == 2 else pair
+_T = TypeVar("_T")
+
+
+def _swap(pair: _T) -> _T:
+    # a reversed 2-tuple has the type of the pair (Conv2d's ``tuple[int, ...]`` fields)
+    return cast(_T, tuple(reversed(pair))) if isinstance(pair, tuple) and len(pair) == 2 else pair
 
 
 @torch.no_grad()

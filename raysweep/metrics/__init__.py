@@ -79,16 +79,16 @@ from raysweep.metrics.sape import sape
 
 __all__ = [
     # outputs
-    "SPLITS", "SplitOutputs", "ModelOutputs", "forward_splits", "feature_layer", "softmax", "log_softmax",
-    "cross_entropy",
+    "SPLITS", "SplitOutputs", "ModelOutputs", "forward_splits", "feature_layer", "softmax",
+    "log_softmax", "cross_entropy",
     # all metrics at once; the ones selection reads
     "evaluate", "evaluate_selection", "SELECTION_SPLITS",
     # accuracy
     "accuracy", "per_class_accuracy", "class_split_accuracy", "relative_accuracy",
     "precision_recall_f1", "confusion_matrix",
     # membership inference
-    "mia_lr", "mia_catboost", "mia_member_rate", "prediction_entropy", "nonmember_mask", "balanced_subsample", "LRAttackResult",
-    "CatBoostAttackResult",
+    "mia_lr", "mia_catboost", "mia_member_rate", "prediction_entropy", "nonmember_mask",
+    "balanced_subsample", "LRAttackResult", "CatBoostAttackResult",
     # divergences
     "js_divergence", "js_from_logits", "zrf", "zrf_reference_code",
     # SAPE, relearn time
@@ -96,8 +96,8 @@ __all__ = [
     # objective
     "composite_score", "ObjectiveConfig", "SELECTION_SPLIT", "REPORT_SPLIT",
     # oracle-referenced terms
-    "TERMS", "HELDOUT_SPLITS", "raw_terms", "oracle_distances", "term_spread", "loss_auc", "membership_rows",
-    "representation_probe",
+    "TERMS", "HELDOUT_SPLITS", "raw_terms", "oracle_distances", "term_spread", "loss_auc",
+    "membership_rows", "representation_probe",
     # the metric registry
     "METRICS", "MetricInfo", "metric_info", "register_metric", "UnknownMetricError",
 ]

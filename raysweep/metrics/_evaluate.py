@@ -24,7 +24,8 @@ key                            meaning
 ``mia/lr_n``                   samples per side of that attack
 ``mia/lr_class_matched``       1 when the non-members are test samples of the forgotten classes
 ``mia/lr_auc_gap_oracle``      ``|auc - auc^RT|`` (needs ``retrain``; same attack on the oracle)
-``mia/member_rate``            paper 000's MIA: share of D_f a loss attack (D_r vs test) calls members
+``mia/member_rate``            paper 000's MIA: share of D_f a loss attack (D_r vs test) calls
+                               members
 ``mia/catboost``               paper 004: TN / |D_f| of a CatBoost attack (``catboost=True``)
 ``mia/catboost_attack_acc``    held-out accuracy of that attacker on retain vs test
 ``zrf``                        1 - mean JS(model, random teacher) on D_f (batchmean, nats)
@@ -79,7 +80,8 @@ from raysweep.metrics.sape import sape
 __all__ = ["evaluate", "evaluate_selection", "oracle_lr_auc", "SELECTION_SPLITS"]
 
 #: The splits that selection reads (see :func:`evaluate_selection`); ``retain`` only as the
-#: membership probe's rows under random forgetting (:func:`~raysweep.metrics.oracle.membership_rows`).
+#: membership probe's rows under random forgetting
+#: (:func:`~raysweep.metrics.oracle.membership_rows`).
 SELECTION_SPLITS: tuple[str, ...] = ("forget", "val")
 
 
@@ -192,7 +194,8 @@ def evaluate(outputs: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
     if retrain is not None:
         rf, rt = retrain["forget"], retrain["test"]
         acc_f_rt = accuracy(rf.logits, rf.labels)
-        _put(m, "gap/oracle", abs(acc_f - acc_f_rt) + abs(acc_t - heldout_accuracy(rt, forget_classes)[0]))
+        _put(m, "gap/oracle",
+             abs(acc_f - acc_f_rt) + abs(acc_t - heldout_accuracy(rt, forget_classes)[0]))
         _put(m, "sape/acc_err_oracle", sape(accuracy(t.logits, t.labels),
                                             accuracy(rt.logits, rt.labels)))
         _put(m, "sape/acc_dis", sape(acc_f, acc_f_rt))

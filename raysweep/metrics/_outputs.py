@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
     from raysweep.data.bundle import UnlearnData
 
-__all__ = ["SPLITS", "SplitOutputs", "ModelOutputs", "forward_splits", "feature_layer", "softmax", "log_softmax",
-           "cross_entropy"]
+__all__ = ["SPLITS", "SplitOutputs", "ModelOutputs", "forward_splits", "feature_layer", "softmax",
+           "log_softmax", "cross_entropy"]
 
 #: The splits an :class:`ModelOutputs` holds, in the order they are evaluated.
 SPLITS: tuple[str, ...] = ("forget", "retain", "val", "test")
@@ -124,7 +124,9 @@ class ModelOutputs:
             if out.features is not None:
                 arrays[f"{name}__features"] = out.features
         with open(path, "wb") as fh:  # a file object keeps numpy from appending ".npz"
-            np.savez_compressed(fh, **arrays)
+            # numpy's stub lets **kwds match its ``allow_pickle: bool`` too; every key here is
+            # an array name ("__version__" or "<split>__<field>"), never allow_pickle.
+            np.savez_compressed(fh, **cast(dict[str, Any], arrays))
 
     @classmethod
     def from_npz(cls, path: str | os.PathLike[str]) -> ModelOutputs:

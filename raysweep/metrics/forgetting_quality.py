@@ -165,7 +165,8 @@ def _epsilon(fpr: np.ndarray, fnr: np.ndarray, delta: float) -> np.ndarray:
 
 def bucket_index(epsilons: np.ndarray, *, width: float = BUCKET_WIDTH,
                  n_buckets: int = N_BUCKETS) -> np.ndarray:
-    """``floor(ε / width)``, everything from ``(n_buckets - 1) * width`` on (inf too) in the last."""
+    """``floor(ε / width)``, everything from ``(n_buckets - 1) * width`` on (inf too) in the
+    last."""
     if not width > 0 or not np.isfinite(width):
         raise ValueError(f"width must be a positive number, got {width!r}")
     if int(n_buckets) != n_buckets or n_buckets < 1:
@@ -256,7 +257,8 @@ def lira_attack(unlearned: np.ndarray, retrained: np.ndarray, *, seed: int = 0,
         mu_in, sd_in = _gaussian(u[:, halves_u[fit]], min_std)
         mu_out, sd_out = _gaussian(r[:, halves_r[fit]], min_std)
 
-        def llr(x: np.ndarray) -> np.ndarray:
+        def llr(x: np.ndarray, mu_in: np.ndarray = mu_in, sd_in: np.ndarray = sd_in,
+                mu_out: np.ndarray = mu_out, sd_out: np.ndarray = sd_out) -> np.ndarray:
             return (_log_normal(x, mu_in[:, None], sd_in[:, None])
                     - _log_normal(x, mu_out[:, None], sd_out[:, None]))
 

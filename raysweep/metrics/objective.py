@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -101,7 +101,13 @@ def _get(metrics: Mapping[str, float], key: str, why: str) -> float:
     return float(metrics[key])
 
 
-_W = {"ge": 0, "le": 1000, "allow_inf_nan": False}
+class _WeightBounds(TypedDict):
+    ge: int
+    le: int
+    allow_inf_nan: bool
+
+
+_W: _WeightBounds = {"ge": 0, "le": 1000, "allow_inf_nan": False}
 
 
 class ObjectiveConfig(BaseModel):

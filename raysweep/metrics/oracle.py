@@ -145,13 +145,14 @@ def representation_probe(forget: np.ndarray, heldout: np.ndarray, heldout_target
 
 def _probe_rows(out: ModelOutputs, split: str, matched: np.ndarray | None,
                 seed: int) -> np.ndarray | None:
-    """The probe's probability for every D_f row, fitted on ``split`` (see the module docstring)."""
+    """The probe's probability for every D_f row, fitted on ``split`` (see the module
+    docstring)."""
     f, h = out["forget"], out[split]
     if f.features is None or h.features is None:
         return None
     if matched is not None:  # "is this a sample of the forgotten kind?"
         return representation_probe(f.features, h.features, matched, seed=seed)
-    r = out.get("retain", None)
+    r = out.splits.get("retain")
     if r is None or r.features is None or len(r) == 0:
         return None
     # Membership: D_r (1) vs held-out (0), balanced, as many members as non-members.
@@ -253,8 +254,8 @@ def term_spread(out: ModelOutputs, *, forget_classes: tuple[int, ...] = (),
 
     Accuracies: binomial ``sqrt(p (1 - p) / n)``. Attack AUC: standard deviation over
     ``n_boot`` bootstrap resamples of members and non-members. Probe: standard error of the
-    mean D_f probability (the probe itself is fitted once). ``dist/js`` (needs ``reference``, the oracle's
-    outputs): standard error of the mean per-sample divergence.
+    mean D_f probability (the probe itself is fitted once). ``dist/js`` (needs ``reference``, the
+    oracle's outputs): standard error of the mean per-sample divergence.
     """
     matched = dict(matched or {})
     rng = np.random.default_rng(seed)

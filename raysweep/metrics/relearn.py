@@ -29,6 +29,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
     from torch import nn
+    from torch.utils.data import Dataset
 
     from raysweep.data.bundle import UnlearnData
 
@@ -85,7 +86,7 @@ def relearn_time(model: nn.Module, data: UnlearnData, original_forget_acc: float
 
     if forget_acc() >= target:
         return 0.0
-    train_set = forget
+    train_set: Dataset = forget
     if max_samples is not None and len(forget) > max_samples:
         rng = np.random.default_rng(seed)
         train_set = Subset(forget, np.sort(rng.choice(len(forget), max_samples, replace=False))
@@ -102,7 +103,6 @@ def relearn_time(model: nn.Module, data: UnlearnData, original_forget_acc: float
             opt.zero_grad(set_to_none=True)
             loss_fn(twin(x.to(dev)), y.to(dev)).backward()
             opt.step()
-            if b in checks:
-                if forget_acc() >= target:  # predict_logits restores train mode
-                    return float(epoch + b / n_batches)
+            if b in checks and forget_acc() >= target:  # predict_logits restores train mode
+                return float(epoch + b / n_batches)
     return float(max_epochs)

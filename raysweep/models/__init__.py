@@ -14,4 +14,5 @@ from raysweep.models._factory import (
     register_model,
 )
 
-__all__ = ["ModelSpec", "create_model", "list_models", "model_blocks", "model_kind", "register_model"]
+__all__ = ["ModelSpec", "create_model", "list_models", "model_blocks", "model_kind",
+           "register_model"]

@@ -22,7 +22,9 @@ __all__ = ["ModelSpec", "create_model", "list_models", "register_model", "model_
 _MODELS: dict[str, tuple[Callable[..., nn.Module], str, str]] = {}
 
 
-def register_model(name: str, *, kind: str, description: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(
+    name: str, *, kind: str, description: str,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``fn(num_classes, in_chans, img_size, pretrained, **kw) -> nn.Module``."""
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

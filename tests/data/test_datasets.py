@@ -25,7 +25,7 @@ def test_unknown_dataset_suggests() -> None:
 
 
 def test_unknown_option_is_named() -> None:
-    with pytest.raises(ConfigError, match="unknown option 'lables'.*did you mean 'labels'"):
+    with pytest.raises(ConfigError, match=r"unknown option 'lables'.*did you mean 'labels'"):
         load_dataset("fashion-mnist", lables="coarse")
 
 
@@ -79,7 +79,8 @@ def _write_cifar10(root: Path, n: int = 20, corrupt: bool = False) -> None:
                  b"labels": list(rng.integers(0, 10, n))}
         (base / name).write_bytes(b"garbage" if corrupt and name == "data_batch_3"
                                   else pickle.dumps(batch))
-    (base / "batches.meta").write_bytes(pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}))
+    (base / "batches.meta").write_bytes(
+        pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}))
 
 
 def test_cifar10_local_format(tmp_path: Path) -> None:
@@ -92,7 +93,7 @@ def test_cifar10_local_format(tmp_path: Path) -> None:
 def test_cifar10_missing_names_layout(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cifar-10-batches-py"):
         load_dataset("cifar10", root=str(tmp_path))
-    with pytest.raises(DataError, match="dataset.root"):
+    with pytest.raises(DataError, match=r"dataset.root"):
         load_dataset("cifar10")
 
 
@@ -111,7 +112,7 @@ def test_cifar_refuses_code_in_pickle(tmp_path: Path) -> None:
             return (print, ("pwned",))
 
     (base / "train").write_bytes(pickle.dumps({"data": Evil()}))
-    with pytest.raises(DataError, match="refusing to load builtins.print"):
+    with pytest.raises(DataError, match=r"refusing to load builtins.print"):
         load_dataset("cifar100", root=str(tmp_path))
 
 
@@ -145,8 +146,9 @@ def test_image_folder(tmp_path: Path) -> None:
 
 def test_text_files_csv_and_jsonl(tmp_path: Path) -> None:
     (tmp_path / "train.csv").write_text("text,label\ngood film,pos\nbad film,neg\nfine,pos\n")
-    (tmp_path / "test.jsonl").write_text("\n".join(json.dumps({"text": t, "label": l})
-                                                   for t, l in [("great", "pos"), ("awful", "neg")]))
+    rows = [("great", "pos"), ("awful", "neg")]
+    (tmp_path / "test.jsonl").write_text("\n".join(json.dumps({"text": t, "label": lab})
+                                                   for t, lab in rows))
     ds = load_dataset("text-files", root=str(tmp_path))
     assert ds.class_names == ["neg", "pos"] and ds.train_y.tolist() == [1, 0, 1]
     assert ds.test_x == ["great", "awful"]
@@ -155,5 +157,5 @@ def test_text_files_csv_and_jsonl(tmp_path: Path) -> None:
 def test_text_files_missing_column(tmp_path: Path) -> None:
     (tmp_path / "train.csv").write_text("sentence,label\na,b\n")
     (tmp_path / "test.csv").write_text("sentence,label\na,b\n")
-    with pytest.raises(DataError, match="missing column.*'text'"):
+    with pytest.raises(DataError, match=r"missing column.*'text'"):
         load_dataset("text-files", root=str(tmp_path))

@@ -37,7 +37,7 @@ def test_multi_class(digits) -> None:
 def test_class_not_in_data(digits) -> None:
     with pytest.raises(ConfigError, match="class 12 is not in digits"):
         ClassScenario(classes=[12]).forget_mask(digits, 0)
-    with pytest.raises(ConfigError, match="'Trousers'.*did you mean 'Trouser'"):
+    with pytest.raises(ConfigError, match=r"'Trousers'.*did you mean 'Trouser'"):
         fm = load_dataset("digits")
         fm.class_names = ["Trouser", *fm.class_names[1:]]
         ClassScenario(classes=["Trousers"]).forget_mask(fm, 0)
@@ -77,7 +77,8 @@ def test_targeted_brightness_and_empty(digits) -> None:
     mask = TargetedScenario(selector="brightness", params={"count": 25}).forget_mask(digits, 0)
     score = digits.train_x.mean(axis=(1, 2, 3))
     assert mask.sum() == 25 and score[mask].min() >= score[~mask].max()
-    with pytest.raises(ConfigError, match="unknown selector 'brightnes'.*did you mean 'brightness'"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown selector 'brightnes'.*did you mean 'brightness'"):
         TargetedScenario(selector="brightnes").forget_mask(digits, 0)
 
 

@@ -392,5 +392,5 @@ def test_text_layer_choices(text_problem: TinyProblem) -> None:
 def test_image_only_methods_refuse_text(name: str, overrides: dict,
                                         text_problem: TinyProblem) -> None:
     prob = text_problem
-    with pytest.raises(UnsupportedModelError, match="text|rotate"):
+    with pytest.raises(UnsupportedModelError, match=r"text|rotate"):
         run_method(name, prob.fresh_copy(), prob.data, fast_config(name, **overrides), prob.ctx)

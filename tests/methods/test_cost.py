@@ -358,7 +358,8 @@ def test_every_method_reports_its_cost(digits, name: str) -> None:
     info = get_method(name)
     if name == "ssd":
         # One shot, no training, but gradients for the importances on D_f and on D = D_r ∪ D_f.
-        n = len(digits.splits["forget"]) + len(digits.splits["forget"]) + len(digits.splits["retain"])
+        n = (len(digits.splits["forget"]) + len(digits.splits["forget"])
+             + len(digits.splits["retain"]))
         assert res.cost == PassCount(n, n)
     elif info.one_shot:
         assert res.cost.backward >= 0

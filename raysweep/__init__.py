@@ -14,7 +14,8 @@ Where things live:
 * ``raysweep.workload`` original model + retrain oracle, trained once and cached by content hash
 * ``raysweep.methods``  one module per unlearning method, registered with ``@register_method``
 * ``raysweep.metrics``  accuracies, MIA (logistic regression, CatBoost), ZRF, JS, SAPE, objective
-* ``raysweep.sweep``    Ray Tune trainable, Optuna search, MLflow tracking (the only Ray/MLflow code)
+* ``raysweep.sweep``    Ray Tune trainable, Optuna search, MLflow tracking (the only Ray/MLflow
+                        code)
 * ``raysweep.bench``    regression suites and reports
 * ``raysweep.cli``      the ``raysweep`` command
 """

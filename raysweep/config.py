@@ -17,9 +17,9 @@ from raysweep.data.scenarios import Scenario
 from raysweep.errors import ConfigError, format_validation_error
 from raysweep.training import TrainConfig
 
-__all__ = ["MAX_SEED", "DatasetConfig", "ModelConfig", "WorkloadConfig", "load_yaml", "parse_model",
-           "format_validation_error", "parse_override", "apply_overrides", "accepted_scalars",
-           "check_number_value", "top_level_kind"]
+__all__ = ["MAX_SEED", "DatasetConfig", "ModelConfig", "WorkloadConfig", "load_yaml",
+           "parse_model", "format_validation_error", "parse_override", "apply_overrides",
+           "accepted_scalars", "check_number_value", "top_level_kind"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,12 +38,18 @@ class _Strict(BaseModel):
 
 class DatasetConfig(_Strict):
     name: str
-    root: str | None = Field(None, description="local directory for user data (CIFAR, image folders, text files)")
-    options: dict[str, Any] = Field(default_factory=dict, description="loader options, e.g. labels: coarse")
-    train_size: int | None = Field(None, ge=10, le=100_000_000, description="class-stratified subsample of the training set")
-    test_size: int | None = Field(None, ge=10, le=100_000_000, description="class-stratified subsample of the test set")
-    val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="share of the training set held out as val")
-    image_size: int | None = Field(None, ge=4, le=1024, description="resize images to this side length")
+    root: str | None = Field(
+        None, description="local directory for user data (CIFAR, image folders, text files)")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="loader options, e.g. labels: coarse")
+    train_size: int | None = Field(
+        None, ge=10, le=100_000_000, description="class-stratified subsample of the training set")
+    test_size: int | None = Field(
+        None, ge=10, le=100_000_000, description="class-stratified subsample of the test set")
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5, description="share of the training set held out as val")
+    image_size: int | None = Field(
+        None, ge=4, le=1024, description="resize images to this side length")
 
 
 class ModelConfig(_Strict):
@@ -105,7 +111,9 @@ def parse_override(item: str, source: str = "--set") -> tuple[list[str], Any, st
     return parts, parse_scalar(raw, where), where
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], source: str = "--set"
+) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (:func:`parse_override`) to a nested mapping."""
     out = copy.deepcopy(data)
     for item in overrides:
@@ -136,7 +144,8 @@ def accepted_scalars(annotation: Any) -> set[str]:
             out |= accepted_scalars(arg)
         return out
     if origin is Literal:
-        return {"bool" if isinstance(a, bool) else type(a).__name__ for a in typing.get_args(annotation)}
+        return {"bool" if isinstance(a, bool) else type(a).__name__
+                for a in typing.get_args(annotation)}
     if annotation is bool:
         return {"bool"}
     if annotation is int:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -63,7 +63,8 @@ def _temperature(model: nn.Module, workload: Any) -> nn.Module:
 
 
 def _reinit_head(model: nn.Module, workload: Any) -> nn.Module:
-    head = feature_layer(model)
+    # feature_layer returns the model's last nn.Linear (typed as a plain Module)
+    head = cast("nn.Linear | None", feature_layer(model))
     if head is None:
         raise ValueError("reinit-head: the model has no linear layer")
     with torch.random.fork_rng(devices=[]):  # a fixed draw that leaves the global RNG alone

@@ -50,6 +50,7 @@ fingerprints, and continues. A run whose state says it finished just returns.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -218,7 +219,10 @@ class _Isolated:
             torch.cuda.set_rng_state_all(self.rng[3])
 
 
-Reporter = Callable[[dict[str, Any], "dict[str, Any] | None", "torch.nn.Module | None"], None]
+#: ``report(result, state, best_weights)``: the epoch's metrics, the state to resume from, and
+#: the best weights so far when they changed this epoch.
+Reporter = Callable[
+    [dict[str, Any], "dict[str, Any] | None", "dict[str, torch.Tensor] | None"], None]
 
 
 def run_trial(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
@@ -453,15 +457,11 @@ def _execute(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
 def _lenient_objectives(metrics: dict[str, float], plan: TrialPlan) -> dict[str, float]:
     """:func:`objective_values` for reporting only: a composite term the workload cannot
     compute leaves the objective out (on val, on test, or both) instead of failing the run."""
-    try:
+    with contextlib.suppress(KeyError):
         return objective_values(metrics, plan)
-    except KeyError:
-        pass
     out: dict[str, float] = {}
-    try:  # the val objective failed; test may still be computable
+    with contextlib.suppress(KeyError):  # the val objective failed; test may still be computable
         out["objective/test"] = float(plan.objective_config.score(metrics, split="test"))
-    except KeyError:
-        pass
     return out
 
 
@@ -475,7 +475,8 @@ def on_device(data: Any, device: torch.device, share: float = 0.25) -> Any:
 
 
 def _check_finite(outputs: Any, method: str, epoch: int) -> None:
-    bad = [s for s, o in outputs.splits.items() if len(o.logits) and not np.isfinite(o.logits).all()]
+    bad = [s for s, o in outputs.splits.items()
+           if len(o.logits) and not np.isfinite(o.logits).all()]
     if bad:
         raise TrialFailure(f"{method}: non-finite model outputs on {', '.join(bad)} "
                            f"at epoch {epoch} (diverged)")

@@ -22,10 +22,10 @@ from typing import Any
 
 from raysweep.errors import UserError
 
-__all__ = ["check_device", "check_device_format", "check_num_cpus", "check_writable_dir", "check_env_dirs",
-           "check_ray_auto", "check_tracking_store", "check_experiment", "check_local_resources",
-           "check_out_template", "sweep_preflight", "static_sweep_checks", "bench_preflight",
-           "OUT_PLACEHOLDERS"]
+__all__ = ["check_device", "check_device_format", "check_num_cpus", "check_writable_dir",
+           "check_env_dirs", "check_ray_auto", "check_tracking_store", "check_experiment",
+           "check_local_resources", "check_out_template", "sweep_preflight", "static_sweep_checks",
+           "bench_preflight", "OUT_PLACEHOLDERS"]
 
 _DEVICE = re.compile(r"^(?:auto|cpu|mps|cuda(?::(\d{1,3}))?)$")
 #: MLflow tracking URI schemes raysweep can use (plain paths are file stores).
@@ -237,9 +237,9 @@ def check_experiment(uri: str, name: str, where: str) -> None:
         return
     stage, location = row
     if stage == "deleted":
-        raise UserError(f"{where} {name!r}: this MLflow experiment is deleted in {_shown(uri)}; restore "
-                        f"it (mlflow experiments restore --experiment-id ID) or choose another "
-                        f"name")
+        raise UserError(f"{where} {name!r}: this MLflow experiment is deleted in {_shown(uri)}; "
+                        f"restore it (mlflow experiments restore --experiment-id ID) or choose "
+                        f"another name")
     if isinstance(location, str) and location.startswith("file://"):
         from urllib.parse import unquote, urlparse
 
@@ -284,7 +284,8 @@ def check_out_template(template: str | None) -> None:
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
-        raise UserError(f"--out {template!r}: {exc}; write {{{{ and }}}} for literal braces") from None
+        raise UserError(f"--out {template!r}: {exc}; "
+                        f"write {{{{ and }}}} for literal braces") from None
     for f in fields:
         if f not in OUT_PLACEHOLDERS:
             raise UserError(f"--out {template!r}: unknown placeholder {{{f}}}; use "

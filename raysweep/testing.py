@@ -71,7 +71,8 @@ def tiny_problem(*, seed: int = 0, n_per_class: int = 16, num_classes: int = 4,
     xtr, ytr = x[tr], y[tr]
     if forget_class is None:
         fmask = torch.zeros(len(ytr), dtype=torch.bool)
-        fmask[torch.randperm(len(ytr), generator=torch.Generator().manual_seed(seed))[: len(ytr) // 4]] = True
+        perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(seed))
+        fmask[perm[: len(ytr) // 4]] = True
         forget_classes: tuple[int, ...] = ()
     else:
         fmask = ytr == forget_class
@@ -129,10 +130,10 @@ def _params(model: nn.Module) -> list[torch.Tensor]:
 # writes to its data fails ``check_data_untouched`` and is still checked on everything else.
 
 __all__ += ["CHECKS", "CheckResult", "CheckSkipped", "ConformanceReport", "MethodCheckError",
-            "TEXT_OVERRIDES", "TINY_OVERRIDES", "temporary_method", "check_metadata", "check_config_bounds",
-            "check_yields_epochs", "check_weights_change", "check_original_untouched",
-            "check_data_untouched", "check_deterministic", "check_seed_sensitive",
-            "check_budget", "check_text_model"]
+            "TEXT_OVERRIDES", "TINY_OVERRIDES", "temporary_method", "check_metadata",
+            "check_config_bounds", "check_yields_epochs", "check_weights_change",
+            "check_original_untouched", "check_data_untouched", "check_deterministic",
+            "check_seed_sensitive", "check_budget", "check_text_model"]
 
 #: Config overrides the text check uses, for methods whose defaults are image-only.
 TEXT_OVERRIDES: dict[str, dict[str, object]] = {"pseudo-label": {"rotate": False}}

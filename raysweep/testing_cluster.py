@@ -197,7 +197,7 @@ def _pids_naming(root: Path, *, marker: bool = True) -> list[int]:
     ``marker``) their environment carries this cluster's marker (Ray daemons, workers, job
     drivers, including any that left the ``ray start`` process group)."""
     needle = str(root).encode()
-    marker = f"{_MARKER}={root}".encode()
+    env_marker = f"{_MARKER}={root}".encode()
     me = os.getpid()
     found = []
     for entry in Path("/proc").iterdir():
@@ -206,7 +206,7 @@ def _pids_naming(root: Path, *, marker: bool = True) -> list[int]:
         try:
             hit = needle in (entry / "cmdline").read_bytes()
             if not hit and marker:
-                hit = marker in (entry / "environ").read_bytes().split(b"\0")
+                hit = env_marker in (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
         st = _stat(entry)

@@ -24,7 +24,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -52,8 +52,8 @@ from raysweep.metrics._evaluate import oracle_lr_auc
 from raysweep.models import ModelSpec, model_kind
 from raysweep.training import resolve_device, train_model
 
-__all__ = ["PreparedWorkload", "prepare", "check_workload", "load_workload_config", "cache_root", "workload_key",
-           "CACHE_VERSION", "BUNDLED_WORKLOADS"]
+__all__ = ["PreparedWorkload", "prepare", "check_workload", "load_workload_config", "cache_root",
+           "workload_key", "CACHE_VERSION", "BUNDLED_WORKLOADS"]
 
 CACHE_VERSION = 2  # 2: outputs carry penultimate features (the representation probe)
 BUNDLED_WORKLOADS = search_spaces_dir() / "workloads"
@@ -131,10 +131,12 @@ class PreparedWorkload:
         model.load_state_dict(state)
         return model.eval()
 
-    def context(self, device: torch.device | None = None, seed: int | None = None) -> UnlearnContext:
+    def context(self, device: torch.device | None = None,
+                seed: int | None = None) -> UnlearnContext:
         dev = device or torch.device("cpu")
-        return UnlearnContext(original=self.build_model("original").to(dev), model_spec=self.model_spec,
-                              device=dev, seed=self.config.seed if seed is None else seed,
+        return UnlearnContext(original=self.build_model("original").to(dev),
+                              model_spec=self.model_spec, device=dev,
+                              seed=self.config.seed if seed is None else seed,
                               train_recipe=self.config.train, is_text=self.kind == "text")
 
     def oracle_raw(self, seed: int = 0) -> dict[str, float]:
@@ -145,7 +147,8 @@ class PreparedWorkload:
                                                matched=self.matched, seed=seed)
         return self._oracle_raw[seed]
 
-    def selection_rows(self, seed: int = 0, val_rows: int | None = None) -> dict[str, np.ndarray | None]:
+    def selection_rows(self, seed: int = 0,
+                       val_rows: int | None = None) -> dict[str, np.ndarray | None]:
         """The rows of each split that the per-epoch selection evaluation runs (``None``: all).
 
         D_f whole; val whole, or ``val_rows`` of it (:func:`stratified_rows`: every class and
@@ -249,13 +252,15 @@ class PreparedWorkload:
         orig = raw_terms(self.original_outputs, forget_classes=self.forget_classes,
                          matched=self.matched, seed=seed)
         oracle = self.oracle_raw(seed)
-        kw = {"forget_classes": self.forget_classes, "matched": self.matched, "split": split,
-                  "seed": seed}
+        kw: dict[str, Any] = {"forget_classes": self.forget_classes, "matched": self.matched,
+                              "split": split, "seed": seed}
         s_orig = term_spread(self.original_outputs, reference=self.retrain_outputs, **kw)
         s_oracle = term_spread(self.retrain_outputs, **kw)
         dists = oracle_distances(orig, oracle, model_out=self.original_outputs,
                                  oracle_out=self.retrain_outputs)
         rows = []
+        o: float | None
+        r: float | None
         for term in TERMS:
             raw = term.raw_key(split)
             if term.name == "js":
@@ -317,8 +322,10 @@ def _load_data(cfg: WorkloadConfig) -> LoadedDataset:
     if d.train_size or d.test_size:
         ds = ds.subsample(d.train_size, d.test_size, seed=cfg.seed)
     if ds.kind == "image" and d.image_size and ds.train_x.shape[-1] != d.image_size:
+        side = d.image_size
+
         def resize(x: np.ndarray) -> np.ndarray:
-            t = torch.nn.functional.interpolate(torch.from_numpy(x), size=(d.image_size, d.image_size),
+            t = torch.nn.functional.interpolate(torch.from_numpy(x), size=(side, side),
                                                 mode="bilinear", align_corners=False)
             return t.numpy()
         ds.train_x, ds.test_x = resize(ds.train_x), resize(ds.test_x)
@@ -366,8 +373,9 @@ def _selection_view(out: ModelOutputs, rows: dict[str, np.ndarray | None]) -> Mo
     """``out`` (val already cut) with D_r cut to the probe's rows, as the model's selection
     outputs are."""
     splits = {k: out[k] for k in ("forget", "val")}
-    if rows.get("retain") is not None and "retain" in out:
-        splits["retain"] = out["retain"].subset(rows["retain"])
+    retain_rows = rows.get("retain")
+    if retain_rows is not None and "retain" in out:
+        splits["retain"] = out["retain"].subset(retain_rows)
     return ModelOutputs(splits)
 
 
@@ -401,7 +409,8 @@ def _tensorize(cfg: WorkloadConfig, ds: LoadedDataset, idx: dict[str, np.ndarray
         if ds.kind == "text":
             assert text_model is not None
             texts = xs if rows is None else [xs[i] for i in rows]
-            return text_model.tokenize(texts)
+            # torch types a Module's attributes as ``Tensor | Module``; a text model tokenizes
+            return cast(Any, text_model).tokenize(texts)
         arr = xs if rows is None else xs[rows]
         return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 
@@ -454,9 +463,10 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
     if ds.kind == "text":
         text_model = _build(spec, pretrained=False, seed=cfg.seed)
     splits = _tensorize(cfg, ds, idx, text_model)
-    common = {"config": cfg, "key": key, "kind": ds.kind, "class_names": list(ds.class_names),
-                  "forget_classes": forget_classes, "splits": splits, "model_spec": spec,
-                  "matched": _matched_masks(cfg, ds, idx)}
+    common: dict[str, Any] = {"config": cfg, "key": key, "kind": ds.kind,
+                              "class_names": list(ds.class_names),
+                              "forget_classes": forget_classes, "splits": splits,
+                              "model_spec": spec, "matched": _matched_masks(cfg, ds, idx)}
     if cache.is_dir() and not force:
         try:
             return _load_cached(cache, common, quiet)
@@ -481,20 +491,24 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
             say(f"  [{tag}] epoch {epoch}/{cfg.train.epochs}  loss {loss:.4f}  {seconds:6.1f}s")
         return cb
 
-    t_orig = train_model(original, full, cfg.train, device=dev, seed=cfg.seed, on_epoch=progress("original"))
+    t_orig = train_model(original, full, cfg.train, device=dev, seed=cfg.seed,
+                         on_epoch=progress("original"))
     retrain = _build(spec, pretrained=True, seed=cfg.seed)
-    t_re = train_model(retrain, splits["retain"], cfg.train, device=dev, seed=cfg.seed, on_epoch=progress("retrain"))
+    t_re = train_model(retrain, splits["retain"], cfg.train, device=dev, seed=cfg.seed,
+                       on_epoch=progress("retrain"))
     teacher = _build(spec, pretrained=False, seed=cfg.seed + 7919).to(dev)
     bs = cfg.eval_batch_size
     orig_out = forward_splits(original, data, dev, batch_size=bs)
     re_out = forward_splits(retrain, data, dev, batch_size=bs)
-    teacher_logits = forward_splits(teacher, _only_forget(data), dev, batch_size=bs).splits["forget"].logits
-    _write_cache(cache, cfg, original, retrain, orig_out, re_out, teacher_logits, t_orig, t_re, idx)
+    teacher_logits = forward_splits(
+        teacher, _only_forget(data), dev, batch_size=bs).splits["forget"].logits
+    _write_cache(cache, cfg, original, retrain, orig_out, re_out, teacher_logits, t_orig, t_re,
+                 idx)
     say(f"cached at {cache}")
-    return PreparedWorkload(**common, original_state=_cpu_state(original), retrain_state=_cpu_state(retrain),
-                            original_outputs=orig_out, retrain_outputs=re_out,
-                            teacher_forget_logits=teacher_logits, original_seconds=t_orig,
-                            retrain_seconds=t_re)
+    return PreparedWorkload(**common, original_state=_cpu_state(original),
+                            retrain_state=_cpu_state(retrain), original_outputs=orig_out,
+                            retrain_outputs=re_out, teacher_forget_logits=teacher_logits,
+                            original_seconds=t_orig, retrain_seconds=t_re)
 
 
 def _only_forget(data: UnlearnData) -> UnlearnData:
@@ -523,7 +537,8 @@ def _write_cache(cache: Path, cfg: WorkloadConfig, original: nn.Module, retrain:
     orig_out.to_npz(tmp / "original_outputs.npz")
     re_out.to_npz(tmp / "retrain_outputs.npz")
     np.save(tmp / "teacher_forget_logits.npy", teacher_logits)
-    np.savez_compressed(tmp / "indices.npz", **idx)
+    # numpy's stub matches ``**kwds`` against its ``allow_pickle: bool`` keyword too
+    np.savez_compressed(tmp / "indices.npz", **idx)  # type: ignore[arg-type]
     meta = {"name": cfg.name, "key": workload_key(cfg), "identity": cfg.identity(),
             "original_seconds": t_orig, "retrain_seconds": t_re, "created": time.time()}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -546,9 +561,11 @@ def _load_cached(cache: Path, common: dict[str, Any], quiet: bool = False) -> Pr
     if not quiet:
         info(f"workload {common['config'].name}: using cache {cache}")
     return PreparedWorkload(
-        **common, original_state=load(cache / "original.pt"), retrain_state=load(cache / "retrain.pt"),
+        **common, original_state=load(cache / "original.pt"),
+        retrain_state=load(cache / "retrain.pt"),
         original_outputs=ModelOutputs.from_npz(cache / "original_outputs.npz"),
         retrain_outputs=ModelOutputs.from_npz(cache / "retrain_outputs.npz"),
         teacher_forget_logits=np.load(cache / "teacher_forget_logits.npy"),
-        original_seconds=float(meta["original_seconds"]), retrain_seconds=float(meta["retrain_seconds"]))
+        original_seconds=float(meta["original_seconds"]),
+        retrain_seconds=float(meta["retrain_seconds"]))
 

@@ -161,9 +161,11 @@ def test_every_bound_is_checked_not_only_the_first() -> None:
             return min(float(v), 0.99)
 
     name = f"test-clamp-{uuid.uuid4().hex[:8]}"
-    with temporary_method(name, good, config=Clamping):
-        with pytest.raises(AssertionError, match=r"momentum=1 accepted \(lt=1\)"):
-            check_config_bounds(name)
+    with (
+        temporary_method(name, good, config=Clamping),
+        pytest.raises(AssertionError, match=r"momentum=1 accepted \(lt=1\)"),
+    ):
+        check_config_bounds(name)
 
 
 def test_check_skipped_is_raised_for_checks_that_do_not_apply() -> None:
@@ -261,7 +263,7 @@ def test_a_method_that_raises_after_writing_still_fails_on_the_write(prob) -> No
         yield  # pragma: no cover
 
     y_val = prob.data.val.tensors[1].clone()
-    with pytest.raises(MethodContractError, match="data.val y: values changed; found at the end"):
+    with pytest.raises(MethodContractError, match=r"data.val y: values changed; found at the end"):
         _guarded(writes_then_raises, prob)
     assert torch.equal(prob.data.val.tensors[1], y_val)
 

@@ -37,7 +37,8 @@ def test_bundled_workloads_named_in_readme_exist() -> None:
 def test_relative_links_in_the_docs_point_at_files() -> None:
     # Markdown links and images to paths inside the repository ([text](path), ![alt](path.png)):
     # a renamed results directory or a deleted plot would otherwise leave dead links.
-    pages = [ROOT / "README.md", ROOT / "cluster" / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    pages = [ROOT / "README.md", ROOT / "cluster" / "README.md",
+             *sorted((ROOT / "docs").rglob("*.md"))]
     dead = []
     for page in pages:
         for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):

@@ -1,10 +1,11 @@
-"""``raysweep bench``: regression suites (``run``, ``baseline``) and the sweep overhead benchmark."""
+"""``raysweep bench``: regression suites (``run``, ``baseline``) and the sweep overhead
+benchmark."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -21,7 +22,8 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.command("run")
 def run_cmd(
-    suite: str = typer.Argument(..., help="suite YAML path or bundled name (search_spaces/suites)"),
+    suite: str = typer.Argument(...,
+                                help="suite YAML path or bundled name (search_spaces/suites)"),
     baseline: str = typer.Option("previous", "--baseline", "-b",
                                  help="previous (last passing run in MLflow), an MLflow run id, "
                                       "or a pinned JSON/YAML file"),
@@ -30,13 +32,17 @@ def run_cmd(
                                        help="Ray cluster address (default: $RAY_ADDRESS; 'local' "
                                             "starts a local Ray); without one, runs in-process"),
     out: str | None = typer.Option(None, "--out", help="report directory; {suite} and {timestamp} "
-                                   "are filled in (default: ./.raysweep/bench/{suite}/{timestamp})"),
+                                   "are filled in "
+                                   "(default: ./.raysweep/bench/{suite}/{timestamp})"),
     overrides: list[str] = typer.Option([], "--set", help="suite override path=value, e.g. "
                                         "entries.finetune.config.lr=1e-6 (repeatable)"),
-    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 or auto (default: the suite's)"),
-    scale: str | None = typer.Option(None, "--scale", help="one of the suite's scales: (e.g. small, "
+    device: str | None = typer.Option(None,
+                                      help="cpu, cuda, cuda:1 or auto (default: the suite's)"),
+    scale: str | None = typer.Option(None, "--scale",
+                                     help="one of the suite's scales: (e.g. small, "
                                      "paper); default: small when the suite defines it"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="validate and print the plan; run nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="validate and print the plan; run nothing"),
 ) -> None:
     """Run a regression suite, compare with the baseline; exit 3 when a metric got worse."""
     from raysweep.bench import load_suite, run_suite
@@ -69,7 +75,8 @@ def run_cmd(
 def baseline_cmd(
     suite: str = typer.Argument(..., help="suite YAML path or bundled name"),
     pin: str = typer.Option(..., "--pin", help="write pinned values here (.json, .yaml)"),
-    run_id: str | None = typer.Option(None, "--run", help="the suite run to pin (default: the latest)"),
+    run_id: str | None = typer.Option(None, "--run",
+                                      help="the suite run to pin (default: the latest)"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
     scale: str | None = typer.Option(None, "--scale", help="the scale of the run to pin"),
 ) -> None:
@@ -91,15 +98,21 @@ def paper_cmd(
     suites: list[str] = typer.Argument(..., help="paper suite YAML paths or bundled names, e.g. "
                                        "search_spaces/suites/paper-*.yaml"),
     scale: str | None = typer.Option(None, "--scale", help="the suites' scale (default: small)"),
-    results: str = typer.Option("docs/results", "--results", help="reports go to RESULTS/<suite>/"),
-    regenerate: bool = typer.Option(False, "--regenerate", help="train nothing: rebuild the reports "
+    results: str = typer.Option("docs/results", "--results",
+                                help="reports go to RESULTS/<suite>/"),
+    regenerate: bool = typer.Option(False, "--regenerate",
+                                    help="train nothing: rebuild the reports "
                                     "from RESULTS/<suite>/run/summary.json"),
-    address: str | None = typer.Option(None, "--address", help="Ray cluster address (see bench run)"),
-    overrides: list[str] = typer.Option([], "--set", help="suite override path=value (repeatable)"),
-    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 or auto (default: the suite's)"),
+    address: str | None = typer.Option(None, "--address",
+                                       help="Ray cluster address (see bench run)"),
+    overrides: list[str] = typer.Option([], "--set",
+                                        help="suite override path=value (repeatable)"),
+    device: str | None = typer.Option(None,
+                                      help="cpu, cuda, cuda:1 or auto (default: the suite's)"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
 ) -> None:
-    """Run paper suites and write default-vs-tuned tables and plots to RESULTS/<suite>/README.md."""
+    """Run paper suites and write default-vs-tuned tables and plots to \
+RESULTS/<suite>/README.md."""
     import time
     from pathlib import Path
 
@@ -114,7 +127,8 @@ def paper_cmd(
         run_dir = out / "run"
         summary_path = run_dir / "summary.json"
         if not regenerate:
-            result = run_suite(s, baseline="previous", address=addr, out_dir=run_dir, device=device)
+            result = run_suite(s, baseline="previous", address=addr, out_dir=run_dir,
+                               device=device)
             failed = failed or result.status == "failed"
         elif not summary_path.is_file():
             raise typer.BadParameter(f"--regenerate: {summary_path} does not exist; run without "
@@ -133,8 +147,8 @@ def paper_cmd(
                         f"{sum(1 for e in s.entries if e.tune)} tuning sweeps",
                 "MLflow run": f"{doc.get('run_id')} ({doc.get('tracking_uri')})",
                 "bench report": "[run/report.md](run/report.md)"}
-        path = write_paper_report(s, data["summary"], data["references"], out, configs=data["configs"],
-                                  errors=data["errors"], meta=meta,
+        path = write_paper_report(s, data["summary"], data["references"], out,
+                                  configs=data["configs"], errors=data["errors"], meta=meta,
                                   reference_seeds=data["reference_seeds"])
         done.append({"suite": s.name, "scale": s.scale, "report": str(path),
                      "failed_runs": len(data["errors"])})
@@ -169,11 +183,12 @@ def _print_plan(s: Suite, json_out: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    rows = [{"entry": e.id, "workload": e.workload.name, "method": e.method,
-             "config": e.config_kind, "values": e.config, "seeds": list(e.seeds),
-             "tuning_seeds": list(e.tuning_seeds), "seed_scope": e.seed_scope,
-             "tolerances": {m: t.model_dump(exclude_none=True) for m, t in e.tolerances.items()}}
-            for e in s.entries]
+    rows: list[dict[str, Any]] = [
+        {"entry": e.id, "workload": e.workload.name, "method": e.method,
+         "config": e.config_kind, "values": e.config, "seeds": list(e.seeds),
+         "tuning_seeds": list(e.tuning_seeds), "seed_scope": e.seed_scope,
+         "tolerances": {m: t.model_dump(exclude_none=True) for m, t in e.tolerances.items()}}
+        for e in s.entries]
     if json_out:
         print_json({"suite": s.name, "scale": s.scale, "runs": s.runs(),
                     "protocol": {k: v for k, v in s.protocol().items() if k != "entries"},
@@ -226,7 +241,8 @@ def _print_result(result: BenchResult, s: Suite) -> None:
     bad = result.regressions
     if bad:
         table = Table(title=f"REGRESSION: {len(bad)} metric(s) got worse than the baseline "
-                            f"({result.baseline.label})", title_style="bold red", header_style="bold")
+                            f"({result.baseline.label})",
+                      title_style="bold red", header_style="bold")
         for h in COMPARISON_HEADERS:
             table.add_column(h, justify="left" if h in ("entry", "metric", "status") else "right")
         for row in comparison_rows(bad):
@@ -234,7 +250,8 @@ def _print_result(result: BenchResult, s: Suite) -> None:
         stdout.print(table)
     improved = sum(c.status == "improved" for c in result.comparisons)
     verdict = {
-        "baseline": "[blue bold]baseline[/]: no earlier run to compare with; this run is the baseline",
+        "baseline": "[blue bold]baseline[/]: no earlier run to compare with; "
+                    "this run is the baseline",
         "passed": f"[green bold]passed[/]: {len(result.comparisons)} checks within tolerance "
                   f"({improved} improved) against {result.baseline.label}",
         "regressed": f"[red bold]regressed[/]: {len(bad)} of {len(result.comparisons)} checks "
@@ -242,21 +259,26 @@ def _print_result(result: BenchResult, s: Suite) -> None:
         "failed": "[red bold]failed[/]: some runs raised errors",
     }[result.status]
     stdout.print(verdict)
-    stdout.print(f"report: {escape(str(result.report_dir / 'report.html'))}   MLflow run: {result.run_id}")
+    assert result.report_dir is not None  # run_suite always writes a report
+    stdout.print(f"report: {escape(str(result.report_dir / 'report.html'))}   "
+                 f"MLflow run: {result.run_id}")
 
 
 @bench_app.command("scale")
 def scale_cmd(
-    workload: str = typer.Option("fmnist-class-small", "--workload", "-w", help="workload of the sweep"),
+    workload: str = typer.Option("fmnist-class-small", "--workload", "-w",
+                                 help="workload of the sweep"),
     method: str = typer.Option("finetune", "--method", "-m", help="method of the sweep"),
     trials: int = typer.Option(8, "--trials", min=2, help="trials per sweep"),
     epochs: int = typer.Option(2, "--epochs", min=1, help="epochs per trial"),
-    cores: int = typer.Option(2, "--cores", min=2, help="total CPUs: 1 node x CORES vs CORES nodes x 1"),
+    cores: int = typer.Option(2, "--cores", min=2,
+                              help="total CPUs: 1 node x CORES vs CORES nodes x 1"),
     repeats: int = typer.Option(1, "--repeats", min=1, help="alternating runs of each layout"),
     out: str = typer.Option("bench-scale.json", "-o", "--output", help="JSON report"),
     json_out: bool = typer.Option(False, "--json", help="print the JSON report on stdout"),
 ) -> None:
-    """Trials/hour of one sweep on 1 local node vs several, at equal total cores (real ray start)."""
+    """Trials/hour of one sweep on 1 local node vs several, at equal total cores \
+(real ray start)."""
     from pathlib import Path
 
     from raysweep.bench.scale import measure_scale
@@ -284,7 +306,8 @@ def overhead_cmd(
     workload: str = typer.Option("fmnist-class-small", "--workload", "-w",
                                  help="workload of the overhead sweep"),
     method: str = typer.Option("finetune", "--method", "-m", help="method of the overhead sweep"),
-    trials: int = typer.Option(10, "--trials", min=2, help="trials of the overhead sweep (2 epochs each)"),
+    trials: int = typer.Option(10, "--trials", min=2,
+                               help="trials of the overhead sweep (2 epochs each)"),
     efficiency_workload: str = typer.Option("digits-class", "--efficiency-workload",
                                             help="workload of the grid-vs-TPE comparison"),
     repeats: int = typer.Option(20, "--repeats", min=1,
@@ -294,7 +317,8 @@ def overhead_cmd(
     out: str = typer.Option("bench-overhead.json", "-o", "--output", help="JSON report"),
     json_out: bool = typer.Option(False, "--json", help="print the JSON report on stdout"),
 ) -> None:
-    """Sweep overhead (wall time vs the trials' own compute) and TPE's sample efficiency vs a grid."""
+    """Sweep overhead (wall time vs the trials' own compute) and TPE's sample efficiency \
+vs a grid."""
     from pathlib import Path
 
     from raysweep.bench.overhead import run_benchmark
@@ -559,7 +583,8 @@ def device_cmd(
         chosen = tuple(m.strip() for m in models.split(",") if m.strip())
         unknown = [m for m in chosen if m not in MODEL_INPUTS]
         if not chosen or unknown:
-            raise ConfigError(f"--models: unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
+            shown = ", ".join(map(repr, unknown)) or "empty list"
+            raise ConfigError(f"--models: unknown {shown}; "
                               f"choose from {', '.join(MODEL_INPUTS)}")
     path = _markdown_output(out)
     command = (f"raysweep bench device --device {device} --precision {precision}"

@@ -23,8 +23,8 @@ def list_cmd(pattern: str = typer.Argument("*", help="glob filter, e.g. 'u*'"),
 
     infos = [get_method(n) for n in list_methods() if fnmatch.fnmatch(n, pattern)]
     if json_out:
-        print_json([{"name": i.name, "summary": i.summary, "paper": i.paper, "one_shot": i.one_shot,
-                     "supports_text": i.supports_text} for i in infos])
+        print_json([{"name": i.name, "summary": i.summary, "paper": i.paper,
+                     "one_shot": i.one_shot, "supports_text": i.supports_text} for i in infos])
         return
     table = Table(header_style="bold")
     for col in ("method", "shape", "text", "summary"):
@@ -60,7 +60,8 @@ def show_cmd(name: str = typer.Argument(..., help="method name"),
             stdout.print(f"  - {d}", markup=False)
     else:
         stdout.print("intended differences: none")
-    stdout.print(f"module: {info.module}   one-shot: {info.one_shot}   text models: {info.supports_text}")
+    stdout.print(f"module: {info.module}   one-shot: {info.one_shot}   "
+                 f"text models: {info.supports_text}")
     table = Table(header_style="bold")
     for col in ("field", "type", "default", "bounds", "description"):
         table.add_column(col)

@@ -22,7 +22,8 @@ from raysweep.cli import EXIT_INTERRUPTED, EXIT_RUNTIME, app
 from raysweep.cli._common import Format, print_json, stdout
 
 
-def _overrides(overrides: list[str], num_samples: int | None, max_concurrent: int | None) -> list[str]:
+def _overrides(overrides: list[str], num_samples: int | None,
+               max_concurrent: int | None) -> list[str]:
     out = list(overrides)
     if num_samples is not None:
         out.append(f"search.num_samples={num_samples}")
@@ -52,18 +53,23 @@ def _finish(outcome: Any, json_out: bool) -> None:
                                  title=f"sweep {outcome.sweep_id} on {rows[0]['workload']}: best "
                                        f"configuration per method (sorted by {sort})",
                                  caption=escape(legend(rows))))
-    err_console().print(f"MLflow: {redact_uri(mlflow_ui_hint(outcome.tracking_uri))}   (experiment "
-         f"{outcome.experiment_id}, parent run {outcome.parent_run_id})")
-    err_console().print(f"details: raysweep leaderboard --sweep {outcome.sweep_id}   |   raysweep show RUN_ID   "
-         f"|   raysweep plot {outcome.sweep_id} --kind history -o history.html")
+    err_console().print(f"MLflow: {redact_uri(mlflow_ui_hint(outcome.tracking_uri))}   "
+                        f"(experiment {outcome.experiment_id}, "
+                        f"parent run {outcome.parent_run_id})")
+    err_console().print(f"details: raysweep leaderboard --sweep {outcome.sweep_id}   |   "
+                        f"raysweep show RUN_ID   "
+                        f"|   raysweep plot {outcome.sweep_id} --kind history -o history.html")
     if outcome.status != "finished":
         color = "yellow" if outcome.status == "interrupted" else "red"
-        hint = f"; continue with: raysweep resume {outcome.sweep_id}" if outcome.status == "interrupted" else ""
+        hint = (f"; continue with: raysweep resume {outcome.sweep_id}"
+                if outcome.status == "interrupted" else "")
         err_console().print(f"[{color}]sweep {outcome.sweep_id} {outcome.status}: "
                             f"{escape(outcome.message + hint)}[/]")
     else:
-        err_console().print(f"[green]sweep {outcome.sweep_id} finished[/] in {outcome.wall_seconds:.0f}s "
-             f"({outcome.counts.get('finished', 0)} trials, {outcome.counts.get('failed', 0)} failed)")
+        err_console().print(f"[green]sweep {outcome.sweep_id} finished[/] "
+                            f"in {outcome.wall_seconds:.0f}s "
+                            f"({outcome.counts.get('finished', 0)} trials, "
+                            f"{outcome.counts.get('failed', 0)} failed)")
     if json_out:
         print_json({**outcome.to_json(), "leaderboard": leaderboard_records(rows)})
     else:
@@ -84,13 +90,24 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 @app.command("run")
 def run_cmd(
-    space: Path = typer.Argument(..., help="sweep YAML (search_spaces/sweeps/*.yaml or search_spaces/<method>.yaml)"),
-    address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray on 127.0.0.1)"),
-    num_samples: int | None = typer.Option(None, "--num-samples", min=1, help="configurations to try (overrides search.num_samples)"),
-    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1, help="trials at a time (overrides search.max_concurrent)"),
-    overrides: list[str] = typer.Option([], "--set", help="override a YAML field: key.path=value (repeatable)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="validate and show the plan; start nothing"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON document instead of the id"),
+    space: Path = typer.Argument(..., help="sweep YAML (search_spaces/sweeps/*.yaml or "
+                                 "search_spaces/<method>.yaml)"),
+    address: str | None = typer.Option(None, "--address",
+                                       help="Ray cluster address (default: $RAY_ADDRESS, "
+                                            "else a local Ray on 127.0.0.1)"),
+    num_samples: int | None = typer.Option(None, "--num-samples", min=1,
+                                           help="configurations to try "
+                                                "(overrides search.num_samples)"),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1,
+                                              help="trials at a time "
+                                                   "(overrides search.max_concurrent)"),
+    overrides: list[str] = typer.Option([], "--set",
+                                        help="override a YAML field: key.path=value "
+                                             "(repeatable)"),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="validate and show the plan; start nothing"),
+    json_out: bool = typer.Option(False, "--json",
+                                  help="print one JSON document instead of the id"),
 ) -> None:
     """Run a sweep: Ray Tune trials, Optuna search, MLflow runs; prints the sweep id."""
     from raysweep.sweep.space import load_sweep
@@ -124,9 +141,12 @@ def run_cmd(
 
 @app.command("resume")
 def resume_cmd(
-    sweep: str = typer.Argument(..., help="sweep id (or unique prefix, 'latest', or its directory)"),
+    sweep: str = typer.Argument(...,
+                                help="sweep id (or unique prefix, 'latest', or its directory)"),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address"),
-    errored: str = typer.Option("skip", "--errored", help="trials that failed: skip (keep them failed), resume (from their checkpoint) or restart"),
+    errored: str = typer.Option("skip", "--errored",
+                                help="trials that failed: skip (keep them failed), "
+                                     "resume (from their checkpoint) or restart"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
     trust: bool = typer.Option(False, "--trust", help="accept the sweep directory as it is "
                                "(unsigned, re-signed elsewhere, or state.json edited) after "
@@ -198,12 +218,16 @@ def sweep_status(ref: str) -> dict[str, Any]:
 @app.command("status")
 def status_cmd(
     sweep: str = typer.Argument("latest", help="sweep id (or prefix, 'latest', or directory)"),
-    json_out: bool = typer.Option(False, "--json", help="print JSON (with --watch: one line per poll)"),
-    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table or json (json = --json)"),
+    json_out: bool = typer.Option(False, "--json",
+                                  help="print JSON (with --watch: one line per poll)"),
+    fmt: Format = typer.Option(Format.table, "--format", "-f",
+                               help="table or json (json = --json)"),
     watch: float | None = typer.Option(None, "--watch", "-w", min=1.0, metavar="SECONDS",
-                                       help="print again every SECONDS until the sweep stops running"),
+                                       help="print again every SECONDS until the sweep "
+                                            "stops running"),
 ) -> None:
-    """Trial counts (running / complete / failed / budget-stopped), the current best, the stores."""
+    """Trial counts (running / complete / failed / budget-stopped), the current best, the \
+stores."""
     import json
     import time
 
@@ -247,7 +271,8 @@ def _print_status(st: dict[str, Any]) -> None:
     stdout.print(f"[bold]sweep {e(st['sweep_id'])}[/] ({e(str(st['name']))})  status: "
                  f"[bold]{e(st['status'])}[/]")
     stdout.print(e(f"  {', '.join(st['methods'])} on {st['workload']}"))
-    stopped = f", {t['budget_stopped']} of them stopped by the budget" if t.get("budget_stopped") else ""
+    stopped = (f", {t['budget_stopped']} of them stopped by the budget"
+               if t.get("budget_stopped") else "")
     running = f", {t['running']} running" if t.get("running") else ""
     stdout.print(f"  trials: {t['completed']} complete{stopped}, {t['failed']} failed{running}, "
                  f"of {t['total']}")
@@ -299,12 +324,14 @@ def _print_spec(spec: Any) -> None:
             else:
                 rng = f"[{p.min:g}, {p.max:g}]" + (f" step {p.step:g}" if p.step else "")
             when = ", ".join(f"{k}={v}" for k, v in p.when.items())
-            table.add_row(*(escape(str(c)) for c in (method, name, p.distribution or "", rng, when)))
+            table.add_row(*(escape(str(c))
+                            for c in (method, name, p.distribution or "", rng, when)))
     stdout.print(table)
     note = _nothing_to_search(spec)
     if note:
         stdout.print(escape(note))
-    objs = ", ".join(f"{o.goal} {o.metric}" + (f" (target {o.target:g})" if o.target is not None else "")
+    objs = ", ".join(f"{o.goal} {o.metric}"
+                     + (f" (target {o.target:g})" if o.target is not None else "")
                      for o in spec.objectives)
     composite = (f"  ({spec.objective.describe()})"
                  if any(o.metric == "composite" for o in spec.objectives) else "")
@@ -315,7 +342,8 @@ def _print_spec(spec: Any) -> None:
                  + (f", ASHA grace {s.early_terminate.grace_period}" if s.early_terminate else ""))
     b = spec.budget
     stdout.print(f"budget: max_epochs {b.max_epochs}, max_cost_ratio {b.max_cost_ratio}, "
-                 f"max_time_ratio {b.max_time_ratio}, max_seconds {b.max_seconds}; resources {spec.resources_per_trial.cpu:g} CPU, "
+                 f"max_time_ratio {b.max_time_ratio}, max_seconds {b.max_seconds}; "
+                 f"resources {spec.resources_per_trial.cpu:g} CPU, "
                  f"{spec.resources_per_trial.gpu:g} GPU per trial")
 
 
@@ -325,7 +353,8 @@ def validate_cmd(
     overrides: list[str] = typer.Option([], "--set", help="override a YAML field: key.path=value"),
     json_out: bool = typer.Option(False, "--json", help="print the resolved spec as JSON"),
 ) -> None:
-    """Check a sweep / search-space YAML and print the resolved space (exit 2 with one line if invalid)."""
+    """Check a sweep / search-space YAML and print the resolved space (exit 2 with one line if \
+invalid)."""
     from raysweep.preflight import static_sweep_checks
     from raysweep.sweep.space import load_sweep
 
@@ -471,16 +500,25 @@ def leaderboard_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @app.command("leaderboard")
 def leaderboard_cmd(
-    sweep: str | None = typer.Option(None, "--sweep", help="one sweep (id, prefix or 'latest'); default: all"),
+    sweep: str | None = typer.Option(None, "--sweep",
+                                     help="one sweep (id, prefix or 'latest'); default: all"),
     workload: str | None = typer.Option(None, "--workload", "-w", help="only this workload"),
     method: str | None = typer.Option(None, "--method", "-m", help="only this method"),
-    sort: str | None = typer.Option(None, "--sort", help="metric key or column label[:asc|desc] (default: the sweep's objective)"),
-    pareto: str | None = typer.Option(None, "--pareto", help="M1,M2[,...]: the non-dominated configurations (suffix :max/:min)"),
-    top: int | None = typer.Option(None, "--top", min=1, help="keep the first N rows per workload"),
-    all_configs: bool = typer.Option(False, "--all", help="every configuration, not only the best per method"),
-    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, md, csv or json (csv/json: raw values, full run ids)"),
+    sort: str | None = typer.Option(None, "--sort",
+                                    help="metric key or column label[:asc|desc] "
+                                         "(default: the sweep's objective)"),
+    pareto: str | None = typer.Option(None, "--pareto",
+                                      help="M1,M2[,...]: the non-dominated configurations "
+                                           "(suffix :max/:min)"),
+    top: int | None = typer.Option(None, "--top", min=1,
+                                   help="keep the first N rows per workload"),
+    all_configs: bool = typer.Option(False, "--all",
+                                     help="every configuration, not only the best per method"),
+    fmt: Format = typer.Option(Format.table, "--format", "-f",
+                               help="table, md, csv or json (csv/json: raw values, full run ids)"),
 ) -> None:
-    """Best configuration per workload x method (mean ± std over seeds), with original and retrain rows."""
+    """Best configuration per workload x method (mean ± std over seeds), with original and \
+retrain rows."""
     rows, sweep_id = _leaderboard_rows(
         sweep, workload=workload, method=method, sort=sort,
         pareto=[p.strip() for p in pareto.split(",") if p.strip()] if pareto else None,
@@ -519,7 +557,8 @@ def _repro(rec: dict[str, Any]) -> str:
     if tags.get("raysweep.best_epoch"):
         argv += ["--max-epochs", tags["raysweep.best_epoch"]]
     for k, v in params.items():
-        val = json.dumps(v) if isinstance(v, (bool, type(None))) else repr(v) if isinstance(v, float) else str(v)
+        val = (json.dumps(v) if isinstance(v, (bool, type(None)))
+               else repr(v) if isinstance(v, float) else str(v))
         argv += ["--set", f"{k}={val}"]
     return shell_join(argv)
 
@@ -543,7 +582,8 @@ def show_cmd(
     # terminal (the reproduce line quotes the raw values itself).
     tags = {k: printable(v) for k, v in rec["tags"].items()}
     best = {k[len("best/"):]: v for k, v in rec["metrics"].items() if k.startswith("best/")}
-    artifacts = list_artifacts(uri, rec["run_id"], "checkpoint") if tags.get("raysweep.checkpoint") else []
+    artifacts = (list_artifacts(uri, rec["run_id"], "checkpoint")
+                 if tags.get("raysweep.checkpoint") else [])
     doc = {"run_id": rec["run_id"], "status": rec["status"], "experiment_id": rec["experiment_id"],
            "sweep_id": tags.get("raysweep.sweep_id"), "trial_id": tags.get("raysweep.trial_id"),
            "method": tags.get("raysweep.method"), "workload": tags.get("raysweep.workload"),
@@ -572,17 +612,21 @@ def show_cmd(
         mt.add_row(k, f"{v:.4f}")
     stdout.print(mt)
     if artifacts:
-        stdout.print(f"checkpoint: {', '.join(artifacts)} (mlflow artifacts of run {doc['run_id']})")
+        stdout.print(f"checkpoint: {', '.join(artifacts)} "
+                     f"(mlflow artifacts of run {doc['run_id']})")
     stdout.print(f"reproduce:\n  {escape(doc['reproduce'])}")
 
 
 @app.command("plot")
 def plot_cmd(
     sweep: str = typer.Argument(..., help="sweep id (or prefix, 'latest', or directory)"),
-    kind: str = typer.Option("history", "--kind", "-k", help="history, pareto, importance or parallel"),
-    out: Path = typer.Option(..., "-o", "--output", help="output file: .html (interactive) or .png/.svg/.pdf"),
+    kind: str = typer.Option("history", "--kind", "-k",
+                             help="history, pareto, importance or parallel"),
+    out: Path = typer.Option(..., "-o", "--output",
+                             help="output file: .html (interactive) or .png/.svg/.pdf"),
     method: str | None = typer.Option(None, "--method", "-m", help="one method's configurations "
-                                      "(needed by importance and parallel when the sweep has several)"),
+                                      "(needed by importance and parallel when the sweep has "
+                                      "several)"),
 ) -> None:
     """Plots of the sweep's stored Optuna study: history (per-method colours), importance and
     parallel (per method), pareto."""

@@ -42,7 +42,8 @@ def prepare_cmd(
     workload: str = typer.Argument(..., help="workload YAML path or bundled name"),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:1 or auto"),
     force: bool = typer.Option(False, "--force", help="retrain even if cached"),
-    catboost: bool = typer.Option(True, "--catboost/--no-catboost", help="compute the CatBoost MIA"),
+    catboost: bool = typer.Option(True, "--catboost/--no-catboost",
+                                  help="compute the CatBoost MIA"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Train (or load) the original model and the retrain oracle; print their metrics and the
@@ -52,6 +53,7 @@ def prepare_cmd(
 
     cfg = load_workload_config(workload)
     prepared = prepare(cfg, device=device, force=force)
+    assert prepared is not None  # only ``cached_only`` returns None
     refs = prepared.reference_metrics(catboost=catboost)
     rows = [_row(k, v) for k, v in refs.items()]
     signal = prepared.signal_check()
@@ -60,8 +62,9 @@ def prepare_cmd(
                     "signal_split": "val"})
         return
     cols = paper_columns(bool(prepared.forget_classes))
-    stdout.print(rich_table(rows, cols, title=f"{cfg.name}  (|D_f|={len(prepared.splits['forget'])}, "
-                                              f"|D_r|={len(prepared.splits['retain'])})"))
+    stdout.print(rich_table(rows, cols,
+                            title=f"{cfg.name}  (|D_f|={len(prepared.splits['forget'])}, "
+                                  f"|D_r|={len(prepared.splits['retain'])})"))
     stdout.print(signal_table(signal))
 
 
@@ -89,20 +92,27 @@ def signal_table(signal: list[dict[str, object]]):
 
 @app.command("unlearn")
 def unlearn_cmd(
-    workload: str | None = typer.Option(None, "--workload", "-w", help="workload YAML path or bundled name"),
+    workload: str | None = typer.Option(None, "--workload", "-w",
+                                        help="workload YAML path or bundled name"),
     method: str | None = typer.Option(None, "--method", "-m",
-                                      help="a method, a comma-separated list, or 'all' (raysweep methods list)"),
-    config: Path | None = typer.Option(None, "--config", help="a configuration written by raysweep "
-                                       "export (workload, method, seed, epochs, parameters; options given here win)"),
+                                      help="a method, a comma-separated list, or 'all' "
+                                           "(raysweep methods list)"),
+    config: Path | None = typer.Option(None, "--config",
+                                       help="a configuration written by raysweep "
+                                       "export (workload, method, seed, epochs, parameters; "
+                                       "options given here win)"),
     overrides: list[str] = typer.Option(
-        [], "--set", help="config key=value for one method, METHOD.key=value for several (repeatable)"),
+        [], "--set",
+        help="config key=value for one method, METHOD.key=value for several (repeatable)"),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:1 or auto"),
     seed: int = typer.Option(0, help="seed of the unlearning run"),
     max_epochs: int | None = typer.Option(None, help="epoch budget (stops the method early)"),
-    catboost: bool = typer.Option(True, "--catboost/--no-catboost", help="compute the CatBoost MIA"),
+    catboost: bool = typer.Option(True, "--catboost/--no-catboost",
+                                  help="compute the CatBoost MIA"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
     track: bool = typer.Option(False, "--mlflow", help="log each method's result as an MLflow run "
-                               "(MLFLOW_TRACKING_URI; experiment $RAYSWEEP_EXPERIMENT, default raysweep)"),
+                               "(MLFLOW_TRACKING_URI; experiment $RAYSWEEP_EXPERIMENT, "
+                               "default raysweep)"),
 ) -> None:
     """Run methods on a prepared workload and print them beside the original and retrain rows."""
     from rich.markup import escape
@@ -126,13 +136,15 @@ def unlearn_cmd(
         workload = workload or exported["workload"]
         method = method or exported["method"]
         if method == exported["method"]:
-            overrides = [f"{k}={json.dumps(v)}" for k, v in exported.get("config", {}).items()] + list(overrides)
+            overrides = [f"{k}={json.dumps(v)}"
+                         for k, v in exported.get("config", {}).items()] + list(overrides)
         seed = seed if seed != 0 else int(exported.get("seed", 0))
         max_epochs = max_epochs if max_epochs is not None else exported.get("max_epochs")
     if not workload or not method:
         raise ConfigError(f"unlearn: {'--workload' if not workload else '--method'} is required "
                           f"(or --config FILE written by raysweep export)")
-    names = list_methods() if method == "all" else [m.strip() for m in method.split(",") if m.strip()]
+    names = (list_methods() if method == "all"
+             else [m.strip() for m in method.split(",") if m.strip()])
     for name in names:
         get_method(name)  # fail fast on a typo, before any training
     if max_epochs is not None and max_epochs < 1:
@@ -145,8 +157,8 @@ def unlearn_cmd(
         else:
             unknown = [k for k in values if k not in names]
             if unknown:
-                raise ConfigError(f"--set {unknown[0]}=...: with several methods write METHOD.key=value "
-                                  f"(methods: {', '.join(names)})")
+                raise ConfigError(f"--set {unknown[0]}=...: with several methods write "
+                                  f"METHOD.key=value (methods: {', '.join(names)})")
             mine = values.get(name, {})
         configs[name] = make_config(name, mine, where="--set").model_dump(mode="json")
     wcfg = load_workload_config(workload)
@@ -156,8 +168,10 @@ def unlearn_cmd(
 
         check_tracking_uri(tracking_uri())
     prepared = prepare(wcfg, device=str(dev))
+    assert prepared is not None  # only ``cached_only`` returns None
     refs = prepared.reference_metrics(catboost=catboost)
-    rows: list[dict[str, object]] = [_row("original", refs["original"]), _row("retrain", refs["retrain"])]
+    rows: list[dict[str, object]] = [_row("original", refs["original"]),
+                                     _row("retrain", refs["retrain"])]
     failures = []
     for name in names:
         if prepared.kind == "text" and not get_method(name).supports_text:
@@ -184,7 +198,8 @@ def unlearn_cmd(
 
             from raysweep.sweep.tracking import log_unlearn_run, tracking_uri
 
-            run_id = log_unlearn_run(tracking_uri(), os.environ.get("RAYSWEEP_EXPERIMENT", "raysweep"),
+            run_id = log_unlearn_run(tracking_uri(),
+                                     os.environ.get("RAYSWEEP_EXPERIMENT", "raysweep"),
                                      workload=wcfg.name, method=name, config=configs[name],
                                      seed=seed, metrics=metrics, max_epochs=max_epochs)
             rows[-1]["run_id"] = run_id
@@ -192,7 +207,8 @@ def unlearn_cmd(
     if json_out:
         print_json({"workload": wcfg.name, "configs": configs, "rows": rows})
     else:
-        ratio = " ".join(f"{r['method']}={r['time/ratio']:.3f}" for r in rows[2:] if "time/ratio" in r)
+        ratio = " ".join(f"{r['method']}={r['time/ratio']:.3f}"
+                         for r in rows[2:] if "time/ratio" in r)
         stdout.print(rich_table(rows, paper_columns(bool(prepared.forget_classes)),
                                 title=f"{method} on {wcfg.name}",
                                 caption=f"time / retrain time: {ratio}"))

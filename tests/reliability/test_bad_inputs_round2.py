@@ -205,11 +205,13 @@ CASES: list[Case] = [
     Case("suite-tolerance-abs-inf", BENCH, ["{suite}", "tolerances.forget/acc.abs"],
          suite=SUITE_OK + "tolerances:\n  forget/acc: {direction: lower_is_better, abs: .inf}\n"),
     Case("suite-tolerance-target-nan", BENCH, ["{suite}", "target", "finite"],
-         suite=SUITE_OK + "tolerances:\n  mia/lr_auc: {direction: target, target: .nan, abs: 0.1}\n"),
+         suite=SUITE_OK + "tolerances:\n"
+                          "  mia/lr_auc: {direction: target, target: .nan, abs: 0.1}\n"),
     Case("suite-tolerance-rel-nan", BENCH, ["{suite}", "rel", "finite"],
          suite=SUITE_OK + "tolerances:\n  forget/acc: {direction: lower_is_better, rel: .nan}\n"),
     Case("suite-max-epochs-huge", BENCH, ["{suite}", "max_epochs", "1000000000"],
-         suite=_sub(SUITE_OK, "config: {epochs: 1}}", "config: {epochs: 1}, max_epochs: 1000000000}")),
+         suite=_sub(SUITE_OK, "config: {epochs: 1}}",
+                    "config: {epochs: 1}, max_epochs: 1000000000}")),
     Case("suite-runs-over-cap", BENCH, ["{suite}", "200000 runs"],
          suite=_sub(SUITE_OK, "seeds: [0]\n", "seeds: [" + ", ".join(map(str, range(1000)))
                     + "]\n").replace("  - {workload: digits-class, method: finetune, config: "
@@ -234,7 +236,8 @@ CASES: list[Case] = [
                     "epochs: {distribution: uniform, min: 1, max: 5}")),
     Case("log-distribution-on-int-param", RUN, ["{sweep}", "batch_size", "int_loguniform"],
          sweep=_sub(SWEEP_OK, "epochs: {value: 1}",
-                    "epochs: {value: 1}\n      batch_size: {distribution: loguniform, min: 16, max: 128}")),
+                    "epochs: {value: 1}\n"
+                    "      batch_size: {distribution: loguniform, min: 16, max: 128}")),
     Case("train-size-beyond-dataset", PREP, ["dataset.train_size", "100000", "1348 samples"],
          workload=_sub(WORKLOAD_OK, WL_DIGITS, "{name: digits, train_size: 100000}")),
     Case("test-size-beyond-dataset", PREP, ["dataset.test_size", "50000"],
@@ -248,14 +251,16 @@ CASES: list[Case] = [
          suite=SUITE_OK + "tolerances:\n  bogus/metric: {direction: lower_is_better, abs: 0.1}\n"),
     Case("suite-entry-tolerance-unknown-metric", BENCH, ["{suite}", "tset/acc"],
          suite=_sub(SUITE_OK, "config: {epochs: 1}}",
-                    "config: {epochs: 1}, tolerances: {tset/acc: {direction: higher_is_better, abs: 0.1}}}")),
+                    "config: {epochs: 1}, "
+                    "tolerances: {tset/acc: {direction: higher_is_better, abs: 0.1}}}")),
     Case("suite-report-metric-unknown", BENCH, ["{suite}", "report_metrics", "forget/acx"],
          suite=SUITE_OK + "report_metrics: [forget/acx]\n"),
     Case("suite-direction-opposite-accuracy", BENCH, ["{suite}", "test/acc", "higher_is_better"],
          suite=SUITE_OK + "tolerances:\n  test/acc: {direction: lower_is_better, abs: 0.1}\n"),
     Case("suite-direction-opposite-distance", BENCH, ["{suite}", "dist/forget_acc",
                                                       "lower_is_better"],
-         suite=SUITE_OK + "tolerances:\n  dist/forget_acc: {direction: higher_is_better, abs: 0.1}\n"),
+         suite=SUITE_OK + "tolerances:\n"
+                          "  dist/forget_acc: {direction: higher_is_better, abs: 0.1}\n"),
     Case("suite-device-format", BENCH, ["{suite}", "device", "gpu0"],
          suite=_sub(SUITE_OK, "device: cpu", "device: gpu0")),
     Case("cli-device-format", [*BENCH, "--device", "cudaa"], ["--device", "cudaa", "cuda:N"],
@@ -294,7 +299,9 @@ CASES: list[Case] = [
          ["{sweep}", "grace_period: 100", "unset: ASHA uses 100"],
          sweep=_sub(_sub(SWEEP_OK, "seed: 0}", "seed: 0, early_terminate: {grace_period: 100}}"),
                     "budget: {max_epochs: 1}\n", "")),
-    Case("asha-grace-via-set", [*RUN, "--set", "search.early_terminate={grace_period: 4}", "--set", "budget.max_epochs=4"],
+    Case("asha-grace-via-set",
+         [*RUN, "--set", "search.early_terminate={grace_period: 4}", "--set",
+          "budget.max_epochs=4"],
          ["search.early_terminate.grace_period", "4"], sweep=SWEEP_OK),
     # -- environment and output settings, before anything is written ----------------------------
     Case("num-cpus-not-a-number", RUN, ["RAYSWEEP_NUM_CPUS", "two"], sweep=SWEEP_OK,

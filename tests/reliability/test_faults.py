@@ -93,7 +93,8 @@ def test_failures_are_recorded_and_the_sweep_continues(faulty_env: Path,
     assert "InjectedFault" in raised.data.tags["raysweep.error"]
     assert "injected fault at epoch 1" in raised.data.tags["raysweep.error"]
     assert nan.info.status == "FAILED"
-    assert "diverged" in nan.data.tags["raysweep.error"] and "loss=nan" in nan.data.tags["raysweep.error"]
+    assert "diverged" in nan.data.tags["raysweep.error"]
+    assert "loss=nan" in nan.data.tags["raysweep.error"]
     COUNTS["faults_survived"] += 2
 
     slow = by_mode["sleep"]

@@ -126,7 +126,8 @@ def test_torn_journal_tail_is_cut_before_appending(tmp_path: Path, tear: str) ->
     for i in range(3):
         study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), i)
     good = path.read_bytes()
-    torn = b'{"op_code":4,"worker_id":"w","trial_id":3,"par' + (b"" if tear == "no-newline" else b"\n")
+    torn = (b'{"op_code":4,"worker_id":"w","trial_id":3,"par'
+            + (b"" if tear == "no-newline" else b"\n"))
     with open(path, "ab") as f:
         f.write(torn)
     COUNTS["faults_injected"] += 1
@@ -136,7 +137,7 @@ def test_torn_journal_tail_is_cut_before_appending(tmp_path: Path, tear: str) ->
     with pytest.raises(ValueError):  # a JSONDecodeError or "Invalid log format."
         s = _study(poisoned)
         s.tell(s.ask(), 9.0)
-        optuna.load_study(study_name=STUDY_NAME, storage=study_storage(poisoned)).trials
+        _ = optuna.load_study(study_name=STUDY_NAME, storage=study_storage(poisoned)).trials
     assert repair_journal(path) == len(torn)
     assert path.read_bytes() == good
     assert [p.read_bytes() for p in tmp_path.glob("optuna.journal.torn-*")] == [torn]
@@ -174,8 +175,8 @@ def test_second_driver_of_a_sweep_is_refused_with_the_holders_pid(tmp_path: Path
         assert lock_holder(tmp_path) is not None
 
 
-def test_resume_while_another_driver_holds_the_sweep_is_refused(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_while_another_driver_holds_the_sweep_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The lock is taken before anything of the sweep is read or written."""
     from raysweep.sweep._lock import SweepLock
     from raysweep.sweep.runner import resume_sweep
@@ -432,7 +433,8 @@ def test_a_methods_own_error_gets_no_worker_location(tmp_path: Path) -> None:
     from raysweep.sweep.tracking import error_reason
 
     err = tmp_path / "error.txt"
-    err.write_text("Failure # 1\nray.exceptions.RayTaskError(ValueError): ray::ImplicitFunc.train()"
+    err.write_text("Failure # 1\n"
+                   "ray.exceptions.RayTaskError(ValueError): ray::ImplicitFunc.train()"
                    " (pid=42, ip=127.0.0.1, actor_id=abc)\n  File \"m.py\", line 3, in step\n"
                    "    raise ValueError('bad lr')  # a comment: if the worker died here\n"
                    "ValueError: bad lr\n")

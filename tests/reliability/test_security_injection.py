@@ -62,7 +62,7 @@ def test_reference_runs_are_quoted_too(tmp_path: Path) -> None:
 def test_a_params_tag_that_is_not_json_is_one_clear_error() -> None:
     from raysweep.cli._sweep import _repro
 
-    with pytest.raises(UserError, match="raysweep.params_json"):
+    with pytest.raises(UserError, match=r"raysweep.params_json"):
         _repro({"run_id": "r", "tags": {"raysweep.kind": "trial",
                                         "raysweep.params_json": "{not json"}})
 

@@ -141,6 +141,7 @@ def _prepare_with_refs(workload_json: dict[str, Any], device: str, catboost: boo
 
     cfg = WorkloadConfig.model_validate(workload_json)
     prepared = prepare(cfg, device=device, quiet=True)
+    assert prepared is not None  # only ``cached_only`` returns None
     return prepared, _references(prepared, catboost, relearn, device)
 
 
@@ -260,7 +261,9 @@ def _execute_local(suite: Suite, device: str,
         key = (w.name, w.seed)
         if key not in prepared:   # each (workload, seed) once per suite run
             info(f"[bold]workload {w.name}[/] (seed {w.seed})")
-            prepared[key] = prepare(w, device=dev)
+            ready = prepare(w, device=dev)
+            assert ready is not None  # only ``cached_only`` returns None
+            prepared[key] = ready
         if reference and key not in refs:
             refs[key] = _references(prepared[key], suite.config.catboost, _relearn(suite), dev)
         return prepared[key]
@@ -307,7 +310,8 @@ def _tune(entry: Entry, prepared: PreparedWorkload,
           address: str | None) -> dict[str, Any]:
     from rich.markup import escape
 
-    info(f"tuning {escape(entry.id)} ({entry.tune.num_samples if entry.tune else '?'} configurations)")
+    info(f"tuning {escape(entry.id)} "
+         f"({entry.tune.num_samples if entry.tune else '?'} configurations)")
     if tune is None:
         from raysweep.bench.tuning import tune_entry
 
@@ -321,9 +325,11 @@ def _progress(done: int, total: int, rec: RunRecord, keys: list[str]) -> None:
     from raysweep._console import console
 
     if rec.error:
-        msg = f"  [{done}/{total}] {escape(rec.entry)} seed {rec.seed}: [red]failed[/] {escape(rec.error)}"
+        msg = (f"  [{done}/{total}] {escape(rec.entry)} seed {rec.seed}: "
+               f"[red]failed[/] {escape(rec.error)}")
     else:
-        msg = f"  [{done}/{total}] {escape(rec.entry)} seed {rec.seed}: {_describe(rec.metrics, keys)}"
+        msg = (f"  [{done}/{total}] {escape(rec.entry)} seed {rec.seed}: "
+               f"{_describe(rec.metrics, keys)}")
     console.print(msg, soft_wrap=True)  # one line per run, also in CI logs
 
 
@@ -378,8 +384,7 @@ def _submit_all(suite: Suite, address: str, device: str,
     info(f"submitted {len(futures)} runs to Ray at {address}")
     entries = {e.id: e for e in suite.entries}
     by_key: dict[tuple[str, int], RunRecord] = {}
-    done = 0
-    for fut, rec, exc in pool.as_completed(list(futures)):
+    for done, (fut, rec, exc) in enumerate(pool.as_completed(list(futures)), start=1):
         eid, seed = futures[fut]
         if exc is not None:  # the task itself died (worker crash, OOM)
             e = entries[eid]
@@ -387,7 +392,6 @@ def _submit_all(suite: Suite, address: str, device: str,
                             error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
                             seed_scope=e.seed_scope, workload_seed=e.workload_for(seed).seed)
         by_key[(eid, seed)] = rec
-        done += 1
         _progress(done, len(futures), rec, keys)
     grouped, ref_seeds = _group_references({k: pool.get(r) for k, r in ref_refs.items()})
     records = [by_key[(e.id, s)] for e in suite.entries for s in e.seeds]

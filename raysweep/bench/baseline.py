@@ -170,7 +170,8 @@ def _pooled_std(a: Stat, b: Stat) -> float:
 def compare_one(entry: str, metric: str, tol: Tolerance, baseline: Stat | None,
                 current: Stat | None) -> Comparison:
     direction = tol.direction or "lower_is_better"
-    common = {"entry": entry, "metric": metric, "direction": direction, "tolerance": tol.describe()}
+    common = {"entry": entry, "metric": metric, "direction": direction,
+              "tolerance": tol.describe()}
     if baseline is None or baseline.n == 0 or math.isnan(baseline.mean):
         return Comparison(**common, status="new", baseline=None, current=current)  # type: ignore[arg-type]
     if current is None or current.n == 0 or math.isnan(current.mean):
@@ -233,12 +234,15 @@ def summary_to_json(summary: Summary) -> dict[str, dict[str, Any]]:
 
 def summary_from_json(obj: Any, where: str) -> Summary:
     if not isinstance(obj, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of entry id -> metrics, got {type(obj).__name__}")
+        raise ConfigError(f"{where}: expected a mapping of entry id -> metrics, "
+                          f"got {type(obj).__name__}")
     out: Summary = {}
     for entry, metrics in obj.items():
         if not isinstance(metrics, Mapping):
-            raise ConfigError(f"{where}.{entry}: expected a mapping of metric -> value, got {metrics!r}")
-        out[str(entry)] = {str(m): Stat.from_json(v, f"{where}.{entry}.{m}") for m, v in metrics.items()}
+            raise ConfigError(f"{where}.{entry}: expected a mapping of metric -> value, "
+                              f"got {metrics!r}")
+        out[str(entry)] = {str(m): Stat.from_json(v, f"{where}.{entry}.{m}")
+                           for m, v in metrics.items()}
     return out
 
 
@@ -282,7 +286,8 @@ def check_pin_path(path: str | Path) -> None:
     check_writable_dir(p.parent if str(p.parent) else Path("."), "--pin directory")
 
 
-def write_pinned(path: str | Path, suite: str, summary: Summary, source: Mapping[str, Any]) -> Path:
+def write_pinned(path: str | Path, suite: str, summary: Summary,
+                 source: Mapping[str, Any]) -> Path:
     p = Path(path)
     doc = {"schema_version": 1, "suite": suite, "source": dict(source),
            "entries": summary_to_json(summary)}

@@ -66,19 +66,23 @@ VERDICTS = ("reproduced", "not reproduced", "not comparable")
 
 class Claim(_Strict):
     id: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-    claim: str = Field(..., min_length=1, max_length=500, description="the paper's claim, in words")
-    source: str = Field(..., max_length=300, description="paper and table, e.g. 'paper 000, Table 1'")
+    claim: str = Field(..., min_length=1, max_length=500,
+                       description="the paper's claim, in words")
+    source: str = Field(..., max_length=300,
+                        description="paper and table, e.g. 'paper 000, Table 1'")
     paper_value: str | float | None = Field(None, description="what the paper reports")
     workload: str = Field(..., description="a workload the suite runs")
     metric: str = Field(..., description="the metric the claim is judged on")
     test: Literal["better", "within"]
-    a: str = Field(..., min_length=1, description="method, method@tuned, entry id or original/retrain")
+    a: str = Field(..., min_length=1,
+                   description="method, method@tuned, entry id or original/retrain")
     b: list[str] | str | None = Field(None, description="better: what a must beat (one or a list)")
     goal: Goal | None = Field(None, description="which way is better (inferred for known metrics)")
     target: float | None = Field(None, ge=-1e9, le=1e9, description="goal: target's ideal value")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the Welch t-test")
     value: float | None = Field(None, ge=-1e9, le=1e9, description="within: the paper's number")
-    tolerance: float | None = Field(None, ge=0, le=1e9, description="within: allowed |ours - value|")
+    tolerance: float | None = Field(None, ge=0, le=1e9,
+                                    description="within: allowed |ours - value|")
     relative_to: Literal["original", "retrain"] | None = Field(
         None, description="within: compare ours minus this reference row with value (a change)")
 
@@ -219,7 +223,8 @@ def _side(suite: Suite, claim: Claim, ref: str, summary: Summary,
         from raysweep.bench.flags import reference_cell_flags
 
         if reference_cell_flags(suite, references, claim.workload, eid, claim.metric):
-            return f"the {eid} row's {claim.metric} is censored (at the relearn cap: a lower bound)"
+            return (f"the {eid} row's {claim.metric} is censored "
+                    f"(at the relearn cap: a lower bound)")
         return _Side(f"({eid})", (float(v),), True)
     if eid not in ran:
         return f"{ref} did not run at this scale"
@@ -235,7 +240,8 @@ def _side(suite: Suite, claim: Claim, ref: str, summary: Summary,
     return _Side(ref, values, False)
 
 
-def _score(values: Sequence[float], goal: Goal, claim: Claim, retrain: float | None) -> list[float]:
+def _score(values: Sequence[float], goal: Goal, claim: Claim,
+           retrain: float | None) -> list[float]:
     """Higher is better after this transform, whatever the goal."""
     if goal == "higher":
         return list(values)
@@ -293,7 +299,8 @@ def judge(claim: Claim, suite: Suite, summary: Summary,
     ran = {e.id for e in suite.entries if e.workload.name == claim.workload}
     if not ran:
         return Verdict(claim, "not comparable", "-",
-                       f"workload {claim.workload} did not run at scale {suite.scale or 'as written'}")
+                       f"workload {claim.workload} did not run at scale "
+                       f"{suite.scale or 'as written'}")
     a = _side(suite, claim, claim.a, summary, references, flags, ran)
     if isinstance(a, str):
         return Verdict(claim, "not comparable", "-", a)
@@ -303,11 +310,11 @@ def judge(claim: Claim, suite: Suite, summary: Summary,
         ours = _fmt(a)
         what = "ours"
         if claim.relative_to is not None:
-            ref = references.get(claim.workload, {}).get(claim.relative_to, {}).get(claim.metric)
-            if ref is None:
+            base = references.get(claim.workload, {}).get(claim.relative_to, {}).get(claim.metric)
+            if base is None:
                 return Verdict(claim, "not comparable", ours,
                                f"the {claim.relative_to} row has no {claim.metric}")
-            mean -= float(ref)
+            mean -= float(base)
             what = f"ours - {claim.relative_to}"
             ours += f"; change from ({claim.relative_to}) {mean:+.4g}"
         gap = abs(mean - claim.value)

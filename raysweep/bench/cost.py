@@ -61,6 +61,7 @@ def run_cost_bench(workload_name: str, methods: list[str], *, seed: int = 0,
     from raysweep.workload import load_workload_config, prepare
 
     w = prepare(load_workload_config(workload_name))
+    assert w is not None  # only ``cached_only`` returns None
     plan = TrialPlan(objectives=[ObjectiveSpec()], objective_config=ObjectiveConfig(),
                      reference=w.reference_metrics(catboost=False), max_epochs=max_epochs)
     threads0 = torch.get_num_threads()

@@ -36,8 +36,8 @@ from torch import nn
 
 from raysweep._provenance import load_average
 
-__all__ = ["MODEL_INPUTS", "PRECISIONS", "check_device", "measure_model", "project_sweep", "run_device_bench",
-           "write_device_report"]
+__all__ = ["MODEL_INPUTS", "PRECISIONS", "check_device", "measure_model", "project_sweep",
+           "run_device_bench", "write_device_report"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -244,7 +244,8 @@ def write_device_report(report: dict[str, Any], out: Path, command: str) -> Path
     ]
     for r in report["models"]:
         lines.append(f"| {r['model']} | {r['input']} | {r['parameters']:,} | "
-                     f"{r['train_per_s']:,.0f} | {r['eval_per_s']:,.0f} | {r['eval_over_train']} |")
+                     f"{r['train_per_s']:,.0f} | {r['eval_per_s']:,.0f} | "
+                     f"{r['eval_over_train']} |")
     for name, why in report["skipped"].items():
         lines.append(f"| {name} | skipped: {why} | | | | |")
     p = report["projection"]
@@ -260,7 +261,8 @@ def write_device_report(report: dict[str, Any], out: Path, command: str) -> Path
         ]
     if report["device"] == "cpu":
         lines += ["", "No GPU was measured here: the GPU figures are pending a session on a GPU "
-                      "machine (`raysweep bench device --device cuda -o docs/results/device-gpu.md`)."]
+                      "machine "
+                      "(`raysweep bench device --device cuda -o docs/results/device-gpu.md`)."]
     if report["quick"]:
         lines += ["", "`--quick`: a handful of tiny batches; the rates are not meaningful."]
     out.write_text("\n".join(lines) + "\n")

@@ -112,6 +112,7 @@ def run_edits_bench(workloads: list[str], *, methods: tuple[str, ...] = DEFAULT_
         "git_sha": git_sha()})
     for name in workloads:
         w = prepare(load_workload_config(name), device=str(dev))
+        assert w is not None  # only ``cached_only`` returns None
         refs = w.reference_metrics(catboost=False)
         plan = TrialPlan(objectives=[ObjectiveSpec()], objective_config=objective,
                          reference=refs, max_epochs=max_epochs, max_cost_ratio=max_cost_ratio)

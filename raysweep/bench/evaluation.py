@@ -84,6 +84,7 @@ def run_eval_bench(sweep_path: str, *, configs: int = 10, val_rows: int = 400, s
 
     spec = load_sweep(sweep_path)
     workload = prepare(load_workload_config(spec.workload))
+    assert workload is not None  # only ``cached_only`` returns None
     refs = workload.reference_metrics(catboost=spec.evaluation.catboost)
     torch.set_num_threads(1)  # as a trial with resources_per_trial.cpu = 1 runs
     plans = {}

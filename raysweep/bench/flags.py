@@ -133,7 +133,8 @@ def compute_flags(suite: Suite, summary: Summary,
         row: list[Flag] = []
         acc, prec, rec = (_values(stats.get(k)) for k in
                           ("test/acc", "test/precision_macro", "test/recall_macro"))
-        const = [i for i, (a, p, r) in enumerate(zip(acc, prec, rec)) if is_constant_predictor(a, p, r)]
+        const = [i for i, (a, p, r) in enumerate(zip(acc, prec, rec))
+                 if is_constant_predictor(a, p, r)]
         if const:
             row.append(Flag("constant", f"one predicted class on test on {len(const)} of "
                                         f"{len(acc)} seeds"))

@@ -6,10 +6,10 @@ K retrain-from-scratch oracles trained on D_r, and for every method K unlearned 
 unlearned from the i-th original. Every model is one Ray task (a cluster trains them in
 parallel; the prepared workload, i.e. the data splits, travels once through the object store,
 and an unlearning task starts as soon as its original is done; the tasks go through
-:class:`raysweep.sweep.tasks.TaskPool`, so this module never imports Ray). Seeds vary the initialisation
-and the batch order and come from disjoint streams per role (:func:`model_seed`), so no oracle
-is ever replayed as a ``retrain`` unlearned model; the data splits (and a random forget set)
-stay those of the workload's own seed.
+:class:`raysweep.sweep.tasks.TaskPool`, so this module never imports Ray). Seeds vary the
+initialisation and the batch order and come from disjoint streams per role (:func:`model_seed`),
+so no oracle is ever replayed as a ``retrain`` unlearned model; the data splits (and a random
+forget set) stay those of the workload's own seed.
 
 Per forget example each task returns the logit-scaled confidence of the true class; the driver
 computes, per method, the challenge's forgetting quality (and its finite-K ceiling, the
@@ -98,6 +98,12 @@ class ModelStats:
     seconds: float = 0.0
     node: str = ""
     error: str | None = None
+
+
+def _confidence(m: ModelStats) -> np.ndarray:
+    """The statistic of a model that trained (``error`` is None): always set then."""
+    assert m.confidence is not None
+    return m.confidence
 
 
 # -- Ray tasks (plain functions; :func:`run_forgetting_quality` wraps them) -------------------
@@ -225,8 +231,8 @@ def _row(name: str, pop: list[ModelStats], oracles: list[ModelStats], *, delta: 
         row["error"] = (f"{len(ok)} {name} and {len(oracles)} oracle models trained; the "
                         f"attacks need at least {min_models} of each")
         return row
-    u = np.stack([m.confidence for m in ok], axis=1)            # (N_f, K)
-    r = np.stack([m.confidence for m in oracles], axis=1)
+    u = np.stack([_confidence(m) for m in ok], axis=1)          # (N_f, K)
+    r = np.stack([_confidence(m) for m in oracles], axis=1)
     fq = forgetting_quality(u, r, delta=delta, width=width)
     null = permutation_null(u, r, rounds=20, seed=seed, delta=delta, width=width)
     lira = lira_attack(u, r, seed=seed)
@@ -322,7 +328,7 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
             results.setdefault(role, []).append(st)
             what = (f"[red]failed[/] {st.error}" if st.error else
                     f"retain {st.retain_acc:.3f} test {st.test_acc:.3f} forget confidence "
-                    f"{float(np.mean(st.confidence)):+.2f} ({st.seconds:.1f} s)")
+                    f"{float(np.mean(_confidence(st))):+.2f} ({st.seconds:.1f} s)")
             say(f"  [{done}/{n_tasks}] {role} #{i}: {what}")
         resources = {k_: float(v) for k_, v in session["resources"].items()
                      if k_ in ("CPU", "GPU")}
@@ -334,7 +340,7 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
         "overrides": {m: v for m, v in given.items() if v}, "configs": resolved,
         "device": device, "delta": delta, "bucket_width": width, "n_buckets": N_BUCKETS,
         "statistic": "logit-scaled confidence of the true class, log(p_y / (1 - p_y))",
-        "forget_examples": len(oracles[0].confidence) if oracles else None,
+        "forget_examples": len(_confidence(oracles[0])) if oracles else None,
         "seconds": seconds, "command": command, "address": address or
         os.environ.get("RAY_ADDRESS") or "local", "ray_resources": resources,
         "machine": machine(f"device {device}"),

@@ -85,11 +85,11 @@ def _instrumented() -> Iterator[tuple[Any, _Timeline]]:
         limiter = make_search(*args, **kwargs)
         return drv._TimedLimiter(limiter.searcher, max_concurrent=limiter.max_concurrent)
 
-    def timed_callbacks(sweep_dir: Path, total: int, max_failed: int | None, key: str,
-                        mode: str) -> list[Any]:
+    def timed_callbacks(sweep_dir: Path, total: int, max_failed: int | None,
+                        objective_key: str, objective_mode: str) -> list[Any]:
         # The progress callback stays last: the runner uses it as the sweep's stopper.
         return [timeline_callback(line),
-                drv._TimedProgress(sweep_dir, total, max_failed, key, mode)]
+                drv._TimedProgress(sweep_dir, total, max_failed, objective_key, objective_mode)]
 
     clock, line = drv._Clock(), TrialTimeline()
     search.make_search = timed_search
@@ -100,7 +100,8 @@ def _instrumented() -> Iterator[tuple[Any, _Timeline]]:
         with drv._timed_snapshots():
             yield clock, line
     finally:
-        search.make_search, tracking.MlflowTrialCallback, runner._make_callbacks = saved
+        search.make_search, runner._make_callbacks = saved[0], saved[2]
+        tracking.MlflowTrialCallback = saved[1]  # type: ignore[misc]  # restoring a patched class
         drv._CLOCK = None
 
 
@@ -112,8 +113,8 @@ def _breakdown(clock: Any, line: _Timeline, out: Any, conc: int) -> dict[str, An
     fit_end = out.fit_started + out.fit_seconds
     # When each trial's own clock started (its first report minus the time it says it took).
     entry = {tid: arrived - own for tid, (arrived, own) in line.first.items()}
-    first_ones = sorted(entry, key=entry.get)[:conc]
-    last_ones = sorted(line.end, key=line.end.get)[-conc:]
+    first_ones = sorted(entry, key=lambda t: entry[t])[:conc]
+    last_ones = sorted(line.end, key=lambda t: line.end[t])[-conc:]
     # Every slot waits from Tuner.fit's start until its first trial computes, and from its
     # last trial's end until Tuner.fit returns.
     startup = sum(max(0.0, entry[t] - out.fit_started) for t in first_ones)
@@ -132,7 +133,8 @@ def _breakdown(clock: Any, line: _Timeline, out: Any, conc: int) -> dict[str, An
     driver = {"Optuna suggest + tell": "optuna", "MLflow logging": "mlflow",
               "progress callback": "progress", "Tune experiment snapshots": "snapshot",
               "  of which the searcher's state": "searcher_state"}
-    parts = {label: sum(d for _, p, d in clock.events if p == key) for label, key in driver.items()}
+    parts = {label: sum(d for _, p, d in clock.events if p == key)
+             for label, key in driver.items()}
 
     def share(x: float) -> float:
         return round(x / compute, 4) if compute else math.nan
@@ -185,10 +187,12 @@ def measure_overhead(workload: str, method: str, trials: int, epochs: int = 2) -
     return {
         "sweep_id": out.sweep_id, "workload": workload, "method": method, "trials": trials,
         "finished": out.counts.get("finished"), "max_concurrent": conc,
-        "fit_wall_seconds": round(out.fit_seconds, 2), "end_to_end_seconds": round(out.wall_seconds, 2),
+        "fit_wall_seconds": round(out.fit_seconds, 2),
+        "end_to_end_seconds": round(out.wall_seconds, 2),
         "sum_trial_compute_seconds": round(compute, 2), "sum_method_seconds": round(method_s, 2),
         "overhead_fit": round(fit_overhead, 4), "overhead_end_to_end": round(e2e_overhead, 4),
-        "overhead_seconds_per_trial": round((out.fit_seconds * conc - compute) / max(1, trials), 2),
+        "overhead_seconds_per_trial": round(
+            (out.fit_seconds * conc - compute) / max(1, trials), 2),
         "overhead_steady_state": round(steady, 4),
         "startup_seconds": round(first - out.fit_started, 2),
         "shutdown_seconds": round(out.fit_started + out.fit_seconds - last, 2),
@@ -248,11 +252,13 @@ def measure_sample_efficiency(workload: str, repeats: int) -> dict[str, Any]:
         method, params = trial_params(r["config"])
         table[_key(params, method)] = float(r["best"]["best/objective"])
     if len(table) < n_grid:
-        raise RuntimeError(f"the grid sweep {out.sweep_id} finished {len(table)} of {n_grid} points")
+        raise RuntimeError(f"the grid sweep {out.sweep_id} finished {len(table)} "
+                           f"of {n_grid} points")
     best = min(table.values())
     n_best = sum(1 for v in table.values() if v <= best + 1e-12)
     budget = max(1, n_grid // 4)
-    tpe_spec = spec.model_copy(update={"search": spec.search.model_copy(update={"algorithm": "tpe"})})
+    tpe_spec = spec.model_copy(
+        update={"search": spec.search.model_copy(update={"algorithm": "tpe"})})
     runs = {alg: [_replay(tpe_spec, table, best, alg, seed, budget, 4 * n_grid)
                   for seed in range(repeats)] for alg in ("tpe", "random")}
 
@@ -261,7 +267,8 @@ def measure_sample_efficiency(workload: str, repeats: int) -> dict[str, Any]:
         return {"trials_to_best": xs,
                 "median": statistics.median([x if x is not None else math.inf for x in xs]),
                 "mean_reached": round(statistics.fmean(reached), 2) if reached else None,
-                "within_quarter_grid": round(sum(x is not None and x <= budget for x in xs) / len(xs), 3)}
+                "within_quarter_grid": round(
+                    sum(x is not None and x <= budget for x in xs) / len(xs), 3)}
 
     tpe, rnd = summary(runs["tpe"]), summary(runs["random"])
     return {
@@ -299,7 +306,8 @@ def run_benchmark(*, workload: str = "fmnist-class-small", method: str = "finetu
         o = measure_overhead(workload, method, trials)
         report["overhead"] = o
         report["summary"].append(
-            f"overhead: Tuner.fit {o['fit_wall_seconds']:.1f}s wall x {o['max_concurrent']} slots vs "
+            f"overhead: Tuner.fit {o['fit_wall_seconds']:.1f}s wall x "
+            f"{o['max_concurrent']} slots vs "
             f"{o['sum_trial_compute_seconds']:.1f}s of trial compute ({o['trials']} trials of "
             f"{method} on {workload}): {100 * o['overhead_fit']:.1f}% overhead "
             f"({o['overhead_seconds_per_trial']:.2f}s per trial; {o['startup_seconds']:.1f}s "
@@ -313,8 +321,10 @@ def run_benchmark(*, workload: str = "fmnist-class-small", method: str = "finetu
         report["summary"].append(
             f"sample efficiency: a {e['grid_points']}-point grid's best composite "
             f"{e['grid_best_objective']:.4f} ({e['grid_points_at_best']} point(s) reach it); TPE "
-            f"needs a median of {e['tpe']['median']} trials ({100 * e['tpe_median_over_grid']:.0f}% "
-            f"of the grid; within a quarter of the grid in {100 * e['tpe']['within_quarter_grid']:.0f}% "
+            f"needs a median of {e['tpe']['median']} trials "
+            f"({100 * e['tpe_median_over_grid']:.0f}% "
+            f"of the grid; within a quarter of the grid in "
+            f"{100 * e['tpe']['within_quarter_grid']:.0f}% "
             f"of {e['repeats']} repeats), random search {e['random']['median']} "
             f"(expected {e['random_expected_trials']})")
     out.parent.mkdir(parents=True, exist_ok=True)

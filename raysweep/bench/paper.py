@@ -101,7 +101,8 @@ def load_summary_json(path: str | Path) -> dict[str, Any]:
             "errors": doc.get("errors") or [], "doc": doc}
 
 
-def paper_rows(suite: Suite, summary: Summary, references: Mapping[str, Mapping[str, Mapping[str, float]]],
+def paper_rows(suite: Suite, summary: Summary,
+               references: Mapping[str, Mapping[str, Mapping[str, float]]],
                metrics: list[str]) -> list[tuple[str, list[PaperRow]]]:
     """Per workload: reference rows, then each method's default row followed by its tuned row."""
     out: list[tuple[str, list[PaperRow]]] = []
@@ -120,7 +121,8 @@ def paper_rows(suite: Suite, summary: Summary, references: Mapping[str, Mapping[
             for e in sorted((x for x in entries if x.method == method),
                             key=lambda x: order[x.config_kind]):
                 stats = summary.get(e.id, {})
-                rows.append(PaperRow(method, e.config_kind, e.id, {m: stats.get(m) for m in metrics}))
+                rows.append(PaperRow(method, e.config_kind, e.id,
+                                     {m: stats.get(m) for m in metrics}))
         out.append((wname, rows))
     return out
 
@@ -187,8 +189,8 @@ def _rank_score(mean: float, goal: str | float, retrain: float | None) -> float 
     return None if centre is None else -abs(mean - centre)
 
 
-def rankings_markdown(suite: Suite, wname: str, rows: list[PaperRow], references: Mapping[str, Any],
-                      flags: Flags, metrics: list[str]) -> str:
+def rankings_markdown(suite: Suite, wname: str, rows: list[PaperRow],
+                      references: Mapping[str, Any], flags: Flags, metrics: list[str]) -> str:
     """Per ranked column: the rows best first by seed mean, flagged ones left out (and named)."""
     retrain = references.get(wname, {}).get("retrain", {})
     lines = []
@@ -262,7 +264,8 @@ _COLORS = {"default": "#7f7f7f", "pinned": "#bcbd22", "tuned": "#1f77b4"}
 def _bars(suite: Suite, wname: str, rows: list[PaperRow], metrics: list[str], path: Path) -> bool:
     plt = pyplot()
     methods = list(dict.fromkeys(r.method for r in rows if r.config != "reference"))
-    metrics = [m for m in metrics if any(r.stats.get(m) is not None for r in rows if r.config != "reference")]
+    metrics = [m for m in metrics
+               if any(r.stats.get(m) is not None for r in rows if r.config != "reference")]
     if not methods or not metrics:
         return False
     retrain = next((r for r in rows if r.entry == "retrain"), None)
@@ -282,11 +285,13 @@ def _bars(suite: Suite, wname: str, rows: list[PaperRow], metrics: list[str], pa
                 xpos = x - 0.4 + bw * (ki + 0.5)
                 ax.bar(xpos, s.mean, width=bw * 0.95, color=_COLORS[kind], alpha=0.85,
                        yerr=s.ci95, capsize=3, ecolor="#333333",
-                       label=kind if x == 0 or not ax.get_legend_handles_labels()[1].count(kind) else None)
+                       label=(kind if x == 0
+                              or not ax.get_legend_handles_labels()[1].count(kind) else None))
                 if s.values:
                     ax.scatter([xpos] * len(s.values), s.values, s=8, color="black", zorder=3)
-        if retrain is not None and retrain.stats.get(metric) is not None:
-            ax.axhline(retrain.stats[metric].mean, color="#2ca02c", linestyle="--", linewidth=1,
+        oracle = retrain.stats.get(metric) if retrain is not None else None
+        if oracle is not None:
+            ax.axhline(oracle.mean, color="#2ca02c", linestyle="--", linewidth=1,
                        label="retrain (reference)")
         ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=9)
         ax.set_xticks(range(len(methods)))
@@ -296,16 +301,18 @@ def _bars(suite: Suite, wname: str, rows: list[PaperRow], metrics: list[str], pa
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
-    fig.legend(list(uniq.values()), list(uniq.keys()), loc="upper right", fontsize=8, frameon=False)
-    fig.suptitle(f"{suite.name}: {wname} - paper default vs tuned ({STAT_LABEL}, n=1: no interval; "
-                 f"dots: seeds)", fontsize=10)
+    fig.legend(list(uniq.values()), list(uniq.keys()), loc="upper right", fontsize=8,
+               frameon=False)
+    fig.suptitle(f"{suite.name}: {wname} - paper default vs tuned "
+                 f"({STAT_LABEL}, n=1: no interval; dots: seeds)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.92, 0.95))
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
     return True
 
 
-def _across(suite: Suite, tables: list[tuple[str, list[PaperRow]]], metrics: list[str], path: Path) -> bool:
+def _across(suite: Suite, tables: list[tuple[str, list[PaperRow]]], metrics: list[str],
+            path: Path) -> bool:
     if len(tables) < 2:
         return False
     plt = pyplot()
@@ -343,7 +350,8 @@ def _across(suite: Suite, tables: list[tuple[str, list[PaperRow]]], metrics: lis
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7,
+               frameon=False)
     fig.suptitle(f"{suite.name}: across workloads ({STAT_LABEL}; solid: tuned, dotted: paper "
                  f"default)", fontsize=10)
     fig.tight_layout(rect=(0, 0.05 + 0.025 * math.ceil(len(labels) / 4), 1, 0.96))
@@ -354,8 +362,9 @@ def _across(suite: Suite, tables: list[tuple[str, list[PaperRow]]], metrics: lis
 
 # -------------------------------------------------------------------------------------- writer
 
-def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, Any], out_dir: str | Path,
-                       *, configs: Mapping[str, Any] | None = None, errors: list[Any] | None = None,
+def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, Any],
+                       out_dir: str | Path, *, configs: Mapping[str, Any] | None = None,
+                       errors: list[Any] | None = None,
                        meta: Mapping[str, Any] | None = None, plots: bool = True,
                        reference_seeds: Mapping[str, list[int]] | None = None) -> Path:
     """Write ``<out_dir>/README.md`` (and the PNG plots); returns its path."""
@@ -370,7 +379,8 @@ def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, 
     scale_desc = suite.config.scales.get(suite.scale or "", None)
     md = [f"# `{suite.name}`: paper defaults vs tuned", "",
           f"{suite.config.description}", "",
-          f"* **scale: `{scale}`**" + (f" - {scale_desc.description}" if scale_desc and scale_desc.description else ""),
+          f"* **scale: `{scale}`**"
+          + (f" - {scale_desc.description}" if scale_desc and scale_desc.description else ""),
           f"* suite file: `{_rel(suite.source)}`; evaluation seeds: {_seeds(suite)}",
           f"* every method runs at the paper's own hyperparameters (`default`; listed with their "
           f"sources below, the method's defaults where the paper states none) and at the best "
@@ -412,8 +422,9 @@ def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, 
     tuned = [(e.id, (configs or {}).get(e.id)) for e in suite.entries if e.config_kind == "tuned"]
     if any(c for _, c in tuned):
         md += ["## Configurations the tuned entries ran", "",
-               _md_table(["entry", "config"], [[eid, "`" + json.dumps(c, sort_keys=True, default=str) + "`"]
-                                               for eid, c in tuned if c]), ""]
+               _md_table(["entry", "config"],
+                         [[eid, "`" + json.dumps(c, sort_keys=True, default=str) + "`"]
+                          for eid, c in tuned if c]), ""]
     if errors:
         md += ["## Failed runs", ""]
         for err in errors:
@@ -440,7 +451,8 @@ def _seeds(suite: Suite) -> str:
 
 
 def _tune_desc(suite: Suite) -> str:
-    specs = {(e.tune.num_samples, e.tune.algorithm, tuple(e.tune.seeds)) for e in suite.entries if e.tune}
+    specs = {(e.tune.num_samples, e.tune.algorithm, tuple(e.tune.seeds))
+             for e in suite.entries if e.tune}
     if not specs:
         return "no tuned entries"
     return "; ".join(f"{n} trials, {alg}, tuning seed(s) {', '.join(map(str, seeds))}"
@@ -454,7 +466,9 @@ def _workload_line(suite: Suite, wname: str) -> str:
     size = f"train_size {d.train_size or 'full'}, test_size {d.test_size or 'full'}"
     if d.image_size:
         size += f", image_size {d.image_size}"
-    budgets = sorted({x.max_epochs for x in suite.entries if x.workload.name == wname and x.max_epochs})
+    budgets = sorted({x.max_epochs for x in suite.entries
+                      if x.workload.name == wname and x.max_epochs})
     return (f"`{w.dataset.name}` ({size}), model `{w.model.name}`, scenario "
-            f"`{json.dumps(w.scenario.model_dump(mode='json', exclude_none=True))}`, original trained "
-            f"{w.train.epochs} epochs; epoch budget per method: {', '.join(map(str, budgets)) or 'none'}")
+            f"`{json.dumps(w.scenario.model_dump(mode='json', exclude_none=True))}`, "
+            f"original trained {w.train.epochs} epochs; epoch budget per method: "
+            f"{', '.join(map(str, budgets)) or 'none'}")

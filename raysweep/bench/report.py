@@ -46,7 +46,8 @@ __all__ = ["ReportData", "write_report", "fmt_stat", "fmt_num", "comparison_rows
 STAT_LABEL = "seed mean ± 95% CI"
 STAT_LEGEND = ("Cells: seed mean ± half-width of the 95% confidence interval of the mean "
                "(Student t: t(0.975, n-1) · sd / √n over the n seeds); `(n=1, no CI)`: a single "
-               "seed, no interval. Regression checks (σ, min_sigma) use the seed standard deviation.")
+               "seed, no interval. Regression checks (σ, min_sigma) use the seed standard "
+               "deviation.")
 
 
 @dataclass
@@ -99,16 +100,18 @@ def protocol_rows(suite: Suite, reference_seeds: Mapping[str, list[int]] | None 
     per_entry = dict(proto["entries"].items())
     if len({tuple(p["evaluation_seeds"]) for p in per_entry.values()}) > 1:
         seeds += " (per entry: " + "; ".join(
-            f"{eid}: {', '.join(map(str, p['evaluation_seeds']))}" for eid, p in per_entry.items()) + ")"
+            f"{eid}: {', '.join(map(str, p['evaluation_seeds']))}"
+            for eid, p in per_entry.items()) + ")"
     tuning = proto["tuning_seeds"]
-    tuning_text = (", ".join(map(str, tuning)) + " (the tuned entries' sweeps; never an evaluation "
-                   "seed)") if tuning else "none (no tuned entries)"
+    tuning_text = (", ".join(map(str, tuning)) + " (the tuned entries' sweeps; never an "
+                   "evaluation seed)") if tuning else "none (no tuned entries)"
     scope = proto["seed_scope"]
     scope_text = {
         "method": "method (a seed varies the unlearning run only; each workload is its file's, "
                   "prepared once)",
         "full": "full (a seed s also redraws the workload with seed s: data subset, forget set, "
-                "original and oracle; a tuned entry tunes on the workload of its first tuning seed)",
+                "original and oracle; a tuned entry tunes on the workload of its first tuning "
+                "seed)",
     }.get(scope, "mixed (per entry: " + "; ".join(
         f"{eid}: {p['seed_scope']}" for eid, p in per_entry.items()) + ")")
     rows = [["selection split", f"{proto['selection_split']} (a tuned config is chosen on the "
@@ -132,11 +135,13 @@ def _signed(v: float) -> str:
 
 
 def comparison_rows(rows: list[Comparison]) -> list[list[str]]:
-    """Cells of the comparison table: entry, metric, baseline, current, delta, σ, allowed, status."""
+    """Cells of the comparison table: entry, metric, baseline, current, delta, σ, allowed,
+    status."""
     out = []
     for r in rows:
         sigma = "-" if math.isnan(r.sigma) else ("∞" if math.isinf(r.sigma) else f"{r.sigma:.1f}σ")
-        better = {"higher_is_better": "↑", "lower_is_better": "↓", "target": "→"}.get(r.direction, "")
+        better = {"higher_is_better": "↑", "lower_is_better": "↓",
+                  "target": "→"}.get(r.direction, "")
         out.append([r.entry, f"{r.metric} {better}", fmt_stat(r.baseline), fmt_stat(r.current),
                     _signed(r.delta), sigma, fmt_num(r.allowed, 3), r.status.upper()
                     if r.failed else r.status])
@@ -225,7 +230,8 @@ def _trend(data: ReportData, metrics: list[str]) -> bytes | None:
     hist = data.history
     if not hist:
         return None
-    metrics = [m for m in metrics if any(m in s.get(e.id, {}) for _, s in hist for e in data.suite.entries)]
+    metrics = [m for m in metrics
+               if any(m in s.get(e.id, {}) for _, s in hist for e in data.suite.entries)]
     if not metrics:
         return None
     ncol = min(2, len(metrics))
@@ -235,8 +241,8 @@ def _trend(data: ReportData, metrics: list[str]) -> bytes | None:
     xs = list(range(len(hist)))
     for ax, metric in zip(axes.flat, metrics):
         for e in data.suite.entries:
-            pts = [(x, s.get(e.id, {}).get(metric)) for x, (_, s) in zip(xs, hist)]
-            pts = [(x, st) for x, st in pts if st is not None and st.n]
+            raw = [(x, s.get(e.id, {}).get(metric)) for x, (_, s) in zip(xs, hist)]
+            pts = [(x, st) for x, st in raw if st is not None and st.n]
             if not pts:
                 continue
             px = [x for x, _ in pts]
@@ -303,14 +309,16 @@ _VERDICT = {
 }
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;\
+max-width:1200px;
 padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:0.6em 0 1.4em;font-size:0.9em}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 tr.bad td{background:#fde2e2} tr.good td{background:#e5f6e5}
 .verdict{font-weight:bold;padding:0.5em 0.8em;border-radius:4px;display:inline-block}
-.v-regressed,.v-failed{background:#fde2e2;color:#a40000} .v-passed{background:#e5f6e5;color:#1b5e20}
+.v-regressed,.v-failed{background:#fde2e2;color:#a40000} \
+.v-passed{background:#e5f6e5;color:#1b5e20}
 .v-baseline{background:#e8eef9;color:#1a3d7c}
 img{max-width:100%;border:1px solid #eee;margin:0.4em 0}
 code{background:#f5f5f5;padding:1px 4px}
@@ -348,13 +356,16 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
                 for eid, cfg in data.configs.items()]
 
     # Markdown
-    md = [f"# Regression suite `{data.suite.name}`", "", f"**{_VERDICT.get(data.status, data.status)}**",
+    md = [f"# Regression suite `{data.suite.name}`", "",
+          f"**{_VERDICT.get(data.status, data.status)}**",
           "", _md_table(["run", ""], meta_rows), "", "## Protocol", "",
           _md_table(["", ""], proto_rows), ""]
     if regressed:
-        md += ["## What got worse", "", _md_table(COMPARISON_HEADERS, comparison_rows(regressed)), ""]
+        md += ["## What got worse", "",
+               _md_table(COMPARISON_HEADERS, comparison_rows(regressed)), ""]
     if data.errors:
-        md += ["## Failed runs", ""] + [f"- `{e}` seed {s}: {err}" for e, s, err in data.errors] + [""]
+        md += (["## Failed runs", ""]
+               + [f"- `{e}` seed {s}: {err}" for e, s, err in data.errors] + [""])
     md += [f"## Results ({STAT_LABEL})", "", STAT_LEGEND, ""]
     for wname, rows in results:
         md += [f"### {wname}", "", _md_table(["entry", *metrics], rows), ""]
@@ -375,16 +386,20 @@ def write_report(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
 
     # HTML (self-contained)
     h = ["<!doctype html><html><head><meta charset='utf-8'>",
-         f"<title>raysweep bench: {html.escape(data.suite.name)}</title><style>{_CSS}</style></head><body>",
+         f"<title>raysweep bench: {html.escape(data.suite.name)}</title>"
+         f"<style>{_CSS}</style></head><body>",
          f"<h1>Regression suite <code>{html.escape(data.suite.name)}</code></h1>",
-         f"<p class='verdict v-{html.escape(data.status)}'>{html.escape(_VERDICT.get(data.status, data.status))}</p>",
+         f"<p class='verdict v-{html.escape(data.status)}'>"
+         f"{html.escape(_VERDICT.get(data.status, data.status))}</p>",
          _html_table(["run", ""], meta_rows), "<h2>Protocol</h2>",
          _html_table(["", ""], proto_rows)]
     if regressed:
-        h += ["<h2>What got worse</h2>", _html_table(COMPARISON_HEADERS, comparison_rows(regressed), 7)]
+        h += ["<h2>What got worse</h2>",
+              _html_table(COMPARISON_HEADERS, comparison_rows(regressed), 7)]
     if data.errors:
-        h += ["<h2>Failed runs</h2><ul>"] + [f"<li><code>{html.escape(e)}</code> seed {s}: "
-                                             f"{html.escape(err)}</li>" for e, s, err in data.errors] + ["</ul>"]
+        h += (["<h2>Failed runs</h2><ul>"]
+              + [f"<li><code>{html.escape(e)}</code> seed {s}: {html.escape(err)}</li>"
+                 for e, s, err in data.errors] + ["</ul>"])
     h += [f"<h2>Results ({STAT_LABEL})</h2>", f"<p>{html.escape(STAT_LEGEND)}</p>"]
     for wname, rows in results:
         h += [f"<h3>{html.escape(wname)}</h3>", _html_table(["entry", *metrics], rows)]

@@ -61,7 +61,8 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 class ResolvedBaseline:
     summary: Summary | None      # None: nothing to compare with
     label: str                   # for humans: "previous run abc123 (2025-..., sha)"
-    ref: str                     # for the MLflow tag: "previous:<id>", "run:<id>", "file:<path>", "none"
+    # ref, for the MLflow tag: "previous:<id>", "run:<id>", "file:<path>", "none"
+    ref: str
 
 
 @dataclass
@@ -98,17 +99,20 @@ class BenchResult:
         return {
             "suite": self.suite, "status": self.status, "exit_code": self.exit_code,
             "run_id": self.run_id, "experiment_id": self.experiment_id,
-            "tracking_uri": redact_uri(tracking_uri()), "baseline": {"ref": self.baseline.ref, "label": self.baseline.label},
+            "tracking_uri": redact_uri(tracking_uri()),
+            "baseline": {"ref": self.baseline.ref, "label": self.baseline.label},
             "report_dir": str(self.report_dir) if self.report_dir else None,
             "seconds": self.seconds, "finished": self.finished, "protocol": proto,
             "regressions": [c.to_json() for c in self.regressions],
             "comparisons": [c.to_json() for c in self.comparisons],
             "errors": [{"entry": e, "seed": s, "error": err} for e, s, err in self.errors],
             "entries": {e: {"config": self.configs.get(e, {}), "metrics": m,
-                            **({"stop_epoch": self.stop_epochs[e]} if e in self.stop_epochs else {}),
+                            **({"stop_epoch": self.stop_epochs[e]}
+                               if e in self.stop_epochs else {}),
                             **({"seeds": per_entry[e]["evaluation_seeds"],
                                 "tuning_seeds": per_entry[e]["tuning_seeds"],
-                                "seed_scope": per_entry[e]["seed_scope"]} if e in per_entry else {})}
+                                "seed_scope": per_entry[e]["seed_scope"]}
+                               if e in per_entry else {})}
                         for e, m in summary_to_json(self.summary).items()},
             "references": self.references,
         }
@@ -124,7 +128,8 @@ def resolve_baseline(suite: Suite, ref: str | None) -> ResolvedBaseline:
             return ResolvedBaseline(None, "none (first run of this suite)", "none")
         prev = runs[0]
         return ResolvedBaseline(tracking.summary_of(suite.name, prev.run_id),
-                                f"previous run {prev.run_id[:8]} ({prev.when}, {prev.git_sha[:7]})",
+                                f"previous run {prev.run_id[:8]} "
+                                f"({prev.when}, {prev.git_sha[:7]})",
                                 f"previous:{prev.run_id}")
     path = Path(ref)
     if path.is_file():
@@ -136,7 +141,8 @@ def resolve_baseline(suite: Suite, ref: str | None) -> ResolvedBaseline:
     if _RUN_ID.match(ref):
         run, run_suite_name = tracking.find_suite_run(ref)
         if run_suite_name != suite.name:
-            raise ConfigError(f"--baseline {ref}: a run of suite {run_suite_name!r}, not {suite.name!r}")
+            raise ConfigError(f"--baseline {ref}: a run of suite {run_suite_name!r}, "
+                              f"not {suite.name!r}")
         return ResolvedBaseline(tracking.summary_of(suite.name, ref),
                                 f"run {ref[:8]} ({run.when}, {run.git_sha[:7]})", f"run:{ref}")
     raise ConfigError(f"--baseline {ref!r}: expected 'previous', an MLflow run id (32 hex digits) "
@@ -181,7 +187,8 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
         summary = {k: v for k, v in summarize(per_entry).items() if v}
         comparisons: list[Comparison] = []
         if base.summary is not None:
-            comparisons = compare(summary, base.summary, {e.id: e.tolerances for e in suite.entries})
+            comparisons = compare(summary, base.summary,
+                                  {e.id: e.tolerances for e in suite.entries})
         if errors:
             status = "failed"
         elif regressions(comparisons):
@@ -198,7 +205,8 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
                 for h, s in hist]
         meta = {"status": status, "suite file": suite.source, "MLflow run": recorder.run_id,
                 "experiment": f"{suite.experiment_name} ({recorder.experiment_id})",
-                "tracking URI": redact_uri(tracking.tracking_uri()), "git": sha, "baseline": base.label,
+                "tracking URI": redact_uri(tracking.tracking_uri()), "git": sha,
+                "baseline": base.label,
                 "runs": f"{len(ex.records)} ({len(errors)} failed)",
                 "executed": address or "in-process", "wall time": f"{ex.seconds:.1f}s",
                 "date": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -216,7 +224,8 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
                              finished=time.strftime("%Y-%m-%d %H:%M"),
                              protocol={**suite.protocol(), "reference_seeds": ex.reference_seeds})
         write_report(data, out)
-        (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=_json_default))
+        (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2,
+                                                     default=_json_default))
         n_reg = len(regressions(comparisons))
         recorder.finish(status, {"bench/regressions": float(n_reg),
                                  "bench/failed_runs": float(len(errors)),
@@ -253,7 +262,8 @@ def pin_baseline(suite: Suite, out: str | Path, *, run_id: str | None = None) ->
         run = runs[0]
     summary = tracking.summary_of(suite.name, run.run_id)
     if not summary:
-        raise ConfigError(f"run {run.run_id} of suite {suite.name!r} has no successful entry runs to pin")
+        raise ConfigError(f"run {run.run_id} of suite {suite.name!r} has no successful entry "
+                          f"runs to pin")
     path = write_pinned(out, suite.name, summary, {"run_id": run.run_id, "git_sha": run.git_sha,
                                                    "status": run.status, "date": run.when})
     return path, run.run_id

@@ -60,7 +60,8 @@ def _one(spec: Any, n_nodes: int, cores: int) -> dict[str, Any]:
         "finished": finished, "failed": int(out.counts.get("failed", 0)),
         "max_concurrent": conc,
         "fit_seconds": round(out.fit_seconds, 2),
-        "trials_per_hour": round(finished / out.fit_seconds * 3600, 1) if out.fit_seconds else None,
+        "trials_per_hour": (round(finished / out.fit_seconds * 3600, 1)
+                            if out.fit_seconds else None),
         "sum_trial_compute_seconds": round(compute, 2),
         "mean_trial_seconds": round(compute / max(1, len(out.trial_seconds)), 3),
         "mean_method_seconds": round(sum(out.method_seconds) / max(1, len(out.method_seconds)), 3),

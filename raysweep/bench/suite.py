@@ -1,4 +1,5 @@
-"""Regression suites: which (workload, method, config, seeds) to run and how much worse is too much.
+"""Regression suites: which (workload, method, config, seeds) to run and how much worse is too
+much.
 
 A suite is a YAML file (``search_spaces/suites/<name>.yaml``)::
 
@@ -18,7 +19,8 @@ A suite is a YAML file (``search_spaces/suites/<name>.yaml``)::
       - workload: digits-class
         method: scrub
         config: tuned                   # tuned by a small sweep first, then run on the seeds
-        tune: {num_samples: 8}          # tuning seeds: [1000] by default (never an evaluation seed)
+        tune: {num_samples: 8}          # tuning seeds: [1000] by default
+                                        # (never an evaluation seed)
         tolerances: {forget/acc: {abs: 0.1}}   # per-entry override, merged field by field
       - {workload: digits-class, method: [bad-teaching, sftc]}       # one entry per method
 
@@ -59,9 +61,9 @@ runs as written. A scale changes sizes, never the comparison::
         seeds: [0, 1, 2, 3, 4]                 # replaces the suite's seeds
         tune: {num_samples: 50}                # merged into every tuned entry's tune:
         workloads:                             # workload name -> fields merged over its file
-          fmnist-class-conv: {dataset: {train_size: null, image_size: 32}, model: {name: resnet18-cifar}}
-                                               # (dataset, model, train merge field by field;
-                                               # a scenario given here replaces the file's)
+          fmnist-class-conv:                   # (dataset, model, train merge field by field;
+            dataset: {train_size: null, image_size: 32}   # a scenario given here replaces
+            model: {name: resnet18-cifar}                 # the file's)
         only: [fmnist-class-conv]              # keep only the entries on these workloads
         set: ["entries.scrub.max_epochs=5"]    # --set overrides, applied before the user's
 
@@ -97,8 +99,8 @@ from raysweep.config import (
 )
 from raysweep.errors import ConfigError, did_you_mean
 
-__all__ = ["Direction", "Tolerance", "TuneSpec", "SuiteEntry", "SuiteConfig", "SuiteScale", "Entry",
-           "PaperDefault",
+__all__ = ["Direction", "Tolerance", "TuneSpec", "SuiteEntry", "SuiteConfig", "SuiteScale",
+           "Entry", "PaperDefault",
            "Suite", "load_suite", "apply_suite_overrides", "BUNDLED_SUITES", "DEFAULT_SCALE",
            "TUNING_SEED_BASE", "SELECTION_SPLIT", "REPORT_SPLIT", "SeedScope"]
 
@@ -132,12 +134,17 @@ class Tolerance(_Strict):
     """
 
     direction: Direction | None = Field(
-        None, description="higher_is_better, lower_is_better, or target (closer to `target` is better)")
-    abs: float | None = Field(None, ge=0, le=1e9, description="allowed absolute change in the worse direction")
-    rel: float | None = Field(None, ge=0, le=1e6, description="allowed change as a fraction of |baseline|")
-    target: float | None = Field(None, ge=-1e9, le=1e9, description="ideal value when direction is target (e.g. MIA 0.5)")
+        None, description="higher_is_better, lower_is_better, or target "
+                          "(closer to `target` is better)")
+    abs: float | None = Field(None, ge=0, le=1e9,
+                              description="allowed absolute change in the worse direction")
+    rel: float | None = Field(None, ge=0, le=1e6,
+                              description="allowed change as a fraction of |baseline|")
+    target: float | None = Field(None, ge=-1e9, le=1e9,
+                                 description="ideal value when direction is target (e.g. MIA 0.5)")
     min_sigma: float | None = Field(
-        None, ge=0, le=1000, description="also require the change to be >= this many pooled seed std devs")
+        None, ge=0, le=1000,
+        description="also require the change to be >= this many pooled seed std devs")
 
     def merged(self, override: Tolerance | None) -> Tolerance:
         if override is None:
@@ -190,17 +197,21 @@ class TuneSpec(_Strict):
     max_concurrent: int | None = Field(None, ge=1, le=10_000, description="trials at a time")
     parameters: dict[str, Any] | None = Field(
         None, description="the method's ranges (default: its bundled search space)")
-    objective: dict[str, Any] | None = Field(None, description="weights of the composite objective")
+    objective: dict[str, Any] | None = Field(None,
+                                             description="weights of the composite objective")
     objectives: list[dict[str, Any]] | None = Field(
         None, description="the sweep's objectives (one entry: the best trial is taken)")
-    budget: dict[str, Any] | None = Field(None, description="per-trial budget, e.g. {max_epochs: 3}")
+    budget: dict[str, Any] | None = Field(None,
+                                          description="per-trial budget, e.g. {max_epochs: 3}")
     cache: bool = Field(False, description="reuse the config found by an identical earlier tuning "
                                            "(same workload, method and tune spec)")
 
 
 class SuiteEntry(_Strict):
-    name: str | None = Field(None, description="entry id (default: <workload>/<method>, @tuned appended when tuned)")
-    workload: str = Field(..., description="bundled workload name or YAML path (relative to the suite)")
+    name: str | None = Field(
+        None, description="entry id (default: <workload>/<method>, @tuned appended when tuned)")
+    workload: str = Field(
+        ..., description="bundled workload name or YAML path (relative to the suite)")
     method: str | list[str] = Field(..., description="method, or a list: one entry per method")
     config: Literal["default", "tuned"] | dict[str, Any] = Field(
         "default", description="default (paper defaults), tuned, or a mapping of pinned values")
@@ -240,7 +251,8 @@ class SuiteEntry(_Strict):
         if self.tune is not None and self.config != "tuned":
             raise ValueError("tune: is only used with config: tuned")
         if isinstance(self.method, list) and self.name is not None and len(self.method) > 1:
-            raise ValueError("name: cannot be shared by several methods; drop it or split the entry")
+            raise ValueError("name: cannot be shared by several methods; drop it or split the "
+                             "entry")
         return self
 
 
@@ -272,13 +284,17 @@ class SuiteScale(_Strict):
 
 
 class RelearnSpec(_Strict):
-    """Relearn time (paper 003) of every run's final model: :func:`raysweep.metrics.relearn_time`."""
+    """Relearn time (paper 003) of every run's final model:
+    :func:`raysweep.metrics.relearn_time`."""
 
-    lr: float = Field(0.01, gt=0, le=10, description="fine-tuning learning rate on D_f (SGD, momentum 0.9)")
+    lr: float = Field(0.01, gt=0, le=10,
+                      description="fine-tuning learning rate on D_f (SGD, momentum 0.9)")
     max_epochs: int = Field(10, ge=1, le=1000, description="cap; reported when never relearned")
-    tolerance: float = Field(0.02, ge=0, le=1, description="within this of the original's forget accuracy")
+    tolerance: float = Field(0.02, ge=0, le=1,
+                             description="within this of the original's forget accuracy")
     batch_size: int = Field(64, ge=1, le=65536)
-    max_samples: int | None = Field(None, ge=1, le=100_000_000, description="fine-tune on at most this many D_f samples")
+    max_samples: int | None = Field(None, ge=1, le=100_000_000,
+                                    description="fine-tune on at most this many D_f samples")
 
 
 _SOURCE = re.compile(r"^paper \d{3}, \S.*$")
@@ -293,10 +309,13 @@ class PaperDefault(_Strict):
 
     method: str = Field(..., description="the method whose defaults these values override")
     models: list[str] | None = Field(
-        None, min_length=1, description="the workloads' model.name it applies to (default: every model)")
-    values: dict[str, Any] = Field(..., min_length=1, description="config field -> the paper's value")
+        None, min_length=1,
+        description="the workloads' model.name it applies to (default: every model)")
+    values: dict[str, Any] = Field(..., min_length=1,
+                                   description="config field -> the paper's value")
     source: str = Field(..., max_length=300,
-                        description="where the paper states the values, e.g. 'paper 000, Section 4.1'")
+                        description="where the paper states the values, "
+                                    "e.g. 'paper 000, Section 4.1'")
 
     @field_validator("source")
     @classmethod
@@ -321,7 +340,8 @@ class SuiteConfig(_Strict):
     device: str = Field("auto", description="cpu, cuda, cuda:1 or auto")
     catboost: bool = Field(False, description="compute the CatBoost MIA (slow)")
     relearn: RelearnSpec | None = Field(
-        None, description="also measure relearn time (metric relearn/epochs; trains a copy per run)")
+        None,
+        description="also measure relearn time (metric relearn/epochs; trains a copy per run)")
     resources: Resources = Field(default_factory=Resources)
     report_metrics: list[str] | None = Field(
         None, description="metrics plotted in the report (default: the toleranced ones + time)")
@@ -485,7 +505,8 @@ def _resolve_workload(ref: str, suite_dir: Path, where: str) -> tuple[WorkloadCo
         raise ConfigError(f"{where}.workload: {exc}") from None
 
 
-def apply_suite_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
+def apply_suite_overrides(data: dict[str, Any], overrides: list[str],
+                          source: str = "--set") -> dict[str, Any]:
     """Apply ``path=value`` overrides to raw suite data (values parsed as YAML).
 
     A path walks mappings by key and the ``entries`` list by index or by selector: an entry's
@@ -517,7 +538,8 @@ def _set_path(node: Any, parts: list[str], value: Any, where: str) -> None:
             if rest:
                 _set_path(t, rest, value, where)
             else:
-                raise ConfigError(f"{where}: cannot replace a whole list element; set one of its fields")
+                raise ConfigError(f"{where}: cannot replace a whole list element; set one of "
+                                  f"its fields")
         return
     if not isinstance(node, dict):
         raise ConfigError(f"{where}: {head!r} is below a value that is not a mapping")
@@ -536,7 +558,8 @@ def _select(items: list[Any], sel: str, where: str) -> list[Any]:
     if sel.lstrip("-").isdigit():
         i = int(sel)
         if not -len(items) <= i < len(items):
-            raise ConfigError(f"{where}: index {i} is out of range (there are {len(items)} entries)")
+            raise ConfigError(f"{where}: index {i} is out of range "
+                              f"(there are {len(items)} entries)")
         return [items[i]]
     # An entry that lists several methods is split in place into one entry per method, so that
     # a method's own config can be set (a pinned config belongs to one method).
@@ -551,7 +574,9 @@ def _select(items: list[Any], sel: str, where: str) -> list[Any]:
         for it in items:
             if isinstance(it, dict):
                 m = it.get("method")
-                names.update(str(x) for x in ([it.get("name")] + (m if isinstance(m, list) else [m])) if x)
+                names.update(str(x)
+                             for x in ([it.get("name")] + (m if isinstance(m, list) else [m]))
+                             if x)
         names = sorted(names)  # type: ignore[assignment]
         raise ConfigError(f"{where}: no entry is named {sel!r} or runs method {sel!r}"
                           f"{did_you_mean(sel, names)} (entries: {', '.join(names)})")
@@ -561,11 +586,13 @@ def _select(items: list[Any], sel: str, where: str) -> list[Any]:
 def _deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in patch.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (_deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict)
+                  else v)
     return out
 
 
-def _patched_workload(workload: WorkloadConfig, patch: dict[str, Any], where: str) -> WorkloadConfig:
+def _patched_workload(workload: WorkloadConfig, patch: dict[str, Any],
+                      where: str) -> WorkloadConfig:
     # A scenario is one choice (its params belong to its selector): a patched one replaces it.
     base = workload.model_dump(mode="json")
     if "scenario" in patch:
@@ -671,12 +698,15 @@ def _check_tuning_seeds(cfg: SuiteConfig, where: str) -> None:
         eval_seeds = list(raw.seeds or cfg.seeds)
         overlap = sorted(set(tune_seeds) & set(eval_seeds))
         if overlap:
+            verb = ("is also an evaluation seed" if len(overlap) == 1
+                    else "are also evaluation seeds")
             raise ConfigError(
                 f"{where}: entries[{i}].tune.seeds: {overlap} "
-                f"{'is also an evaluation seed' if len(overlap) == 1 else 'are also evaluation seeds'}"
+                f"{verb}"
                 f" of the entry (seeds {eval_seeds}); a config must not be tuned on a seed it is "
                 f"scored on: give tuning "
-                f"seeds at {TUNING_SEED_BASE} and above, e.g. tune: {{seeds: [{TUNING_SEED_BASE}]}}, "
+                f"seeds at {TUNING_SEED_BASE} and above, "
+                f"e.g. tune: {{seeds: [{TUNING_SEED_BASE}]}}, "
                 f"or drop tune.seeds for the default [{TUNING_SEED_BASE}]")
 
 
@@ -811,7 +841,8 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
                                   f"{method} epochs {paper_epochs:g} ({sources['epochs']}); "
                                   f"raise max_epochs to at least {paper_epochs:g}")
             tolerances: dict[str, Tolerance] = {}
-            for metric in [*cfg.tolerances, *(m for m in raw.tolerances if m not in cfg.tolerances)]:
+            for metric in [*cfg.tolerances,
+                           *(m for m in raw.tolerances if m not in cfg.tolerances)]:
                 base = cfg.tolerances.get(metric, Tolerance())
                 tol = base.merged(raw.tolerances.get(metric))
                 _check_metric(metric, f"{where}.tolerances")

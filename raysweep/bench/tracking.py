@@ -118,10 +118,12 @@ class SuiteRecorder:
     def __init__(self, suite: Suite) -> None:
         self.suite = suite
         self.client = client()
-        self.experiment_id: str = _experiment_id(self.client, suite.experiment_name, create=True) or ""
+        self.experiment_id: str = _experiment_id(self.client, suite.experiment_name,
+                                                 create=True) or ""
         self.run_id: str = ""
 
-    def start(self, *, git_sha: str, baseline: str, run_name: str, extra_tags: dict[str, str]) -> str:
+    def start(self, *, git_sha: str, baseline: str, run_name: str,
+              extra_tags: dict[str, str]) -> str:
         from mlflow.entities import Param
 
         self.close_abandoned()
@@ -158,8 +160,8 @@ class SuiteRecorder:
                 tags["raysweep.error"] = _clip(rec.error)
             if entry.id in tuned and tuned[entry.id].get("sweep_id"):
                 tags["raysweep.tuned_sweep"] = str(tuned[entry.id]["sweep_id"])
-            child = self.client.create_run(self.experiment_id, run_name=f"{entry.id} seed {rec.seed}",
-                                           tags=tags)
+            child = self.client.create_run(self.experiment_id,
+                                           run_name=f"{entry.id} seed {rec.seed}", tags=tags)
             params = {"entry": entry.id, "seed": rec.seed, "method": entry.method,
                       "workload": entry.workload.name, "config_kind": entry.config_kind,
                       "seed_scope": rec.seed_scope,
@@ -174,11 +176,13 @@ class SuiteRecorder:
                 params=[Param(k, _clip(v)) for k, v in params.items()])
             self.client.set_terminated(child.info.run_id, "FAILED" if rec.error else "FINISHED")
 
-    def finish(self, status: str, metrics: dict[str, float], report_dir: Path | None = None) -> None:
+    def finish(self, status: str, metrics: dict[str, float],
+               report_dir: Path | None = None) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, 0) for k, v in _finite(metrics).items()])
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, 0)
+                                                    for k, v in _finite(metrics).items()])
         self.client.set_tag(self.run_id, STATUS_TAG, status)
         if report_dir is not None:
             try:
@@ -186,7 +190,8 @@ class SuiteRecorder:
             except Exception as exc:  # artifact storage is optional; the runs are what matter
                 from raysweep._console import info
 
-                info(f"[yellow]could not store the report in MLflow ({type(exc).__name__}: {exc})[/]")
+                info(f"[yellow]could not store the report in MLflow "
+                     f"({type(exc).__name__}: {exc})[/]")
         self.client.set_terminated(self.run_id, "FAILED" if status == "failed" else "FINISHED")
 
     def close_abandoned(self) -> list[str]:
@@ -194,7 +199,8 @@ class SuiteRecorder:
         lost machine): KILLED, status ``failed``, with the reason. They never become a
         baseline either way; this keeps MLflow from showing them as running forever."""
         flt = (f"{tag_equals('raysweep.kind', KIND_SUITE)} and "
-               f"{tag_equals('raysweep.suite', self.suite.name)} and attributes.status = 'RUNNING'")
+               f"{tag_equals('raysweep.suite', self.suite.name)} and "
+               f"attributes.status = 'RUNNING'")
         closed = []
         for run in self.client.search_runs([self.experiment_id], filter_string=flt,
                                            max_results=200):
@@ -290,7 +296,8 @@ def _summarize_children(children: list[Any]) -> Summary:
     for r in children:
         if r.data.tags.get("raysweep.error"):
             continue
-        per_entry.setdefault(r.data.tags.get("raysweep.entry", "?"), []).append(dict(r.data.metrics))
+        per_entry.setdefault(r.data.tags.get("raysweep.entry", "?"), []).append(
+            dict(r.data.metrics))
     return summarize(per_entry)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from raysweep._console import info
@@ -37,6 +38,7 @@ __all__ = ["sweep_spec", "tune_entry", "cached_tuning", "selection_key"]
 
 def _reads_test(key: str) -> bool:
     """Whether a result key is computed on the test split (reporting only, never selection)."""
+    sweep_reads_test: Callable[[str], bool] | None
     try:
         from raysweep.sweep.space import _reads_test as sweep_reads_test
     except ImportError:  # pragma: no cover - older sweep layer
@@ -52,9 +54,9 @@ def selection_key(spec: SweepSpec, *, where: str) -> str:
     keys, _ = spec.searcher_metrics()
     key = keys[0]
     if _reads_test(key):
-        raise ConfigError(f"{where}.objectives: the tuned config would be chosen on {key!r}, which "
-                          f"reads the test split; tuning selects on val: use metric: composite "
-                          f"(the sweep's objective) or a metric ending in /val")
+        raise ConfigError(f"{where}.objectives: the tuned config would be chosen on {key!r}, "
+                          f"which reads the test split; tuning selects on val: use metric: "
+                          f"composite (the sweep's objective) or a metric ending in /val")
     return key
 
 

@@ -279,7 +279,6 @@ def measure_sampler(sampler: str, *, trials: int, concurrency: int, epochs: int,
     keys = tuple(sorted(per_epoch | {f"best/{k}" for k in per_epoch}))
     final_keys = tuple(sorted({f"best/{k}" for k in metric_keys()} - set(keys)))
     searcher = make_search(spec, sweep_dir / "optuna.journal", concurrency)
-    assert isinstance(searcher, ConcurrencyLimiter)
     # Same searcher chain, with the outer limiter swapped for its timed twin.
     timed_search = _TimedLimiter(searcher.searcher, max_concurrent=concurrency)
     start = _Completions()

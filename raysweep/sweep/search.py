@@ -339,7 +339,7 @@ class SeedReplicator(Searcher):
 
 
 def make_search(spec: SweepSpec, storage_path: Path, max_concurrent: int,
-                recipe: Mapping[str, Any] | None = None) -> Searcher:
+                recipe: Mapping[str, Any] | None = None) -> ConcurrencyLimiter:
     """OptunaSearch on persistent storage, replicated over seeds, with a concurrency limit
     (``recipe``: the workload's training recipe, see :func:`default_points`)."""
     from ray.tune.search.optuna import OptunaSearch

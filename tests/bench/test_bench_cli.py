@@ -1,4 +1,5 @@
-"""End to end: ``raysweep bench run`` on the tests' copy of the smoke suite with a private MLflow store.
+"""End to end: ``raysweep bench run`` on the tests' copy of the smoke suite with a private MLflow
+store.
 
 First run: no baseline, so it becomes the baseline (exit 0). Second run: compared with the first,
 within tolerance (exit 0). Third run: SSD's selection weighting is injected so high that it
@@ -42,9 +43,11 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
     assert smoke_history["rc"] == (0, 0, 3)
     first = smoke_history["first"]
     assert first["status"] == "baseline" and first["exit_code"] == 0
-    assert set(first["entries"]) == {"digits-class/ssd", "digits-class/scrub", "digits-class/finetune"}
+    assert set(first["entries"]) == {"digits-class/ssd", "digits-class/scrub",
+                                     "digits-class/finetune"}
     assert first["entries"]["digits-class/ssd"]["metrics"]["forget/acc"]["n"] == 2
-    assert first["entries"]["digits-class/ssd"]["metrics"]["forget/acc"]["mean"] < 0.2  # SSD forgets
+    # SSD forgets
+    assert first["entries"]["digits-class/ssd"]["metrics"]["forget/acc"]["mean"] < 0.2
 
     assert "passed" in smoke_history["out2"] and "previous run" in smoke_history["out2"]
     # The terminal report states its protocol and labels the intervals.
@@ -52,8 +55,10 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
     assert "selection split: val" in out2 and "report split: test" in out2
     assert "evaluation seeds: 0, 1" in out2 and "seed scope: method" in out2
     assert "tuning seeds: none" in out2 and "± 95% CI" in out2
-    assert first["protocol"]["selection_split"] == "val" and first["protocol"]["report_split"] == "test"
-    assert first["protocol"]["evaluation_seeds"] == [0, 1] and first["protocol"]["seed_scope"] == "method"
+    assert (first["protocol"]["selection_split"] == "val"
+            and first["protocol"]["report_split"] == "test")
+    assert (first["protocol"]["evaluation_seeds"] == [0, 1]
+            and first["protocol"]["seed_scope"] == "method")
     assert first["entries"]["digits-class/ssd"]["seed_scope"] == "method"
     out3 = smoke_history["out3"]
     assert "REGRESSION" in out3 and "regressed" in out3
@@ -72,7 +77,8 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
     summary3 = json.loads((bench_env / "r3" / "summary.json").read_text())
     assert summary3["status"] == "regressed"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", summary3["finished"])
-    assert [(r["entry"], r["metric"]) for r in summary3["regressions"]] == [("digits-class/ssd", "forget/acc")]
+    assert [(r["entry"], r["metric"]) for r in summary3["regressions"]] == [
+        ("digits-class/ssd", "forget/acc")]
 
     # MLflow: a parent per suite run, children per entry x seed with the documented tags.
     from mlflow.tracking import MlflowClient
@@ -81,7 +87,8 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
     exp = client.get_experiment_by_name("raysweep-bench/test-smoke")
     parents = client.search_runs([exp.experiment_id], "tags.`raysweep.kind` = 'bench-suite'",
                                  order_by=["attributes.start_time ASC"])
-    assert [p.data.tags["raysweep.bench.status"] for p in parents] == ["baseline", "passed", "regressed"]
+    assert [p.data.tags["raysweep.bench.status"] for p in parents] == [
+        "baseline", "passed", "regressed"]
     kids = client.search_runs([exp.experiment_id],
                               f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
     assert len(kids) == 6
@@ -89,7 +96,8 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
     for key in ("raysweep.suite", "raysweep.method", "raysweep.workload", "raysweep.git_sha",
                 "raysweep.entry"):
         assert tags[key]
-    assert kids[0].data.params["seed_scope"] == "method" and kids[0].data.params["workload_seed"] == "0"
+    assert (kids[0].data.params["seed_scope"] == "method"
+            and kids[0].data.params["workload_seed"] == "0")
     assert parents[0].data.params["seed_scope"] == "method"
     assert parents[0].data.params["selection_split"] == "val"
     assert "forget/acc" in kids[0].data.metrics and "config.selection_weighting" in \
@@ -103,7 +111,8 @@ def test_smoke_suite_baseline_pass_then_regression(bench_env: Path, smoke_histor
     # Pin run 2, then use the pinned file and a run id as baselines.
     capsys.readouterr()
     pin = bench_env / "pin.json"
-    assert main(["bench", "baseline", SMOKE, "--pin", str(pin), "--run", parents[1].info.run_id]) == 0
+    assert main(["bench", "baseline", SMOKE, "--pin", str(pin),
+                 "--run", parents[1].info.run_id]) == 0
     pinned = json.loads(pin.read_text())
     assert pinned["suite"] == "test-smoke" and pinned["source"]["run_id"] == parents[1].info.run_id
     from_file = resolve_baseline(load_suite(SMOKE), str(pin))

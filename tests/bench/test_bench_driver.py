@@ -25,7 +25,8 @@ def test_quick_driver_bench_reports_every_sampler(bench_env: Path,
         assert len(r["seconds_per_trial"]) == 60 and all(g >= 0 for g in r["seconds_per_trial"])
         assert r["window"] == 20
         hooks = r["hooks_per_trial"]
-        assert set(hooks) == {"optuna", "mlflow", "progress", "snapshot", "searcher_state"}
+        assert set(hooks) == {"optuna", "mlflow", "progress", "snapshot", "keeper",
+                              "searcher_state"}
         # every part was timed: trials went through the searcher, the MLflow callback, and
         # Tune snapshotted the experiment (the searcher's state with it)
         for part in hooks.values():
@@ -80,7 +81,7 @@ def test_overhead_breakdown_accounts_for_all_slot_time() -> None:
     # Two slots, fit from t=100 to t=130. Trials a, b start at once; c follows a.
     line = _Timeline()
     line.start = {"a": 100.5, "b": 100.6, "c": 111.0}
-    line.first = {"a": (105.0, 2.0), "b": (106.0, 3.0), "c": (120.0, 8.0)}   # entries 103, 103, 112
+    line.first = {"a": (105.0, 2.0), "b": (106.0, 3.0), "c": (120.0, 8.0)}  # entries 103, 103, 112
     line.last = {"a": 110.0, "b": 125.0, "c": 127.0}
     line.end = {"a": 110.5, "b": 125.5, "c": 127.4}
     out = SimpleNamespace(trial_seconds=[7.0, 22.0, 15.0], fit_seconds=30.0, fit_started=100.0)

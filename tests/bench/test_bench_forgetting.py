@@ -276,8 +276,8 @@ def test_infeasible_tasks_fail_instead_of_waiting(monkeypatch) -> None:
         yield {"resources": {"CPU": 4.0}, "started": False, "address": "HEAD:6379"}
 
     monkeypatch.setattr(runner, "ray_session", cpu_only_cluster)
-    with pytest.raises(UserError, match="1 CPU and 0.5 GPU, but the Ray at HEAD:6379 has 4 CPU "
-                                        "and 0 GPU"):
+    with pytest.raises(UserError, match=r"1 CPU and 0\.5 GPU, but the Ray at HEAD:6379 has 4 CPU "
+                                        r"and 0 GPU"):
         fq.run_forgetting_quality(load_workload_config("digits-class"), methods=["ssd"], k=4,
                                   device="cuda", address="HEAD:6379", gpus_per_model=0.5,
                                   log=lambda m: None)

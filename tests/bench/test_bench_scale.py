@@ -24,7 +24,8 @@ def test_cluster_env_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with _cluster_env({"RAY_AUTH_MODE": "token", "RAY_ADDRESS": "127.0.0.1:1"}):
-        assert os.environ["RAY_AUTH_MODE"] == "token" and os.environ["RAY_ADDRESS"] == "127.0.0.1:1"
+        assert (os.environ["RAY_AUTH_MODE"] == "token"
+                and os.environ["RAY_ADDRESS"] == "127.0.0.1:1")
     assert os.environ["RAY_AUTH_MODE"] == "disabled" and "RAY_ADDRESS" not in os.environ
 
 
@@ -40,6 +41,7 @@ def test_scale_runs_both_layouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                  "-o", str(out)]) == 0
     doc = json.loads(out.read_text())
     one, two = doc["runs"]["1_node"][0], doc["runs"]["2_nodes"][0]
-    assert (one["nodes"], one["cpus_per_node"]) == (1, 2) and (two["nodes"], two["cpus_per_node"]) == (2, 1)
+    assert ((one["nodes"], one["cpus_per_node"]) == (1, 2)
+            and (two["nodes"], two["cpus_per_node"]) == (2, 1))
     assert one["finished"] == two["finished"] == 2
     assert doc["ratio_multi_over_single"] > 0

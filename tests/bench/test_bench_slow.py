@@ -35,7 +35,8 @@ def test_embedded_suite_fresh_baseline_then_injected_regression(
                      "--set", "entries.ssd.config.selection_weighting=1000")
     assert rc == 3 and third["status"] == "regressed"
     bad = {(r["entry"], r["metric"]) for r in third["regressions"]}
-    assert ("digits-class/ssd", "forget/acc") in bad and ("fmnist-class-small/ssd", "forget/acc") in bad
+    assert (("digits-class/ssd", "forget/acc") in bad
+            and ("fmnist-class-small/ssd", "forget/acc") in bad)
     assert {e for e, _ in bad} == {"digits-class/ssd", "fmnist-class-small/ssd"}
     assert "data:image/png;base64," in (bench_env / "r3" / "report.html").read_text()
 

@@ -53,7 +53,8 @@ def test_summarize_groups_metrics_per_entry() -> None:
     # exactly at the limit passes
     (Tolerance(direction="higher_is_better", abs=0.25), s(1.0), s(0.75), "ok"),
 ])
-def test_direction_and_absolute_tolerance(tol: Tolerance, base: Stat, cur: Stat, status: str) -> None:
+def test_direction_and_absolute_tolerance(tol: Tolerance, base: Stat, cur: Stat,
+                                          status: str) -> None:
     assert compare_one("e", "m", tol, base, cur).status == status
 
 
@@ -85,7 +86,8 @@ def test_sigma_and_min_sigma() -> None:
     noisy = Tolerance(direction="lower_is_better", abs=0.05, min_sigma=2.0)
     assert compare_one("e", "m", noisy, base, cur).status == "ok"               # 1.4σ < 2σ
     assert compare_one("e", "m", LOWER, s(0.1, 0.1), s(0.3, 0.3)).sigma == math.inf
-    assert math.isnan(compare_one("e", "m", LOWER, Stat(0.1, float("nan"), 1), Stat(0.3, float("nan"), 1)).sigma)
+    assert math.isnan(compare_one("e", "m", LOWER, Stat(0.1, float("nan"), 1),
+                                  Stat(0.3, float("nan"), 1)).sigma)
 
 
 def test_compare_reports_rows_missing_and_new() -> None:
@@ -123,7 +125,8 @@ def test_pinned_roundtrip_and_bare_numbers(tmp_path) -> None:
     hand.write_text("entries:\n  digits-class/ssd:\n    forget/acc: 0.02\n")
     back, _ = read_pinned(hand)
     assert back["digits-class/ssd"]["forget/acc"].mean == 0.02
-    row = compare_one("digits-class/ssd", "forget/acc", LOWER, back["digits-class/ssd"]["forget/acc"], s(0.5, 0.5))
+    row = compare_one("digits-class/ssd", "forget/acc", LOWER,
+                      back["digits-class/ssd"]["forget/acc"], s(0.5, 0.5))
     assert row.status == "regressed" and not math.isnan(row.sigma)   # std known on one side
     bad = tmp_path / "bad.yaml"
     bad.write_text("entries:\n  x:\n    forget/acc: high\n")

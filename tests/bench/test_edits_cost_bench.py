@@ -33,7 +33,8 @@ def test_bench_edits_writes_a_report_and_passes_on_digits(cache, tmp_path: Path,
 
 def test_bench_edits_rejects_bad_names_before_training(cache, tmp_path: Path, capsys) -> None:
     assert main(["bench", "edits", "no-such-workload", "-o", str(tmp_path / "x.md")]) == 2
-    assert main(["bench", "edits", "digits-class", "-m", "nope", "-o", str(tmp_path / "x.md")]) == 2
+    assert main(["bench", "edits", "digits-class", "-m", "nope",
+                 "-o", str(tmp_path / "x.md")]) == 2
     assert not (tmp_path / "x.md").exists()
 
 

@@ -61,7 +61,8 @@ def _results(suite, *, original_acc: float = 0.9, signal: dict | None = None):
         "digits-class/retrain": _row(0.88),
     }
     ref = dict.fromkeys(METRICS, original_acc)
-    refs = {"digits-class": {"original": ref, "retrain": {**ref, "forget/acc": 0.0, "relearn/epochs": 10.0},
+    refs = {"digits-class": {"original": ref,
+                             "retrain": {**ref, "forget/acc": 0.0, "relearn/epochs": 10.0},
                              **({"signal": signal} if signal is not None else {})}}
     return summary, refs
 
@@ -92,9 +93,9 @@ def test_each_flag_is_marked_and_left_out_of_rankings(tmp_path: Path) -> None:
     assert bt.rstrip().endswith("| ᵏ |")                               # the row's flag column
     scrub = next(x for x in table.splitlines() if x.startswith("| scrub |"))
     assert "7 ± 38 ᶜ" in scrub                                          # the censored cell
-    assert "ˢ" in scrub and "ˢ" not in table.splitlines()[2]            # not on the original's row
+    assert "ˢ" in scrub and "ˢ" not in table.splitlines()[2]           # not on the original's row
     oracle = next(x for x in table.splitlines() if x.startswith("| (retrain) |"))
-    assert "10 ᶜ" in oracle                                             # the oracle never relearned
+    assert "10 ᶜ" in oracle                                            # the oracle never relearned
 
     rows = dict(paper_rows(suite, summary, refs, METRICS))["digits-class"]
     ranking = rankings_markdown(suite, "digits-class", rows, refs, flags, METRICS)
@@ -103,7 +104,8 @@ def test_each_flag_is_marked_and_left_out_of_rankings(tmp_path: Path) -> None:
     assert "left out: bad-teaching ᵏ" in acc_line
     relearn = next(x for x in ranking.splitlines() if x.startswith("* `relearn/epochs` "))
     assert "scrub ᶜ" in relearn.split("left out: ")[1] and "finetune" in relearn
-    assert not any(x.startswith("* `mia/lr_auc` ") and "finetune >" in x for x in ranking.splitlines())
+    assert not any(x.startswith("* `mia/lr_auc` ") and "finetune >" in x
+                   for x in ranking.splitlines())
 
 
 def test_a_workload_whose_original_is_under_the_floor_flags_every_row(tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ def test_paper_000_default_rows_run_the_papers_values() -> None:
     assert _default(s, "fmnist-class-conv", "ssd").config["selection_weighting"] == 15
     assert _default(s, "fmnist-class-vit", "ssd").config["selection_weighting"] == 25
     unsir_text = _default(s, "rt-class-minilm-small", "unsir").config
-    assert unsir_text["impair_lr"] == pytest.approx(1e-4) and unsir_text["repair_lr"] == pytest.approx(1e-4)
+    assert (unsir_text["impair_lr"] == pytest.approx(1e-4)
+            and unsir_text["repair_lr"] == pytest.approx(1e-4))
     assert _default(s, "fmnist-class-conv", "unsir").config == {}     # the paper states none
     src = _default(s, "fmnist-class-conv", "bad-teaching").sources
     assert set(src) == {"epochs", "lr"} and src["lr"].startswith("paper 000, Section 4.1")
@@ -135,7 +136,8 @@ def test_a_budget_below_the_papers_epochs_is_refused(tmp_path: Path) -> None:
 
 
 def test_bench_paper_with_a_bad_paper_default_exits_2_and_writes_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(tmp_path, [{**_GOOD, "values": {"lr": "fast"}}])
     monkeypatch.chdir(tmp_path)
     rc = main(["bench", "paper", str(path), "--results", "results"])

@@ -19,7 +19,8 @@ PAPER_SUITES = sorted(BUNDLED_SUITES.glob("paper-*.yaml"))
 EXPECTED_METHODS = {
     "paper-000": {"ssd", "bad-teaching", "scrub", "unsir", "amnesiac", "retrain"},
     "paper-001": {"neuron-masking", "bad-teaching", "retrain"},
-    "paper-004": {"finetune", "neggrad+", "cf-k", "eu-k", "bad-teaching", "scrub", "sftc", "retrain"},
+    "paper-004": {"finetune", "neggrad+", "cf-k", "eu-k", "bad-teaching", "scrub", "sftc",
+                  "retrain"},
     "paper-003": {"unsir", "usifr", "dnf"},
     "paper-002": {"divergence", "gradient-mask", "deviation", "pruning", "pseudo-label",
                   "distillation", "rotate"},
@@ -38,7 +39,8 @@ def test_the_five_paper_suites_exist() -> None:
 
 @pytest.mark.parametrize("path", PAPER_SUITES, ids=lambda p: p.stem)
 @pytest.mark.parametrize("scale", [None, "small", "quick", "paper"])
-def test_paper_suite_validates_with_default_and_tuned_per_method(path: Path, scale: str | None) -> None:
+def test_paper_suite_validates_with_default_and_tuned_per_method(path: Path,
+                                                                 scale: str | None) -> None:
     suite = load_suite(path, scale=scale)
     assert suite.scale == (scale or "small")
     assert suite.name == (path.stem if scale in (None, "small") else f"{path.stem}-{scale}")
@@ -56,7 +58,8 @@ def test_paper_suite_validates_with_default_and_tuned_per_method(path: Path, sca
             # the same epoch budget: the entry's max_epochs and the tuning sweep's budget
             assert default.max_epochs is not None
             assert tuned.max_epochs == default.max_epochs
-            assert tuned.tune is not None and tuned.tune.budget == {"max_epochs": default.max_epochs}
+            assert (tuned.tune is not None
+                    and tuned.tune.budget == {"max_epochs": default.max_epochs})
             assert default.seeds == tuned.seeds and len(default.seeds) >= 2
     assert suite.report_metrics()
 
@@ -145,7 +148,8 @@ def test_suite_without_scales_is_unchanged(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("scales, match", [
-    ({"small": {}, "paper": {"workloads": {"digits-clas": {}}}}, "no entry runs workload 'digits-clas'"),
+    ({"small": {}, "paper": {"workloads": {"digits-clas": {}}}},
+     "no entry runs workload 'digits-clas'"),
     ({"small": {}, "paper": {"only": ["nope"]}}, "scales.paper.only"),
     ({"small": {}, "paper": {"workloads": {"digits-class": {"train": {"epochs": 0}}}}},
      "scales.paper.workloads.digits-class"),
@@ -169,7 +173,8 @@ def _synthetic(suite) -> tuple[dict, dict]:
     summary, refs = {}, {}
     for i, e in enumerate(suite.entries):
         bump = 0.1 if e.config_kind == "tuned" else 0.0
-        runs = [dict.fromkeys(suite.report_metrics(), 0.5 + bump + 0.01 * s + 0.001 * i) for s in e.seeds]
+        runs = [dict.fromkeys(suite.report_metrics(), 0.5 + bump + 0.01 * s + 0.001 * i)
+                for s in e.seeds]
         summary[e.id] = {m: aggregate(r[m] for r in runs) for m in suite.report_metrics()}
         refs.setdefault(e.workload.name, {"original": dict.fromkeys(suite.report_metrics(), 0.9),
                                           "retrain": dict.fromkeys(suite.report_metrics(), 0.4)})
@@ -182,7 +187,8 @@ def test_report_from_synthetic_records_has_default_and_tuned_rows(tmp_path: Path
     rows = dict(paper_rows(suite, summary, refs, suite.report_metrics()))
     assert set(rows) == {"fmnist-multi2-conv", "fmnist-multi6-conv"}     # quick: 2 and 6 classes
     r2 = rows["fmnist-multi2-conv"]
-    assert [(r.method, r.config) for r in r2[:2]] == [("(original)", "reference"), ("(retrain)", "reference")]
+    assert [(r.method, r.config) for r in r2[:2]] == [("(original)", "reference"),
+                                                      ("(retrain)", "reference")]
     assert [(r.method, r.config) for r in r2[2:]] == [(m, k) for m in ("unsir", "usifr", "dnf")
                                                       for k in ("default", "tuned")]
     tables = dict(paper_tables_markdown(suite, summary, refs))
@@ -215,7 +221,8 @@ def test_bench_paper_regenerate_from_summary_json(tmp_path: Path, monkeypatch: p
     doc = {"suite": suite.name, "status": "baseline", "seconds": 90.0, "run_id": "abc",
            "finished": "2026-01-02 03:04",
            "tracking_uri": "sqlite:///x.db", "errors": [], "references": refs,
-           "entries": {e: {"config": {}, "metrics": m} for e, m in summary_to_json(summary).items()}}
+           "entries": {e: {"config": {}, "metrics": m}
+                       for e, m in summary_to_json(summary).items()}}
     (run_dir / "summary.json").write_text(json.dumps(doc))
     monkeypatch.chdir(tmp_path)
     rc = main(["bench", "paper", "paper-002", "--scale", "quick", "--results", "results",

@@ -18,16 +18,20 @@ SMOKE = str(Path(__file__).parent / "suites" / "test-smoke.yaml")
 def test_report_files_tables_and_embedded_plots(tmp_path: Path) -> None:
     suite = load_suite(SMOKE)
     ids = [e.id for e in suite.entries]
-    base = {i: {"forget/acc": aggregate([0.0, 0.02]), "test/acc_retain_classes": aggregate([0.96, 0.95]),
+    base = {i: {"forget/acc": aggregate([0.0, 0.02]),
+                "test/acc_retain_classes": aggregate([0.96, 0.95]),
                 "time/seconds": aggregate([1.0, 1.2])} for i in ids}
     cur = {i: dict(v) for i, v in base.items()}
     cur[ids[0]]["forget/acc"] = aggregate([0.9, 1.0])
     rows = compare(cur, base, {e.id: e.tolerances for e in suite.entries})
-    hist = [(SuiteRunInfo(f"{k:032x}", 1.7e9 + k * 3600, st, "abc1234", ""), base if k < 2 else cur)
+    hist = [(SuiteRunInfo(f"{k:032x}", 1.7e9 + k * 3600, st, "abc1234", ""),
+             base if k < 2 else cur)
             for k, st in enumerate(["baseline", "passed", "regressed"])]
-    data = ReportData(suite=suite, status="regressed", summary=cur, comparisons=rows, baseline=base,
-                      baseline_label="previous run", meta={"status": "regressed", "git": "abc"},
-                      references={"digits-class": {"original": {"forget/acc": 1.0}, "retrain": {"forget/acc": 0.0}}},
+    data = ReportData(suite=suite, status="regressed", summary=cur, comparisons=rows,
+                      baseline=base, baseline_label="previous run",
+                      meta={"status": "regressed", "git": "abc"},
+                      references={"digits-class": {"original": {"forget/acc": 1.0},
+                                                   "retrain": {"forget/acc": 0.0}}},
                       history=hist, configs={ids[0]: {"selection_weighting": 1000}})
     paths = write_report(data, tmp_path / "rep")
     assert {"report.md", "report.html", "bars-digits-class.png", "trend.png"} <= set(paths)

@@ -69,7 +69,8 @@ def test_overlapping_tuning_seeds_fail_with_one_line(tmp_path: Path) -> None:
     assert msg.startswith(f"{path}: entries[1].tune.seeds: [0, 1] are also evaluation seeds")
     assert "tune: {seeds: [1000]}" in msg and "1000 and above" in msg
     # The entry's own seeds are what counts.
-    with pytest.raises(ConfigError, match=r"entries\[0\]\.tune\.seeds: \[7\] is also an evaluation seed"):
+    with pytest.raises(ConfigError,
+                       match=r"entries\[0\]\.tune\.seeds: \[7\] is also an evaluation seed"):
         load_suite(_write(tmp_path, _tuned_suite(entries=[
             {"workload": "digits-class", "method": "ssd", "config": "tuned", "seeds": [7],
              "tune": {"seeds": [7]}}])))
@@ -81,7 +82,8 @@ def test_overlapping_tuning_seeds_fail_with_one_line(tmp_path: Path) -> None:
         load_suite(_write(tmp_path, scaled))
 
 
-def test_the_tuned_config_is_picked_on_val(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_tuned_config_is_picked_on_val(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from raysweep.bench import tuning
 
     suite = load_suite(_write(tmp_path, _tuned_suite({"num_samples": 2})))
@@ -173,7 +175,8 @@ def test_full_seed_scope_redraws_the_workload_per_seed(bench_env: Path,
     path = _write(bench_env, {
         "name": "full-scope", "seeds": [0, 1], "seed_scope": "full", "device": "cpu",
         "tolerances": TOL, "report_metrics": ["forget/acc", "time/seconds"],
-        "entries": [{"workload": wl, "method": "finetune", "config": {"epochs": 1}, "max_epochs": 1},
+        "entries": [{"workload": wl, "method": "finetune", "config": {"epochs": 1},
+                     "max_epochs": 1},
                     {"workload": wl, "method": "ssd"},
                     {"workload": wl, "method": "finetune", "config": "tuned", "max_epochs": 1}]})
     suite = load_suite(path)
@@ -186,7 +189,8 @@ def test_full_seed_scope_redraws_the_workload_per_seed(bench_env: Path,
 
     from mlflow.tracking import MlflowClient
 
-    kids = MlflowClient().search_runs([result.experiment_id], "tags.`raysweep.kind` = 'bench-entry'")
+    kids = MlflowClient().search_runs([result.experiment_id],
+                                      "tags.`raysweep.kind` = 'bench-entry'")
     assert len(kids) == 6
     by_seed: dict[str, set[str]] = {}
     for k in kids:
@@ -227,7 +231,8 @@ def test_ci95_is_student_t_and_the_gate_keeps_the_std() -> None:
     assert fmt_stat(s) == f"2.333 ± {s.ci95:.2g}"
     one = aggregate([0.5])
     assert one.ci95 is None and fmt_stat(one) == "0.5 (n=1, no CI)"
-    assert Stat(0.5, float("nan"), 3).ci95 is None and fmt_stat(Stat(0.5, float("nan"), 3)) == "0.5"
+    assert (Stat(0.5, float("nan"), 3).ci95 is None
+            and fmt_stat(Stat(0.5, float("nan"), 3)) == "0.5")
     # Regression gate: σ is |Δ| over the pooled seed *std* (not the CI): here Δ = 0.3 with
     # std 0.1 on both sides is 3σ, so min_sigma 2.5 still flags it (its CI would not).
     tol = {"e": {"m": Tolerance(direction="lower_is_better", abs=0.05, min_sigma=2.5)}}
@@ -246,13 +251,15 @@ def test_reports_label_the_ci_and_state_the_protocol(tmp_path: Path) -> None:
                for e in suite.entries}
     refs = {"digits-class": {"original": {"forget/acc": 1.0}, "retrain": {"forget/acc": 0.0}}}
     data = ReportData(suite=suite, status="baseline", summary=summary, comparisons=[],
-                      baseline={}, baseline_label="none", references=refs, meta={"status": "baseline"})
+                      baseline={}, baseline_label="none", references=refs,
+                      meta={"status": "baseline"})
     paths = write_report(data, tmp_path / "rep")
     md = paths["report.md"].read_text()
     assert "## Results (seed mean ± 95% CI)" in md and "t(0.975, n-1)" in md
     assert "0.15 ± 0.64" in md and "1 (n=1, no CI)" in md
-    for row in ("| selection split | val (", "| report split | test (", "| evaluation seeds | 0, 1 |",
-                "| tuning seeds | 1000 (", "| seed scope | method ("):
+    for row in ("| selection split | val (", "| report split | test (",
+                "| evaluation seeds | 0, 1 |", "| tuning seeds | 1000 (",
+                "| seed scope | method ("):
         assert row in md, row
     html = paths["report.html"].read_text()
     assert "<h2>Protocol</h2>" in html and "95% CI" in html

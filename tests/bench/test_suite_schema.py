@@ -42,11 +42,13 @@ def test_resolves_entries_ids_seeds_and_merged_tolerances(tmp_path: Path) -> Non
     suite = load_suite(_write(tmp_path, _suite(entries=[
         {"workload": "digits-class", "method": "ssd"},
         {"workload": "digits-class", "method": "finetune", "config": {"epochs": 1}, "seeds": [3],
-         "tolerances": {"forget/acc": {"abs": 0.2}, "zrf": {"direction": "higher_is_better", "rel": 0.1}}},
+         "tolerances": {"forget/acc": {"abs": 0.2},
+                        "zrf": {"direction": "higher_is_better", "rel": 0.1}}},
         {"workload": "digits-class", "method": ["scrub", "sftc"]},
     ])))
     ids = [e.id for e in suite.entries]
-    assert ids == ["digits-class/ssd", "digits-class/finetune", "digits-class/scrub", "digits-class/sftc"]
+    assert ids == ["digits-class/ssd", "digits-class/finetune", "digits-class/scrub",
+                   "digits-class/sftc"]
     ssd, ft = suite.entries[0], suite.entries[1]
     assert ssd.config_kind == "default" and ssd.config == {} and ssd.seeds == (0, 1)
     assert ft.config_kind == "pinned" and ft.config == {"epochs": 1} and ft.seeds == (3,)
@@ -61,7 +63,8 @@ def test_resolves_entries_ids_seeds_and_merged_tolerances(tmp_path: Path) -> Non
 def test_tuned_entry_sits_beside_default(tmp_path: Path) -> None:
     suite = load_suite(_write(tmp_path, _suite(entries=[
         {"workload": "digits-class", "method": "ssd"},
-        {"workload": "digits-class", "method": "ssd", "config": "tuned", "tune": {"num_samples": 4}},
+        {"workload": "digits-class", "method": "ssd", "config": "tuned",
+         "tune": {"num_samples": 4}},
     ])))
     assert [e.id for e in suite.entries] == ["digits-class/ssd", "digits-class/ssd@tuned"]
     assert suite.entries[1].tune is not None and suite.entries[1].tune.num_samples == 4
@@ -87,7 +90,8 @@ def test_tuned_entry_sits_beside_default(tmp_path: Path) -> None:
      r"entries\[0\]\.method: unknown method 'scurb'; did you mean 'scrub'"),
     ({"entries": [{"workload": "digit-class", "method": "ssd"}]},
      r"entries\[0\]\.workload: .*did you mean 'digits-class'"),
-    ({"entries": [{"workload": "digits-class", "method": "ssd", "config": {"selection_weighting": 0}}]},
+    ({"entries": [{"workload": "digits-class", "method": "ssd",
+                   "config": {"selection_weighting": 0}}]},
      r"entries\[0\]\.config: ssd\.selection_weighting: .*got 0"),
     ({"entries": [{"workload": "digits-class", "method": "ssd", "config": {"alpha": 3}}]},
      r"entries\[0\]\.config: ssd: unknown parameter 'alpha'"),
@@ -98,7 +102,8 @@ def test_tuned_entry_sits_beside_default(tmp_path: Path) -> None:
     ({"entries": [{"workload": "digits-class", "method": "ssd", "config": "tuned",
                    "tune": {"num_samples": 0}}]}, r"entries\.0\.tune\.num_samples: .*got 0"),
     ({"entries": [{"workload": "digits-class", "method": "ssd"},
-                  {"workload": "digits-class", "method": "ssd", "config": {"selection_weighting": 5}}]},
+                  {"workload": "digits-class", "method": "ssd",
+                   "config": {"selection_weighting": 5}}]},
      r"entries\[1\]: entry id 'digits-class/ssd' repeats entries\[0\]"),
     ({"entries": [{"workload": "digits-class", "method": "ssd",
                    "tolerances": {"zrf": {"abs": 0.1}}}]},
@@ -141,7 +146,7 @@ def test_overrides_select_entries_by_method_name_or_index() -> None:
     split = apply_suite_overrides(data, ["entries.sftc.config.epochs=1"])["entries"]
     assert [e["method"] for e in split] == ["ssd", "finetune", "scrub", "sftc"]
     assert split[3]["config"] == {"epochs": 1} and "config" not in split[2]
-    with pytest.raises(ConfigError, match="no entry is named 'scurb'.*did you mean 'scrub'"):
+    with pytest.raises(ConfigError, match=r"no entry is named 'scurb'.*did you mean 'scrub'"):
         apply_suite_overrides(data, ["entries.scurb.config.lr=1"])
     with pytest.raises(ConfigError, match="index 9 is out of range"):
         apply_suite_overrides(data, ["entries.9.seeds=[1]"])

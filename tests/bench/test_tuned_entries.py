@@ -24,8 +24,9 @@ def _suite(tmp_path: Path, tune: dict[str, Any] | None = None, **entry: Any) -> 
 
 
 def test_tune_spec_is_validated_against_the_sweep_schema(tmp_path: Path) -> None:
-    suite = load_suite(_suite(tmp_path, {"num_samples": 3, "budget": {"max_epochs": 2},
-                                         "parameters": {"selection_weighting": {"min": 1, "max": 50}}}))
+    suite = load_suite(_suite(tmp_path, {
+        "num_samples": 3, "budget": {"max_epochs": 2},
+        "parameters": {"selection_weighting": {"min": 1, "max": 50}}}))
     tuned = suite.entries[1]
     assert tuned.id == "digits-class/ssd@tuned" and tuned.tune and tuned.tune.num_samples == 3
     from raysweep.bench.tuning import sweep_spec
@@ -34,7 +35,8 @@ def test_tune_spec_is_validated_against_the_sweep_schema(tmp_path: Path) -> None
     assert spec.method_names() == ["ssd"] and spec.num_configs() == 3
     assert spec.tracking.experiment == "raysweep-bench/tuned/tuning"
     with pytest.raises(ConfigError, match=r"entries\[1\]\.tune.*selection_weighting"):
-        load_suite(_suite(tmp_path, {"parameters": {"selection_weighting": {"min": 0, "max": 5000}}}))
+        load_suite(_suite(tmp_path,
+                          {"parameters": {"selection_weighting": {"min": 0, "max": 5000}}}))
     with pytest.raises(ConfigError, match=r"entries\[1\]\.tune.*alpha"):
         load_suite(_suite(tmp_path, {"parameters": {"alpha": {"min": 1, "max": 5}}}))
     with pytest.raises(ConfigError, match=r"entries\.1\.tune\.algorithm"):
@@ -68,7 +70,8 @@ def test_tuned_config_runs_on_the_seeds_and_is_logged(bench_env: Path) -> None:
 
 
 @pytest.mark.slow
-def test_tuned_entry_through_a_real_sweep(bench_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tuned_entry_through_a_real_sweep(bench_env: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAYSWEEP_HOME", str(bench_env / "home"))
     monkeypatch.setenv("RAYSWEEP_NUM_CPUS", "2")
     suite = load_suite(_suite(bench_env, {"num_samples": 2, "cache": True}))

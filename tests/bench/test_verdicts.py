@@ -1,5 +1,6 @@
 """Verdict tables: claims files checked on load, judged from a suite's results (Welch t-test
-over seeds, or within a tolerance of the paper's number). Synthetic summary.json; nothing trains."""
+over seeds, or within a tolerance of the paper's number). Synthetic summary.json; nothing
+trains."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ CLAIMS: list[dict[str, Any]] = [
     {"id": "tie", "claim": "scrub beats finetune", "source": "paper 004, Table 1",
      "workload": "digits-class", "metric": "forget/acc", "test": "better", "goal": "lower",
      "a": "scrub", "b": "finetune"},
-    {"id": "oracle", "claim": "scrub's forget accuracy is closer to the oracle's than the original's",
+    {"id": "oracle",
+     "claim": "scrub's forget accuracy is closer to the oracle's than the original's",
      "source": "paper 004, Table 1", "workload": "digits-class", "metric": "forget/acc",
      "test": "better", "goal": "oracle", "a": "scrub", "b": "original"},
     {"id": "within-yes", "claim": "finetune at 0.9", "source": "paper 004, Table 1",
@@ -42,7 +44,8 @@ CLAIMS: list[dict[str, Any]] = [
     {"id": "within-no", "claim": "finetune at 0.5", "source": "paper 004, Table 1",
      "workload": "digits-class", "metric": "test/acc", "test": "within", "a": "finetune",
      "value": 0.5, "tolerance": 0.02},
-    {"id": "drop", "claim": "finetune loses 0.05 from the original", "source": "paper 004, Table 1",
+    {"id": "drop", "claim": "finetune loses 0.05 from the original",
+     "source": "paper 004, Table 1",
      "workload": "digits-class", "metric": "test/acc", "test": "within", "a": "finetune",
      "relative_to": "original", "value": -0.05, "tolerance": 0.02},
     {"id": "censored", "claim": "scrub relearns slower", "source": "paper 003, Table 6",
@@ -61,7 +64,8 @@ def _suite(tmp_path: Path, claims: list[dict[str, Any]] | None = None, **extra: 
         "schema_version": 1, "name": "v", "seeds": [0, 1, 2], "relearn": {"max_epochs": 10},
         "claims": "claims/v.yaml", **extra,
         "report_metrics": ["test/acc", "forget/acc", "relearn/epochs"],
-        "entries": [{"workload": "digits-class", "method": ["finetune", "bad-teaching", "scrub"]}]}))
+        "entries": [{"workload": "digits-class",
+                     "method": ["finetune", "bad-teaching", "scrub"]}]}))
     return path
 
 
@@ -75,8 +79,9 @@ def _results() -> tuple[dict, dict]:
         "digits-class/bad-teaching": stats([0.60, 0.62, 0.61], [0.0, 0.01, 0.0], [5, 6, 5]),
         "digits-class/scrub": stats([0.85, 0.86, 0.84], [0.49, 0.53, 0.50], [10, 10, 9]),
     }
-    refs = {"digits-class": {"original": {"test/acc": 0.95, "forget/acc": 1.0, "relearn/epochs": 0.0},
-                             "retrain": {"test/acc": 0.93, "forget/acc": 0.0, "relearn/epochs": 10.0}}}
+    refs = {"digits-class": {
+        "original": {"test/acc": 0.95, "forget/acc": 1.0, "relearn/epochs": 0.0},
+        "retrain": {"test/acc": 0.93, "forget/acc": 0.0, "relearn/epochs": 10.0}}}
     return summary, refs
 
 
@@ -88,11 +93,14 @@ def test_each_verdict_from_synthetic_results(tmp_path: Path) -> None:
     assert "finetune better than bad-teaching (p=" in got["ft-beats-bt"].reason
     assert got["bt-beats-ft"].verdict == "not reproduced"
     assert "finetune better than bad-teaching" in got["bt-beats-ft"].reason
-    assert got["tie"].verdict == "not reproduced" and "no significant difference" in got["tie"].reason
+    assert (got["tie"].verdict == "not reproduced"
+            and "no significant difference" in got["tie"].reason)
     assert got["oracle"].verdict == "reproduced"          # 0.5 is closer to 0 than 1.0 is
     assert "(original) 1" in got["oracle"].ours
-    assert got["within-yes"].verdict == "reproduced" and got["within-no"].verdict == "not reproduced"
-    assert got["drop"].verdict == "reproduced" and "change from (original) -0.05" in got["drop"].ours
+    assert (got["within-yes"].verdict == "reproduced"
+            and got["within-no"].verdict == "not reproduced")
+    assert (got["drop"].verdict == "reproduced"
+            and "change from (original) -0.05" in got["drop"].ours)
     assert got["censored"].verdict == "not comparable" and "cap of 10" in got["censored"].reason
 
 
@@ -110,7 +118,8 @@ def test_not_comparable_reasons(tmp_path: Path) -> None:
     v = judge(claim, suite, nan, refs)
     assert v.verdict == "not comparable" and "non-finite test/acc" in v.reason
     censored = next(c for c in suite.claims.claims if c.id == "censored")
-    v = judge(censored.model_copy(update={"a": "bad-teaching", "b": "retrain"}), suite, summary, refs)
+    v = judge(censored.model_copy(update={"a": "bad-teaching", "b": "retrain"}), suite, summary,
+              refs)
     assert v.verdict == "not comparable" and "retrain row's relearn/epochs is censored" in v.reason
 
 
@@ -137,7 +146,8 @@ def test_bench_paper_writes_the_verdict_table(tmp_path: Path, monkeypatch: pytes
     assert main(["bench", "paper", str(path), "--results", "results", "--regenerate"]) == 0
     text = (tmp_path / "results" / "v" / "README.md").read_text()
     assert "## Claims: verdicts" in text
-    assert "| `ft-beats-bt`: finetune keeps more accuracy than bad-teaching | FT first (paper 004, Table 1) |" in text
+    assert ("| `ft-beats-bt`: finetune keeps more accuracy than bad-teaching "
+            "| FT first (paper 004, Table 1) |") in text
     assert "Counts: reproduced 4, not reproduced 3, not comparable 1." in text
 
 
@@ -167,10 +177,12 @@ def test_every_paper_suite_has_a_checked_claims_file(suite_name: str) -> None:
     ({"alpha": 1.5}, "claims.0.alpha"),
     ({"goal": "target"}, "goal: target needs target"),
     ({"value": 0.9}, "value/tolerance belong to test: within"),
-    ({"test": "within", "b": None, "value": 0.9}, "needs value: (the paper's number) and tolerance"),
+    ({"test": "within", "b": None, "value": 0.9},
+     "needs value: (the paper's number) and tolerance"),
     ({"colour": "red"}, "colour"),
 ])
-def test_bad_claims_are_one_line_errors(tmp_path: Path, change: dict[str, Any], needle: str) -> None:
+def test_bad_claims_are_one_line_errors(tmp_path: Path, change: dict[str, Any],
+                                        needle: str) -> None:
     claim = {**CLAIMS[0], **change}
     claim = {k: v for k, v in claim.items() if v is not None}
     with pytest.raises(ConfigError) as info:
@@ -192,17 +204,20 @@ def test_duplicate_ids_and_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_bench_paper_with_a_bad_claim_exits_2_and_writes_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     path = _suite(tmp_path, [{**CLAIMS[0], "metric": "nonsense/x"}])
     monkeypatch.chdir(tmp_path)
     rc = main(["bench", "paper", str(path), "--results", "results"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and err[0].startswith("raysweep: error:") and "metric" in err[0]
+    assert (rc == 2 and len(err) == 1 and err[0].startswith("raysweep: error:")
+            and "metric" in err[0])
     assert not (tmp_path / "results").exists() and not (tmp_path / "mlruns").exists()
 
 
 @pytest.mark.slow
-def test_a_tiny_paper_suite_end_to_end(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_tiny_paper_suite_end_to_end(bench_env: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     # The real path on digits-class (about 90 s on 2 cores): paper values run by the default
     # row, the signal check recorded, a constant or broken row flagged, verdicts written.
     (bench_env / "claims").mkdir()

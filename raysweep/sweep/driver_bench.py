@@ -323,7 +323,7 @@ def measure_sampler(sampler: str, *, trials: int, concurrency: int, epochs: int,
     # Each part's seconds per trial inside the same two windows of completions.
     spans = {"first": (first_start, stamps[w]), "last": (stamps[-w - 1], stamps[-1])}
     hooks = {p: {**{k: round(clock.per_trial(p, a, b, w), 5) for k, (a, b) in spans.items()},
-                 "total_seconds": round(sum(d for _, q, d in clock.events if q == p), 2)}
+                 "total_seconds": round(sum(d for _, q, d in clock.events if q == p), 4)}
              for p in PARTS}
     # searcher_state is a part of snapshot: count it once
     hooked_last = sum(h["last"] for p, h in hooks.items() if p != "searcher_state")

@@ -433,6 +433,10 @@ class MlflowTrialCallback(Callback):
         self.log_checkpoints = log_checkpoints
         self.runs: dict[str, str] = {}
         self.last_step: dict[str, int] = {}
+        # Params of a run this driver created, written with its first result (one transaction
+        # less per trial); runs found again after a resume may hold best/* already.
+        self.pending_params: dict[str, dict[str, Any]] = {}
+        self.created: set[str] = set()
         self.nodes: dict[str, list[str]] = {}  # Ray node ids a trial reported from, in order
 
     def get_state(self) -> dict[str, Any]:
@@ -452,19 +456,19 @@ class MlflowTrialCallback(Callback):
                     t.find_run(**{"raysweep.sweep_id": t.sweep_id, "raysweep.trial_id": tid}))
         if existing:  # re-attach after a resume: never a duplicate run
             self.runs[tid] = existing
+            if not t.client.get_run(existing).data.params:  # created, then the driver died
+                _batched(t.client, existing, params=self._params(trial))
             # Epochs logged before a crash but after Tune's last snapshot come again: skip them.
             history = t.client.get_metric_history(existing, "epoch")
             self.last_step[tid] = max((int(m.step) for m in history), default=0)
             t.client.update_run(existing, status="RUNNING")
             return existing
-        from raysweep.methods import make_config
         from raysweep.sweep.search import trial_params
 
         cfg = trial.config
         method, params = trial_params(cfg)
         seed = int(cfg.get("seed", 0))
         rs = cfg.get("rs") or {}
-        full = make_config(method, params).model_dump(mode="json")
         run = t.client.create_run(t.ensure_experiment(), run_name=f"{method}-{tid}", tags={
             **self.tags, "mlflow.parentRunId": self.parent_id, "raysweep.sweep_id": t.sweep_id,
             "raysweep.kind": "trial", "raysweep.trial_id": tid, "raysweep.method": method,
@@ -473,9 +477,20 @@ class MlflowTrialCallback(Callback):
             "raysweep.config_hash": config_hash(method, params),
             "raysweep.params_json": json.dumps(params, sort_keys=True)})
         run_id = run.info.run_id
-        _batched(t.client, run_id, params={"method": method, "seed": seed, **full})
+        self.pending_params[tid] = self._params(trial)
+        self.created.add(tid)
         self.runs[tid] = run_id
         return run_id
+
+    @staticmethod
+    def _params(trial: Any) -> dict[str, Any]:
+        """The run's params: the method, the seed and the method's whole config."""
+        from raysweep.methods import make_config
+        from raysweep.sweep.search import trial_params
+
+        method, params = trial_params(trial.config)
+        full = make_config(method, params).model_dump(mode="json")
+        return {"method": method, "seed": int(trial.config.get("seed", 0)), **full}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.run_id(trial)
@@ -489,7 +504,8 @@ class MlflowTrialCallback(Callback):
         per_epoch = {k: v for k, v in result.items()
                      if k not in _TUNE_KEYS and not k.startswith(("best/", "rs/"))}
         per_epoch["rs/method_seconds"] = result.get("rs/method_seconds", float("nan"))
-        _batched(self.tracker.client, run_id, _finite_metrics(per_epoch, step, _now()))
+        _batched(self.tracker.client, run_id, _finite_metrics(per_epoch, step, _now()),
+                 params=self.pending_params.pop(trial.trial_id, None))
         self.last_step[trial.trial_id] = step
         if result.get("rs/node"):
             nodes = self.nodes.setdefault(trial.trial_id, [])
@@ -519,10 +535,14 @@ class MlflowTrialCallback(Callback):
                 f"by epoch {int(last.get('epoch', 0))} (budget.max_seconds / max_time_ratio)"
             )
         # A trial finalised before a crash and finalised again after the resume (its
-        # checkpoint said done) must not log its best/* twice.
-        logged = self.tracker.client.get_run(run_id).data.metrics
+        # checkpoint said done) must not log its best/* twice; a run created by this driver
+        # has logged none yet.
+        logged = ({} if trial.trial_id in self.created
+                  else self.tracker.client.get_run(run_id).data.metrics)
         final = {k: v for k, v in {**best, **extra}.items() if k not in logged}
-        _batched(self.tracker.client, run_id, _finite_metrics(final, 0, _now()), tags=all_tags)
+        _batched(self.tracker.client, run_id, _finite_metrics(final, 0, _now()), tags=all_tags,
+                 params=self.pending_params.pop(trial.trial_id, None))
+        self.created.discard(trial.trial_id)  # finalised again (a retry): look first
         if self.log_checkpoints and status == "FINISHED" and trial.checkpoint is not None:
             with contextlib.suppress(Exception):
                 self.tracker.log_checkpoint(run_id, trial.checkpoint.path)

@@ -65,9 +65,9 @@ def leaderboard(sweep: str | None = None, *, workload: str | None = None,
     """
     import pandas as pd
 
-    from raysweep.cli._sweep import _leaderboard_rows
+    from raysweep.sweep.catalog import leaderboard_rows
 
-    rows, _ = _leaderboard_rows(sweep, workload=workload, method=method, sort=sort,
+    rows, _ = leaderboard_rows(sweep, workload=workload, method=method, sort=sort,
                                 pareto=list(pareto) if pareto else None, top=top,
                                 all_configs=all_configs)
     return pd.DataFrame(rows)

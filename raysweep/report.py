@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # rich is imported when a table is built, not when the module
     from rich.table import Table
 
 __all__ = ["Column", "Metric", "METRICS", "PAPER_COLUMNS", "SAPE_COLUMNS", "metric_column",
-           "paper_columns", "column_legend", "rich_table", "render", "raw_rows"]
+           "paper_columns", "column_legend", "rich_table", "render", "raw_rows", "json_safe"]
 
 
 @dataclass(frozen=True)
@@ -147,16 +147,17 @@ def raw_rows(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *,
         for k in (c.key, c.key + ":std"):
             if k not in keys and any(k in r for r in rows):
                 keys.append(k)
-    return [{k: _plain(r.get(k)) for k in keys} for r in rows]
+    return [{k: json_safe(r.get(k)) for k in keys} for r in rows]
 
 
-def _plain(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float, however nested, as ``None`` (JSON's null)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     return value
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from raysweep._console import info
@@ -38,15 +37,12 @@ __all__ = ["sweep_spec", "tune_entry", "cached_tuning", "selection_key"]
 
 def _reads_test(key: str) -> bool:
     """Whether a result key is computed on the test split (reporting only, never selection)."""
-    sweep_reads_test: Callable[[str], bool] | None
-    try:
-        from raysweep.sweep.space import _reads_test as sweep_reads_test
-    except ImportError:  # pragma: no cover - older sweep layer
-        sweep_reads_test = None
+    from raysweep.sweep.space import reads_test
+
     base = key[len("best/"):] if key.startswith("best/") else key
     if base == "objective/test" or base.endswith("/test") or base.startswith("test/"):
         return True
-    return bool(sweep_reads_test(base)) if sweep_reads_test is not None else False
+    return reads_test(base)
 
 
 def selection_key(spec: SweepSpec, *, where: str) -> str:

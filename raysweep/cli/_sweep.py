@@ -392,52 +392,15 @@ def _signal_note(spec: Any) -> None:
 
 
 def _store(sweep: str | None) -> tuple[str, str, str | None]:
-    """(tracking uri, experiment, sweep id) for queries, by the one store rule of
-    :mod:`raysweep.sweep.catalog`: a sweep's own recorded store (said on stderr when it is not
-    the environment's), else the environment's. An unknown sweep is an error listing the known."""
-    import os
+    from raysweep.sweep.catalog import resolve_store
 
-    from raysweep._console import console
-    from raysweep.errors import UserError
-    from raysweep.sweep.catalog import (
-        find_sweep,
-        store_for,
-        store_note,
-        sweep_ids_in_store,
-        tracking_uri,
-    )
-
-    experiment = os.environ.get("RAYSWEEP_EXPERIMENT", "raysweep")
-    if not sweep:
-        return tracking_uri(), experiment, None
-    try:
-        uri, exp, sweep_id = store_for(find_sweep(sweep))
-    except UserError as local_error:
-        # Not on this machine: a sweep tracked in the environment's store (e.g. run elsewhere).
-        uri = tracking_uri()
-        known = sweep_ids_in_store(uri, experiment)
-        matches = [k for k in known if k == sweep] or [k for k in known if k.startswith(sweep)]
-        if len(matches) == 1:
-            return uri, experiment, matches[0]
-        from raysweep.errors import did_you_mean
-
-        raise UserError(f"--sweep {sweep!r}: no such sweep here or in MLflow store {uri}"
-                        f"{did_you_mean(sweep, known)}; known in that store: "
-                        f"{', '.join(known) or 'none'}; raysweep sweeps lists the local ones"
-                        ) from local_error
-    note = store_note(uri, sweep_id)
-    if note:
-        console.print(escape(note), soft_wrap=True)
-    return uri, exp, sweep_id
+    return resolve_store(sweep)
 
 
 def _leaderboard_rows(sweep: str | None, **kw: Any) -> tuple[list[dict[str, Any]], str | None]:
-    from raysweep.sweep.catalog import fetch_runs
-    from raysweep.sweep.leaderboard import leaderboard
+    from raysweep.sweep.catalog import leaderboard_rows
 
-    uri, experiment, sweep_id = _store(sweep)
-    runs = fetch_runs(uri, experiment, sweep_id=sweep_id)
-    return leaderboard(runs, **kw), sweep_id
+    return leaderboard_rows(sweep, **kw)
 
 
 def _log_leaderboard(outcome: Any, rows: list[dict[str, Any]]) -> None:
@@ -493,9 +456,9 @@ def print_leaderboard(rows: list[dict[str, Any]], fmt: Format, *, title: str = "
 def leaderboard_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every field of every row, raw (non-finite numbers as null): the JSON of ``leaderboard
     --format json``, ``run --json`` and ``resume --json``."""
-    from raysweep.report import _plain
+    from raysweep.report import json_safe
 
-    return [_plain(dict(r)) for r in rows]
+    return [json_safe(dict(r)) for r in rows]
 
 
 @app.command("leaderboard")

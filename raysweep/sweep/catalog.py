@@ -28,7 +28,7 @@ from typing import Any
 from raysweep._console import console
 from raysweep._quoting import read_tags, tag_equals
 from raysweep._secrets import redact_uri, restore_credentials
-from raysweep.errors import UserError
+from raysweep.errors import UserError, did_you_mean
 from raysweep.sweep._state import SweepState
 from raysweep.sweep._storage import load_sweep_study, spec_storage, storage_label
 
@@ -45,6 +45,8 @@ __all__ = [
     "fetch_runs",
     "sweep_ids_in_store",
     "study_summary",
+    "resolve_store",
+    "leaderboard_rows",
 ]
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -278,3 +280,41 @@ def study_summary(sweep_dir: Path) -> dict[str, Any]:
         out["best"] = {"number": bt.number, "value": bt.value, "params": bt.params,
                        "metric": "best/objective" if metric == "composite" else f"best/{metric}"}
     return out
+
+
+def resolve_store(sweep: str | None) -> tuple[str, str, str | None]:
+    """(tracking uri, experiment, sweep id) for queries, by the one store rule of this module:
+    a sweep's own recorded store (said on stderr when it is not the environment's), else the
+    environment's. An unknown sweep is an error listing the known."""
+    from rich.markup import escape
+
+    experiment = os.environ.get("RAYSWEEP_EXPERIMENT", "raysweep")
+    if not sweep:
+        return tracking_uri(), experiment, None
+    try:
+        uri, exp, sweep_id = store_for(find_sweep(sweep))
+    except UserError as local_error:
+        # Not on this machine: a sweep tracked in the environment's store (e.g. run elsewhere).
+        uri = tracking_uri()
+        known = sweep_ids_in_store(uri, experiment)
+        matches = [k for k in known if k == sweep] or [k for k in known if k.startswith(sweep)]
+        if len(matches) == 1:
+            return uri, experiment, matches[0]
+        raise UserError(f"--sweep {sweep!r}: no such sweep here or in MLflow store {uri}"
+                        f"{did_you_mean(sweep, known)}; known in that store: "
+                        f"{', '.join(known) or 'none'}; raysweep sweeps lists the local ones"
+                        ) from local_error
+    note = store_note(uri, sweep_id)
+    if note:
+        console.print(escape(note), soft_wrap=True)
+    return uri, exp, sweep_id
+
+
+def leaderboard_rows(sweep: str | None, **kw: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """``(rows, sweep id)``: :func:`raysweep.sweep.leaderboard.leaderboard` (``kw``: its
+    filters and sort) over the runs of ``sweep`` (``None``: every sweep in the environment's
+    store), found by :func:`resolve_store`."""
+    from raysweep.sweep.leaderboard import leaderboard
+
+    uri, experiment, sweep_id = resolve_store(sweep)
+    return leaderboard(fetch_runs(uri, experiment, sweep_id=sweep_id), **kw), sweep_id

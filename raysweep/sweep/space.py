@@ -85,7 +85,7 @@ __all__ = [
     "resolve_spec", "bundled_space_path", "default_space", "has_default_space", "SEARCH_SPACES",
     "SCHEMA_PATH", "json_schema",
     "KNOWN_METRICS", "grid_points", "grid_size", "Scalar", "ALGORITHMS", "MAX_CONFIGS",
-    "MAX_GRID_POINTS",
+    "MAX_GRID_POINTS", "reads_test",
 ]
 
 SEARCH_SPACES = search_spaces_dir()
@@ -103,7 +103,7 @@ ALGORITHMS = ("tpe", "random", "grid", "nsga2", "gp", "cmaes", "qmc")
 KNOWN_METRICS: tuple[str, ...] = ("composite", *objective_keys())
 
 
-def _reads_test(metric: str) -> bool:
+def reads_test(metric: str) -> bool:
     """Whether a metric key is computed on the test split (reporting only, never selection)."""
     info = METRICS.get(metric)
     if info is not None:  # report keys read test, except what only suites measure after a run
@@ -314,7 +314,7 @@ class ObjectiveSpec(_Strict):
     @field_validator("metric")
     @classmethod
     def _known(cls, v: str) -> str:
-        if _reads_test(v):
+        if reads_test(v):
             twin = v[: -len("/test")] + "/val" if v.endswith("/test") else None
             raise ValueError(f"objective metric {v!r} reads the test split, which selection must "
                              f"never see (test is for reporting)"

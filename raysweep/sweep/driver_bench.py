@@ -44,6 +44,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from raysweep._provenance import load_average, machine
 from raysweep.metrics.registry import metric_keys, per_epoch_keys
+from raysweep.sweep._result import tune_keys, tune_result
 from raysweep.sweep._snapshot import SnapshotKeeper
 from raysweep.sweep.runner import Progress, SweepInterrupted, trial_checkpoint_config
 from raysweep.sweep.tracking import MlflowTrialCallback
@@ -157,7 +158,8 @@ class _Completions(Callback):
 
 
 def zero_compute_trial(config: dict[str, Any], keys: tuple[str, ...] = (),
-                       epochs: int = 1, final_keys: tuple[str, ...] = ()) -> None:
+                       epochs: int = 1, final_keys: tuple[str, ...] = (),
+                       numeric: tuple[str, ...] = ()) -> None:
     """A trial without compute: ``epochs`` reports with a small checkpoint, as a real one makes.
 
     The values are a fixed function of the configuration (a hash in [0, 1)), so a sampler sees
@@ -179,7 +181,9 @@ def zero_compute_trial(config: dict[str, Any], keys: tuple[str, ...] = (),
             result.update(dict.fromkeys(final_keys, value))
         with tempfile.TemporaryDirectory(prefix="rs-ckpt-") as d:
             (Path(d) / "state.json").write_text(json.dumps({"epoch": epoch, "result": result}))
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
+            # As the real trainable hands it to Tune (raysweep.sweep._result).
+            tune.report(tune_result(result, numeric),
+                        checkpoint=tune.Checkpoint.from_directory(d))
 
 
 def _resolve(data: dict[str, Any]) -> Any:
@@ -290,7 +294,8 @@ def measure_sampler(sampler: str, *, trials: int, concurrency: int, epochs: int,
                  start]
     trainable = tune.with_resources(
         tune.with_parameters(zero_compute_trial, keys=keys, epochs=epochs,
-                             final_keys=final_keys),
+                             final_keys=final_keys,
+                             numeric=tune_keys(o.key for o in spec.objectives)),
         {"cpu": spec.resources_per_trial.cpu})
     tuner = tune.Tuner(
         trainable,

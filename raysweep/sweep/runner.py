@@ -56,6 +56,7 @@ from raysweep.errors import ConfigError, UserError, format_validation_error
 from raysweep.metrics.oracle import TERMS
 from raysweep.preflight import sweep_preflight
 from raysweep.sweep._lock import SweepLock
+from raysweep.sweep._result import full_result
 from raysweep.sweep._snapshot import (
     LAST_GOOD,
     SnapshotKeeper,
@@ -1108,19 +1109,20 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
     )
     state.update(status=outcome_status, finished=time.time(), counts=counts, message=message)
     _save_state(sweep_dir, state)
-    trial_secs = [float(r.metrics.get("rs/trial_seconds", 0.0)) for r in trials if r.metrics]
-    method_secs = [float(r.metrics.get("rs/method_seconds", 0.0)) for r in trials if r.metrics]
+    results = [full_result(r.metrics) for r in trials]
+    trial_secs = [float(m.get("rs/trial_seconds", 0.0)) for m in results if m]
+    method_secs = [float(m.get("rs/method_seconds", 0.0)) for m in results if m]
     return SweepOutcome(
         sweep_id=state.id, sweep_dir=sweep_dir, status=outcome_status,
         **state.tracked()._asdict(),
         optuna_storage=_storage_label(sweep_dir, spec), counts=counts,
         wall_seconds=time.perf_counter() - t0, fit_seconds=fit_seconds, fit_started=fit_started,
         trial_seconds=trial_secs, method_seconds=method_secs, message=message,
-        results=[{"trial_id": (r.metrics or {}).get("trial_id"), "config": r.config,
-                  "error": r.error is not None, "ended": (r.metrics or {}).get("timestamp"),
-                  "trial_seconds": (r.metrics or {}).get("rs/trial_seconds"),
-                  "best": {k: v for k, v in (r.metrics or {}).items() if k.startswith("best/")}}
-                 for r in trials])
+        results=[{"trial_id": m.get("trial_id"), "config": r.config,
+                  "error": r.error is not None, "ended": m.get("timestamp"),
+                  "trial_seconds": m.get("rs/trial_seconds"),
+                  "best": {k: v for k, v in m.items() if k.startswith("best/")}}
+                 for r, m in zip(trials, results)])
 
 
 def _read_progress(sweep_dir: Path) -> dict[str, Any]:

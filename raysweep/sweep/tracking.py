@@ -42,6 +42,7 @@ from raysweep._provenance import commit_of, git_sha
 from raysweep._quoting import read_tags, tag_equals, tag_filter
 from raysweep._secrets import redact_uri
 from raysweep.errors import UserError
+from raysweep.sweep._result import full_result
 from raysweep.sweep.catalog import tracking_uri
 
 __all__ = [
@@ -497,6 +498,7 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
+        result = full_result(result)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         run_id = self.run_id(trial)
         if step <= self.last_step.get(trial.trial_id, 0):
@@ -514,10 +516,11 @@ class MlflowTrialCallback(Callback):
 
     def _final(self, trial: Any, status: str, tags: Mapping[str, Any] | None = None) -> None:
         run_id = self.run_id(trial)
-        last = trial.last_result or {}
+        last = full_result(trial.last_result)
         best = {k: v for k, v in last.items() if k.startswith("best/")}
-        extra = {k: last[k] for k in ("best_epoch", "rs/trial_seconds", "rs/method_seconds",
-                                      "rs/eval_seconds") if k in last}
+        extra: dict[str, Any] = {
+            k: last[k] for k in ("best_epoch", "rs/trial_seconds", "rs/method_seconds",
+                                 "rs/eval_seconds") if k in last}
         all_tags = dict(tags or {})
         if "best_epoch" in last:
             all_tags["raysweep.best_epoch"] = int(last["best_epoch"])
@@ -537,8 +540,9 @@ class MlflowTrialCallback(Callback):
         # A trial finalised before a crash and finalised again after the resume (its
         # checkpoint said done) must not log its best/* twice; a run created by this driver
         # has logged none yet.
-        logged = ({} if trial.trial_id in self.created
-                  else self.tracker.client.get_run(run_id).data.metrics)
+        logged: Mapping[str, float] = {}
+        if trial.trial_id not in self.created:
+            logged = self.tracker.client.get_run(run_id).data.metrics
         final = {k: v for k, v in {**best, **extra}.items() if k not in logged}
         _batched(self.tracker.client, run_id, _finite_metrics(final, 0, _now()), tags=all_tags,
                  params=self.pending_params.pop(trial.trial_id, None))
@@ -600,7 +604,7 @@ def _where(trial: Any, reason: str) -> str:
     death (the reason line says so), not for the method's own exceptions."""
     if not _DIED.search(reason):
         return ""
-    last = getattr(trial, "last_result", None) or {}
+    last = full_result(getattr(trial, "last_result", None))
     parts = []
     if last.get("rs/node"):
         parts.append(f"node {str(last['rs/node'])[:12]}")

@@ -43,6 +43,7 @@ from raysweep.engine import (
     on_device,
     run_trial,
 )
+from raysweep.sweep._result import tune_keys, tune_result
 from raysweep.sweep.space import SweepSpec
 
 __all__ = ["TrialPlan", "TrialFailure", "unlearning_trial", "run_trial", "objective_values",
@@ -103,6 +104,7 @@ def unlearning_trial(
                                   f"{type(exc).__name__}: {exc}") from exc
 
     node = _node_id()
+    keys = tune_keys(o.key for o in plan.objectives)
 
     def report(result: dict[str, Any], state: dict[str, Any] | None,
                best_state: dict[str, torch.Tensor] | None) -> None:
@@ -132,7 +134,7 @@ def unlearning_trial(
                 prev_best = keep / BEST_FILE
             elif prev_best is not None:
                 (Path(d) / BEST_FILE).write_bytes(prev_best.read_bytes())
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report(tune_result(result, keys), checkpoint=tune.Checkpoint.from_directory(d))
 
     try:
         run_trial(config, workload, plan, report=report, resume_state=resume_state,

@@ -54,7 +54,7 @@ from raysweep._secrets import redact_uri, restore_credentials, write_private
 from raysweep._signals import sigterm_as_sigint
 from raysweep.errors import ConfigError, UserError, format_validation_error
 from raysweep.metrics.oracle import TERMS
-from raysweep.preflight import sweep_preflight
+from raysweep.preflight import check_tracking_store, sweep_preflight
 from raysweep.sweep._lock import SweepLock
 from raysweep.sweep._result import full_result
 from raysweep.sweep._snapshot import (
@@ -269,6 +269,10 @@ def set_tune_environment() -> None:
     # trial_checkpoint_config; the warning about frequent snapshots is Tune's, not the user's.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune files every checkpoint with its epoch's metrics, and keeps them all in the snapshot
+    # (trial_checkpoint_config keeps every checkpoint): store only the paths, the newest
+    # result is kept whole anyway (raysweep.sweep._result).
+    os.environ.setdefault("TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
@@ -630,13 +634,13 @@ def run_sweep(
     tracking_uri_override: str | None = None,
 ) -> SweepOutcome:
     """Run a resolved sweep end to end (see the module docstring)."""
-    from raysweep.sweep.tracking import check_tracking_uri, tracking_uri
+    from raysweep.sweep.tracking import tracking_uri
 
     t0 = time.perf_counter()
     uri = tracking_uri(tracking_uri_override)
     # Bad input is rejected before anything is prepared, started or written to MLflow.
     check_ray_address(address or os.environ.get("RAY_ADDRESS"))
-    check_tracking_uri(uri)
+    check_tracking_store(uri)
 
     check_storage_reachable(spec.search.storage)  # search.storage: driver installed, DB answers
 
@@ -809,7 +813,7 @@ def _enqueue_grid_points(sweep_dir: Path, spec: SweepSpec, start: int, stop: int
 def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
                    num_cpus: int | None, t0: float, trust: bool = False,
                    more_samples: int = 0) -> SweepOutcome:
-    from raysweep.sweep.tracking import Tracker, check_tracking_uri
+    from raysweep.sweep.tracking import Tracker
     from raysweep.sweep.trainable import make_plan
 
     state = load_state(sweep_dir)
@@ -830,7 +834,7 @@ def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
         raise UserError(f"sweep {state.id} is still running (pid {pid}); stop it first")
     check_ray_address(address or state.address or os.environ.get("RAY_ADDRESS"))
     state.tracking_uri = restore_credentials(state.tracked().tracking_uri)  # redacted on disk
-    check_tracking_uri(state.tracking_uri)
+    check_tracking_store(state.tracking_uri)
 
     check_storage_reachable(spec.search.storage)
     experiment_path = sweep_dir / "ray" / "tune"

@@ -506,9 +506,11 @@ def _prepare(spec: SweepSpec) -> tuple[Any, Any]:
     return wcfg, prepare(wcfg)
 
 
-def _trainable(workload: Any, plan: Any) -> Any:
+def _trainable(workload: Any, plan: Any, seeds: list[int]) -> Any:
     from raysweep.sweep.trainable import unlearning_trial
 
+    # The copy each trial receives carries the oracle's references for the sweep's seeds.
+    workload.warm(seeds, plan.selection_val_rows)
     fn = tune.with_parameters(unlearning_trial, workload=workload, plan=plan)
     res = {"cpu": plan.cpus, "gpu": plan.gpus}
     return tune.with_resources(fn, res)
@@ -1013,7 +1015,7 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
         shutil.rmtree(failure_dir, ignore_errors=True)
     plan.extra["failure_dir"] = str(failure_dir)
     with ray_session(address, num_cpus) as session, sigterm_as_sigint():
-        trainable = _trainable(workload, plan)
+        trainable = _trainable(workload, plan, list(spec.seeds))
         experiment_path = sweep_dir / "ray" / "tune"
         if restore is None:
             max_conc = _max_concurrent(spec, session["resources"])

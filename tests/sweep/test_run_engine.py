@@ -85,3 +85,18 @@ def test_a_diverged_run_fails_with_its_reason_not_with_nan_metrics(digits) -> No
     with (temporary_method("poison-test", _poison, config=_NoConfig, one_shot=True),
           pytest.raises((MethodDivergedError, TrialFailure), match="non-finite")):
         run_once(w, "poison-test", {}, 0, device=torch.device("cpu"))
+
+
+def test_warm_workload_carries_the_oracle_references_to_every_trial_copy(digits) -> None:
+    """The driver computes the oracle's per-seed references once; each trial's copy (a pickle,
+    as Ray's object store makes it) has them, so no trial computes them again."""
+    import copy
+    import pickle
+
+    workload = copy.copy(digits[0])  # a private shallow copy: the fixture stays as it was
+    workload._oracle_raw, workload._oracle_lr, workload._selection_cache = {}, {}, {}
+    workload.warm([0, 7], 64)
+    trial_copy = pickle.loads(pickle.dumps(workload))
+    assert set(trial_copy._oracle_raw) == {0, 7} and set(trial_copy._oracle_lr) == {0, 7}
+    assert {(0, 64), (7, 64)} <= set(trial_copy._selection_cache)
+    assert trial_copy.oracle_raw(7) == workload.oracle_raw(7)

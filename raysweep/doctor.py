@@ -236,6 +236,43 @@ def _token_file_mode(path: Path) -> Check | None:
     return None
 
 
+def _auth_mode_check(mode: str | None, source: str | None, remote: bool) -> Check:
+    """The "auth mode" line: does RAY_AUTH_MODE, with the token found at ``source`` (None:
+    none), suit a local (``remote`` False) or a remote cluster."""
+    fix = ""
+    if mode not in (None, "token", "disabled"):
+        status, detail = FAIL, f"RAY_AUTH_MODE={mode!r}"
+        fix = "set RAY_AUTH_MODE=token (or disabled), identically on every node"
+    elif mode == "disabled":
+        status = WARN
+        detail = ("RAY_AUTH_MODE=disabled: anyone who reaches the cluster ports can run code on "
+                  "it (ShadowRay, CVE-2023-48022)")
+        fix = "set RAY_AUTH_MODE=token on every node and client, with a shared token"
+    elif mode == "token" and source is None and remote:
+        status = FAIL
+        detail = ("RAY_AUTH_MODE=token but no token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+                  "~/.ray/auth_token)")
+        fix = "export RAY_AUTH_TOKEN=<the cluster's token>"
+    elif mode == "token" and source is None:
+        status, detail = OK, "token; a local Ray gets a fresh per-process token"
+    elif mode == "token":
+        status, detail = OK, f"token (from {source})"
+    elif source is not None:
+        status = WARN
+        detail = (f"RAY_AUTH_MODE unset; a token exists ({source}), so Ray switches token auth "
+                  f"on only for some commands")
+        fix = "export RAY_AUTH_MODE=token on every node and client, so all agree"
+    elif remote:
+        status = WARN
+        detail = ("RAY_AUTH_MODE unset and no token: requests to a token-auth cluster will be "
+                  "refused")
+        fix = "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<the cluster's token>"
+    else:
+        status = OK
+        detail = "unset; raysweep's local Ray turns token auth on with a per-process token"
+    return Check("ray", "auth mode", status, detail, fix)
+
+
 def check_ray_auth(address: str | None) -> list[Check]:
     from raysweep.sweep.local_ray import (
         AUTH_TOKEN_PATH_ENV,
@@ -248,40 +285,7 @@ def check_ray_auth(address: str | None) -> list[Check]:
     mode = auth_mode()
     source = token_source()
     remote = bool(address or os.environ.get("RAY_ADDRESS") not in (None, "", "local", "auto"))
-    out: list[Check] = []
-    if mode not in (None, "token", "disabled"):
-        out.append(Check("ray", "auth mode", FAIL, f"RAY_AUTH_MODE={mode!r}",
-                         "set RAY_AUTH_MODE=token (or disabled), identically on every node"))
-    elif mode == "disabled":
-        out.append(Check("ray", "auth mode", WARN,
-                         "RAY_AUTH_MODE=disabled: anyone who reaches the cluster ports can run "
-                         "code on it (ShadowRay, CVE-2023-48022)",
-                         "set RAY_AUTH_MODE=token on every node and client, with a shared token"))
-    elif mode == "token" and source is None:
-        if remote:
-            out.append(Check("ray", "auth mode", FAIL,
-                             "RAY_AUTH_MODE=token but no token (RAY_AUTH_TOKEN, "
-                             "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)",
-                             "export RAY_AUTH_TOKEN=<the cluster's token>"))
-        else:
-            out.append(Check("ray", "auth mode", OK,
-                             "token; a local Ray gets a fresh per-process token"))
-    elif mode == "token":
-        out.append(Check("ray", "auth mode", OK, f"token (from {source})"))
-    elif source is not None:
-        out.append(Check("ray", "auth mode", WARN,
-                         f"RAY_AUTH_MODE unset; a token exists ({source}), so Ray switches "
-                         f"token auth on only for some commands",
-                         "export RAY_AUTH_MODE=token on every node and client, so all agree"))
-    elif remote:
-        out.append(Check("ray", "auth mode", WARN,
-                         "RAY_AUTH_MODE unset and no token: requests to a token-auth cluster "
-                         "will be refused",
-                         "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<the cluster's token>"))
-    else:
-        out.append(Check("ray", "auth mode", OK,
-                         "unset; raysweep's local Ray turns token auth on with a per-process "
-                         "token"))
+    out: list[Check] = [_auth_mode_check(mode, source, remote)]
     path_env = os.environ.get(AUTH_TOKEN_PATH_ENV)
     perm = _token_file_mode(Path(path_env) if path_env else default_token_path())
     if perm is not None:

@@ -131,7 +131,9 @@ def check_ray_auto(address: str | None) -> None:
 
 
 def check_tracking_store(uri: str) -> None:
-    """The MLflow URI has a scheme raysweep can use, and a local database path is a database."""
+    """The MLflow URI has a scheme raysweep can use, a local database path is a writable
+    database (or can become one), and a server or database host answers: the one check of the
+    tracking store, run before anything is prepared or written."""
     shown = _shown(uri)
     scheme = uri.split(":", 1)[0].lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", uri) else ""
     base = scheme.split("+", 1)[0]
@@ -163,6 +165,11 @@ def check_tracking_store(uri: str) -> None:
             check_writable_dir(path.parent, f"MLFLOW_TRACKING_URI {shown}: directory")
     if base in _DB_PORTS:
         _check_db_reachable(uri, base)
+    if base in ("http", "https"):
+        check_server_reachable(uri, default_port=443 if base == "https" else 80,
+                               server="MLflow server", example="http://127.0.0.1:5000",
+                               fix="start the server or set MLFLOW_TRACKING_URI to a reachable "
+                                   "store")
     if base == "file" or not scheme:
         raise UserError(f"MLFLOW_TRACKING_URI {shown}: a file store is not supported (MLflow 3 "
                         f"refuses it); use sqlite:///PATH/mlflow.db")

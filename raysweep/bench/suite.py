@@ -116,6 +116,12 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 _ID_FORBIDDEN = re.compile(r"[.\s]")
 
 
+def _check_unique_seeds(seeds: list[int] | None) -> None:
+    """The ``seeds:`` validators' check: no seed given twice (None: not given)."""
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        raise ValueError("must not repeat a seed")
+
+
 class _Strict(BaseModel):
     # No NaN/inf in any float (a NaN tolerance or target disables the gate); strict types: a
     # YAML boolean is not a number.
@@ -240,8 +246,7 @@ class SuiteEntry(_Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds_ok(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and len(set(v)) != len(v):
-            raise ValueError("must not repeat a seed")
+        _check_unique_seeds(v)
         return v
 
     @model_validator(mode="after")
@@ -278,8 +283,7 @@ class SuiteScale(_Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds_ok(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and len(set(v)) != len(v):
-            raise ValueError("must not repeat a seed")
+        _check_unique_seeds(v)
         return v
 
 
@@ -375,8 +379,7 @@ class SuiteConfig(_Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds_ok(cls, v: list[int]) -> list[int]:
-        if len(set(v)) != len(v):
-            raise ValueError("must not repeat a seed")
+        _check_unique_seeds(v)
         return v
 
 

@@ -293,6 +293,12 @@ def scale_cmd(
     report = measure_scale(workload=workload, method=method, trials=trials, epochs=epochs,
                            cores=cores, repeats=repeats, out=Path(out),
                            log=lambda m: err_console().print(m))
+    _print_summary_report(report, out, json_out)
+
+
+def _print_summary_report(report: dict[str, Any], out: str, json_out: bool) -> None:
+    """Print a report holding a "summary" list of lines: as JSON with --json, else the lines
+    and the report's path."""
     if json_out:
         print_json(report)
         return
@@ -327,12 +333,7 @@ vs a grid."""
                            efficiency_workload=efficiency_workload, repeats=repeats,
                            overhead=not skip_overhead, efficiency=not skip_efficiency,
                            out=Path(out))
-    if json_out:
-        print_json(report)
-        return
-    for line in report["summary"]:
-        stdout.print(line)
-    stdout.print(f"report: {out}")
+    _print_summary_report(report, out, json_out)
 
 
 @bench_app.command("edits")
@@ -515,9 +516,9 @@ def driver_cmd(
         raise ConfigError(f"--sampler-trials {sampler_trials}: give 10 to 100,000 trials, or 0 "
                           f"for as many as --trials")
     if tracking_uri is not None:
-        from raysweep.sweep.tracking import check_tracking_uri
+        from raysweep.preflight import check_tracking_store
 
-        check_tracking_uri(tracking_uri)
+        check_tracking_store(tracking_uri)
     if quick:
         trials, window, sampler_trials = 60, 20, 60
     # The command as resolved from the options (sys.argv is not ours under main([...])).

@@ -164,9 +164,10 @@ def unlearn_cmd(
     wcfg = load_workload_config(workload)
     dev = resolve_device(device)
     if track:  # an unreachable store fails before any training
-        from raysweep.sweep.tracking import check_tracking_uri, tracking_uri
+        from raysweep.preflight import check_tracking_store
+        from raysweep.sweep.tracking import tracking_uri
 
-        check_tracking_uri(tracking_uri())
+        check_tracking_store(tracking_uri())
     prepared = prepare(wcfg, device=str(dev))
     assert prepared is not None  # only ``cached_only`` returns None
     refs = prepared.reference_metrics(catboost=catboost)

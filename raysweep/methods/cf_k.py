@@ -92,15 +92,17 @@ def train_only(model: nn.Module, trained: list[nn.Module]) -> Iterator[list[nn.P
             p.requires_grad_(flags[id(p)])
 
 
-def train_blocks(model: nn.Module, frozen: list[nn.Module], params: list[nn.Parameter],
+def train_blocks(model: nn.Module, frozen: list[nn.Module], trained: list[nn.Module],
                  data: UnlearnData, ctx: UnlearnContext, *, epochs: int, optimizer: str, lr: float,
                  momentum: float, weight_decay: float, batch_size: int) -> Iterator[EpochEnd]:
-    """Fine-tune ``params`` on D_r with CE, frozen blocks in eval mode; yields per epoch."""
-    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
-    for epoch in range(epochs):
-        loss = ce_epoch(model, data.loader("retain", batch_size, seed=ctx.seed + epoch), opt,
-                        ctx.device, frozen=frozen)
-        yield EpochEnd(epoch + 1, {"loss": loss})
+    """Fine-tune only the ``trained`` blocks on D_r with CE (:func:`train_only`), frozen blocks
+    in eval mode; yields per epoch."""
+    with train_only(model, trained) as params:
+        opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
+        for epoch in range(epochs):
+            loss = ce_epoch(model, data.loader("retain", batch_size, seed=ctx.seed + epoch), opt,
+                            ctx.device, frozen=frozen)
+            yield EpochEnd(epoch + 1, {"loss": loss})
 
 
 @register_method("cf-k", config=CFKConfig,
@@ -120,7 +122,6 @@ def cf_k(model: nn.Module, data: UnlearnData, cfg: CFKConfig,
          ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Fine-tune only the last k blocks and the head on D_r, the rest frozen."""
     frozen, trained = last_blocks(model, cfg.k, "cf-k")
-    with train_only(model, trained) as params:
-        yield from train_blocks(model, frozen, params, data, ctx, epochs=cfg.epochs,
-                                optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay, batch_size=cfg.batch_size)
+    yield from train_blocks(model, frozen, trained, data, ctx, epochs=cfg.epochs,
+                            optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
+                            weight_decay=cfg.weight_decay, batch_size=cfg.batch_size)

@@ -18,18 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import torch
 from torch import nn
 
 from raysweep.methods._base import EpochEnd, UnlearnContext, UnlearnData, register_method
-from raysweep.methods._noise import (
-    ImpairRepairConfig,
-    Paper003Sizes,
-    impair_repair,
-    noise_space,
-    random_noise,
-)
-from raysweep.methods.usifr import mixed_labels
+from raysweep.methods._noise import ImpairRepairConfig, Paper003Sizes, impair_repair, random_noise
+from raysweep.methods.usifr import mixed_noise_setup
 
 
 class DnfConfig(Paper003Sizes, ImpairRepairConfig):
@@ -48,8 +41,6 @@ class DnfConfig(Paper003Sizes, ImpairRepairConfig):
 def dnf(model: nn.Module, data: UnlearnData, cfg: DnfConfig,
         ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Impair on random N(0, 1) noise labelled as the forget classes plus retain data; repair."""
-    gen = torch.Generator().manual_seed(ctx.seed)
-    space = noise_space(model, data, ctx)
-    noise_y = mixed_labels(data, cfg.noise_batch_size)
+    gen, space, noise_y = mixed_noise_setup(model, data, cfg, ctx)
     noise = random_noise(len(noise_y), space, gen, ctx.device)
     yield from impair_repair(model, data, cfg, ctx, noise, noise_y, space, gen)

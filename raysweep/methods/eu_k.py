@@ -36,7 +36,7 @@ from raysweep.methods._base import (
     UnlearnData,
     register_method,
 )
-from raysweep.methods.cf_k import last_blocks, train_blocks, train_only
+from raysweep.methods.cf_k import last_blocks, train_blocks
 
 __all__ = ["EUKConfig", "eu_k", "reinitialise"]
 
@@ -85,8 +85,7 @@ def eu_k(model: nn.Module, data: UnlearnData, cfg: EUKConfig,
     frozen, trained = last_blocks(model, cfg.k, "eu-k")
     reinitialise(trained)
     recipe = ctx.train_recipe
-    with train_only(model, trained) as params:
-        yield from train_blocks(model, frozen, params, data, ctx, epochs=cfg.epochs,
-                                optimizer=cfg.optimizer or recipe.optimizer,
-                                lr=cfg.lr or recipe.lr, momentum=recipe.momentum,
-                                weight_decay=recipe.weight_decay, batch_size=cfg.batch_size)
+    yield from train_blocks(model, frozen, trained, data, ctx, epochs=cfg.epochs,
+                            optimizer=cfg.optimizer or recipe.optimizer, lr=cfg.lr or recipe.lr,
+                            momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                            batch_size=cfg.batch_size)

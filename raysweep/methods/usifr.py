@@ -30,7 +30,9 @@ from torch import nn
 
 from raysweep.methods._base import EpochEnd, UnlearnContext, UnlearnData, register_method
 from raysweep.methods._noise import (
+    ImpairRepairConfig,
     NoiseLearningConfig,
+    NoiseSpace,
     Paper003Sizes,
     allocate_rows,
     impair_repair,
@@ -50,6 +52,14 @@ def mixed_labels(data: UnlearnData, rows: int) -> torch.Tensor:
     return torch.repeat_interleave(labels, allocate_rows(rows, weights))
 
 
+def mixed_noise_setup(model: nn.Module, data: UnlearnData, cfg: ImpairRepairConfig,
+                      ctx: UnlearnContext) -> tuple[torch.Generator, NoiseSpace, torch.Tensor]:
+    """What USI(F)R and DNF start from: the trial-seeded generator, the noise space and the
+    labels of one mixed noise batch of ``cfg.noise_batch_size`` rows."""
+    gen = torch.Generator().manual_seed(ctx.seed)
+    return gen, noise_space(model, data, ctx), mixed_labels(data, cfg.noise_batch_size)
+
+
 @register_method("usifr", config=UsifrConfig,
                  paper="paper 003 (USI(F)R, method I: impair-repair with mixed noise)",
                  reference="paper 003 equations (no public code), on top of "
@@ -62,9 +72,7 @@ def mixed_labels(data: UnlearnData, rows: int) -> torch.Tensor:
 def usifr(model: nn.Module, data: UnlearnData, cfg: UsifrConfig,
           ctx: UnlearnContext) -> Iterator[EpochEnd]:
     """Learn one mixed error-maximising noise batch for all forget classes; impair and repair."""
-    gen = torch.Generator().manual_seed(ctx.seed)
-    space = noise_space(model, data, ctx)
-    noise_y = mixed_labels(data, cfg.noise_batch_size)
+    gen, space, noise_y = mixed_noise_setup(model, data, cfg, ctx)
     noise, noise_loss = learn_noise(model, noise_y, space, cfg, gen, ctx.device)
     yield from impair_repair(model, data, cfg, ctx, noise, noise_y, space, gen,
                              extra={"noise_loss": noise_loss})

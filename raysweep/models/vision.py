@@ -43,6 +43,13 @@ class MLP(nn.Module):
         return self.fc(self.hidden2(self.hidden1(x)))
 
 
+def _with_local_weights(model: nn.Module, pretrained: bool | str, name: str) -> nn.Module:
+    """``model`` after :func:`_load_local_weights`: the body of a factory without bundled
+    weights."""
+    _load_local_weights(model, pretrained, name)
+    return model
+
+
 def _load_local_weights(model: nn.Module, pretrained: bool | str, name: str) -> None:
     if pretrained is False:
         return
@@ -79,17 +86,14 @@ def _load_local_weights(model: nn.Module, pretrained: bool | str, name: str) -> 
 @register_model("mlp", kind="image", description="2-hidden-layer MLP (tests, seconds on CPU)")
 def mlp(num_classes: int, in_chans: int, img_size: int, pretrained: bool | str = False,
         hidden: int = 64) -> nn.Module:
-    model = MLP(num_classes, in_chans * img_size * img_size, hidden)
-    _load_local_weights(model, pretrained, "mlp")
-    return model
+    return _with_local_weights(MLP(num_classes, in_chans * img_size * img_size, hidden),
+                               pretrained, "mlp")
 
 
 @register_model("smallcnn", kind="image", description="2-block CNN, the fast CPU default")
 def smallcnn(num_classes: int, in_chans: int, img_size: int, pretrained: bool | str = False,
              width: int = 32) -> nn.Module:
-    model = SmallCNN(num_classes, in_chans, width)
-    _load_local_weights(model, pretrained, "smallcnn")
-    return model
+    return _with_local_weights(SmallCNN(num_classes, in_chans, width), pretrained, "smallcnn")
 
 
 def _resnet18(num_classes: int, in_chans: int, cifar_stem: bool) -> nn.Module:
@@ -110,18 +114,16 @@ def _resnet18(num_classes: int, in_chans: int, cifar_stem: bool) -> nn.Module:
                 description="ResNet-18 with the 3x3 CIFAR stem (torchvision)")
 def resnet18_cifar(num_classes: int, in_chans: int, img_size: int,
                    pretrained: bool | str = False) -> nn.Module:
-    model = _resnet18(num_classes, in_chans, cifar_stem=True)
-    _load_local_weights(model, pretrained, "resnet18-cifar")
-    return model
+    return _with_local_weights(_resnet18(num_classes, in_chans, cifar_stem=True), pretrained,
+                               "resnet18-cifar")
 
 
 @register_model("resnet18", kind="image",
                 description="ResNet-18 with the ImageNet 7x7 stem (torchvision)")
 def resnet18(num_classes: int, in_chans: int, img_size: int,
              pretrained: bool | str = False) -> nn.Module:
-    model = _resnet18(num_classes, in_chans, cifar_stem=False)
-    _load_local_weights(model, pretrained, "resnet18")
-    return model
+    return _with_local_weights(_resnet18(num_classes, in_chans, cifar_stem=False), pretrained,
+                               "resnet18")
 
 
 def _vit(num_classes: int, in_chans: int, img_size: int, depth: int, dim: int, heads: int,
@@ -139,18 +141,18 @@ def _vit(num_classes: int, in_chans: int, img_size: int, depth: int, dim: int, h
                 description="timm ViT-Tiny (12 blocks, dim 192), patch 4 for small images")
 def vit_tiny(num_classes: int, in_chans: int, img_size: int, pretrained: bool | str = False,
              patch_size: int = 4) -> nn.Module:
-    model = _vit(num_classes, in_chans, img_size, depth=12, dim=192, heads=3, patch=patch_size)
-    _load_local_weights(model, pretrained, "vit-tiny")
-    return model
+    return _with_local_weights(
+        _vit(num_classes, in_chans, img_size, depth=12, dim=192, heads=3, patch=patch_size),
+        pretrained, "vit-tiny")
 
 
 @register_model("vit-micro", kind="image",
                 description="timm ViT, 4 blocks of dim 96: a ViT that trains on CPU")
 def vit_micro(num_classes: int, in_chans: int, img_size: int, pretrained: bool | str = False,
               patch_size: int = 4) -> nn.Module:
-    model = _vit(num_classes, in_chans, img_size, depth=4, dim=96, heads=3, patch=patch_size)
-    _load_local_weights(model, pretrained, "vit-micro")
-    return model
+    return _with_local_weights(
+        _vit(num_classes, in_chans, img_size, depth=4, dim=96, heads=3, patch=patch_size),
+        pretrained, "vit-micro")
 
 
 def efficientnet_lite0_weights_path() -> Path:

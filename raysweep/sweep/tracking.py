@@ -55,7 +55,6 @@ __all__ = [
     "RunRecord",
     "mlflow_ui_hint",
     "default_store_exists",
-    "check_tracking_uri",
     "StoreUnavailable",
 ]
 
@@ -64,33 +63,6 @@ _TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", 
               "config", "time_since_restore", "iterations_since_restore", "experiment_tag",
               "should_checkpoint", "episodes_total", "timesteps_total"}
 _MAX_METRICS, _MAX_PARAMS = 1000, 100
-
-
-def check_tracking_uri(uri: str, timeout: float = 3.0) -> None:
-    """Fail fast (:class:`UserError`) when the MLflow store cannot be written or reached.
-
-    Called before a sweep prepares anything, so a typo in ``MLFLOW_TRACKING_URI`` costs
-    seconds, not a workload preparation followed by minutes of HTTP retries.
-    """
-    fix = "start the server or set MLFLOW_TRACKING_URI to a reachable store"
-    if uri.startswith("sqlite:///"):
-        parent = Path(uri[len("sqlite:///"):]).parent
-        if not parent.is_dir():
-            raise UserError(f"MLFLOW_TRACKING_URI {uri}: directory {parent} does not exist; "
-                            f"create it or choose another path")
-        if not os.access(parent, os.W_OK):
-            raise UserError(f"MLFLOW_TRACKING_URI {uri}: directory {parent} is not writable")
-        db = Path(uri[len("sqlite:///"):])
-        if db.exists() and not (db.is_file() and os.access(db, os.R_OK | os.W_OK)):
-            raise UserError(f"MLFLOW_TRACKING_URI {uri}: {db} is not a writable file; make it "
-                            f"writable (chmod u+rw {db}) or point MLFLOW_TRACKING_URI elsewhere")
-        return
-    if uri.startswith(("http://", "https://")):
-        from raysweep.preflight import check_server_reachable
-
-        check_server_reachable(uri, default_port=443 if uri.startswith("https") else 80,
-                               server="MLflow server", example="http://127.0.0.1:5000",
-                               fix=fix, timeout=timeout)
 
 
 def default_store_exists(uri: str) -> bool:

@@ -421,12 +421,13 @@ def test_snapshot_keeper_copies_only_a_changed_usable_snapshot(tmp_path: Path) -
 
 
 def test_mlflow_store_that_is_not_a_writable_file_is_refused_up_front(tmp_path: Path) -> None:
-    from raysweep.sweep.tracking import check_tracking_uri
+    from raysweep.preflight import check_tracking_store
 
     (tmp_path / "mlflow.db").mkdir()
     with pytest.raises(UserError) as err:
-        check_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert "not a writable file" in str(err.value) and "\n" not in str(err.value)
+        check_tracking_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert "is a directory, not a database file" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_a_methods_own_error_gets_no_worker_location(tmp_path: Path) -> None:

@@ -69,8 +69,11 @@ __all__ = [
 class MethodConfig(BaseModel):
     """Base of every method config: frozen, unknown keys rejected.
 
-    Subclasses declare fields with ``pydantic.Field`` bounds and paper defaults, e.g.
-    ``lr: float = Field(5e-4, gt=0, le=1, description="SGD learning rate (paper: 5e-4)")``.
+    Subclasses declare fields with bounds and paper defaults: the common hyperparameters
+    (epochs, lr, momentum, weight decay, batch sizes, temperature) with the factories of
+    :mod:`raysweep.methods._fields`, which fix the bounds once, e.g.
+    ``lr: float = fields.lr(5e-4, "SGD learning rate (paper: 5e-4)")``; any other field with
+    ``pydantic.Field``.
     A field named ``epochs`` is the method's own epoch count; the budget may cut it short.
     """
 

@@ -46,6 +46,7 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, UnlearnData
 from raysweep.methods._common import mean
 from raysweep.methods._loops import ce_epoch
@@ -59,9 +60,8 @@ __all__ = [
 class ImpairRepairConfig(MethodConfig):
     """Fields shared by every impair/repair method (defaults: UNSIR notebook, paper 003)."""
 
-    noise_batch_size: int = Field(
-        256, ge=1, le=65536, description="rows per noise batch "
-                                         "(UNSIR notebook: 256; paper 003: 250)")
+    noise_batch_size: int = fields.batch_size(256, "rows per noise batch "
+                                                   "(UNSIR notebook: 256; paper 003: 250)")
     noise_copies: int = Field(
         20, ge=1, le=10000, description="times the noise rows are repeated in the impair set "
                                         "(UNSIR notebook: 20; paper 003: 5)")
@@ -69,33 +69,28 @@ class ImpairRepairConfig(MethodConfig):
         1000, ge=1, le=10_000_000, description="retain rows per class in the impair/repair "
                                                "subsample (UNSIR notebook: 1000; paper 003 "
                                                "CIFAR-100: 100)")
-    impair_lr: float = Field(
-        0.02, gt=0, le=10, description="Adam learning rate of the impair epoch "
+    impair_lr: float = fields.lr(0.02, "Adam learning rate of the impair epoch "
                                        "(UNSIR, paper 003 CIFAR-10: 0.02; paper 000: 1e-4)")
-    repair_lr: float = Field(
-        0.01, gt=0, le=10, description="Adam learning rate of the repair epochs "
+    repair_lr: float = fields.lr(0.01, "Adam learning rate of the repair epochs "
                                        "(UNSIR, paper 003 CIFAR-10: 0.01; paper 000: 1e-4)")
     repair_epochs: int = Field(
         1, ge=1, le=100, description="repair passes over the retain subsample "
                                      "(paper 003: 1; 2 on CIFAR-100)")
-    batch_size: int = Field(
-        256, ge=1, le=65536, description="impair/repair batch size "
-                                         "(UNSIR notebook: 256; paper 003: 250)")
+    batch_size: int = fields.batch_size(256, "impair/repair batch size "
+                                             "(UNSIR notebook: 256; paper 003: 250)")
 
 
 class Paper003Sizes(MethodConfig):
     """Paper 003's noise size for USI(F)R and DNF, which put every noise row in the impair set
     (list it before the impair/repair base so that these defaults win)."""
 
-    noise_batch_size: int = Field(
-        250, ge=1, le=65536,
-        description="rows of the noise batch (USI(F)R: learned, mixed; DNF: random), all put in "
-                    "the impair set (paper 003: 250)")
+    noise_batch_size: int = fields.batch_size(
+        250, "rows of the noise batch (USI(F)R: learned, mixed; DNF: random), all put in "
+             "the impair set (paper 003: 250)")
     noise_copies: int = Field(
         5, ge=1, le=10000, description="times the noise batch is repeated in the impair set "
                                        "(paper 003: 5)")
-    batch_size: int = Field(250, ge=1, le=65536,
-                            description="impair/repair batch size (paper 003: 250)")
+    batch_size: int = fields.batch_size(250, "impair/repair batch size (paper 003: 250)")
 
 
 class NoiseLearningConfig(ImpairRepairConfig):

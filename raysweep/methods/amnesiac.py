@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from raysweep.errors import ConfigError
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -38,13 +39,12 @@ __all__ = ["AmnesiacConfig", "amnesiac", "random_wrong_labels"]
 
 
 class AmnesiacConfig(MethodConfig):
-    epochs: int = Field(3, ge=1, le=200,
-                        description="passes over D_r ∪ D_f (reference: 3; paper 000: 1)")
-    lr: float = Field(1e-4, gt=0, le=10, description="learning rate (papers: 1e-4)")
+    epochs: int = fields.epochs(3, "passes over D_r ∪ D_f (reference: 3; paper 000: 1)")
+    lr: float = fields.lr(1e-4, "learning rate (papers: 1e-4)")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer (papers: adam)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by adam)")
-    weight_decay: float = Field(0.0, ge=0, le=1, description="weight decay (papers: 0)")
-    batch_size: int = Field(128, ge=1, le=65536, description="batch size (reference: 128)")
+    momentum: float = fields.momentum(0.9, "SGD momentum (ignored by adam)")
+    weight_decay: float = fields.weight_decay(0.0, "weight decay (papers: 0)")
+    batch_size: int = fields.batch_size(128, "batch size (reference: 128)")
 
 
 def random_wrong_labels(y: torch.Tensor, num_classes: int, forget_classes: tuple[int, ...] = (),

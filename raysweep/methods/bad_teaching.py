@@ -29,6 +29,7 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -47,17 +48,16 @@ _TEACHER_SEED_OFFSET = 7919
 
 
 class BadTeachingConfig(MethodConfig):
-    epochs: int = Field(1, ge=1, le=100, description="passes over the unlearning set (paper: 1)")
-    lr: float = Field(1e-4, gt=0, le=10,
-                      description="learning rate (Chundawat et al.: Adam 1e-4; paper 000: 0.1 "
-                                  "ResNet, 2e-4 ViT, 1e-4/2e-5 MARBERT)")
+    epochs: int = fields.epochs(1, "passes over the unlearning set (paper: 1)", le=100)
+    lr: float = fields.lr(1e-4, "learning rate (Chundawat et al.: Adam 1e-4; paper 000: 0.1 "
+                                "ResNet, 2e-4 ViT, 1e-4/2e-5 MARBERT)")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer (paper: adam)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by adam)")
-    weight_decay: float = Field(0.0, ge=0, le=1, description="weight decay (paper: 0)")
-    temperature: float = Field(1.0, gt=0, le=100, description="KL temperature T (paper: 1)")
+    momentum: float = fields.momentum(0.9, "SGD momentum (ignored by adam)")
+    weight_decay: float = fields.weight_decay(0.0, "weight decay (paper: 0)")
+    temperature: float = fields.temperature(1.0, "KL temperature T (paper: 1)")
     retain_fraction: float = Field(0.3, gt=0, le=1,
                                    description="share of D_r mixed with D_f (paper: 0.3)")
-    batch_size: int = Field(256, ge=1, le=65536, description="batch size (reference code: 256)")
+    batch_size: int = fields.batch_size(256, "batch size (reference code: 256)")
 
 
 @register_method("bad-teaching", config=BadTeachingConfig,

@@ -35,6 +35,7 @@ from pydantic import Field
 from torch import nn
 
 from raysweep.errors import ConfigError
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -53,13 +54,12 @@ class CFKConfig(MethodConfig):
     k: int = Field(1, ge=0, le=1000,
                    description="blocks before the head to train; the head always trains "
                                "(DESIGN: 1 ResNet block; paper 004: 5)")
-    epochs: int = Field(10, ge=1, le=200, description="passes over D_r (DESIGN: 10)")
-    lr: float = Field(0.02, gt=0, le=10,
-                      description="learning rate (finetune's 0.02; paper 004 searches 1e-5..5e-3)")
+    epochs: int = fields.epochs(10, "passes over D_r (DESIGN: 10)")
+    lr: float = fields.lr(0.02, "learning rate (finetune's 0.02; paper 004 searches 1e-5..5e-3)")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay")
-    batch_size: int = Field(128, ge=1, le=65536, description="retain batch size")
+    momentum: float = fields.momentum(0.9, "SGD momentum")
+    weight_decay: float = fields.weight_decay(5e-4, "weight decay")
+    batch_size: int = fields.batch_size(128, "retain batch size")
 
 
 def last_blocks(model: nn.Module, k: int, method: str) -> tuple[list[nn.Module], list[nn.Module]]:

@@ -35,6 +35,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -47,18 +48,17 @@ from raysweep.methods._loops import ce_epoch
 
 
 class DeviationConfig(MethodConfig):
-    epochs: int = Field(4, ge=1, le=200,
-                        description="fine-tuning epochs on D_r (3rd-place code: 4)")
+    epochs: int = fields.epochs(4, "fine-tuning epochs on D_r (3rd-place code: 4)")
     sigma: float = Field(0.6, ge=0, le=10,
                          description="absolute std of the initial weight noise (paper: 0.6)")
     final_sigma: float = Field(0.005, ge=0, le=10,
                                description="std of the noise before the last epoch (paper: 0.005)")
     layers: Literal["first", "all"] = Field(
         "first", description="perturb the first conv (code) or every conv (paper text)")
-    lr: float = Field(7e-4, gt=0, le=10, description="SGD learning rate (code: 7e-4)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (code: 0.9)")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay (code: 5e-4)")
-    batch_size: int = Field(64, ge=1, le=8192, description="retain batch size (code: 64)")
+    lr: float = fields.lr(7e-4, "SGD learning rate (code: 7e-4)")
+    momentum: float = fields.momentum(0.9, "SGD momentum (code: 0.9)")
+    weight_decay: float = fields.weight_decay(5e-4, "weight decay (code: 5e-4)")
+    batch_size: int = fields.batch_size(64, "retain batch size (code: 64)", le=8192)
 
 
 def perturbed_layers(model: nn.Module, layers: str) -> list[tuple[str, nn.Conv2d | nn.Linear]]:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -45,18 +46,17 @@ from raysweep.models import model_blocks
 
 
 class DistillationConfig(MethodConfig):
-    epochs: int = Field(3, ge=1, le=200,
-                        description="fine-tuning epochs on D_r (6th-place code: 3)")
+    epochs: int = fields.epochs(3, "fine-tuning epochs on D_r (6th-place code: 3)")
     warmup_epochs: int = Field(3, ge=0, le=200,
                                description="distillation warm-up epochs (code: 3)")
     warmup_split: Literal["val", "retain"] = Field(
         "val", description="data of the warm-up (paper/code: the validation split)")
-    temperature: float = Field(5.0, gt=0, le=100, description="distillation temperature (code: 5)")
-    warmup_lr: float = Field(9e-4, gt=0, le=10, description="warm-up SGD lr (code: 9e-4)")
-    lr: float = Field(1e-3, gt=0, le=10, description="fine-tuning SGD lr (code: 1e-3)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (code: 0.9)")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay (code: 5e-4)")
-    batch_size: int = Field(64, ge=1, le=8192, description="batch size (code: 64)")
+    temperature: float = fields.temperature(5.0, "distillation temperature (code: 5)")
+    warmup_lr: float = fields.lr(9e-4, "warm-up SGD lr (code: 9e-4)")
+    lr: float = fields.lr(1e-3, "fine-tuning SGD lr (code: 1e-3)")
+    momentum: float = fields.momentum(0.9, "SGD momentum (code: 0.9)")
+    weight_decay: float = fields.weight_decay(5e-4, "weight decay (code: 5e-4)")
+    batch_size: int = fields.batch_size(64, "batch size (code: 64)", le=8192)
 
 
 def reset_layer_names(model: nn.Module, is_text: bool) -> list[str]:

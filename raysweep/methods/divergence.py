@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -44,25 +45,22 @@ from raysweep.methods._loops import ce_epoch
 
 
 class DivergenceConfig(MethodConfig):
-    epochs: int = Field(8, ge=1, le=200, description="forget+retain rounds (1st-place code: 8)")
-    temperature: float = Field(1.15, gt=0, le=100,
-                               description="contrastive temperature t (1st-place code: 1.15)")
-    warmup_lr: float = Field(5e-3, gt=0, le=10,
-                             description="SGD lr of the KL-to-uniform warm-up (code: 5e-3)")
-    forget_lr: float = Field(3e-4, gt=0, le=10,
-                             description="SGD lr of the contrastive forget round (code: 3e-4)")
+    epochs: int = fields.epochs(8, "forget+retain rounds (1st-place code: 8)")
+    temperature: float = fields.temperature(
+        1.15, "contrastive temperature t (1st-place code: 1.15)")
+    warmup_lr: float = fields.lr(5e-3, "SGD lr of the KL-to-uniform warm-up (code: 5e-3)")
+    forget_lr: float = fields.lr(3e-4, "SGD lr of the contrastive forget round (code: 3e-4)")
     forget_eta_min: float = Field(1e-6, ge=0, le=1,
                                   description="cosine floor of the forget lr (code: 1e-6)")
-    retain_lr: float = Field(1e-3, gt=0, le=10,
-                             description="SGD lr of the retain round per 64 samples (code: 1e-3)")
+    retain_lr: float = fields.lr(1e-3, "SGD lr of the retain round per 64 samples (code: 1e-3)")
     scale_retain_lr: bool = Field(
         True, description="multiply retain_lr by batch_size/64, as the code does")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum of all phases (code: 0.9)")
-    retain_weight_decay: float = Field(1e-2, ge=0, le=1,
-                                       description="weight decay of the retain round (code: 1e-2)")
-    batch_size: int = Field(256, ge=1, le=8192, description="retain batch size (code: 256)")
-    forget_batch_size: int = Field(64, ge=1, le=8192,
-                                   description="forget batch size (challenge kit loaders: 64)")
+    momentum: float = fields.momentum(0.9, "SGD momentum of all phases (code: 0.9)")
+    retain_weight_decay: float = fields.weight_decay(
+        1e-2, "weight decay of the retain round (code: 1e-2)")
+    batch_size: int = fields.batch_size(256, "retain batch size (code: 256)", le=8192)
+    forget_batch_size: int = fields.batch_size(
+        64, "forget batch size (challenge kit loaders: 64)", le=8192)
 
 
 def uniform_kl(logits: torch.Tensor) -> torch.Tensor:

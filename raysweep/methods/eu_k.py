@@ -29,6 +29,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -45,12 +46,11 @@ class EUKConfig(MethodConfig):
     k: int = Field(1, ge=0, le=1000,
                    description="blocks before the head to re-initialise and train; the head "
                                "always is (DESIGN: 1 ResNet block; paper 004: 5)")
-    epochs: int = Field(10, ge=1, le=200, description="passes over D_r (DESIGN: 10)")
-    lr: float | None = Field(None, gt=0, le=10,
-                             description="learning rate (default: the workload recipe's)")
+    epochs: int = fields.epochs(10, "passes over D_r (DESIGN: 10)")
+    lr: float | None = fields.lr(None, "learning rate (default: the workload recipe's)")
     optimizer: Literal["sgd", "adam", "adamw"] | None = Field(
         None, description="optimizer (default: the workload recipe's)")
-    batch_size: int = Field(128, ge=1, le=65536, description="retain batch size")
+    batch_size: int = fields.batch_size(128, "retain batch size")
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -24,12 +25,12 @@ from raysweep.training import make_optimizer
 
 
 class FinetuneConfig(MethodConfig):
-    epochs: int = Field(5, ge=1, le=200, description="passes over D_r (paper 004: 5)")
-    lr: float = Field(0.02, gt=0, le=10, description="learning rate (paper 004: 0.02)")
+    epochs: int = fields.epochs(5, "passes over D_r (paper 004: 5)")
+    lr: float = fields.lr(0.02, "learning rate (paper 004: 0.02)")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay")
-    batch_size: int = Field(128, ge=1, le=8192, description="retain batch size")
+    momentum: float = fields.momentum(0.9, "SGD momentum")
+    weight_decay: float = fields.weight_decay(5e-4, "weight decay")
+    batch_size: int = fields.batch_size(128, "retain batch size", le=8192)
 
 
 @register_method("finetune", config=FinetuneConfig,

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -55,20 +56,19 @@ from raysweep.training import make_loader
 
 
 class GradientMaskConfig(MethodConfig):
-    epochs: int = Field(5, ge=1, le=200,
-                        description="fine-tuning epochs on D_r (2nd-place code: 5)")
+    epochs: int = fields.epochs(5, "fine-tuning epochs on D_r (2nd-place code: 5)")
     init_rate: float = Field(0.3, gt=0, le=1,
                              description="fraction of each layer re-initialised (paper: 30%)")
     select: Literal["smallest", "largest"] = Field(
         "smallest", description="re-init the smallest |g| (paper, code) or the largest")
     keep_grad_scale: float = Field(0.1, ge=0, le=1,
                                    description="gradient scale of the other weights (code: 0.1)")
-    lr: float = Field(1e-3, gt=0, le=10, description="SGD peak learning rate (code: 1e-3)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (code: 0.9)")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay (code: 5e-4)")
-    batch_size: int = Field(64, ge=1, le=8192, description="retain batch size (code: 64)")
-    grad_batch_size: int = Field(64, ge=1, le=8192,
-                                 description="batch size of the gradient pass (code: 64)")
+    lr: float = fields.lr(1e-3, "SGD peak learning rate (code: 1e-3)")
+    momentum: float = fields.momentum(0.9, "SGD momentum (code: 0.9)")
+    weight_decay: float = fields.weight_decay(5e-4, "weight decay (code: 5e-4)")
+    batch_size: int = fields.batch_size(64, "retain batch size (code: 64)", le=8192)
+    grad_batch_size: int = fields.batch_size(
+        64, "batch size of the gradient pass (code: 64)", le=8192)
 
 
 def forget_retain_gradients(model: nn.Module, data: UnlearnData, ctx: UnlearnContext,

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -47,12 +48,12 @@ class L1SparseConfig(MethodConfig):
     alpha: float = Field(5e-4, ge=0, le=10,
                          description="initial L1 weight α (raysweep: 5e-4; the reference "
                                      "code's --alpha default is 0.2)")
-    epochs: int = Field(10, ge=1, le=200, description="passes over D_r (paper: 10)")
-    lr: float = Field(0.01, gt=0, le=10, description="learning rate (paper: 0.01-0.1)")
+    epochs: int = fields.epochs(10, "passes over D_r (paper: 10)")
+    lr: float = fields.lr(0.01, "learning rate (paper: 0.01-0.1)")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer (paper: SGD)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay")
-    batch_size: int = Field(256, ge=1, le=65536, description="retain batch size (reference: 256)")
+    momentum: float = fields.momentum(0.9, "SGD momentum")
+    weight_decay: float = fields.weight_decay(5e-4, "weight decay")
+    batch_size: int = fields.batch_size(256, "retain batch size (reference: 256)")
     decay: Literal["step", "epoch"] = Field(
         "step", description="α decays linearly per step to 0 (raysweep) or per epoch, "
                             "α·(1 − e/E) (reference)")

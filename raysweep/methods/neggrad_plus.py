@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -56,27 +57,22 @@ __all__ = ["NegGradPlusConfig", "neggrad_plus", "l2_to"]
 
 
 class NegGradPlusConfig(MethodConfig):
-    epochs: int = Field(10, ge=1, le=200,
-                        description="passes over D_r (reference: 10; paper 004 searches 1-4)")
+    epochs: int = fields.epochs(10, "passes over D_r (reference: 10; paper 004 searches 1-4)")
     beta: float = Field(0.95, ge=0, le=1,
                         description="weight β of the retain CE; the forget CE gets 1-β (0.95)")
-    lr: float = Field(0.01, gt=0, le=10,
-                      description="learning rate (reference: 0.01; paper 004 searches "
-                                  "1e-5..5e-3)")
+    lr: float = fields.lr(0.01, "learning rate (reference: 0.01; paper 004 searches 1e-5..5e-3)")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer (reference: sgd)")
-    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum (reference: 0)")
-    weight_decay: float = Field(0.0, ge=0, le=1,
-                                description="optimizer weight decay (reference: 0; the "
-                                            "reference pulls towards θ₀ instead)")
+    momentum: float = fields.momentum(0.0, "SGD momentum (reference: 0)")
+    weight_decay: float = fields.weight_decay(0.0, "optimizer weight decay (reference: 0; the "
+                                                   "reference pulls towards θ₀ instead)")
     l2_to_original: float = Field(
         0.1, ge=0, le=100,
         description="w of the pull β·(w/2)·||θ-θ₀||² to the original weights (reference: the "
                     "training weight decay, 0.1)")
     model_mode: Literal["eval", "train"] = Field(
         "eval", description="model mode during the updates (reference: eval)")
-    batch_size: int = Field(128, ge=1, le=65536, description="D_r batch size (reference: 128)")
-    forget_batch_size: int = Field(64, ge=1, le=65536,
-                                   description="D_f batch size (reference: 64)")
+    batch_size: int = fields.batch_size(128, "D_r batch size (reference: 128)")
+    forget_batch_size: int = fields.batch_size(64, "D_f batch size (reference: 64)")
 
 
 def l2_to(params: list[nn.Parameter], anchors: list[torch.Tensor]) -> torch.Tensor:

@@ -31,6 +31,7 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -54,7 +55,7 @@ class NeuronMaskingConfig(MethodConfig):
     max_fraction: float = Field(1.0, gt=0, le=1,
                                 description="mask at most this fraction of a layer's units, "
                                             "highest scores first (1 = no cap)")
-    batch_size: int = Field(256, ge=1, le=65536, description="batch size of the activation passes")
+    batch_size: int = fields.batch_size(256, "batch size of the activation passes")
 
 
 def _head(model: nn.Module, num_classes: int) -> nn.Linear:

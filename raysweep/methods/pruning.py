@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -59,10 +60,10 @@ class PruningConfig(MethodConfig):
                                       description="CE class weights count**-power (code: 0.1)")
     quantize_fp16: bool = Field(True,
                                 description="round the final weights through float16 (code: yes)")
-    lr: float = Field(5e-4, gt=0, le=10, description="SGD learning rate (code: 5e-4)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (code: 0.9)")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay (code: 5e-4)")
-    batch_size: int = Field(64, ge=1, le=8192, description="retain batch size (code: 64)")
+    lr: float = fields.lr(5e-4, "SGD learning rate (code: 5e-4)")
+    momentum: float = fields.momentum(0.9, "SGD momentum (code: 0.9)")
+    weight_decay: float = fields.weight_decay(5e-4, "weight decay (code: 5e-4)")
+    batch_size: int = fields.batch_size(64, "retain batch size (code: 64)", le=8192)
 
 
 def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:

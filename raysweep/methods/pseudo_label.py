@@ -40,6 +40,7 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -55,8 +56,7 @@ from raysweep.training import make_loader, make_optimizer, predict_logits
 
 
 class PseudoLabelConfig(MethodConfig):
-    epochs: int = Field(3, ge=1, le=200,
-                        description="epochs on D_r + pseudo-labelled D_f (5th-place Rotate: 3)")
+    epochs: int = fields.epochs(3, "epochs on D_r + pseudo-labelled D_f (5th-place Rotate: 3)")
     rotate: bool = Field(True,
                          description="transpose conv kernels first (paper: combined with Rotate)")
     finetune_epochs: int = Field(1, ge=1, le=100,
@@ -65,10 +65,10 @@ class PseudoLabelConfig(MethodConfig):
                                 description="from-scratch probe epochs ('a few'; choice: 3)")
     entropy_threshold: float = Field(0.5, ge=0, le=1,
                                      description="'low entropy': H/log C below this (choice: 0.5)")
-    lr: float = Field(1e-3, gt=0, le=10, description="SGD learning rate (5th-place code: 1e-3)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (code: 0.9)")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay (code: 5e-4)")
-    batch_size: int = Field(64, ge=1, le=8192, description="batch size (code: 64)")
+    lr: float = fields.lr(1e-3, "SGD learning rate (5th-place code: 1e-3)")
+    momentum: float = fields.momentum(0.9, "SGD momentum (code: 0.9)")
+    weight_decay: float = fields.weight_decay(5e-4, "weight decay (code: 5e-4)")
+    batch_size: int = fields.batch_size(64, "batch size (code: 64)", le=8192)
 
 
 def _train(model: nn.Module, ds: TensorDataset, opt: torch.optim.Optimizer, batch_size: int,

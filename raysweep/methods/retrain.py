@@ -10,6 +10,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -22,13 +23,11 @@ from raysweep.training import make_optimizer
 
 
 class RetrainConfig(MethodConfig):
-    epochs: int | None = Field(None, ge=1, le=1000,
-                               description="epochs (default: the workload's recipe)")
-    lr: float | None = Field(None, gt=0, le=10,
-                             description="learning rate (default: the recipe's)")
+    epochs: int | None = fields.epochs(None, "epochs (default: the workload's recipe)", le=1000)
+    lr: float | None = fields.lr(None, "learning rate (default: the recipe's)")
     optimizer: Literal["sgd", "adam", "adamw"] | None = Field(None,
                                                               description="default: the recipe's")
-    batch_size: int | None = Field(None, ge=1, le=65536, description="default: the recipe's")
+    batch_size: int | None = fields.batch_size(None, "default: the recipe's")
 
 
 @register_method("retrain", config=RetrainConfig, paper="exact unlearning oracle (all papers)",

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from typing import TypeVar, cast
 
 import torch
-from pydantic import Field
 from torch import nn
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -38,12 +38,11 @@ from raysweep.methods._loops import ce_epoch
 
 
 class RotateConfig(MethodConfig):
-    epochs: int = Field(3, ge=1, le=200,
-                        description="fine-tuning epochs on D_r (5th-place code: 3)")
-    lr: float = Field(1e-3, gt=0, le=10, description="SGD learning rate (code: 1e-3)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (code: 0.9)")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay (code: 5e-4)")
-    batch_size: int = Field(64, ge=1, le=8192, description="retain batch size (code: 64)")
+    epochs: int = fields.epochs(3, "fine-tuning epochs on D_r (5th-place code: 3)")
+    lr: float = fields.lr(1e-3, "SGD learning rate (code: 1e-3)")
+    momentum: float = fields.momentum(0.9, "SGD momentum (code: 0.9)")
+    weight_decay: float = fields.weight_decay(5e-4, "weight decay (code: 5e-4)")
+    batch_size: int = fields.batch_size(64, "retain batch size (code: 64)", le=8192)
 
 
 _T = TypeVar("_T")

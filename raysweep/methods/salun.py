@@ -41,6 +41,7 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -56,13 +57,13 @@ class SalunConfig(MethodConfig):
     saliency_fraction: float = Field(0.5, gt=0, le=1,
                                      description="fraction of weights (largest |grad of forget "
                                                  "loss|) allowed to change (SalUn: 0.5)")
-    epochs: int = Field(10, ge=1, le=200, description="passes over D_f ∪ D_r (SalUn: 10)")
-    lr: float = Field(0.013, gt=0, le=10, description="learning rate (SalUn RL, CIFAR-10: 0.013)")
+    epochs: int = fields.epochs(10, "passes over D_f ∪ D_r (SalUn: 10)")
+    lr: float = fields.lr(0.013, "learning rate (SalUn RL, CIFAR-10: 0.013)")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer (SalUn: SGD)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (SalUn: 0.9)")
-    weight_decay: float = Field(5e-4, ge=0, le=1,
-                                description="weight decay, masked like the gradient (SalUn: 5e-4)")
-    batch_size: int = Field(256, ge=1, le=65536, description="batch size (SalUn: 256)")
+    momentum: float = fields.momentum(0.9, "SGD momentum (SalUn: 0.9)")
+    weight_decay: float = fields.weight_decay(
+        5e-4, "weight decay, masked like the gradient (SalUn: 5e-4)")
+    batch_size: int = fields.batch_size(256, "batch size (SalUn: 256)")
     schedule: Literal["forget_then_retain", "mixed"] = Field(
         "forget_then_retain", description="each epoch: D_f then D_r (reference, CIFAR-10/SVHN) "
                                           "or one shuffled D_f ∪ D_r pool (CIFAR-100)")

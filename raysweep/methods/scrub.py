@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -54,25 +55,20 @@ __all__ = ["ScrubConfig", "scrub", "epoch_lr"]
 
 
 class ScrubConfig(MethodConfig):
-    epochs: int = Field(3, ge=1, le=200,
-                        description="epochs, each a min-step pass (paper: 3; paper 000: 4)")
+    epochs: int = fields.epochs(3, "epochs, each a min-step pass (paper: 3; paper 000: 4)")
     msteps: int = Field(2, ge=0, le=200,
                         description="the first msteps epochs also run a max-step pass (paper: 2)")
-    lr: float = Field(5e-4, gt=0, le=10,
-                      description="learning rate (paper: 5e-4; paper 000: 1e-4)")
+    lr: float = fields.lr(5e-4, "learning rate (paper: 5e-4; paper 000: 1e-4)")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer (paper: sgd)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (paper: 0.9)")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay (paper: 5e-4)")
+    momentum: float = fields.momentum(0.9, "SGD momentum (paper: 0.9)")
+    weight_decay: float = fields.weight_decay(5e-4, "weight decay (paper: 5e-4)")
     gamma: float = Field(0.99, ge=0, le=100,
                          description="weight γ of CE in the min-step (paper: 0.99)")
     alpha: float = Field(0.001, ge=0, le=100,
                          description="weight α of KL in the min-step (paper: 0.001)")
-    temperature: float = Field(4.0, gt=0, le=100,
-                               description="distillation temperature T (paper: 4)")
-    batch_size: int = Field(128, ge=1, le=65536,
-                            description="retain (min-step) batch size (paper: 128)")
-    forget_batch_size: int = Field(32, ge=1, le=65536,
-                                   description="forget (max-step) batch size (paper: 32)")
+    temperature: float = fields.temperature(4.0, "distillation temperature T (paper: 4)")
+    batch_size: int = fields.batch_size(128, "retain (min-step) batch size (paper: 128)")
+    forget_batch_size: int = fields.batch_size(32, "forget (max-step) batch size (paper: 32)")
     lr_decay_epochs: tuple[int, ...] = Field(
         (3, 5, 9), max_length=32,
         description="milestones: epoch e runs at lr·rate^(milestones < e) (reference: 3, 5, 9)")

@@ -38,6 +38,7 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -49,11 +50,10 @@ from raysweep.methods._common import mean
 
 
 class SftcConfig(MethodConfig):
-    epochs: int = Field(2, ge=1, le=200, description="passes over D_r ∪ D_f "
-                                                     "(paper 004: 1-4; sensitivity study: 2-3)")
-    lr: float = Field(9e-4, gt=0, le=10,
-                      description="Adam learning rate (paper 004 default: 9e-4)")
-    temperature: float = Field(1.0, gt=0, le=100, description="KL temperature T (paper 004: 1)")
+    epochs: int = fields.epochs(
+        2, "passes over D_r ∪ D_f (paper 004: 1-4; sensitivity study: 2-3)")
+    lr: float = fields.lr(9e-4, "Adam learning rate (paper 004 default: 9e-4)")
+    temperature: float = fields.temperature(1.0, "KL temperature T (paper 004: 1)")
     confusion: float = Field(0.0, ge=0, le=1,
                              description="confusion fraction c of forget rows given a random "
                                          "label (paper 004: 0; 1 = an unbiased random "
@@ -62,7 +62,7 @@ class SftcConfig(MethodConfig):
         "unbiased", description="what c = 1 means: unbiased |N(0,1)| logits with no label "
                                 "(paper 004 and reference) or every forget row biased towards "
                                 "a random label")
-    batch_size: int = Field(64, ge=1, le=65536, description="batch size over D_u (paper 004: 64)")
+    batch_size: int = fields.batch_size(64, "batch size over D_u (paper 004: 64)")
 
 
 def biased_generator(labels: torch.Tensor, num_classes: int, confusion: float,

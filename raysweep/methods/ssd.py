@@ -41,6 +41,7 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from raysweep.methods import _fields as fields
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -61,10 +62,9 @@ class SSDConfig(MethodConfig):
         1.0, gt=0, le=100,
         description="λ: selected parameters are multiplied by min(1, λ·I_D/I_f) (paper 000: 1; "
                     "MARBERT 1.45)")
-    batch_size: int = Field(
-        64, ge=1, le=65536,
-        description="mini-batch size of the Fisher estimates; the importances depend on it "
-                    "(reference: 64)")
+    batch_size: int = fields.batch_size(
+        64, "mini-batch size of the Fisher estimates; the importances depend on it "
+            "(reference: 64)")
     batch_order: Literal["dataset", "shuffled"] = Field(
         "dataset", description="rows of each Fisher estimate in dataset order, D_r then D_f for "
                                "I_D (reference), or reshuffled with the trial seed")

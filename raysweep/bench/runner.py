@@ -153,6 +153,53 @@ def default_out_dir(suite: Suite, stamp: str | None = None) -> Path:
     return Path(".raysweep") / "bench" / suite.name / (stamp or time.strftime("%Y%m%d-%H%M%S"))
 
 
+#: ``fq/*`` metric -> the forgetting-quality report row's field it takes.
+FQ_METRICS = {"fq/quality": "forgetting_quality", "fq/score": "score",
+              "fq/lira_auc": "lira_auc"}
+
+
+def forgetting_quality_columns(suite: Suite, summary: dict[str, Any], *,
+                               address: str | None = None,
+                               device: str | None = None) -> dict[str, Any]:
+    """With ``forgetting_quality:`` in the suite, score each workload's rows of a fixed config
+    (``default`` and ``pinned``; a tuned config is known only per sweep) by
+    forgetting quality from many oracles (:func:`raysweep.bench.forgetting.
+    run_forgetting_quality`) and add the ``fq/*`` metrics to those rows of ``summary`` (one
+    value per method: a population of ``k`` models, not a seed mean). Returns the reports by
+    workload name ({} when the suite asks for none)."""
+    spec = suite.config.forgetting_quality
+    if spec is None:
+        return {}
+    from raysweep.bench.baseline import aggregate
+    from raysweep.bench.forgetting import run_forgetting_quality
+    from raysweep.training import resolve_device
+
+    by_workload: dict[str, list[Entry]] = {}
+    for e in suite.entries:
+        if e.config_kind != "tuned" and (spec.workloads is None
+                                           or e.workload.name in spec.workloads):
+            by_workload.setdefault(e.workload.name, []).append(e)
+    dev = str(resolve_device(device or suite.config.device))
+    reports = {}
+    for name, entries in by_workload.items():
+        methods = list(dict.fromkeys(e.method for e in entries))
+        report = run_forgetting_quality(
+            entries[0].workload, methods=methods, k=spec.k,
+            configs={e.method: e.config for e in entries}, seed=min(suite.config.seeds),
+            device=dev, address=address)
+        rows = {r["row"]: r for r in report.rows}
+        for e in entries:
+            row = rows.get(e.method) or {"error": "no row"}
+            if row.get("error"):  # too many failed models: say so, the columns stay empty
+                info(f"[yellow]forgetting quality of {e.id}: {row['error']}[/]")
+            for key, field_name in FQ_METRICS.items():
+                value = row.get(field_name)
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    summary.setdefault(e.id, {})[key] = aggregate([value])
+        reports[name] = report
+    return reports
+
+
 def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None = None,
               out_dir: str | Path | None = None, device: str | None = None,
               tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None = None,
@@ -185,6 +232,7 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
             else:
                 per_entry[rec.entry].append(rec.metrics)
         summary = {k: v for k, v in summarize(per_entry).items() if v}
+        fq_reports = forgetting_quality_columns(suite, summary, address=address, device=device)
         comparisons: list[Comparison] = []
         if base.summary is not None:
             comparisons = compare(summary, base.summary,
@@ -224,6 +272,10 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
                              finished=time.strftime("%Y-%m-%d %H:%M"),
                              protocol={**suite.protocol(), "reference_seeds": ex.reference_seeds})
         write_report(data, out)
+        for name, fq in fq_reports.items():
+            from raysweep.bench.forgetting import write_report as write_fq_report
+
+            write_fq_report(fq, out / f"forgetting-quality-{name}.md")
         (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2,
                                                      default=_json_default))
         n_reg = len(regressions(comparisons))

@@ -330,6 +330,18 @@ class PaperDefault(_Strict):
         return v
 
 
+class ForgettingQualitySpec(_Strict):
+    """Forgetting quality from many oracles (:mod:`raysweep.bench.forgetting`) for the suite's
+    rows of a fixed config (``default``, ``pinned``): ``k`` originals, ``k`` oracles and ``k``
+    unlearned models per method and workload, after the entries ran; its metrics (``fq/*``)
+    join those rows' columns."""
+
+    k: int = Field(4, ge=4, le=512, description="models per population (originals, oracles, "
+                                                 "unlearned per method; the attacks need 4)")
+    workloads: list[str] | None = Field(
+        None, max_length=100, description="only these workloads (default: every workload)")
+
+
 class SuiteConfig(_Strict):
     schema_version: Literal[1] = 1
     name: str = Field(..., max_length=200,
@@ -346,6 +358,11 @@ class SuiteConfig(_Strict):
     relearn: RelearnSpec | None = Field(
         None,
         description="also measure relearn time (metric relearn/epochs; trains a copy per run)")
+    forgetting_quality: ForgettingQualitySpec | None = Field(
+        None, description="also score the fixed-config rows' methods by forgetting quality "
+                          "from k "
+                          "oracles (metrics fq/quality, fq/score, fq/lira_auc; trains 2k models "
+                          "per workload plus k per method)")
     resources: Resources = Field(default_factory=Resources)
     report_metrics: list[str] | None = Field(
         None, description="metrics plotted in the report (default: the toleranced ones + time)")
@@ -679,6 +696,16 @@ def _check_metric(metric: str, where: str) -> None:
         raise ConfigError(f"{where}: {unknown_metric_message(metric)}")
 
 
+def _check_measured(metric: str, cfg: SuiteConfig, where: str) -> None:
+    """A metric only an optional suite section measures needs that section."""
+    if metric.startswith("fq/") and cfg.forgetting_quality is None:
+        raise ConfigError(f"{where}: {metric} is measured only with forgetting_quality: "
+                          f"{{k: N}} in the suite; add it or remove {metric}")
+    if metric == "relearn/epochs" and cfg.relearn is None:
+        raise ConfigError(f"{where}: relearn/epochs is measured only with relearn: {{}} in the "
+                          f"suite; add it or remove relearn/epochs")
+
+
 def _check_direction(metric: str, tol: Tolerance, where: str) -> None:
     """A tolerance against the metric's declared direction would pass every regression."""
     from raysweep.metrics.registry import METRICS
@@ -791,10 +818,12 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
 
     for metric, tol in cfg.tolerances.items():
         _check_metric(metric, f"{src}: tolerances")
+        _check_measured(metric, cfg, f"{src}: tolerances")
         tol.check_complete(f"{src}: tolerances.{metric}")
         _check_direction(metric, tol, f"{src}: tolerances.{metric}")
     for metric in cfg.report_metrics or []:
         _check_metric(metric, f"{src}: report_metrics")
+        _check_measured(metric, cfg, f"{src}: report_metrics")
 
     _check_paper_defaults(cfg, src)
     entries: list[Entry] = []

@@ -403,6 +403,19 @@ register_metric("objective", "oracle-referenced objective on the val split, whic
 register_metric("objective/test", "the same objective measured on test", direction="min",
                 unit="score", role="report", computed_by=_OBJ, source="run",
                 label="Obj (test)")
+_FQ = "raysweep.metrics.forgetting_quality"
+register_metric("fq/quality", "the NeurIPS 2023 unlearning challenge's forgetting quality of "
+                "the method's population of unlearned models against k retrained oracles "
+                "(mean over D_f of 2^-bucket(epsilon); 1 = no example distinguishable)",
+                direction="max", unit="score", role="report", computed_by=_FQ, source="suite",
+                label="FQ")
+register_metric("fq/score", "forgetting quality times the retain and test accuracy ratios "
+                "to the oracles (the challenge's final score)", direction="max", unit="score",
+                role="report", computed_by=_FQ, source="suite", label="FQ score")
+register_metric("fq/lira_auc", "AUC of a per-example likelihood-ratio attack telling the "
+                "unlearned population from the oracles (0.5 = indistinguishable)",
+                direction="oracle", target=0.5, unit="fraction", role="report",
+                computed_by=_FQ, source="suite", label="U-LiRA AUC")
 register_metric("relearn/epochs", "epochs of fine-tuning on D_f until the forget accuracy "
                 "is back (suites' relearn test; more = more thoroughly gone)", direction="max",
                 unit="count",

@@ -165,3 +165,72 @@ def test_relearn_time_in_suite_runs_and_references(bench_env: Path,
     assert set(refs["signal"]) == {"forget", "heldout", "mia", "js", "probe"}
     assert all(v in (0.0, 1.0) for v in refs["signal"].values())
     assert 0.0 < run["mean"] <= 3.0
+
+
+@pytest.mark.slow  # trains 12 models as Ray tasks (about a minute on 2 idle cores)
+def test_forgetting_quality_column_in_a_suite(bench_env: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # forgetting_quality: trains k originals, k oracles and k unlearned models per default row's
+    # method (Ray tasks), and its fq/* metrics join those rows; a tuned row gets none.
+    suite = bench_env / "fq.yaml"
+    suite.write_text(
+        "schema_version: 1\nname: fq\nseeds: [0]\ndevice: cpu\n"
+        "forgetting_quality: {k: 4}\n"
+        "report_metrics: [forget/acc, fq/quality, fq/lira_auc]\n"
+        "entries:\n  - {workload: digits-class, method: ssd, "
+        "config: {selection_weighting: 3}}\n")
+    rc, out, err = _run(capsys, str(suite), "--out", str(bench_env / "fq"), "--json")
+    assert rc == 0, err[-3000:]
+    metrics = json.loads(out)["entries"]["digits-class/ssd"]["metrics"]
+    assert "fq/quality" in metrics, err[-3000:]
+    assert 0.0 < metrics["fq/quality"]["mean"] <= 1.0 and metrics["fq/quality"]["n"] == 1
+    assert 0.0 <= metrics["fq/lira_auc"]["mean"] <= 1.0
+    page = (bench_env / "fq" / "forgetting-quality-digits-class.md").read_text()
+    assert "| ssd |" in page and "| original |" in page
+
+
+def test_fq_columns_join_the_fixed_config_rows_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The join itself, with the populations faked: every fixed-config row of the workload gets
+    # its method's value, a tuned row none, a failed population no column (and a warning).
+    from types import SimpleNamespace
+
+    from raysweep.bench import forgetting, runner
+
+    seen = {}
+
+    def fake(workload, *, methods, k, configs, **kw):
+        seen.update(methods=methods, k=k, configs=configs)
+        return SimpleNamespace(rows=[
+            {"row": "ssd", "forgetting_quality": 0.25, "score": 0.2, "lira_auc": 0.7},
+            {"row": "scrub", "error": "2 scrub and 4 oracle models trained"}])
+
+    monkeypatch.setattr(forgetting, "run_forgetting_quality", fake)
+    wl = SimpleNamespace(name="w")
+    entries = [SimpleNamespace(id="w/ssd", method="ssd", config={"a": 1}, config_kind="pinned",
+                               workload=wl),
+               SimpleNamespace(id="w/scrub", method="scrub", config={}, config_kind="default",
+                               workload=wl),
+               SimpleNamespace(id="w/ssd@tuned", method="ssd", config={}, config_kind="tuned",
+                               workload=wl)]
+    suite = SimpleNamespace(entries=entries, config=SimpleNamespace(
+        forgetting_quality=SimpleNamespace(k=8, workloads=None), seeds=[3, 1], device="cpu"))
+    summary: dict = {"w/ssd": {}, "w/scrub": {}, "w/ssd@tuned": {}}
+    reports = runner.forgetting_quality_columns(suite, summary)
+    assert set(reports) == {"w"} and seen["methods"] == ["ssd", "scrub"] and seen["k"] == 8
+    assert seen["configs"] == {"ssd": {"a": 1}, "scrub": {}}
+    assert summary["w/ssd"]["fq/quality"].mean == 0.25 and summary["w/ssd"]["fq/score"].n == 1
+    assert summary["w/ssd"]["fq/lira_auc"].mean == 0.7
+    assert summary["w/scrub"] == {} and summary["w/ssd@tuned"] == {}
+
+
+def test_fq_metric_without_forgetting_quality_is_refused(bench_env: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    suite = bench_env / "nofq.yaml"
+    suite.write_text(
+        "schema_version: 1\nname: nofq\nseeds: [0]\n"
+        "report_metrics: [forget/acc, fq/score]\n"
+        "entries:\n  - {workload: digits-class, method: ssd}\n")
+    rc, _out, err = _run(capsys, str(suite), "--dry-run")
+    assert rc == 2 and "report_metrics: fq/score is measured only with forgetting_quality" in err
+    assert err.count("raysweep: error:") == 1

@@ -166,3 +166,23 @@ def test_targeted_selector_is_applied_to_held_out_rows_with_its_threshold():
     full = sc.forget_mask(ds, seed=0)
     assert np.array_equal(masks["val"], full[idx["val"]])   # the training threshold, exactly
     assert masks["test"].sum() == 6                          # count scaled to the test set
+
+
+def test_random_forgetting_probe_asks_member_or_not_on_retain_vs_held_out():
+    # Random forgetting (matched None): the probe is fitted on D_r rows (members, 1) against
+    # held-out rows (0); D_f rows that look like members score high. An original that still
+    # separates members shows it, an oracle whose D_f looks held out does not.
+    rng = np.random.default_rng(7)
+    member = lambda k: rng.normal(2.0, 1, (k, 6)).astype(np.float32)  # noqa: E731
+    outside = lambda k: rng.normal(0.0, 1, (k, 6)).astype(np.float32)  # noqa: E731
+
+    def outputs(forget_feats):
+        return ModelOutputs({"forget": _split(40, 3, rng, features=forget_feats),
+                             "retain": _split(120, 3, rng, features=member(120)),
+                             "val": _split(90, 3, rng, features=outside(90)),
+                             "test": _split(60, 3, rng, features=outside(60))})
+
+    unforgotten = raw_terms(outputs(member(40)), matched={"val": None, "test": None})
+    oracle = raw_terms(outputs(outside(40)), matched={"val": None, "test": None})
+    assert unforgotten["probe/val"] > 0.8 and oracle["probe/val"] < 0.2
+    assert {"probe/val", "probe/test"} <= set(oracle)

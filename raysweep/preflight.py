@@ -161,6 +161,9 @@ def check_tracking_store(uri: str) -> None:
             if not os.access(path, os.W_OK):
                 raise UserError(f"MLFLOW_TRACKING_URI {shown}: {path} is read-only; fix its "
                                 f"permissions or choose another database")
+        elif not path.parent.is_dir():  # SQLite creates the file, never its directory
+            raise UserError(f"MLFLOW_TRACKING_URI {shown}: directory {path.parent} does not "
+                            f"exist; create it or choose another path")
         else:
             check_writable_dir(path.parent, f"MLFLOW_TRACKING_URI {shown}: directory")
     if base in _DB_PORTS:

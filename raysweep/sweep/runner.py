@@ -1039,7 +1039,7 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
                     name="tune", storage_path=str(sweep_dir / "ray"), verbose=0,
                     callbacks=callbacks, stop=callbacks[-1],
                     failure_config=tune.FailureConfig(max_failures=spec.search.trial_retries),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+                    checkpoint_config=trial_checkpoint_config()),
             )
         else:
             tuner = tune.Tuner.restore(str(experiment_path), trainable=trainable,

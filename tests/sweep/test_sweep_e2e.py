@@ -148,6 +148,13 @@ def test_finished_trials_keep_only_their_newest_checkpoint(resumed: dict[str, An
         assert kept == [result[-1]["checkpoint_dir_name"]], (d.name, kept)
     epochs = max(len((d / "result.json").read_text().splitlines()) for d in trial_dirs)
     assert epochs > 1  # trials wrote several checkpoints: there was something to prune
+    # ...by the keeper, not by Tune: Tune was told to keep every checkpoint (with num_to_keep
+    # it would force an experiment snapshot after each one).
+    from ray import cloudpickle
+
+    state = json.loads(sorted(tune_dir.glob("experiment_state-*.json"))[-1].read_text())
+    blob = state["runner_data"]["_trial_checkpoint_config"]["value"]
+    assert cloudpickle.loads(bytes.fromhex(blob)).num_to_keep is None
 
 
 def _check_mlflow_layout(sweep_id: str, n: int) -> list:

@@ -272,10 +272,11 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
                              finished=time.strftime("%Y-%m-%d %H:%M"),
                              protocol={**suite.protocol(), "reference_seeds": ex.reference_seeds})
         write_report(data, out)
-        for name, fq in fq_reports.items():
+        if fq_reports:
             from raysweep.bench.forgetting import write_report as write_fq_report
 
-            write_fq_report(fq, out / f"forgetting-quality-{name}.md")
+            for name, fq in fq_reports.items():
+                write_fq_report(fq, out / f"forgetting-quality-{name}.md")
         (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2,
                                                      default=_json_default))
         n_reg = len(regressions(comparisons))

@@ -910,6 +910,17 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
             _patched_workload(resolved[wname], patch, f"{src}: scales.{sname}.workloads.{wname}")
     if not entries:
         raise ConfigError(f"{src}: scale {chosen!r} keeps no entry")
+    fq = cfg.forgetting_quality
+    if fq is not None and fq.workloads is not None:
+        # A misspelt name would silently score nothing; a scale may rename a workload, and the
+        # runner sees the renamed one.
+        for name in fq.workloads:
+            if name not in resolved:
+                raise ConfigError(f"{src}: forgetting_quality.workloads: {name!r} is not a "
+                                  f"workload of this suite{did_you_mean(name, resolved)}; use "
+                                  f"one of {', '.join(sorted(resolved))}")
+        fq = fq.model_copy(update={"workloads": [renamed.get(w, w) for w in fq.workloads]})
+        cfg = cfg.model_copy(update={"forgetting_quality": fq})
     claims = None
     if cfg.claims is not None:
         from raysweep.bench.claims import load_claims

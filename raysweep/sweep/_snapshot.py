@@ -103,11 +103,15 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _keep(experiment_path: Path) -> dict[str, Any] | None:
+def _keep(experiment_path: Path,
+          newest: dict[str, Path] | None = None) -> dict[str, Any] | None:
     """:func:`keep_last_good`; the kept experiment state's parsed document, ``None`` when
     nothing was kept. The copy is what is checked (each file parsed once: the experiment state
-    grows with the trial count), and a file rewritten while it was copied spoils the copy."""
-    newest = _newest(experiment_path)
+    grows with the trial count), and a file rewritten while it was copied spoils the copy.
+    ``newest``: the snapshot's files when the caller has listed them already (the directory
+    holds every trial's, a scan per pattern)."""
+    if newest is None:
+        newest = _newest(experiment_path)
     if any(p not in newest for p in REQUIRED):
         return None
     dest = experiment_path.parent / LAST_GOOD
@@ -277,14 +281,12 @@ class SnapshotKeeper(Callback):  # module level: Tune pickles it into tuner.pkl
 
     def _keep_and_prune(self) -> None:
         path = Path(self.experiment_path)
-        try:  # unchanged since the last copy: nothing to do (the files can be megabytes)
-            seen = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                          for p in _newest(path).values())
-        except OSError:
-            seen = []
+        newest = _newest(path)
+        # Unchanged since the last copy: nothing to do (the files can be megabytes).
+        seen = sorted((p.name, _stamp(p)) for p in newest.values())
         if seen and seen == getattr(self, "_kept", None):
             return
-        state = _keep(path)
+        state = _keep(path, newest)
         if state is not None:
             self._kept = seen
             # Both the snapshot and its last-good copy now name each finished trial's newest

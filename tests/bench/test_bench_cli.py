@@ -234,3 +234,17 @@ def test_fq_metric_without_forgetting_quality_is_refused(bench_env: Path,
     rc, _out, err = _run(capsys, str(suite), "--dry-run")
     assert rc == 2 and "report_metrics: fq/score is measured only with forgetting_quality" in err
     assert err.count("raysweep: error:") == 1
+
+
+def test_forgetting_quality_unknown_workload_is_refused(bench_env: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    # A misspelt workload would score nothing and say nothing: refused at load, nothing run.
+    suite = bench_env / "fqtypo.yaml"
+    suite.write_text(
+        "schema_version: 1\nname: fqtypo\nseeds: [0]\n"
+        "forgetting_quality: {k: 4, workloads: [digits-clas]}\n"
+        "entries:\n  - {workload: digits-class, method: ssd}\n")
+    rc, _out, err = _run(capsys, str(suite), "--dry-run")
+    assert rc == 2 and "forgetting_quality.workloads: 'digits-clas'" in err
+    assert "did you mean 'digits-class'" in err and err.count("raysweep: error:") == 1

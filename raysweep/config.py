@@ -10,14 +10,14 @@ import copy
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from raysweep._yaml import parse_scalar, read_yaml_file
 from raysweep.data.scenarios import Scenario
 from raysweep.errors import ConfigError, format_validation_error
 from raysweep.training import TrainConfig
 
-__all__ = ["MAX_SEED", "DatasetConfig", "ModelConfig", "WorkloadConfig", "load_yaml",
+__all__ = ["MAX_SEED", "DatasetConfig", "ModelConfig", "LMOptions", "WorkloadConfig", "load_yaml",
            "parse_model", "format_validation_error", "parse_override", "apply_overrides",
            "accepted_scalars", "check_number_value", "top_level_kind"]
 
@@ -58,6 +58,33 @@ class ModelConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class LMOptions(_Strict):
+    """A text-generation workload's tokenizer and evaluation settings (``lm:``; used when the
+    model is a causal language model, e.g. ``gpt-tiny``)."""
+
+    vocab_size: int = Field(1024, ge=300, le=65536,
+                            description="BPE vocabulary trained on D_r's text (at least the 256 "
+                                        "bytes, 2 special tokens and some merges)")
+    context: int = Field(48, ge=8, le=2048, description="tokens per passage (longer are cut)")
+    prefix: int = Field(16, ge=1, le=2048,
+                        description="prompt tokens of the verbatim-memorisation test")
+    suffix: int = Field(16, ge=1, le=2048,
+                        description="tokens the greedy continuation must reproduce")
+    mink: float = Field(0.2, gt=0, le=1, description="k of the Min-K% probability attack")
+    js_points: int = Field(8, ge=1, le=256,
+                           description="positions per D_f passage where JS to the oracle is "
+                                       "measured")
+    retain_rows: int = Field(256, ge=1, le=1_000_000,
+                             description="D_r passages whose verbatim continuation is tested")
+
+    @model_validator(mode="after")
+    def _fits(self) -> LMOptions:
+        if self.prefix + self.suffix > self.context:
+            raise ValueError(f"prefix + suffix ({self.prefix} + {self.suffix}) must fit in "
+                             f"context ({self.context}); lower them or raise lm.context")
+        return self
+
+
 class WorkloadConfig(_Strict):
     """Dataset + model + forget scenario + training recipe + seed: one unlearning problem."""
 
@@ -70,10 +97,15 @@ class WorkloadConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     eval_batch_size: int = Field(512, ge=1, le=65536)
+    lm: LMOptions | None = Field(None, description="text-generation workloads: tokenizer and "
+                                                   "evaluation settings (default: LMOptions())")
 
     def identity(self) -> dict[str, Any]:
         """The fields that define the prepared artefacts (the cache key); ``name`` is excluded."""
-        return self.model_dump(mode="json", exclude={"name", "description", "eval_batch_size"})
+        out = self.model_dump(mode="json", exclude={"name", "description", "eval_batch_size"})
+        if out.get("lm") is None:   # classification workloads keep the keys they always had
+            out.pop("lm", None)
+        return out
 
 
 def parse_model(cls: type[M], data: Any, source: str) -> M:

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -63,7 +64,6 @@ import numpy as np
 import torch
 
 from raysweep.methods import EpochEnd, get_method, make_config, run_method
-from raysweep.metrics import forward_splits
 from raysweep.training import autocast
 
 if TYPE_CHECKING:
@@ -283,6 +283,10 @@ def _execute(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
              progress: Callable[[EpochEnd, float], None] | None = None,
              ) -> tuple[dict[str, Any], torch.nn.Module]:
     t_start = time.perf_counter()
+    # The objective sums the workload task's terms (a language model's are not a classifier's).
+    task = getattr(workload, "task", "classify")
+    if getattr(plan.objective_config, "task", task) != task:
+        plan = dataclasses.replace(plan, objective_config=plan.objective_config.for_task(task))
     method = config["method"]
     params = dict(config.get(method) or {})
     seed = int(config.get("seed", 0))
@@ -331,13 +335,13 @@ def _execute(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
 
     def full_metrics(m: torch.nn.Module, epoch: int,
                      known: dict[str, Any] | None = None) -> dict[str, float]:
-        from raysweep.metrics import SPLITS, ModelOutputs
+        from raysweep.metrics import SPLITS
 
         known = known or {}
         with _Isolated(m), autocast(dev, "fp32"):  # metrics in full precision, always
-            rest = forward_splits(m, data, dev, batch_size=bs,
-                                  splits=[s for s in SPLITS if s not in known])
-            outputs = ModelOutputs({**known, **rest.splits})
+            rest = workload.forward_full(m, data, dev, batch_size=bs,
+                                         splits=[s for s in SPLITS if s not in known])
+            outputs = type(rest)({**known, **rest.splits})
             _check_finite(outputs, method, epoch)
             return workload.evaluate(outputs, seconds=method_seconds, catboost=plan.catboost,
                                      seed=seed, retrain_seconds=retrain_seconds)
@@ -475,8 +479,7 @@ def on_device(data: Any, device: torch.device, share: float = 0.25) -> Any:
 
 
 def _check_finite(outputs: Any, method: str, epoch: int) -> None:
-    bad = [s for s, o in outputs.splits.items()
-           if len(o.logits) and not np.isfinite(o.logits).all()]
+    bad = outputs.nonfinite_splits()
     if bad:
         raise TrialFailure(f"{method}: non-finite model outputs on {', '.join(bad)} "
                            f"at epoch {epoch} (diverged)")

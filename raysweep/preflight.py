@@ -20,7 +20,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from raysweep.errors import UserError
+from raysweep.errors import ConfigError, UserError
 
 __all__ = ["check_device", "check_device_format", "check_num_cpus", "check_writable_dir",
            "check_env_dirs", "check_ray_auto", "check_tracking_store", "check_experiment",
@@ -306,10 +306,20 @@ def check_out_template(template: str | None) -> None:
 
 def static_sweep_checks(spec: Any) -> None:
     """What ``validate`` and ``run --dry-run`` can check without this machine's resources: the
-    workload exists and parses (a misspelled name fails here, not after the sweep started)."""
-    from raysweep.workload import load_workload_config
+    workload exists and parses (a misspelled name fails here, not after the sweep started), and
+    every method runs on its kind of model (a classifier method on a language model, or the
+    reverse, would fail every one of its trials)."""
+    from raysweep.methods import get_method
+    from raysweep.methods._base import unsupported_task_message
+    from raysweep.workload import load_workload_config, task_of
 
-    load_workload_config(spec.workload)
+    task = task_of(load_workload_config(spec.workload))
+    for name in spec.method_names():
+        if task not in get_method(name).tasks:
+            raise ConfigError(f"sweep {spec.name}: methods.{name}: "
+                              f"{unsupported_task_message(name, task)} (workload "
+                              f"{spec.workload!r}); drop {name} or choose another workload")
+
 
 
 def sweep_preflight(spec: Any, address: str | None, uri: str, num_cpus: int | None = None) -> None:

@@ -99,6 +99,21 @@ def paper_columns(class_forgetting: bool) -> list[Column]:
                                        "mia/member_rate", "mia/lr_auc", "time/seconds")]
 
 
+def lm_columns() -> list[Column]:
+    """A language-model workload's table: perplexities, verbatim memorisation, next-token
+    accuracy on D_f, both membership attacks on test, JS to the oracle, time."""
+    return [metric_column(k) for k in ("forget/ppl", "retain/ppl", "test/ppl", "forget/verbatim",
+                                       "forget/acc", "mia/auc/test", "mia/mink_auc/test",
+                                       "dist/js", "time/seconds")]
+
+
+def workload_columns(workload: Any) -> list[Column]:
+    """The reference table's columns for a prepared workload of either task."""
+    if getattr(workload, "task", "classify") == "generate":
+        return lm_columns()
+    return paper_columns(bool(workload.forget_classes))
+
+
 PAPER_COLUMNS = paper_columns(True)
 SAPE_COLUMNS = [metric_column(k) for k in ("sape/acc_err_oracle", "sape/acc_dis",
                                            "sape/acc_err_original", "js/original",

@@ -3,10 +3,10 @@
 :data:`CHECKS` is the list of named checks (``check_metadata``, ``check_config_bounds``,
 ``check_yields_epochs``, ``check_weights_change``, ``check_original_untouched``,
 ``check_data_untouched``, ``check_deterministic``, ``check_seed_sensitive``, ``check_budget``,
-``check_text_model``); each ``check_xxx("mymethod")`` raises ``AssertionError`` naming what the
-method did wrong. Third-party methods run them all in their own tests with
-``check_method("mymethod")`` (a report of every check; raises if one failed), or one test per
-check with ``check_method("mymethod", generate_only=True)``.
+``check_text_model``, ``check_language_model``); each ``check_xxx("mymethod")`` raises
+``AssertionError`` naming what the method did wrong. Third-party methods run them all in
+their own tests with ``check_method("mymethod")`` (a report of every check; raises if one
+failed), or one test per check with ``check_method("mymethod", generate_only=True)``.
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ __all__ += ["CHECKS", "CheckResult", "CheckSkipped", "ConformanceReport", "Metho
             "TEXT_OVERRIDES", "TINY_OVERRIDES", "temporary_method", "check_metadata",
             "check_config_bounds", "check_yields_epochs", "check_weights_change",
             "check_original_untouched", "check_data_untouched", "check_deterministic",
-            "check_seed_sensitive", "check_budget", "check_text_model"]
+            "check_seed_sensitive", "check_budget", "check_text_model",
+            "check_language_model", "tiny_lm_problem"]
 
 #: Config overrides the text check uses, for methods whose defaults are image-only.
 TEXT_OVERRIDES: dict[str, dict[str, object]] = {"pseudo-label": {"rotate": False}}
@@ -171,6 +172,21 @@ def _problem(seed: int) -> TinyProblem:
 
 
 @functools.lru_cache(maxsize=2)
+def _lm_problem(seed: int) -> TinyProblem:
+    return tiny_lm_problem(seed=seed)
+
+
+def _problem_for(name: str, seed: int) -> TinyProblem:
+    """The tiny problem the shared runs of ``name`` start from."""
+    return _lm_problem(seed) if _generate_only(name) else _problem(seed)
+
+
+def _generate_only(name: str) -> bool:
+    """The method runs on language models only: every check runs it on :func:`tiny_lm_problem`."""
+    return "classify" not in get_method(name).tasks
+
+
+@functools.lru_cache(maxsize=2)
 def _text_problem(seed: int) -> TinyProblem:
     # Small and barely trained: the text check asks "does it run on a transformer", not "does
     # it unlearn"; building it takes about a second.
@@ -197,14 +213,16 @@ def _short_epochs(name: str) -> dict[str, object]:
 
 
 def _run(name: str, *, seed: int = 0, ctx_seed: int | None = None, max_epochs: int | None = None,
-         text: bool = False, repeat: int = 0) -> _Run:
-    """One run of ``name`` on a private copy of the tiny (text) problem, cached."""
+         text: bool = False, repeat: int = 0, lm: bool = False) -> _Run:
+    """One run of ``name`` on a private copy of the tiny (text, language-model) problem, cached.
+    A method that runs on language models only always gets the language-model problem."""
     info = get_method(name)
-    key = (name, info.fn, seed, ctx_seed, max_epochs, text, repeat)
+    lm = lm or _generate_only(name)
+    key = (name, info.fn, seed, ctx_seed, max_epochs, text, repeat, lm)
     if key in _RUNS:
         _RUNS.move_to_end(key)
         return _RUNS[key]
-    pristine = _text_problem(seed) if text else _problem(seed)
+    pristine = _lm_problem(seed) if lm else _text_problem(seed) if text else _problem(seed)
     prob = copy.deepcopy(pristine)
     out = _Run()
     try:
@@ -352,8 +370,8 @@ def check_weights_change(name: str, *, seed: int = 0) -> None:
     run = _run(name, seed=seed)
     run.raise_error(name, "the run")
     assert run.weights is not None
-    start = _params(_problem(seed).model)
-    assert _first_difference(start, run.weights, _problem(seed).model) is not None, \
+    start = _params(_problem_for(name, seed).model)
+    assert _first_difference(start, run.weights, _problem_for(name, seed).model) is not None, \
         f"{name} left the weights unchanged"
     assert all(torch.isfinite(t.float()).all() for t in run.weights), \
         f"{name} produced non-finite weights"
@@ -382,7 +400,7 @@ def check_deterministic(name: str, *, seed: int = 0) -> None:
     b.raise_error(name, "the second run")
     assert len(a.history) == len(b.history), \
         f"{name} yielded {len(a.history)} then {len(b.history)} times under the same seed"
-    diff = _first_difference(a.weights or [], b.weights or [], _problem(seed).model)
+    diff = _first_difference(a.weights or [], b.weights or [], _problem_for(name, seed).model)
     assert diff is None, (f"{name} is not deterministic under a seed: two runs differ in {diff}; "
                           f"draw randomness from ctx.seed, not from unseeded generators")
 
@@ -396,7 +414,7 @@ def check_seed_sensitive(name: str, *, seed: int = 0) -> None:
                                                      max_epochs=1)
     a.raise_error(name, "the run")
     b.raise_error(name, f"the run with ctx.seed={seed + 1}")
-    model = _problem(seed).model
+    model = _problem_for(name, seed).model
     if _first_difference(a.weights or [], b.weights or [], model) is None:
         a, b = _run(name, seed=seed), _run(name, seed=seed, ctx_seed=seed + 1)  # all epochs
         a.raise_error(name, "the run")
@@ -416,7 +434,8 @@ def check_budget(name: str, *, seed: int = 0) -> None:
     full.raise_error(name, "the run")
     capped.raise_error(name, "the run stopped after epoch 1")
     assert len(capped.history) == 1, f"{name}: max_epochs=1 gave {len(capped.history)} epochs"
-    diff = _first_difference(full.first_epoch or [], capped.weights or [], _problem(seed).model)
+    diff = _first_difference(full.first_epoch or [], capped.weights or [],
+                             _problem_for(name, seed).model)
     assert diff is None, (f"{name}: stopped after epoch 1, the weights differ from a full run's "
                           f"at epoch 1 in {diff}; update the model before yielding, not after")
     if len(full.history) > 1:
@@ -434,6 +453,8 @@ def check_text_model(name: str, *, seed: int = 0) -> None:
 
     if not get_method(name).supports_text:
         raise CheckSkipped(f"{name} is registered with supports_text=False")
+    if _generate_only(name):
+        raise CheckSkipped(f"{name} runs on language models only (check_language_model)")
     run = _run(name, seed=seed, max_epochs=1, text=True)
     if isinstance(run.error, UnsupportedModelError):
         raise AssertionError(f"{name} claims text support (supports_text=True) but raised: "
@@ -448,11 +469,33 @@ def check_text_model(name: str, *, seed: int = 0) -> None:
         f"{name} produced non-finite weights on a text model"
 
 
+def check_language_model(name: str, *, seed: int = 0) -> None:
+    """A method registered for language models (``tasks`` has ``generate``) runs an epoch on a
+    tiny GPT (:func:`tiny_lm_problem`), changing the weights and leaving them finite; one that
+    is not is refused there with :class:`~raysweep.methods.UnsupportedModelError`."""
+    from raysweep.methods._base import UnsupportedModelError
+
+    run = _run(name, seed=seed, max_epochs=1, lm=True)
+    if "generate" not in get_method(name).tasks:
+        if not isinstance(run.error, UnsupportedModelError):
+            raise AssertionError(f"{name} is not registered for language models, yet running "
+                                 f"it on one did not raise UnsupportedModelError "
+                                 f"({type(run.error).__name__ if run.error else 'no error'})")
+        raise CheckSkipped(f"{name} is registered for classifiers only")
+    run.raise_error(name, "the run on a language model")
+    assert len(run.history) == 1, f"{name} yielded nothing on a language model"
+    model = _lm_problem(seed).model
+    assert _first_difference(_params(model), run.weights or [], model) is not None, \
+        f"{name} left the language model's weights unchanged"
+    assert all(torch.isfinite(t.float()).all() for t in run.weights or []), \
+        f"{name} produced non-finite weights on a language model"
+
+
 #: Every conformance check, in the order :func:`check_method` runs them.
 CHECKS: tuple[Callable[..., None], ...] = (
     check_metadata, check_config_bounds, check_yields_epochs, check_weights_change,
     check_original_untouched, check_data_untouched, check_deterministic, check_seed_sensitive,
-    check_budget, check_text_model,
+    check_budget, check_text_model, check_language_model,
 )
 
 
@@ -649,4 +692,59 @@ def tiny_text_problem(*, seed: int = 0, n_per_class: int = 24, num_classes: int 
     )
     ctx = UnlearnContext(original=copy.deepcopy(original), model_spec=spec, device=device,
                          seed=seed, train_recipe=recipe, is_text=True)
+    return TinyProblem(original, data, ctx)
+
+
+def tiny_lm_problem(*, seed: int = 0, n_per_source: int = 12, sources: int = 3,
+                    vocab_size: int = 64, context: int = 16, hidden: int = 32,
+                    train_epochs: int = 20) -> TinyProblem:
+    """A trained one-layer GPT (:mod:`raysweep.models.lm`, hidden 32) on synthetic passages.
+
+    Each source draws its tokens from its own id range; passages are 10 to ``context`` tokens
+    after ``<s>`` (id 1), right-padded with id 0 whose targets are -100. D_f is source 0.
+    ``ctx.task`` is ``generate``.
+    """
+    from raysweep.lm.metrics import LMEvalConfig
+    from raysweep.models.lm import IGNORE_INDEX
+
+    seed_everything(seed)
+    gen = torch.Generator().manual_seed(seed)
+    span = (vocab_size - 2) // sources
+
+    def sample(n: int, source: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.zeros(n, context + 1, dtype=torch.long)
+        real = torch.zeros(n, context + 1, dtype=torch.bool)
+        for i in range(n):
+            length = int(torch.randint(10, context + 1, (1,), generator=gen))
+            ids[i, 0] = 1
+            ids[i, 1:length + 1] = 2 + source * span + torch.randint(0, span, (length,),
+                                                                      generator=gen)
+            real[i, :length + 1] = True
+        y = ids[:, 1:].clone()
+        y[~real[:, 1:]] = IGNORE_INDEX
+        return ids[:, :-1].contiguous(), y
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        parts = [sample(n, s) for s in range(sources)]
+        src = torch.cat([torch.full((n,), s, dtype=torch.long) for s in range(sources)])
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), src
+
+    xtr, ytr, str_ = split(n_per_source)
+    xv, yv, _ = split(n_per_source // 2)
+    xt, yt, _ = split(n_per_source // 2)
+    fmask = str_ == 0
+    device = resolve_device("cpu")
+    spec = ModelSpec("gpt-tiny", vocab_size, options={"n_layer": 1, "n_embd": hidden,
+                                                       "n_head": 2, "context": context})
+    recipe = TrainConfig(epochs=train_epochs, lr=1e-2, optimizer="adamw", weight_decay=0.0,
+                         batch_size=16, schedule="constant")
+    original = spec.build(seed=seed)
+    train_model(original, TensorDataset(xtr, ytr), recipe, device=device, seed=seed)
+    data = UnlearnData(forget=TensorDataset(xtr[fmask], ytr[fmask]),
+                       retain=TensorDataset(xtr[~fmask], ytr[~fmask]),
+                       val=TensorDataset(xv, yv), test=TensorDataset(xt, yt),
+                       num_classes=vocab_size, forget_classes=(0,), batch_size=16)
+    ctx = UnlearnContext(original=copy.deepcopy(original), model_spec=spec, device=device,
+                         seed=seed, train_recipe=recipe, is_text=True, task="generate",
+                         eval_settings=LMEvalConfig(prefix=4, suffix=4))
     return TinyProblem(original, data, ctx)

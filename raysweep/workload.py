@@ -54,7 +54,8 @@ from raysweep.models import ModelSpec, model_kind
 from raysweep.training import resolve_device, train_model
 
 __all__ = ["PreparedWorkload", "prepare", "check_workload", "load_workload_config", "cache_root",
-           "workload_key", "CACHE_VERSION", "BUNDLED_WORKLOADS"]
+           "workload_key", "task_of", "CACHE_VERSION", "BUNDLED_WORKLOADS", "load_data",
+           "split_indices", "matched_masks", "safe_name", "stratified_rows"]
 
 CACHE_VERSION = 2  # 2: outputs carry penultimate features (the representation probe)
 BUNDLED_WORKLOADS = search_spaces_dir() / "workloads"
@@ -111,6 +112,7 @@ class PreparedWorkload:
     _oracle_lr: dict[int, float | None] = field(default_factory=dict, repr=False)
     _selection_cache: dict[tuple[int, int], tuple[Any, ...]] = field(default_factory=dict,
                                                                       repr=False)
+    task: str = "classify"
 
     @property
     def name(self) -> str:
@@ -181,6 +183,14 @@ class PreparedWorkload:
             rows["retain"] = membership_rows(len(self.splits["retain"]),
                                              n_val if val is None else len(val), seed)
         return rows
+
+    def forward_full(self, model: nn.Module, data: UnlearnData, device: torch.device, *,
+                     batch_size: int, splits: Iterable[str] | None = None) -> ModelOutputs:
+        """One forward pass over ``splits`` of ``data`` (default: every split)."""
+        from raysweep.metrics import SPLITS
+
+        return forward_splits(model, data, device, batch_size=batch_size,
+                              splits=tuple(splits) if splits is not None else SPLITS)
 
     def forward_selection(self, model: nn.Module, device: torch.device, *, batch_size: int,
                           seed: int = 0, val_rows: int | None = None) -> ModelOutputs:
@@ -320,7 +330,7 @@ def _build(spec: ModelSpec, *, pretrained: bool, seed: int) -> nn.Module:
     return spec.build(pretrained=pretrained, seed=seed)
 
 
-def _load_data(cfg: WorkloadConfig) -> LoadedDataset:
+def load_data(cfg: WorkloadConfig) -> LoadedDataset:
     d = cfg.dataset
     ds = load_dataset(d.name, root=d.root, **d.options)
     # A subset larger than the data is not a subset: say so rather than train on all of it.
@@ -343,7 +353,7 @@ def _load_data(cfg: WorkloadConfig) -> LoadedDataset:
     return ds
 
 
-def _split_indices(cfg: WorkloadConfig, ds: LoadedDataset) -> dict[str, np.ndarray]:
+def split_indices(cfg: WorkloadConfig, ds: LoadedDataset) -> dict[str, np.ndarray]:
     n = len(ds.train_y)
     rng = np.random.default_rng(cfg.seed + 1)
     n_val = round(cfg.dataset.val_fraction * n)
@@ -390,7 +400,7 @@ def _selection_view(out: ModelOutputs, rows: dict[str, np.ndarray | None]) -> Mo
     return ModelOutputs(splits)
 
 
-def _matched_masks(cfg: WorkloadConfig, ds: LoadedDataset,
+def matched_masks(cfg: WorkloadConfig, ds: LoadedDataset,
                    idx: dict[str, np.ndarray]) -> dict[str, np.ndarray | None]:
     """Held-out rows the scenario would have selected (see :mod:`raysweep.metrics.oracle`).
 
@@ -443,12 +453,26 @@ def _model_spec(cfg: WorkloadConfig, ds: LoadedDataset) -> ModelSpec:
                      options=dict(cfg.model.options))
 
 
+def task_of(cfg: WorkloadConfig) -> str:
+    """``generate`` for a workload whose model is a causal language model (prepared by
+    :mod:`raysweep.lm.workload`), ``classify`` otherwise."""
+    return "generate" if model_kind(cfg.model.name) == "lm" else "classify"
+
+
 def check_workload(cfg: WorkloadConfig) -> None:
     """Everything :func:`prepare` checks before it trains: the data loads, the subset sizes fit,
     the model takes this input and the scenario selects a forget set. Nothing is written."""
-    ds = _load_data(cfg)
+    if task_of(cfg) == "generate":
+        from raysweep.lm.workload import check_lm_workload
+
+        check_lm_workload(cfg)
+        return
+    if cfg.lm is not None:
+        raise ConfigError(f"workload {cfg.name}: lm: is for language-model workloads, and "
+                          f"model {cfg.model.name!r} is a classifier; remove the lm: section")
+    ds = load_data(cfg)
     _model_spec(cfg, ds)
-    _split_indices(cfg, ds)
+    split_indices(cfg, ds)
     cfg.scenario.forget_classes(ds)
 
 
@@ -457,18 +481,27 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
     """Prepare (or load from cache) the workload's original model, oracle and outputs.
 
     With ``cached_only`` nothing is trained: the cached workload, or ``None`` when there is none.
+    A workload whose model is a causal language model is prepared by
+    :func:`raysweep.lm.workload.prepare_lm` (same cache, same interface).
     """
+    if task_of(cfg) == "generate":
+        from raysweep.lm.workload import prepare_lm
+
+        return prepare_lm(cfg, device=device, force=force, quiet=quiet,  # type: ignore[return-value]
+                          cached_only=cached_only)
+    if cfg.lm is not None:
+        check_workload(cfg)
     say = (lambda m: None) if quiet else info
     key = workload_key(cfg)
-    cache = cache_root() / "workloads" / f"{_safe(cfg.name)}-{key}"
+    cache = cache_root() / "workloads" / f"{safe_name(cfg.name)}-{key}"
     if not cached_only:  # the cache is written after training: an unusable one fails first
         from raysweep.preflight import check_writable_dir
 
         check_writable_dir(cache_root(), "RAYSWEEP_CACHE")
     dev = resolve_device(device)
-    ds = _load_data(cfg)
+    ds = load_data(cfg)
     spec = _model_spec(cfg, ds)
-    idx = _split_indices(cfg, ds)
+    idx = split_indices(cfg, ds)
     forget_classes = cfg.scenario.forget_classes(ds)
     text_model = None
     if ds.kind == "text":
@@ -477,7 +510,7 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
     common: dict[str, Any] = {"config": cfg, "key": key, "kind": ds.kind,
                               "class_names": list(ds.class_names),
                               "forget_classes": forget_classes, "splits": splits,
-                              "model_spec": spec, "matched": _matched_masks(cfg, ds, idx)}
+                              "model_spec": spec, "matched": matched_masks(cfg, ds, idx)}
     if cache.is_dir() and not force:
         try:
             return _load_cached(cache, common, quiet)
@@ -528,7 +561,7 @@ def _only_forget(data: UnlearnData) -> UnlearnData:
                        num_classes=data.num_classes, forget_classes=data.forget_classes)
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
 
 

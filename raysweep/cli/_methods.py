@@ -16,22 +16,24 @@ app.add_typer(methods_app, name="methods")
 @methods_app.command("list")
 def list_cmd(pattern: str = typer.Argument("*", help="glob filter, e.g. 'u*'"),
              json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """One line per method: name, kind, text support, summary."""
+    """One line per method: name, kind, the models it runs on, summary."""
     from rich.table import Table
 
     from raysweep.methods import get_method, list_methods
+    from raysweep.methods._docs import models_cell
 
     infos = [get_method(n) for n in list_methods() if fnmatch.fnmatch(n, pattern)]
     if json_out:
         print_json([{"name": i.name, "summary": i.summary, "paper": i.paper,
-                     "one_shot": i.one_shot, "supports_text": i.supports_text} for i in infos])
+                     "one_shot": i.one_shot, "supports_text": i.supports_text,
+                     "tasks": list(i.tasks)} for i in infos])
         return
     table = Table(header_style="bold")
-    for col in ("method", "shape", "text", "summary"):
+    for col in ("method", "shape", "models", "summary"):
         table.add_column(col)
     for i in infos:
-        table.add_row(i.name, "one-shot" if i.one_shot else "epochs",
-                      "yes" if i.supports_text else "no", i.summary)
+        table.add_row(i.name, "one-shot" if i.one_shot else "epochs", models_cell(i),
+                      i.summary)
     stdout.print(table)
 
 
@@ -49,7 +51,7 @@ def show_cmd(name: str = typer.Argument(..., help="method name"),
         print_json({"name": info.name, "summary": info.summary, "paper": info.paper,
                     "reference": info.reference, "differences": list(info.differences),
                     "one_shot": info.one_shot, "supports_text": info.supports_text,
-                    "module": info.module, "fields": fields})
+                    "tasks": list(info.tasks), "module": info.module, "fields": fields})
         return
     stdout.print(f"[bold]{info.name}[/]: {info.summary}", markup=True)
     stdout.print(f"paper: {info.paper}", markup=False)
@@ -60,8 +62,10 @@ def show_cmd(name: str = typer.Argument(..., help="method name"),
             stdout.print(f"  - {d}", markup=False)
     else:
         stdout.print("intended differences: none")
+    from raysweep.methods._docs import models_cell
+
     stdout.print(f"module: {info.module}   one-shot: {info.one_shot}   "
-                 f"text models: {info.supports_text}")
+                 f"models: {models_cell(info)}")
     table = Table(header_style="bold")
     for col in ("field", "type", "default", "bounds", "description"):
         table.add_column(col)

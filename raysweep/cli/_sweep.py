@@ -333,7 +333,10 @@ def _print_spec(spec: Any) -> None:
     objs = ", ".join(f"{o.goal} {o.metric}"
                      + (f" (target {o.target:g})" if o.target is not None else "")
                      for o in spec.objectives)
-    composite = (f"  ({spec.objective.describe()})"
+    from raysweep.workload import load_workload_config, task_of
+
+    task = task_of(load_workload_config(spec.workload))
+    composite = (f"  ({spec.objective.for_task(task).describe()})"
                  if any(o.metric == "composite" for o in spec.objectives) else "")
     stdout.print(escape(f"objectives: {objs}{composite}"))
     s = spec.search

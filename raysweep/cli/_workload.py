@@ -48,7 +48,7 @@ def prepare_cmd(
 ) -> None:
     """Train (or load) the original model and the retrain oracle; print their metrics and the
     signal check: does each objective term separate the original from the oracle?"""
-    from raysweep.report import paper_columns, rich_table
+    from raysweep.report import rich_table, workload_columns
     from raysweep.workload import load_workload_config, prepare
 
     cfg = load_workload_config(workload)
@@ -61,7 +61,7 @@ def prepare_cmd(
         print_json({"workload": cfg.name, "key": prepared.key, "rows": rows, "signal": signal,
                     "signal_split": "val"})
         return
-    cols = paper_columns(bool(prepared.forget_classes))
+    cols = workload_columns(prepared)
     stdout.print(rich_table(rows, cols,
                             title=f"{cfg.name}  (|D_f|={len(prepared.splits['forget'])}, "
                                   f"|D_r|={len(prepared.splits['retain'])})"))
@@ -122,10 +122,10 @@ def unlearn_cmd(
     from raysweep.engine import TrialFailure, run_once
     from raysweep.errors import ConfigError
     from raysweep.methods import MethodDivergedError, get_method, list_methods, make_config
-    from raysweep.methods._base import MethodContractError
-    from raysweep.report import paper_columns, rich_table
+    from raysweep.methods._base import MethodContractError, unsupported_task_message
+    from raysweep.report import rich_table, workload_columns
     from raysweep.training import resolve_device
-    from raysweep.workload import load_workload_config, prepare
+    from raysweep.workload import load_workload_config, prepare, task_of
 
     if config is not None:  # an exported best configuration; explicit options override it
         import json
@@ -147,6 +147,13 @@ def unlearn_cmd(
              else [m.strip() for m in method.split(",") if m.strip()])
     for name in names:
         get_method(name)  # fail fast on a typo, before any training
+    wcfg = load_workload_config(workload)
+    task = task_of(wcfg)
+    if method == "all":   # every method that runs on this kind of model
+        names = [n for n in names if task in get_method(n).tasks]
+    for name in names:
+        if task not in get_method(name).tasks:
+            raise ConfigError(f"--method {name}: {unsupported_task_message(name, task)}")
     if max_epochs is not None and max_epochs < 1:
         raise ConfigError(f"--max-epochs must be >= 1, got {max_epochs}")
     values = apply_overrides({}, overrides)
@@ -161,7 +168,6 @@ def unlearn_cmd(
                                   f"METHOD.key=value (methods: {', '.join(names)})")
             mine = values.get(name, {})
         configs[name] = make_config(name, mine, where="--set").model_dump(mode="json")
-    wcfg = load_workload_config(workload)
     dev = resolve_device(device)
     if track:  # an unreachable store fails before any training
         from raysweep.preflight import check_tracking_store
@@ -210,7 +216,7 @@ def unlearn_cmd(
     else:
         ratio = " ".join(f"{r['method']}={r['time/ratio']:.3f}"
                          for r in rows[2:] if "time/ratio" in r)
-        stdout.print(rich_table(rows, paper_columns(bool(prepared.forget_classes)),
+        stdout.print(rich_table(rows, workload_columns(prepared),
                                 title=f"{method} on {wcfg.name}",
                                 caption=f"time / retrain time: {ratio}"))
     if failures:

@@ -59,8 +59,8 @@ from raysweep.training import TrainConfig, seed_everything
 
 __all__ = [
     "MethodConfig", "EpochEnd", "UnlearnData", "UnlearnContext", "MethodInfo",
-    "UnsupportedModelError", "register_method", "unregister_method", "get_method",
-    "list_methods", "make_config",
+    "UnsupportedModelError", "unsupported_task_message", "register_method", "unregister_method",
+    "get_method", "list_methods", "make_config",
     "run_method", "RunResult", "MethodDivergedError", "MethodContractError", "PassCount",
     "PassCounter",
 ]
@@ -115,6 +115,12 @@ class UnlearnContext:
     seed: int = 0
     train_recipe: TrainConfig = field(default_factory=TrainConfig)
     is_text: bool = False
+    #: ``classify`` or ``generate`` (a causal language model: logits ``(B, V, T)``, targets
+    #: ``(B, T)`` with -100 on padding; see :mod:`raysweep.models.lm`).
+    task: str = "classify"
+    #: A text-generation workload's evaluation settings (:class:`raysweep.lm.metrics.LMEvalConfig`:
+    #: the verbatim test's prefix length, which the answer-replacing method reuses).
+    eval_settings: Any = None
 
     def fresh_model(self, *, pretrained: bool = False, seed: int | None = None) -> nn.Module:
         """A newly initialised model of the same architecture, on ``self.device``.
@@ -160,6 +166,9 @@ class MethodInfo:
     ``paper NNN equations`` where there is no reference code."""
     differences: tuple[str, ...] = ()
     """Every intended difference from the reference, one short line each."""
+    tasks: tuple[str, ...] = ("classify",)
+    """The workload tasks the method runs on: ``classify`` and/or ``generate`` (language
+    models)."""
 
     def describe_fields(self) -> list[dict[str, Any]]:
         """Name, type, default, bounds and description of every config field."""
@@ -185,7 +194,8 @@ def register_method(name: str, *, config: type[MethodConfig], paper: str, one_sh
                     supports_text: bool = True, full_precision: bool = False,
                     stochastic: bool | None = None,
                     space: Mapping[str, Any] | str | Path | None = None, reference: str = "",
-                    differences: tuple[str, ...] = ()) -> Callable[[MethodFn], MethodFn]:
+                    differences: tuple[str, ...] = (),
+                    tasks: tuple[str, ...] = ("classify",)) -> Callable[[MethodFn], MethodFn]:
     """Register a method generator under ``name``; its docstring's first line is the summary.
 
     ``stochastic``: whether the result depends on ``ctx.seed`` (data order, noise, random
@@ -199,6 +209,7 @@ def register_method(name: str, *, config: type[MethodConfig], paper: str, one_sh
     relative path is relative to the registering module's directory). ``None``: the bundled
     ``search_spaces/<name>.yaml``. ``reference``: the implementation the method was checked
     against (``"repository: file"``; ``"paper NNN equations"`` without reference code);
+    ``tasks``: ``("classify",)``, ``("generate",)`` for language-model methods, or both;
     ``differences``: one short line per intended difference from it. Both are shown by
     ``raysweep methods show`` and in the README's method table.
     """
@@ -215,10 +226,17 @@ def register_method(name: str, *, config: type[MethodConfig], paper: str, one_sh
                                     fn.__module__, full_precision=full_precision,
                                     stochastic=random,
                                     space=_space_of(space, fn), reference=reference,
-                                    differences=tuple(differences))
+                                    differences=tuple(differences), tasks=tuple(tasks))
         return fn
 
     return deco
+
+
+def unsupported_task_message(method: str, task: str) -> str:
+    """One line: ``method`` does not run on a workload of ``task``, and what does."""
+    fits = ", ".join(n for n in list_methods() if task in get_method(n).tasks)
+    what = "language-model" if task == "generate" else "classification"
+    return (f"method {method!r} does not run on {what} workloads; methods that do: {fits}")
 
 
 def _space_of(space: Mapping[str, Any] | str | Path | None,
@@ -448,6 +466,8 @@ def run_method(name: str, model: nn.Module, data: UnlearnData, cfg: MethodConfig
     does, to test a method's other contracts independently of ``check_data_untouched``).
     """
     info = get_method(name)
+    if ctx.task not in info.tasks:
+        raise UnsupportedModelError(unsupported_task_message(name, ctx.task))
     if ctx.is_text and not info.supports_text:
         raise UnsupportedModelError(f"method {name!r} does not support text models")
     guard = _DataGuard(name, data) if check_data else None

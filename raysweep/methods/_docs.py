@@ -14,7 +14,7 @@ from raysweep.methods._base import MethodInfo, get_method, list_methods
 
 __all__ = ["readme_table", "replace_readme_table", "README_TABLE_HEADER", "REGENERATE"]
 
-README_TABLE_HEADER = "| method | what it does | source | checked against | text models |"
+README_TABLE_HEADER = "| method | what it does | source | checked against | models |"
 REGENERATE = "raysweep methods table --markdown --write README.md"
 # A method table in README.md: its header row (starting "| method | what it does |"), the
 # separator row, then one row per method.
@@ -34,13 +34,23 @@ def checked_against(info: MethodInfo) -> str:
         d.rstrip(".") for d in info.differences)
 
 
+def models_cell(info: MethodInfo) -> str:
+    """The kinds of model a method runs on: image and text classifiers, language models."""
+    kinds = []
+    if "classify" in info.tasks:
+        kinds.append("image + text classifiers" if info.supports_text else "image classifiers")
+    if "generate" in info.tasks:
+        kinds.append("language models")
+    return ", ".join(kinds)
+
+
 def readme_table(names: list[str] | None = None) -> str:
     """The markdown table of the registered methods (all, or ``names``), ending in a newline."""
     rows = [README_TABLE_HEADER, "|---|---|---|---|---|"]
     for name in names if names is not None else list_methods():
         info = get_method(name)
         cells = [f"`{info.name}`", info.summary, info.paper, checked_against(info),
-                 "yes" if info.supports_text else "no"]
+                 models_cell(info)]
         rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(rows) + "\n"
 

@@ -33,7 +33,7 @@ class FinetuneConfig(MethodConfig):
     batch_size: int = fields.batch_size(128, "retain batch size", le=8192)
 
 
-@register_method("finetune", config=FinetuneConfig,
+@register_method("finetune", tasks=("classify", "generate"), config=FinetuneConfig,
                  paper="Golatkar et al. 2020; baseline in papers 000, 002, 004",
                  reference="if-loops/selective-synaptic-dampening: "
                             "src/forget_random_strategies.py finetune, src/utils.py fit_one_cycle")

@@ -30,7 +30,8 @@ class RetrainConfig(MethodConfig):
     batch_size: int | None = fields.batch_size(None, "default: the recipe's")
 
 
-@register_method("retrain", config=RetrainConfig, paper="exact unlearning oracle (all papers)",
+@register_method("retrain", tasks=("classify", "generate"), config=RetrainConfig,
+                 paper="exact unlearning oracle (all papers)",
                  reference="none (no reference code): the exact-unlearning oracle, the "
                             "workload's own training recipe on D_r")
 def retrain(model: nn.Module, data: UnlearnData, cfg: RetrainConfig,

@@ -113,6 +113,11 @@ class ModelOutputs:
     def __contains__(self, split: object) -> bool:
         return split in self.splits
 
+    def nonfinite_splits(self) -> list[str]:
+        """Splits with a non-finite logit (a diverged model)."""
+        return [s for s, o in self.splits.items()
+                if len(o.logits) and not np.isfinite(o.logits).all()]
+
     def to_npz(self, path: str | os.PathLike[str]) -> None:
         """Write every split to one compressed ``.npz`` file (``np.savez_compressed``)."""
         arrays: dict[str, np.ndarray] = {"__version__": np.array(_NPZ_VERSION)}

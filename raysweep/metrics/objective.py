@@ -11,6 +11,13 @@
           + penalty * (1 + excess)   if held-out accuracy dropped more than retain_floor
                                      below the original's
 
+On a text-generation workload (a causal language model, :mod:`raysweep.lm.metrics`) the terms
+are :data:`~raysweep.metrics.oracle.LM_TERMS`: the accuracies are next-token accuracies, JS is
+over next-token distributions, ``w_verbatim * |verbatim continuation rate on D_f - oracle's|``
+takes the feature probe's place, and the retain floor reads the drop of next-token accuracy on
+D_r (:func:`~raysweep.metrics.oracle.floor_key`). :meth:`ObjectiveConfig.for_task` selects
+them; the run engine does it for every run on such a workload.
+
 Every quality term is a distance to the retrain oracle measured the same way on both models
 (:mod:`raysweep.metrics.oracle`), so the oracle scores exactly 0 on quality, and the original or
 an edit that only hides what the model knows (suppressing a logit, re-initialising the head)
@@ -28,10 +35,10 @@ import math
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from raysweep.errors import did_you_mean
-from raysweep.metrics.oracle import TERMS
+from raysweep.metrics.oracle import TERMS, Term, floor_key, terms_for
 
 __all__ = ["composite_score", "ObjectiveConfig", "SELECTION_SPLIT", "REPORT_SPLIT",
            "LEGACY_FIELDS"]
@@ -54,7 +61,9 @@ LEGACY_FIELDS: dict[str, str] = {
 def composite_score(metrics: Mapping[str, float], *, split: str = SELECTION_SPLIT,
                     w_forget: float = 1.0, w_heldout: float = 1.0, w_mia: float = 1.0,
                     w_js: float = 1.0, w_probe: float = 1.0, w_cost: float = 0.0,
-                    retain_floor: float | None = 0.05, penalty: float = 10.0) -> float:
+                    retain_floor: float | None = 0.05, penalty: float = 10.0,
+                    w_verbatim: float = 1.0, terms: tuple[Term, ...] = TERMS,
+                    floor: str = "rel/heldout_drop/{split}") -> float:
     """The composite objective (lower is better); see the module docstring.
 
     Args:
@@ -66,6 +75,10 @@ def composite_score(metrics: Mapping[str, float], *, split: str = SELECTION_SPLI
         retain_floor: the largest allowed drop of held-out accuracy below the original's
             (``rel/heldout_drop/<split>``); ``None`` = no floor.
         penalty: the base penalty added when the floor is violated.
+        w_verbatim: the verbatim-memorisation term's weight (language-model terms only).
+        terms: the task's terms (:func:`~raysweep.metrics.oracle.terms_for`).
+        floor: the key of the drop the retain floor reads (``{split}``: the split's);
+            :func:`~raysweep.metrics.oracle.floor_key` gives the task's.
 
     Raises:
         KeyError: a weighted term's metric is missing (the message lists what is there).
@@ -77,16 +90,16 @@ def composite_score(metrics: Mapping[str, float], *, split: str = SELECTION_SPLI
         0.2
     """
     weights = {"forget": w_forget, "heldout": w_heldout, "mia": w_mia, "js": w_js,
-               "probe": w_probe}
+               "probe": w_probe, "verbatim": w_verbatim}
     score = 0.0
-    for term in TERMS:
+    for term in terms:
         w = weights[term.name]
         if w:
             score += w * _get(metrics, term.dist_key(split), f"the {term.name} term")
     if w_cost:
         score += w_cost * _get(metrics, "cost/ratio", "the cost term")
     if retain_floor is not None:
-        drop = _get(metrics, f"rel/heldout_drop/{split}", "the retain floor")
+        drop = _get(metrics, floor.format(split=split), "the retain floor")
         excess = drop - retain_floor
         if excess > 0:
             score += penalty * (1.0 + excess)
@@ -121,6 +134,9 @@ class ObjectiveConfig(BaseModel):
     w_mia: float = Field(1.0, **_W, description="weight of |attack AUC - oracle's|")
     w_js: float = Field(1.0, **_W, description="weight of JS(model, oracle) on D_f")
     w_probe: float = Field(1.0, **_W, description="weight of |feature probe - oracle's|")
+    w_verbatim: float = Field(1.0, **_W, description="weight of |verbatim continuation rate on "
+                                                     "D_f - oracle's| (language-model "
+                                                     "workloads)")
     w_cost: float = Field(0.0, **_W, description="weight of sample-passes / the oracle's "
                                                  "(the oracle pays it too; 0 = a budget only)")
     retain_floor: float | None = Field(
@@ -129,6 +145,22 @@ class ObjectiveConfig(BaseModel):
                     "(null = off)")
     penalty: float = Field(10.0, gt=0, le=1e6, allow_inf_nan=False,
                            description="base penalty when the floor is violated")
+    #: The workload task whose terms the score sums (set by :meth:`for_task`, not by YAML).
+    _task: str = PrivateAttr("classify")
+
+    def for_task(self, task: str) -> ObjectiveConfig:
+        """These settings over ``task``'s terms (``classify`` or ``generate``)."""
+        out = self.model_copy()
+        out._task = task
+        return out
+
+    @property
+    def task(self) -> str:
+        return self._task
+
+    @property
+    def terms(self) -> tuple[Term, ...]:
+        return terms_for(self._task)
 
     @model_validator(mode="before")
     @classmethod
@@ -143,16 +175,18 @@ class ObjectiveConfig(BaseModel):
 
     def weights(self) -> dict[str, float]:
         """``{term name: weight}``, the cost term included as ``cost``."""
-        return {"forget": self.w_forget, "heldout": self.w_heldout, "mia": self.w_mia,
-                "js": self.w_js, "probe": self.w_probe, "cost": self.w_cost}
+        names = {t.name for t in self.terms}
+        every = {"forget": self.w_forget, "heldout": self.w_heldout, "mia": self.w_mia,
+                 "js": self.w_js, "probe": self.w_probe, "verbatim": self.w_verbatim}
+        return {**{k: w for k, w in every.items() if k in names}, "cost": self.w_cost}
 
     def weighted_keys(self, split: str = SELECTION_SPLIT) -> list[str]:
         """The metric keys the score reads on ``split`` (for checks before a sweep starts)."""
-        keys = [t.dist_key(split) for t in TERMS if self.weights()[t.name]]
+        keys = [t.dist_key(split) for t in self.terms if self.weights()[t.name]]
         if self.w_cost:
             keys.append("cost/ratio")
         if self.retain_floor is not None:
-            keys.append(f"rel/heldout_drop/{split}")
+            keys.append(floor_key(self._task, split))
         return keys
 
     def describe(self) -> str:
@@ -167,5 +201,7 @@ class ObjectiveConfig(BaseModel):
         return composite_score(metrics, split=split, w_forget=self.w_forget,
                                w_heldout=self.w_heldout, w_mia=self.w_mia, w_js=self.w_js,
                                w_probe=self.w_probe, w_cost=self.w_cost,
-                               retain_floor=self.retain_floor, penalty=self.penalty)
+                               retain_floor=self.retain_floor, penalty=self.penalty,
+                               w_verbatim=self.w_verbatim, terms=self.terms,
+                               floor=floor_key(self._task, "{split}"))
 

@@ -59,8 +59,9 @@ from raysweep.metrics._outputs import ModelOutputs, SplitOutputs
 from raysweep.metrics.accuracy import accuracy, class_split_accuracy
 from raysweep.metrics.divergence import js_from_logits
 
-__all__ = ["HELDOUT_SPLITS", "TERMS", "Term", "loss_auc", "representation_probe", "raw_terms",
-           "oracle_distances", "term_spread", "membership_rows"]
+__all__ = ["HELDOUT_SPLITS", "TERMS", "LM_TERMS", "terms_for", "floor_key", "Term", "loss_auc",
+           "representation_probe", "raw_terms", "oracle_distances", "term_spread",
+           "membership_rows"]
 
 #: Held-out splits: ``val`` for selection, ``test`` for reporting.
 HELDOUT_SPLITS: tuple[str, ...] = ("val", "test")
@@ -93,6 +94,36 @@ TERMS: tuple[Term, ...] = (
     Term("probe", "probe/{split}", "dist/probe/{split}",
          "|linear probe on frozen features recovering D_f - oracle's|"),
 )
+
+#: The objective's quality terms on a text-generation workload (:mod:`raysweep.lm.metrics`):
+#: accuracies are next-token accuracies, JS is over next-token distributions, and verbatim
+#: memorisation takes the probe's place (a language model has no class features to probe).
+LM_TERMS: tuple[Term, ...] = (
+    Term("forget", "forget/acc", "dist/forget_acc", "|next-token accuracy on D_f - oracle's|"),
+    Term("heldout", "heldout/acc/{split}", "dist/heldout_acc/{split}",
+         "|held-out next-token accuracy - oracle's| (source forgetting: retained + forgotten "
+         "sources)"),
+    Term("mia", "mia/auc/{split}", "dist/mia_auc/{split}",
+         "|loss-attack AUC (D_f vs held-out text of the same sources) - oracle's|"),
+    Term("js", "js/retrain", "dist/js",
+         "mean JS divergence to the oracle's next-token distributions on D_f"),
+    Term("verbatim", "forget/verbatim", "dist/forget_verbatim",
+         "|verbatim continuation rate on D_f - oracle's|"),
+)
+
+
+def terms_for(task: str) -> tuple[Term, ...]:
+    """The objective's terms for a workload task (``classify`` or ``generate``)."""
+    return LM_TERMS if task == "generate" else TERMS
+
+
+def floor_key(task: str, split: str) -> str:
+    """The drop the retain floor reads: held-out accuracy below the original's for a
+    classifier; for a language model, next-token accuracy on D_r below the original's (a model
+    that memorises its training text generalises little, so held-out accuracy would not see a
+    method wreck what it knows of D_r)."""
+    return "rel/retain_drop" if task == "generate" else f"rel/heldout_drop/{split}"
+
 
 _MIN_PROBE = 4  # samples per probe class below which the probe is not fitted
 

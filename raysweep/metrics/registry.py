@@ -29,7 +29,8 @@ from raysweep.metrics.oracle import HELDOUT_SPLITS
 
 __all__ = ["Direction", "Role", "Source", "Unit", "UNITS", "SCENARIOS", "MetricInfo", "METRICS",
            "register_metric", "metric_info", "metric_keys", "maximize_keys", "objective_keys",
-           "per_epoch_keys", "unknown_metric_message", "UnknownMetricError"]
+           "per_epoch_keys", "task_keys", "unknown_metric_message", "UnknownMetricError",
+           "TASKS"]
 
 #: ``max``/``min``: higher/lower is better; ``oracle``: the retrain oracle's value is the target
 #: (neither way is better on its own, e.g. accuracy on D_f); ``none``: not a quality (a count).
@@ -89,6 +90,9 @@ class MetricInfo:
         label: the column label in tables (``""``: shown under its key).
         fmt: the display format (default: the unit's).
         pattern: the declared key or pattern this entry comes from.
+        tasks: the workload tasks that record it: ``classify`` (classifiers), ``generate``
+            (language models, :mod:`raysweep.lm.metrics`), or both for a key that means the
+            analogous thing on both (``forget/acc`` is next-token accuracy on a language model).
     """
 
     key: str
@@ -105,6 +109,7 @@ class MetricInfo:
     label: str = ""
     fmt: str = ""
     pattern: str = ""
+    tasks: tuple[str, ...] = ("classify",)
 
     @property
     def display_unit(self) -> str:
@@ -123,7 +128,7 @@ class MetricInfo:
                 "unit": self.unit, "role": self.role, "computed_by": self.computed_by,
                 "source": self.source, "per_epoch": self.per_epoch, "distance": self.distance,
                 "scenarios": list(self.scenarios) or "all", "target": self.target,
-                "label": self.label, "pattern": self.pattern}
+                "label": self.label, "pattern": self.pattern, "tasks": list(self.tasks)}
 
     @property
     def goal(self) -> str | float | None:
@@ -150,6 +155,8 @@ _ROLES = ("selection", "report")
 _SOURCES = ("evaluate", "run", "suite")
 #: Forget scenarios (``scenario.kind`` of a workload); a metric defined only under some says so.
 SCENARIOS = ("class", "subclass", "random", "targeted")
+#: Workload tasks: classifiers, and causal language models (text generation).
+TASKS = ("classify", "generate")
 #: A split pattern's role per split: val selects, test reports.
 _SPLIT_ROLE: dict[str, Role] = {"val": "selection", "test": "report"}
 
@@ -158,7 +165,8 @@ def register_metric(key: str, meaning: str, *, direction: Direction, unit: str,
                     computed_by: str, role: Role | None = None, source: Source = "evaluate",
                     per_epoch: bool = False, distance: str | None = None,
                     scenarios: tuple[str, ...] = (), target: float | None = None,
-                    label: str = "", fmt: str = "") -> list[MetricInfo]:
+                    label: str = "", fmt: str = "",
+                    tasks: tuple[str, ...] = ("classify",)) -> list[MetricInfo]:
     """Declare a metric key, or a pattern ``.../{split}`` over the held-out splits.
 
     A pattern's ``role`` is implied (``val`` selects, ``test`` reports) and must be left out;
@@ -174,6 +182,9 @@ def register_metric(key: str, meaning: str, *, direction: Direction, unit: str,
         if value not in allowed:
             raise ValueError(f"register_metric({key!r}): {name} must be one of "
                              f"{', '.join(allowed)}, got {value!r}")
+    if not tasks or set(tasks) - set(TASKS):
+        raise ValueError(f"register_metric({key!r}): tasks must be among {', '.join(TASKS)}, "
+                         f"got {tasks!r}")
     is_pattern = "{split}" in key
     if is_pattern and role is not None:
         raise ValueError(f"register_metric({key!r}): a split pattern's role follows the split "
@@ -191,7 +202,7 @@ def register_metric(key: str, meaning: str, *, direction: Direction, unit: str,
     base = MetricInfo(key=key, meaning=meaning, direction=direction, unit=unit,
                       role=role or "selection", computed_by=computed_by, source=source,
                       per_epoch=per_epoch, distance=distance, scenarios=tuple(scenarios),
-                      target=target, label=label, fmt=fmt, pattern=key)
+                      target=target, label=label, fmt=fmt, pattern=key, tasks=tuple(tasks))
     if is_pattern:
         entries = [replace(base, key=key.format(split=s), role=_SPLIT_ROLE[s],
                            per_epoch=per_epoch and s == "val",
@@ -242,10 +253,18 @@ def objective_keys() -> tuple[str, ...]:
                  if m.role == "selection" and m.source != "suite" and m.computed_by != _OBJ)
 
 
-def per_epoch_keys() -> frozenset[str]:
+def task_keys(task: str, *, source: Source | None = None) -> frozenset[str]:
+    """Keys recorded on workloads of ``task`` (of one ``source``, or every source)."""
+    return frozenset(k for k, m in METRICS.items()
+                     if task in m.tasks and (source is None or m.source == source))
+
+
+def per_epoch_keys(task: str | None = None) -> frozenset[str]:
     """Keys a sweep trial records at every epoch (the cheap selection evaluation plus cost and
-    time); an objective reading only these needs no full evaluation per epoch."""
-    return frozenset(k for k, m in METRICS.items() if m.per_epoch)
+    time); an objective reading only these needs no full evaluation per epoch. ``task``: on
+    workloads of that task only (``None``: any)."""
+    return frozenset(k for k, m in METRICS.items()
+                     if m.per_epoch and (task is None or task in m.tasks))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,7 +312,8 @@ register_metric("rel/forget_acc", "accuracy on D_f as a share of the original mo
                 per_epoch=True, label="RelAcc_f")
 register_metric("rel/test_acc", "test accuracy as a share of the original model's",
                 direction="max", unit="percent", role="report", computed_by=_ACC)
-register_metric("rel/retain_drop", "the original's accuracy on D_r minus this model's",
+register_metric("rel/retain_drop", "the original's accuracy on D_r minus this model's (a "
+                "language model's retain floor reads it)",
                 direction="min", unit="fraction", role="selection", computed_by=_EVAL)
 register_metric("gap/forget_test", "random/targeted: |acc on D_f - test acc|; class: acc on "
                 "D_f (target 0)", direction="min", unit="fraction", role="report",
@@ -420,3 +440,54 @@ register_metric("relearn/epochs", "epochs of fine-tuning on D_f until the forget
                 "is back (suites' relearn test; more = more thoroughly gone)", direction="max",
                 unit="count",
                 role="report", computed_by=_RELEARN, source="suite")
+
+# Language models (text-generation workloads, :mod:`raysweep.lm.metrics`). Keys above that mean
+# the analogous thing there are shared: accuracies are next-token accuracies, losses are
+# next-token cross-entropies, the loss attack compares D_f with held-out text of the same
+# sources, JS is over next-token distributions; what the run engine records is the same.
+_LM = "raysweep.lm.metrics"
+_BOTH = ("classify", "generate")
+_SHARED = ("forget/acc", "retain/acc", "val/acc", "test/acc", "forget/loss", "test/loss",
+           "js/retrain", "heldout/acc/{split}", "heldout/acc_forgotten/{split}",
+           "mia/auc/{split}", "mia/auc_n/{split}", "dist/forget_acc", "dist/js",
+           "dist/heldout_acc/{split}", "dist/mia_auc/{split}", "rel/heldout_drop/{split}",
+           "rel/retain_drop",
+           "time/seconds", "time/ratio")
+for _key, _m in list(METRICS.items()):
+    if _m.pattern in _SHARED or _m.source == "run":
+        METRICS[_key] = replace(_m, tasks=_BOTH)
+_LM_SPLITS: tuple[tuple[str, Role, str], ...] = (
+    ("forget", "selection", "the forget set D_f"), ("retain", "selection", "the retain set D_r"),
+    ("val", "selection", "the val split"), ("test", "report", "test"))
+for _split, _role, _where in _LM_SPLITS:
+    register_metric(f"{_split}/ppl", f"perplexity on {_where} (exp of the mean next-token "
+                    f"cross-entropy)", direction="oracle" if _split == "forget" else "min",
+                    unit="score", role=_role, computed_by=_LM, per_epoch=_split != "test",
+                    tasks=("generate",),
+                    label=f"PPL_{_split[0]}", fmt="{:.2f}")
+    register_metric(f"{_split}/verbatim", f"share of {_where}'s passages whose greedy "
+                    f"continuation of the prompt reproduces the next tokens exactly",
+                    direction="oracle" if _split == "forget" else "none", unit="fraction",
+                    role=_role, computed_by=_LM, per_epoch=_split == "forget",
+                    tasks=("generate",), label=f"Verb_{_split[0]}")
+register_metric("mia/mink_auc/{split}", "Min-K% probability attack AUC, D_f vs held-out text "
+                "of the same sources", direction="oracle", unit="probability", computed_by=_LM,
+                per_epoch=True, distance="dist/mink_auc/{split}", tasks=("generate",),
+                label="MinK AUC ({split})")
+register_metric("dist/mink_auc/{split}", "|Min-K% attack AUC - the oracle's|", direction="min",
+                unit="probability", computed_by=_LM, per_epoch=True, tasks=("generate",))
+register_metric("dist/forget_verbatim", "|verbatim continuation rate on D_f - the oracle's|",
+                direction="min", unit="fraction", role="selection", computed_by=_LM,
+                per_epoch=True, tasks=("generate",))
+register_metric("dist/forget_ppl", "|log perplexity on D_f - the oracle's| (nats)",
+                direction="min", unit="nats", role="selection", computed_by=_LM,
+                per_epoch=True, tasks=("generate",))
+register_metric("dist/retain_acc", "|next-token accuracy on D_r - the oracle's|",
+                direction="min", unit="fraction", role="selection", computed_by=_LM,
+                per_epoch=True, tasks=("generate",))
+register_metric("dist/retain_ppl", "|log perplexity on D_r - the oracle's| (nats)",
+                direction="min", unit="nats", role="selection", computed_by=_LM,
+                tasks=("generate",))
+register_metric("dist/heldout_ppl/{split}", "|log perplexity on held-out text - the oracle's| "
+                "(nats)", direction="min", unit="nats", computed_by=_LM, per_epoch=True,
+                tasks=("generate",))

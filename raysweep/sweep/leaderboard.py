@@ -332,13 +332,15 @@ def leaderboard_columns(
         for key in ("objective", "objective/test"):
             if any(key in r for r in rows):
                 cols.append(metric_column(key))
-    shown = ("objective", "objective/test", acc_t, "retain/acc", "forget/acc", "mia/auc/test",
-             "dist/js", "probe/test", "cost/ratio", "epochs")
+    quality: tuple[str, ...] = (acc_t, "retain/acc", "forget/acc", "mia/auc/test", "dist/js",
+                                "probe/test")
+    if any("forget/verbatim" in r for r in rows):   # language models (raysweep.lm.metrics)
+        quality = ("forget/verbatim", "forget/acc", "retain/acc", "forget/ppl", "test/ppl",
+                   "mia/auc/test", "mia/mink_auc/test", "dist/js")
+    shown = ("objective", "objective/test", *quality, "cost/ratio", "epochs")
     if sort_metric not in shown:
         cols.append(metric_column(sort_metric))
-    cols += [metric_column(k) for k in (acc_t, "retain/acc", "forget/acc", "mia/auc/test",
-                                        "dist/js", "probe/test", "cost/ratio", "epochs",
-                                        "n_seeds")]
+    cols += [metric_column(k) for k in (*quality, "cost/ratio", "epochs", "n_seeds")]
     if any(r.get("budget_stopped") for r in rows):
         cols.append(metric_column("budget_stopped"))
     cols.append(_Prefix("Run", "run_id", "{}", help="MLflow run id (first 8 characters; "

@@ -53,7 +53,7 @@ from raysweep._provenance import commit_of, git_sha
 from raysweep._secrets import redact_uri, restore_credentials, write_private
 from raysweep._signals import sigterm_as_sigint
 from raysweep.errors import ConfigError, UserError, format_validation_error
-from raysweep.metrics.oracle import TERMS
+from raysweep.metrics.oracle import terms_for
 from raysweep.preflight import check_tracking_store, sweep_preflight
 from raysweep.sweep._lock import SweepLock
 from raysweep.sweep._result import full_result
@@ -564,20 +564,21 @@ def dry_run_plan(spec: SweepSpec) -> dict[str, Any]:
 
 
 def check_objective_computable(spec: SweepSpec, refs: dict[str, dict[str, float]],
-                               workload_name: str) -> None:
+                               workload_name: str, task: str = "classify") -> None:
     """Every metric the objective reads must exist on this workload (checked on the oracle's
     own metrics, before anything is written): a term that cannot be computed would fail every
     trial."""
     needed: list[str] = []
     for o in spec.objectives:
-        needed += spec.objective.weighted_keys("val") if o.metric == "composite" else [o.metric]
+        needed += (spec.objective.for_task(task).weighted_keys("val")
+                   if o.metric == "composite" else [o.metric])
     oracle = refs.get("retrain", {})
     # Cost, time and epochs exist only in trials (the references do not run a method).
     missing = [k for k in needed if k not in oracle
                and not k.startswith(("cost/", "time/", "train/")) and k != "epochs"]
     if missing:
         k = missing[0]
-        term = next((t.name for t in TERMS if t.dist_key("val") == k), None)
+        term = next((t.name for t in terms_for(task) if t.dist_key("val") == k), None)
         fix = (f"set objective.w_{term}: 0" if term else "choose another metric")
         raise ConfigError(f"{spec.name}: objective needs {k!r}, which workload {workload_name} "
                           f"cannot compute (e.g. too few held-out samples matched to the forget "
@@ -586,13 +587,14 @@ def check_objective_computable(spec: SweepSpec, refs: dict[str, dict[str, float]
 
 
 def check_original_loses(spec: SweepSpec, refs: dict[str, dict[str, float]],
-                         workload_name: str) -> None:
+                         workload_name: str, task: str = "classify") -> None:
     """The untouched original must score worse than the oracle on the composite; otherwise the
     weights (a large ``w_cost``: the original spends nothing) reward not unlearning at all."""
     if not any(o.metric == "composite" for o in spec.objectives):
         return
-    original = spec.objective.score(refs["original"])
-    oracle = spec.objective.score(refs["retrain"])
+    objective = spec.objective.for_task(task)
+    original = objective.score(refs["original"])
+    oracle = objective.score(refs["retrain"])
     if original <= oracle:
         raise ConfigError(
             f"{spec.name}: with these objective weights the untouched original model scores "
@@ -657,8 +659,9 @@ def run_sweep(
     # sweep directory, no Ray, no MLflow run.
     wcfg, workload = _prepare(spec)
     refs = workload.reference_metrics(catboost=spec.evaluation.catboost)
-    check_objective_computable(spec, refs, wcfg.name)
-    check_original_loses(spec, refs, wcfg.name)
+    task = getattr(workload, "task", "classify")
+    check_objective_computable(spec, refs, wcfg.name, task)
+    check_original_loses(spec, refs, wcfg.name, task)
     ensure_key()  # the resume signature's key: a key that cannot be made fails before any write
     sweep_dir = sweeps_home() / sweep_id
     sweep_dir.mkdir(parents=True, exist_ok=False, mode=0o700)  # private: see sweep/_trust.py
@@ -703,7 +706,8 @@ def _run_locked(spec: SweepSpec, sweep_id: str, sweep_dir: Path, uri: str, wcfg:
             "raysweep.workload_key": workload.key, "raysweep.git_sha": state.git_sha,
             "raysweep.sort_key": spec.objectives[0].key,
             "raysweep.selection_split": "val", "raysweep.report_split": "test",
-            "raysweep.objective": spec.objective.describe(),
+            "raysweep.objective": spec.objective.for_task(
+                getattr(workload, "task", "classify")).describe(),
             "raysweep.signal_terms": ",".join(r["term"] for r in signal if r["signal"]),
             "raysweep.no_signal_terms": ",".join(r["term"] for r in signal if not r["signal"])}
     state._tracker = tracker  # for _record_failure; never saved

@@ -59,7 +59,8 @@ def make_plan(spec: SweepSpec, workload: Any, reference: dict[str, dict[str, flo
     b = spec.budget
     # ASHA may stop a trial between epochs, before the full evaluation of its best epoch.
     per_epoch = "full" if spec.search.early_terminate is not None else spec.evaluation.per_epoch
-    return TrialPlan(objectives=list(spec.objectives), objective_config=spec.objective,
+    objective = spec.objective.for_task(getattr(workload, "task", "classify"))
+    return TrialPlan(objectives=list(spec.objectives), objective_config=objective,
                      reference=reference, max_epochs=b.max_epochs, max_seconds=b.max_seconds,
                      max_time_ratio=b.max_time_ratio, max_cost_ratio=b.max_cost_ratio,
                      catboost=spec.evaluation.catboost,

@@ -137,12 +137,12 @@ def test_workload_matches_non_members_to_the_scenario(scenario, expect_val, expe
     from pydantic import TypeAdapter
 
     from raysweep.data.scenarios import Scenario
-    from raysweep.workload import _matched_masks
+    from raysweep.workload import matched_masks
 
     ds = _toy_dataset()
     sc = TypeAdapter(Scenario).validate_python(scenario)
     idx = {"val": np.arange(0, 120, 4)}
-    masks = _matched_masks(SimpleNamespace(scenario=sc, seed=0), ds, idx)
+    masks = matched_masks(SimpleNamespace(scenario=sc, seed=0), ds, idx)
     if expect_val is None:
         assert masks == {"val": None, "test": None}
         return
@@ -156,13 +156,13 @@ def test_targeted_selector_is_applied_to_held_out_rows_with_its_threshold():
     from pydantic import TypeAdapter
 
     from raysweep.data.scenarios import Scenario
-    from raysweep.workload import _matched_masks
+    from raysweep.workload import matched_masks
 
     ds = _toy_dataset()
     sc = TypeAdapter(Scenario).validate_python(
         {"kind": "targeted", "selector": "brightness", "params": {"count": 24}})
     idx = {"val": np.arange(0, 120, 4)}
-    masks = _matched_masks(SimpleNamespace(scenario=sc, seed=0), ds, idx)
+    masks = matched_masks(SimpleNamespace(scenario=sc, seed=0), ds, idx)
     full = sc.forget_mask(ds, seed=0)
     assert np.array_equal(masks["val"], full[idx["val"]])   # the training threshold, exactly
     assert masks["test"].sum() == 6                          # count scaled to the test set

@@ -196,7 +196,7 @@ def test_evaluate_returns_exactly_the_declared_evaluate_keys(digits):
                           catboost=True, seed=0)
     undeclared = sorted(set(got) - set(METRICS))
     assert not undeclared, f"declare these in raysweep/metrics/registry.py: {undeclared}"
-    declared = {k for k, m in METRICS.items() if m.source == "evaluate"}
+    declared = {k for k, m in METRICS.items() if m.source == "evaluate" and "classify" in m.tasks}
     assert sorted(declared - set(got)) == []  # declared, but evaluate never produces it
     assert {k: METRICS[k].source for k in got} == dict.fromkeys(got, "evaluate")
 
@@ -226,10 +226,11 @@ def test_a_trial_records_declared_keys_only_and_every_declared_run_key(trial_rep
     assert epochs and final.get("rs/final")
     for r in epochs:  # per epoch: exactly the per-epoch keys (selection evaluation, cost, time)
         now = {k for k in _metric_keys(r) if not k.startswith("best/")}
-        assert now - {"objective"} == set(per_epoch_keys())
+        assert now - {"objective"} == set(per_epoch_keys("classify"))
     best = {k[len("best/"):] for k in final if k.startswith("best/")}
     assert sorted(best - set(METRICS)) == []
-    run_keys = {k for k, m in METRICS.items() if m.source in ("evaluate", "run")}
+    run_keys = {k for k, m in METRICS.items()
+                if m.source in ("evaluate", "run") and "classify" in m.tasks}
     assert sorted(run_keys - best) == []  # every declared key reaches a leaderboard row
 
 

@@ -64,6 +64,7 @@ import numpy as np
 import torch
 
 from raysweep.methods import EpochEnd, get_method, make_config, run_method
+from raysweep.methods._lm import kept_weights, restore_weights
 from raysweep.training import autocast
 
 if TYPE_CHECKING:
@@ -366,7 +367,7 @@ def _execute(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
             final_model = model
         else:
             final_model = copy.deepcopy(model)
-            final_model.load_state_dict(best_state)
+            restore_weights(final_model, best_state)
         metrics = full_metrics(final_model, int(best["epoch"]), kept_outputs.get("best"))
         kept = {k: v for k, v in best["metrics"].items()
                 if k.startswith(("cost/", "time/")) or k in ("epochs",)}
@@ -424,7 +425,7 @@ def _execute(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
         elif best is None or (not over and (best.get("over_budget")
                                             or _better(candidate, best["metrics"], plan))):
             best = {"epoch": epoch, "metrics": candidate, "over_budget": over}
-            best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_weights = kept_weights(model)
             best_state = best_weights
             if mode["selection"]:
                 kept_outputs["best"] = kept_outputs.get("last")

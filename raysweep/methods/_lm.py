@@ -24,8 +24,8 @@ from raysweep.methods._base import EpochEnd, MethodConfig, UnlearnContext, Unlea
 from raysweep.methods._common import mean
 from raysweep.models.lm import IGNORE_INDEX
 
-__all__ = ["LMMethodConfig", "sequence_nll", "token_mask", "attach_lora", "lora_state",
-           "unlearn_epochs", "retain_kl"]
+__all__ = ["LMMethodConfig", "sequence_nll", "token_mask", "attach_lora", "kept_weights",
+           "restore_weights", "unlearn_epochs", "retain_kl", "LORA_CONFIG_KEY"]
 
 #: A method that runs on language-model workloads only.
 GENERATE: tuple[str, ...] = ("generate",)
@@ -92,10 +92,42 @@ def attach_lora(model: nn.Module, cfg: LMMethodConfig) -> list[nn.Parameter]:
     return trainable
 
 
-def lora_state(model: nn.Module) -> dict[str, torch.Tensor] | None:
-    """The adapter weights alone when ``model`` carries LoRA adapters, else ``None``."""
-    state = {k: v for k, v in model.state_dict().items() if "lora_" in k}
-    return state or None
+#: The key under which a checkpoint of adapters records their rank and alpha.
+LORA_CONFIG_KEY = "raysweep.lora"
+
+
+def kept_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint stores: every weight, or, when ``model`` carries LoRA adapters, the
+    adapters alone with their rank and alpha (the base weights are the original's, which the
+    workload holds; a checkpoint of adapters is a few percent of the model)."""
+    state = model.state_dict()
+    adapters = {k: v.detach().cpu().clone() for k, v in state.items() if "lora_" in k}
+    if not adapters:
+        return {k: v.detach().cpu().clone() for k, v in state.items()}
+    layer = next(m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "r"))
+    adapter = next(iter(layer.r))
+    adapters[LORA_CONFIG_KEY] = torch.tensor([float(layer.r[adapter]),
+                                              float(layer.lora_alpha[adapter])])
+    return adapters
+
+
+def restore_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Load what :func:`kept_weights` stored into ``model``: every weight, or adapters into a
+    model that has the original's base weights (injected first when it has none)."""
+    if LORA_CONFIG_KEY not in state:
+        model.load_state_dict(state)
+        return model
+    rank, alpha = (int(v) for v in state[LORA_CONFIG_KEY].tolist())
+    adapters = {k: v for k, v in state.items() if k != LORA_CONFIG_KEY}
+    if not any("lora_" in k for k in model.state_dict()):
+        attach_lora(model, LMMethodConfig(lora_rank=rank, lora_alpha=alpha))
+    missing, unexpected = model.load_state_dict(adapters, strict=False)
+    wanted = set(adapters) - set(unexpected)
+    if unexpected or any("lora_" in k for k in missing) or not wanted:
+        raise ValueError(f"the checkpoint's adapters do not fit this model (unexpected: "
+                         f"{sorted(unexpected)[:3]}, missing: "
+                         f"{sorted(k for k in missing if 'lora_' in k)[:3]})")
+    return model
 
 
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -1184,10 +1184,10 @@ def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: SweepState,
 def _log_best_model(tracker: Any, run_id: str, checkpoint_dir: str, workload: Any) -> None:
     """The checkpoint's weights as an MLflow model (``runs:/<run>/model``: Model Registry,
     ``mlflow models``), with a few test rows as its input example."""
+    from raysweep.methods._lm import restore_weights
     from raysweep.sweep.trainable import load_best
 
-    model = workload.build_model("original")
-    model.load_state_dict(load_best(checkpoint_dir))
+    model = restore_weights(workload.build_model("original"), load_best(checkpoint_dir))
     x = workload.splits["test"].tensors[0][:4]
     tracker.log_model(run_id, model.eval().cpu(), x)
 

@@ -366,8 +366,8 @@ def _execute(config: dict[str, Any], workload: Any, plan: TrialPlan, *,
         if last_only:  # the method's own final weights, evaluated where they are
             final_model = model
         else:
-            final_model = copy.deepcopy(model)
-            restore_weights(final_model, best_state)
+            assert best_state is not None
+            final_model = restore_weights(copy.deepcopy(model), best_state)
         metrics = full_metrics(final_model, int(best["epoch"]), kept_outputs.get("best"))
         kept = {k: v for k, v in best["metrics"].items()
                 if k.startswith(("cost/", "time/")) or k in ("epochs",)}

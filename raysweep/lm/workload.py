@@ -302,11 +302,11 @@ def prepare_lm(cfg: WorkloadConfig, *, device: str | None = None, force: bool = 
                quiet: bool = False, cached_only: bool = False) -> PreparedLMWorkload | None:
     """Prepare (or load from cache) a text-generation workload; see the module docstring."""
     from raysweep.workload import (
+        cache_root,
         load_data,
         matched_masks,
         safe_name,
         split_indices,
-        cache_root,
         workload_key,
     )
 

@@ -104,8 +104,8 @@ def kept_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     adapters = {k: v.detach().cpu().clone() for k, v in state.items() if "lora_" in k}
     if not adapters:
         return {k: v.detach().cpu().clone() for k, v in state.items()}
-    layer = next(m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "r"))
-    adapter = next(iter(layer.r))
+    layer: Any = next(m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "r"))
+    adapter = next(iter(layer.r))   # peft keeps rank and alpha per adapter name
     adapters[LORA_CONFIG_KEY] = torch.tensor([float(layer.r[adapter]),
                                               float(layer.lora_alpha[adapter])])
     return adapters

@@ -154,8 +154,8 @@ class PreparedLMWorkload:
 
     def forward_selection(self, model: nn.Module, device: torch.device, *, batch_size: int,
                           seed: int = 0, val_rows: int | None = None) -> LMOutputs:
-        """What selection reads: D_f (with verbatim and JS), D_r and val (losses, accuracies and
-        attack scores; no generation). With the whole of val the values are exactly those
+        """What selection reads: D_f (with verbatim and JS), val, and D_r (losses and
+        accuracies, no generation). With the whole of val the values are exactly those
         :meth:`evaluate` gives for these keys."""
         cfg = self.eval_config
         rows = self.selection_rows(seed, val_rows)
@@ -167,7 +167,8 @@ class PreparedLMWorkload:
                                  batch_size=batch_size, js_reference=self.js_reference),
             "retain": forward_lm(model, self.splits["retain"], device, cfg,
                                  batch_size=batch_size, verbatim=False),
-            "val": forward_lm(model, val, device, cfg, batch_size=batch_size, verbatim=False)})
+            # val with its verbatim test: the final evaluation reuses these outputs whole
+            "val": forward_lm(model, val, device, cfg, batch_size=batch_size)})
 
     # -- metrics ------------------------------------------------------------------------------
     def _refs(self, rows: np.ndarray | None) -> tuple[LMOutputs, LMOutputs,

@@ -93,6 +93,9 @@ class MetricInfo:
         tasks: the workload tasks that record it: ``classify`` (classifiers), ``generate``
             (language models, :mod:`raysweep.lm.metrics`), or both for a key that means the
             analogous thing on both (``forget/acc`` is next-token accuracy on a language model).
+        per_epoch_for: tasks on which a key that is not ``per_epoch`` everywhere is recorded
+            every epoch all the same (a language model's selection reads D_r, a classifier's
+            does not).
     """
 
     key: str
@@ -110,6 +113,7 @@ class MetricInfo:
     fmt: str = ""
     pattern: str = ""
     tasks: tuple[str, ...] = ("classify",)
+    per_epoch_for: tuple[str, ...] = ()
 
     @property
     def display_unit(self) -> str:
@@ -264,7 +268,8 @@ def per_epoch_keys(task: str | None = None) -> frozenset[str]:
     time); an objective reading only these needs no full evaluation per epoch. ``task``: on
     workloads of that task only (``None``: any)."""
     return frozenset(k for k, m in METRICS.items()
-                     if m.per_epoch and (task is None or task in m.tasks))
+                     if (m.per_epoch and (task is None or task in m.tasks))
+                     or (task is not None and task in m.per_epoch_for))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,6 +461,8 @@ _SHARED = ("forget/acc", "retain/acc", "val/acc", "test/acc", "forget/loss", "te
 for _key, _m in list(METRICS.items()):
     if _m.pattern in _SHARED or _m.source == "run":
         METRICS[_key] = replace(_m, tasks=_BOTH)
+    if _key in ("retain/acc", "rel/retain_drop"):   # the retain floor's, every epoch
+        METRICS[_key] = replace(METRICS[_key], per_epoch_for=("generate",))
 _LM_SPLITS: tuple[tuple[str, Role, str], ...] = (
     ("forget", "selection", "the forget set D_f"), ("retain", "selection", "the retain set D_r"),
     ("val", "selection", "the val split"), ("test", "report", "test"))
@@ -468,7 +475,7 @@ for _split, _role, _where in _LM_SPLITS:
     register_metric(f"{_split}/verbatim", f"share of {_where}'s passages whose greedy "
                     f"continuation of the prompt reproduces the next tokens exactly",
                     direction="oracle" if _split == "forget" else "none", unit="fraction",
-                    role=_role, computed_by=_LM, per_epoch=_split == "forget",
+                    role=_role, computed_by=_LM, per_epoch=_split in ("forget", "val"),
                     tasks=("generate",), label=f"Verb_{_split[0]}")
 register_metric("mia/mink_auc/{split}", "Min-K% probability attack AUC, D_f vs held-out text "
                 "of the same sources", direction="oracle", unit="probability", computed_by=_LM,
@@ -487,7 +494,7 @@ register_metric("dist/retain_acc", "|next-token accuracy on D_r - the oracle's|"
                 per_epoch=True, tasks=("generate",))
 register_metric("dist/retain_ppl", "|log perplexity on D_r - the oracle's| (nats)",
                 direction="min", unit="nats", role="selection", computed_by=_LM,
-                tasks=("generate",))
+                per_epoch=True, tasks=("generate",))
 register_metric("dist/heldout_ppl/{split}", "|log perplexity on held-out text - the oracle's| "
                 "(nats)", direction="min", unit="nats", computed_by=_LM, per_epoch=True,
                 tasks=("generate",))

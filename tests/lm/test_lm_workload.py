@@ -211,3 +211,59 @@ def test_a_sweep_of_language_model_methods_runs_end_to_end(lm_env, tmp_path, mon
     assert trials and {"original", "retrain"} <= set(refs)
     assert all("forget/verbatim" in r and math.isfinite(r["objective"]) for r in trials)
     assert refs["retrain"]["objective"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_lora_checkpoint_holds_the_adapters_and_restores_the_same_model():
+    import copy
+
+    from raysweep.methods._lm import (
+        LORA_CONFIG_KEY,
+        LMMethodConfig,
+        attach_lora,
+        kept_weights,
+        restore_weights,
+    )
+    from raysweep.testing import tiny_lm_problem
+
+    prob = tiny_lm_problem()
+    tuned = copy.deepcopy(prob.model)
+    attach_lora(tuned, LMMethodConfig(lora_rank=4, lora_alpha=8))
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    kept = kept_weights(tuned)
+    assert LORA_CONFIG_KEY in kept and all("lora_" in k for k in kept if k != LORA_CONFIG_KEY)
+    assert kept[LORA_CONFIG_KEY].tolist() == [4.0, 8.0]
+    restored = restore_weights(copy.deepcopy(prob.model), kept)
+    x = prob.data.forget.tensors[0][:4]
+    assert torch.allclose(restored(x), tuned(x))
+    assert not torch.allclose(restored(x), prob.model(x))
+    plain = kept_weights(prob.model)     # no adapters: every weight
+    assert set(plain) == set(prob.model.state_dict())
+    foreign = {LORA_CONFIG_KEY: kept[LORA_CONFIG_KEY],
+               "lm.nothing.lora_A.default.weight": torch.zeros(1)}
+    with pytest.raises(ValueError, match="do not fit"):
+        restore_weights(copy.deepcopy(tuned), foreign)
+
+
+def test_a_trial_records_the_declared_per_epoch_keys_of_a_language_model(tiny):
+    from raysweep.engine import TrialPlan, run_trial
+    from raysweep.metrics import ObjectiveConfig
+    from raysweep.metrics.registry import METRICS, per_epoch_keys
+    from raysweep.sweep.space import ObjectiveSpec
+
+    reports: list[dict[str, Any]] = []
+    plan = TrialPlan(objectives=[ObjectiveSpec()], objective_config=ObjectiveConfig(),
+                     reference={}, max_epochs=2)
+    run_trial({"method": "grad-diff", "grad-diff": {"epochs": 2}, "seed": 0}, tiny, plan,
+              report=lambda result, *_: reports.append(result))
+    epochs = [r for r in reports if not r.get("rs/final")]
+    assert len(epochs) == 2 and reports[-1].get("rs/final")
+    for r in epochs:
+        now = {k for k in r if k in METRICS}
+        assert now - {"objective"} == set(per_epoch_keys("generate"))
+    best = {k[len("best/"):] for k in reports[-1] if k.startswith("best/")}
+    declared = {k for k, m in METRICS.items()
+                if m.source in ("evaluate", "run") and "generate" in m.tasks}
+    assert sorted(declared - best) == [] and sorted(best - set(METRICS)) == []

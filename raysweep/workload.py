@@ -53,9 +53,9 @@ from raysweep.metrics._evaluate import oracle_lr_auc
 from raysweep.models import ModelSpec, model_kind
 from raysweep.training import resolve_device, train_model
 
-__all__ = ["PreparedWorkload", "prepare", "check_workload", "load_workload_config", "cache_root",
-           "workload_key", "task_of", "CACHE_VERSION", "BUNDLED_WORKLOADS", "load_data",
-           "split_indices", "matched_masks", "safe_name", "stratified_rows"]
+__all__ = ["PreparedWorkload", "WorkloadBase", "prepare", "check_workload",
+           "load_workload_config", "cache_root", "workload_key", "task_of", "CACHE_VERSION",
+           "BUNDLED_WORKLOADS", "load_data", "split_indices", "matched_masks", "safe_name", "stratified_rows"]
 
 CACHE_VERSION = 2  # 2: outputs carry penultimate features (the representation probe)
 BUNDLED_WORKLOADS = search_spaces_dir() / "workloads"
@@ -87,8 +87,56 @@ def load_workload_config(ref: str | Path) -> WorkloadConfig:
     return parse_model(WorkloadConfig, load_yaml(path), str(path))
 
 
+class WorkloadBase:
+    """What every prepared workload (a classifier's :class:`PreparedWorkload`, a language
+    model's :class:`raysweep.lm.workload.PreparedLMWorkload`) computes the same way: its name,
+    the cost of retraining and the reference rows' metrics. Subclasses are dataclasses with
+    ``config``, ``class_names``, ``splits``, ``original_outputs``/``retrain_outputs``,
+    ``original_seconds``/``retrain_seconds`` and an ``evaluate`` method."""
+
+    config: WorkloadConfig
+    class_names: list[str]
+    splits: dict[str, TensorDataset]
+    original_outputs: Any
+    retrain_outputs: Any
+    original_seconds: float
+    retrain_seconds: float
+
+    def evaluate(self, outputs: Any, *, seconds: float | None, catboost: bool = True,
+                 seed: int = 0, retrain_seconds: float | None = None) -> dict[str, float]:
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def retrain_cost(self) -> PassCount:
+        """Sample-passes of retraining from scratch with the workload's recipe."""
+        return retrain_passes(len(self.splits["retain"]), self.config.train.epochs)
+
+    def reference_metrics(self, catboost: bool = True) -> dict[str, dict[str, float]]:
+        """The original's and the oracle's metrics; cost: the original spends nothing on
+        unlearning (ratio 0), the oracle retrains (ratio 1), in the same sample-pass units."""
+        refs = {
+            "original": self.evaluate(self.original_outputs, seconds=self.original_seconds,
+                                      catboost=catboost, seed=self.config.seed),
+            "retrain": self.evaluate(self.retrain_outputs, seconds=self.retrain_seconds,
+                                     catboost=catboost, seed=self.config.seed),
+        }
+        zero = PassCount(0, 0)
+        for name, cost in (("original", zero), ("retrain", self.retrain_cost)):
+            refs[name].update(cost.as_metrics())
+            refs[name]["cost/ratio"] = cost.passes / max(self.retrain_cost.passes, 1)
+        return refs
+
+
 @dataclass
-class PreparedWorkload:
+class PreparedWorkload(WorkloadBase):
     """Everything a trial needs, small enough to share through Ray's object store."""
 
     config: WorkloadConfig
@@ -113,14 +161,6 @@ class PreparedWorkload:
     _selection_cache: dict[tuple[int, int], tuple[Any, ...]] = field(default_factory=dict,
                                                                       repr=False)
     task: str = "classify"
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
     def unlearn_data(self, batch_size: int = 128) -> UnlearnData:
         s = self.splits
@@ -230,11 +270,6 @@ class PreparedWorkload:
             self._selection_cache[key] = (original, retrain, matched, oracle_raw)
         return self._selection_cache[key]
 
-    @property
-    def retrain_cost(self) -> PassCount:
-        """Sample-passes of retraining from scratch with the workload's recipe."""
-        return retrain_passes(len(self.splits["retain"]), self.config.train.epochs)
-
     def evaluate(self, outputs: ModelOutputs, *, seconds: float | None, catboost: bool = True,
                  seed: int = 0, retrain_seconds: float | None = None) -> dict[str, float]:
         """All metrics of a model's outputs against this workload's original and oracle.
@@ -307,21 +342,6 @@ class PreparedWorkload:
                          "signal": bool(sep is not None and sep >= 2.0),
                          "weighted": bool(weights.get(term.name, 0.0))})
         return rows
-
-    def reference_metrics(self, catboost: bool = True) -> dict[str, dict[str, float]]:
-        """The original's and the oracle's metrics; cost: the original spends nothing on
-        unlearning (ratio 0), the oracle retrains (ratio 1), in the same sample-pass units."""
-        refs = {
-            "original": self.evaluate(self.original_outputs, seconds=self.original_seconds,
-                                      catboost=catboost, seed=self.config.seed),
-            "retrain": self.evaluate(self.retrain_outputs, seconds=self.retrain_seconds,
-                                     catboost=catboost, seed=self.config.seed),
-        }
-        zero = PassCount(0, 0)
-        for name, cost in (("original", zero), ("retrain", self.retrain_cost)):
-            refs[name].update(cost.as_metrics())
-            refs[name]["cost/ratio"] = cost.passes / max(self.retrain_cost.passes, 1)
-        return refs
 
 
 def _build(spec: ModelSpec, *, pretrained: bool, seed: int) -> nn.Module:

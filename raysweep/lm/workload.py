@@ -45,10 +45,10 @@ from raysweep.lm.metrics import (
     reference_distributions,
 )
 from raysweep.lm.tokenizer import encode_passages, train_tokenizer, vocab_size
-from raysweep.methods import PassCount, retrain_passes
 from raysweep.methods._base import UnlearnContext
 from raysweep.models import ModelSpec
 from raysweep.training import resolve_device, train_model
+from raysweep.workload import WorkloadBase
 
 __all__ = ["PreparedLMWorkload", "prepare_lm", "check_lm_workload"]
 
@@ -64,7 +64,7 @@ def eval_config(cfg: WorkloadConfig) -> LMEvalConfig:
 
 
 @dataclass
-class PreparedLMWorkload:
+class PreparedLMWorkload(WorkloadBase):
     """A prepared text-generation workload (see the module docstring)."""
 
     config: WorkloadConfig
@@ -85,14 +85,6 @@ class PreparedLMWorkload:
     matched: dict[str, np.ndarray | None] = field(default_factory=dict)
     kind: str = "lm"
     task: str = "generate"
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
     @property
     def eval_config(self) -> LMEvalConfig:
@@ -125,10 +117,6 @@ class PreparedLMWorkload:
 
     def warm(self, seeds: Any = (), val_rows: int | None = None) -> None:
         """Nothing to precompute: the references are plain per-passage statistics."""
-
-    @property
-    def retrain_cost(self) -> PassCount:
-        return retrain_passes(len(self.splits["retain"]), self.config.train.epochs)
 
     def retain_verbatim_rows(self) -> np.ndarray:
         """The D_r passages whose verbatim continuation is tested (fixed by the workload)."""
@@ -201,15 +189,6 @@ class PreparedLMWorkload:
                            retrain=self.retrain_outputs, matched=self.matched,
                            source_forgetting=self.source_forgetting, seconds=seconds,
                            retrain_seconds=retrain_seconds)
-
-    def reference_metrics(self, catboost: bool = True) -> dict[str, dict[str, float]]:
-        refs = {"original": self.evaluate(self.original_outputs, seconds=self.original_seconds),
-                "retrain": self.evaluate(self.retrain_outputs, seconds=self.retrain_seconds)}
-        zero = PassCount(0, 0)
-        for name, cost in (("original", zero), ("retrain", self.retrain_cost)):
-            refs[name].update(cost.as_metrics())
-            refs[name]["cost/ratio"] = cost.passes / max(self.retrain_cost.passes, 1)
-        return refs
 
     def signal_check(self, objective: Any = None, *, split: str = "val",
                      seed: int = 0) -> list[dict[str, Any]]:

@@ -55,7 +55,8 @@ from raysweep.training import resolve_device, train_model
 
 __all__ = ["PreparedWorkload", "WorkloadBase", "prepare", "check_workload",
            "load_workload_config", "cache_root", "workload_key", "task_of", "CACHE_VERSION",
-           "BUNDLED_WORKLOADS", "load_data", "split_indices", "matched_masks", "safe_name", "stratified_rows"]
+           "BUNDLED_WORKLOADS", "load_data", "split_indices", "matched_masks", "safe_name",
+           "stratified_rows"]
 
 CACHE_VERSION = 2  # 2: outputs carry penultimate features (the representation probe)
 BUNDLED_WORKLOADS = search_spaces_dir() / "workloads"

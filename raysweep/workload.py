@@ -96,12 +96,40 @@ class WorkloadBase:
     ``original_seconds``/``retrain_seconds`` and an ``evaluate`` method."""
 
     config: WorkloadConfig
+    kind: str
+    task: str
     class_names: list[str]
     splits: dict[str, TensorDataset]
+    model_spec: ModelSpec
+    original_state: dict[str, torch.Tensor]
+    retrain_state: dict[str, torch.Tensor]
     original_outputs: Any
     retrain_outputs: Any
     original_seconds: float
     retrain_seconds: float
+
+    @property
+    def eval_settings(self) -> Any:
+        """Task-specific evaluation settings a method may read (``ctx.eval_settings``)."""
+        return None
+
+    def build_model(self, which: str = "original") -> nn.Module:
+        """The original (or, ``which="retrain"``, the oracle) rebuilt from its weights."""
+        model = self.model_spec.build(pretrained=False, seed=self.config.seed)
+        model.load_state_dict(self.original_state if which == "original"
+                              else self.retrain_state)
+        return model.eval()
+
+    def context(self, device: torch.device | None = None,
+                seed: int | None = None) -> UnlearnContext:
+        """What a method receives besides its data: the frozen original, the model spec (for
+        fresh models), the device, the seed and the training recipe."""
+        dev = device or torch.device("cpu")
+        return UnlearnContext(original=self.build_model("original").to(dev),
+                              model_spec=self.model_spec, device=dev,
+                              seed=self.config.seed if seed is None else seed,
+                              train_recipe=self.config.train, is_text=self.kind != "image",
+                              task=self.task, eval_settings=self.eval_settings)
 
     def evaluate(self, outputs: Any, *, seconds: float | None, catboost: bool = True,
                  seed: int = 0, retrain_seconds: float | None = None) -> dict[str, float]:
@@ -168,20 +196,6 @@ class PreparedWorkload(WorkloadBase):
         return UnlearnData(forget=s["forget"], retain=s["retain"], val=s["val"], test=s["test"],
                            num_classes=self.num_classes, forget_classes=self.forget_classes,
                            batch_size=batch_size)
-
-    def build_model(self, which: str = "original") -> nn.Module:
-        model = _build(self.model_spec, pretrained=False, seed=self.config.seed)
-        state = self.original_state if which == "original" else self.retrain_state
-        model.load_state_dict(state)
-        return model.eval()
-
-    def context(self, device: torch.device | None = None,
-                seed: int | None = None) -> UnlearnContext:
-        dev = device or torch.device("cpu")
-        return UnlearnContext(original=self.build_model("original").to(dev),
-                              model_spec=self.model_spec, device=dev,
-                              seed=self.config.seed if seed is None else seed,
-                              train_recipe=self.config.train, is_text=self.kind == "text")
 
     def warm(self, seeds: Iterable[int], val_rows: int | None = None) -> None:
         """Compute the oracle's per-seed references now (its raw objective terms, its LR-attack

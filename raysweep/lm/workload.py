@@ -45,7 +45,6 @@ from raysweep.lm.metrics import (
     reference_distributions,
 )
 from raysweep.lm.tokenizer import encode_passages, train_tokenizer, vocab_size
-from raysweep.methods._base import UnlearnContext
 from raysweep.models import ModelSpec
 from raysweep.training import resolve_device, train_model
 from raysweep.workload import WorkloadBase
@@ -91,6 +90,11 @@ class PreparedLMWorkload(WorkloadBase):
         return eval_config(self.config)
 
     @property
+    def eval_settings(self) -> LMEvalConfig:
+        """The verbatim test's prefix, which the answer-replacing method reuses."""
+        return self.eval_config
+
+    @property
     def source_forgetting(self) -> bool:
         return bool(self.forget_classes)
 
@@ -99,21 +103,6 @@ class PreparedLMWorkload(WorkloadBase):
         return UnlearnData(forget=s["forget"], retain=s["retain"], val=s["val"], test=s["test"],
                            num_classes=self.model_spec.num_classes,
                            forget_classes=self.forget_classes, batch_size=batch_size)
-
-    def build_model(self, which: str = "original") -> nn.Module:
-        model = self.model_spec.build(pretrained=False, seed=self.config.seed)
-        model.load_state_dict(self.original_state if which == "original"
-                              else self.retrain_state)
-        return model.eval()
-
-    def context(self, device: torch.device | None = None,
-                seed: int | None = None) -> UnlearnContext:
-        dev = device or torch.device("cpu")
-        return UnlearnContext(original=self.build_model("original").to(dev),
-                              model_spec=self.model_spec, device=dev,
-                              seed=self.config.seed if seed is None else seed,
-                              train_recipe=self.config.train, is_text=True, task=self.task,
-                              eval_settings=self.eval_config)
 
     def warm(self, seeds: Any = (), val_rows: int | None = None) -> None:
         """Nothing to precompute: the references are plain per-passage statistics."""

@@ -7,24 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from raysweep.methods._base import EpochEnd, UnlearnContext, UnlearnData, register_method
-from raysweep.methods._lm import (
-    GENERATE,
-    LMMethodConfig,
-    retain_kl,
-    sequence_nll,
-    unlearn_epochs,
-)
+from raysweep.methods._lm import GENERATE, retain_kl, sequence_nll, unlearn_epochs
+from raysweep.methods.grad_diff import GradDiffConfig
 
 
-class KLGradDiffConfig(LMMethodConfig):
-    gamma: float = Field(1.0, ge=0, le=100, description="weight of the forget term "
-                         "(OpenUnlearning: 1)")
-    alpha: float = Field(1.0, ge=0, le=100, description="weight of KL(original || model) on "
-                         "D_r (OpenUnlearning: 1)")
+class KLGradDiffConfig(GradDiffConfig):
+    """Grad-diff's fields; ``alpha`` weighs KL(original || model) on D_r instead of the NLL."""
 
 
 @register_method("kl-grad-diff", config=KLGradDiffConfig, tasks=GENERATE,

@@ -466,17 +466,21 @@ for _key, _m in list(METRICS.items()):
 _LM_SPLITS: tuple[tuple[str, Role, str], ...] = (
     ("forget", "selection", "the forget set D_f"), ("retain", "selection", "the retain set D_r"),
     ("val", "selection", "the val split"), ("test", "report", "test"))
+#: Per-split language-model keys: (name, meaning, direction off D_f, unit, label, format, the
+#: splits selection records every epoch).
+_LM_PER_SPLIT: tuple[tuple[str, str, Direction, str, str, str, tuple[str, ...]], ...] = (
+    ("ppl", "perplexity on {where} (exp of the mean next-token cross-entropy)", "min", "score",
+     "PPL_{s}", "{:.2f}", ("forget", "retain", "val")),
+    ("verbatim", "share of {where}'s passages whose greedy continuation of the prompt "
+     "reproduces the next tokens exactly", "none", "fraction", "Verb_{s}", "",
+     ("forget", "val")),
+)
 for _split, _role, _where in _LM_SPLITS:
-    register_metric(f"{_split}/ppl", f"perplexity on {_where} (exp of the mean next-token "
-                    f"cross-entropy)", direction="oracle" if _split == "forget" else "min",
-                    unit="score", role=_role, computed_by=_LM, per_epoch=_split != "test",
-                    tasks=("generate",),
-                    label=f"PPL_{_split[0]}", fmt="{:.2f}")
-    register_metric(f"{_split}/verbatim", f"share of {_where}'s passages whose greedy "
-                    f"continuation of the prompt reproduces the next tokens exactly",
-                    direction="oracle" if _split == "forget" else "none", unit="fraction",
-                    role=_role, computed_by=_LM, per_epoch=_split in ("forget", "val"),
-                    tasks=("generate",), label=f"Verb_{_split[0]}")
+    for _name, _meaning, _dir, _unit, _label, _fmt, _every in _LM_PER_SPLIT:
+        register_metric(f"{_split}/{_name}", _meaning.format(where=_where),
+                        direction="oracle" if _split == "forget" else _dir, unit=_unit,
+                        role=_role, computed_by=_LM, per_epoch=_split in _every,
+                        tasks=("generate",), label=_label.format(s=_split[0]), fmt=_fmt)
 register_metric("mia/mink_auc/{split}", "Min-K% probability attack AUC, D_f vs held-out text "
                 "of the same sources", direction="oracle", unit="probability", computed_by=_LM,
                 per_epoch=True, distance="dist/mink_auc/{split}", tasks=("generate",),

@@ -71,9 +71,14 @@ def gpt_tiny(num_classes: int, in_chans: int, img_size: int, pretrained: bool | 
     if pretrained:
         raise ValueError("gpt-tiny has no pretrained weights (it is trained by its workload); "
                          "set model.pretrained: false")
+    for name, value, least in (("n_layer", n_layer, 1), ("n_embd", n_embd, 8),
+                               ("n_head", n_head, 1), ("context", context, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     if n_embd % n_head:
-        raise ValueError(f"n_embd ({n_embd}) must be a multiple of n_head ({n_head}), "
-                         f"must be positive")
+        raise ValueError(f"n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
     config = GPT2Config(vocab_size=num_classes, n_positions=context, n_embd=n_embd,
                         n_layer=n_layer, n_head=n_head, resid_pdrop=dropout,
                         embd_pdrop=dropout, attn_pdrop=dropout, tie_word_embeddings=True,

@@ -167,6 +167,10 @@ def test_a_classifier_method_on_a_language_model_is_refused_in_one_line(tiny):
     ({"model": {"name": "gpt-tiny", "options": {"context": 99}}}, "lm.context"),
     ({"model": {"name": "smallcnn"}}, "lm: is for language-model workloads"),
     ({"dataset": {"name": "digits"}}, "needs a text dataset"),
+    ({"model": {"name": "gpt-tiny", "options": {"n_embd": 32, "n_head": 3}}}, "multiple of"),
+    ({"model": {"name": "gpt-tiny", "options": {"n_layer": 0}}}, "n_layer must be"),
+    ({"model": {"name": "gpt-tiny", "options": {"dropout": 1.0}}}, "dropout must be"),
+    ({"lm": {"mink": 0}}, "lm.mink"),
 ])
 def test_bad_language_model_settings_are_one_line_before_anything_is_trained(
         lm_env, tmp_path, change, fragment):

@@ -911,6 +911,16 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
     if not entries:
         raise ConfigError(f"{src}: scale {chosen!r} keeps no entry")
     fq = cfg.forgetting_quality
+    if fq is not None:
+        from raysweep.workload import task_of
+
+        scored = fq.workloads if fq.workloads is not None else sorted(resolved)
+        lm = [w for w in scored if w in resolved and task_of(resolved[w]) != "classify"]
+        if lm:
+            raise ConfigError(f"{src}: forgetting_quality: workload {lm[0]!r} is a language "
+                              f"model; the challenge's score is defined on classifiers' "
+                              f"outputs, so list the classifier workloads under "
+                              f"forgetting_quality.workloads")
     if fq is not None and fq.workloads is not None:
         # A misspelt name would silently score nothing; a scale may rename a workload, and the
         # runner sees the renamed one.

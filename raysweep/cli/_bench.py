@@ -361,11 +361,15 @@ def edits_cmd(
     from raysweep.bench.edits import BENCHMARK_WORKLOADS, run_edits_bench, write_report
     from raysweep.errors import ConfigError
     from raysweep.methods import get_method
-    from raysweep.workload import load_workload_config
+    from raysweep.workload import load_workload_config, task_of
 
     names = list(workloads or BENCHMARK_WORKLOADS)
     for name in names:
-        load_workload_config(name)  # every name checked before anything is trained
+        # every name checked before anything is trained
+        if task_of(load_workload_config(name)) != "classify":
+            raise ConfigError(f"bench edits: workload {name!r} is a language model; the "
+                              f"trivial edits (suppress a logit, re-initialise the head) are "
+                              f"defined for classifiers only")
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     if not chosen:
         raise ConfigError("--methods: give at least one method (raysweep methods list)")
@@ -657,7 +661,7 @@ def forgetting_quality_cmd(
         check_ray_auto,
         check_tracking_store,
     )
-    from raysweep.workload import check_workload, load_workload_config
+    from raysweep.workload import check_workload, load_workload_config, task_of
 
     if scale not in SCALES:
         raise ConfigError(f"--scale {scale!r}: unknown scale{did_you_mean(scale, SCALES)}; "
@@ -674,6 +678,9 @@ def forgetting_quality_cmd(
         raise ConfigError(f"--methods {methods!r}: {', '.join(twice)} given twice; name each "
                           f"method once")
     cfg = load_workload_config(wl_ref)
+    if task_of(cfg) != "classify":
+        raise ConfigError(f"--workload {wl_ref}: a language model; forgetting quality from many "
+                          f"oracles is defined on classifiers' outputs")
     from raysweep.config import parse_override
 
     configs: dict[str, dict[str, object]] = {m: {} for m in chosen}

@@ -271,3 +271,32 @@ def test_a_trial_records_the_declared_per_epoch_keys_of_a_language_model(tiny):
     declared = {k for k, m in METRICS.items()
                 if m.source in ("evaluate", "run") and "generate" in m.tasks}
     assert sorted(declared - best) == [] and sorted(best - set(METRICS)) == []
+
+
+def test_a_lora_checkpoint_becomes_an_mlflow_model_with_the_same_outputs(tiny, tmp_path):
+    import mlflow.pytorch
+
+    from raysweep.methods._lm import LMMethodConfig, attach_lora, kept_weights
+    from raysweep.sweep.runner import _log_best_model
+    from raysweep.sweep.tracking import Tracker
+
+    tuned = tiny.build_model()
+    attach_lora(tuned, LMMethodConfig(lora_rank=4))
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.save(kept_weights(tuned), ckpt / "best.pt")
+    full_bytes = sum(v.numel() * v.element_size() for v in tiny.original_state.values())
+    assert (ckpt / "best.pt").stat().st_size < full_bytes / 2     # adapters, not the model
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "lm", "sweep")
+    run_id = tracker.client.create_run(tracker.client.create_experiment("lm-x")).info.run_id
+    _log_best_model(tracker, run_id, str(ckpt), tiny)
+    local = tracker.client.download_artifacts(run_id, "model", str(tmp_path / "dl"))
+    loaded = mlflow.pytorch.load_model(local)    # no process-wide tracking URI is set
+    x = tiny.splits["test"].tensors[0][:4]
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), tuned(x), atol=1e-5)

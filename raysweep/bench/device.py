@@ -50,6 +50,7 @@ class ModelInput:
     img_size: int
     num_classes: int
     seq_len: int = 0  # > 0: a text model fed token ids
+    causal: bool = False  # a causal language model: a target token per position
 
 
 #: Per shipped model: the input of the workloads that use it (Fashion-MNIST 28x28x1 for the
@@ -63,6 +64,7 @@ MODEL_INPUTS: dict[str, ModelInput] = {
     "vit-tiny": ModelInput(3, 32, 100),
     "efficientnet-lite0": ModelInput(3, 32, 100),
     "minilm": ModelInput(0, 0, 2, seq_len=48),
+    "gpt-tiny": ModelInput(0, 0, 512, seq_len=32, causal=True),   # austen-novel-gpt's
 }
 
 #: The projection's network and data set sizes (CIFAR-100: 50,000 train, 10,000 test).
@@ -88,6 +90,10 @@ def _autocast(device: torch.device, precision: str) -> Any:
 
 def _data(inp: ModelInput, n: int, device: torch.device,
           gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    if inp.causal:  # ids and next-token targets over the model's own vocabulary
+        x = torch.randint(2, inp.num_classes, (n, inp.seq_len), generator=gen)
+        y = torch.randint(2, inp.num_classes, (n, inp.seq_len), generator=gen)
+        return x.to(device), y.to(device)
     if inp.seq_len:
         # Token ids above the special tokens (MiniLM's vocabulary has 30,522 entries).
         x = torch.randint(1000, 30_000, (n, inp.seq_len), generator=gen)
@@ -117,7 +123,7 @@ def measure_model(name: str, device: torch.device, *, train_batch: int, eval_bat
 
     inp = MODEL_INPUTS[name]
     torch.manual_seed(seed)
-    kwargs: dict[str, Any] = {"pretrained": False} if not inp.seq_len else {}
+    kwargs: dict[str, Any] = {"pretrained": False} if not inp.seq_len or inp.causal else {}
     model: nn.Module = create_model(name, inp.num_classes, in_chans=inp.in_chans or 3,
                                     img_size=inp.img_size or 32, **kwargs).to(device)
     gen = torch.Generator().manual_seed(seed)

@@ -19,6 +19,8 @@ PAPER_SUITES = sorted(BUNDLED_SUITES.glob("paper-*.yaml"))
 EXPECTED_METHODS = {
     "paper-000": {"ssd", "bad-teaching", "scrub", "unsir", "amnesiac", "retrain"},
     "paper-001": {"neuron-masking", "bad-teaching", "retrain"},
+    "paper-001-lm": {"grad-ascent", "grad-diff", "kl-grad-diff", "npo", "simnpo",
+                     "replace-answer"},
     "paper-004": {"finetune", "neggrad+", "cf-k", "eu-k", "bad-teaching", "scrub", "sftc",
                   "retrain"},
     "paper-003": {"unsir", "usifr", "dnf"},
@@ -33,7 +35,7 @@ def _tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAYSWEEP_CACHE", str(tmp_path / "cache"))
 
 
-def test_the_five_paper_suites_exist() -> None:
+def test_the_paper_suites_exist() -> None:
     assert {p.stem for p in PAPER_SUITES} == set(EXPECTED_METHODS)
 
 

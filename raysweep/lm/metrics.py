@@ -210,8 +210,10 @@ def _mink(tok_logp: torch.Tensor, real: torch.Tensor, k: float) -> torch.Tensor:
     masked = torch.where(real, tok_logp, torch.full_like(tok_logp, math.inf))
     ordered = masked.sort(1).values
     take = (real.sum(1).float() * k).ceil().clamp_min(1).long()
+    # Real tokens sort before the +inf padding, and take <= the real count: ``keep`` selects real
+    # tokens only. A log-probability of -inf (an underflowed token) stays: the score is +inf.
     keep = torch.arange(ordered.shape[1], device=ordered.device).unsqueeze(0) < take.unsqueeze(1)
-    ordered = torch.where(keep & torch.isfinite(ordered), ordered, torch.zeros_like(ordered))
+    ordered = torch.where(keep, ordered, torch.zeros_like(ordered))
     return -ordered.sum(1) / take.float()
 
 

@@ -300,3 +300,52 @@ def test_a_lora_checkpoint_becomes_an_mlflow_model_with_the_same_outputs(tiny, t
     x = tiny.splits["test"].tensors[0][:4]
     with torch.no_grad():
         assert torch.allclose(loaded(x), tuned(x), atol=1e-5)
+
+
+class _Table(torch.nn.Module):
+    """A "model" whose next-token logits depend only on the current token (a lookup table):
+    with the table of the data's own transitions it continues every passage exactly."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.table = torch.nn.Parameter(table)
+
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.table[ids]
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.logits(ids).transpose(1, 2)
+
+
+def test_the_statistics_are_what_their_definitions_say():
+    from raysweep.lm.metrics import LMEvalConfig, forward_lm
+
+    vocab, n, length = 12, 5, 10
+    # passage i: tokens 2, 3, ..., a deterministic chain; the last passage is short
+    x = torch.arange(2, 2 + length).repeat(n, 1) % vocab
+    y = torch.roll(x, -1, dims=1)
+    y[:, -1] = -100
+    y[-1, 5:] = -100
+    chain = torch.full((vocab, vocab), -10.0)
+    for a in range(vocab):
+        chain[a, (a + 1) % vocab] = 10.0
+    cfg = LMEvalConfig(prefix=3, suffix=4, mink=0.5)
+    ds = torch.utils.data.TensorDataset(x, y)
+    perfect = forward_lm(_Table(chain), ds, torch.device("cpu"), cfg)
+    assert perfect.verbatim[:-1].tolist() == [1.0] * (n - 1)
+    assert math.isnan(perfect.verbatim[-1])          # 5 targets < prefix + suffix - 1
+    assert perfect.correct.tolist() == perfect.tokens.tolist()
+    assert perfect.tokens.tolist() == [length - 1] * (n - 1) + [5]
+    # uniform: every next token has probability 1/vocab, so NLL and Min-K% are log(vocab)
+    uniform = forward_lm(_Table(torch.zeros(vocab, vocab)), ds, torch.device("cpu"), cfg)
+    assert np.allclose(uniform.nll, math.log(vocab)) and np.allclose(uniform.mink, math.log(vocab))
+    # Min-K%: minus the mean of the ceil(k x n) smallest token log-probabilities
+    wrong = chain.clone()
+    wrong[5, 6], wrong[5, 7] = -10.0, 10.0             # one transition now goes astray
+    lp = torch.log_softmax(wrong[x], -1).gather(-1, y.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    got = forward_lm(_Table(wrong), ds, torch.device("cpu"), cfg)
+    for i in range(n):
+        real = lp[i][y[i] != -100].sort().values
+        k = math.ceil(0.5 * len(real))
+        assert got.mink[i] == pytest.approx(float(-real[:k].mean()), rel=1e-5)
+    assert got.verbatim[:-1].tolist() == [0.0] * (n - 1)  # greedy decoding leaves the chain at 5

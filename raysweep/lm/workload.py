@@ -251,8 +251,9 @@ def _spec(cfg: WorkloadConfig, vocab: int) -> ModelSpec:
     return ModelSpec(cfg.model.name, vocab, pretrained=False, options=opts)
 
 
-def check_lm_workload(cfg: WorkloadConfig) -> None:
-    """What :func:`prepare_lm` checks before it trains; nothing is written."""
+def check_lm_workload(cfg: WorkloadConfig) -> Any:
+    """What :func:`prepare_lm` checks before it trains; nothing is written. Returns the
+    loaded dataset."""
     from raysweep.workload import load_data, split_indices
 
     ds = load_data(cfg)
@@ -265,6 +266,7 @@ def check_lm_workload(cfg: WorkloadConfig) -> None:
     split_indices(cfg, ds)
     cfg.scenario.forget_classes(ds)
     _spec(cfg, lm_options(cfg).vocab_size).build(seed=0)   # the options build a model
+    return ds
 
 
 def prepare_lm(cfg: WorkloadConfig, *, device: str | None = None, force: bool = False,
@@ -272,7 +274,6 @@ def prepare_lm(cfg: WorkloadConfig, *, device: str | None = None, force: bool = 
     """Prepare (or load from cache) a text-generation workload; see the module docstring."""
     from raysweep.workload import (
         cache_root,
-        load_data,
         matched_masks,
         safe_name,
         split_indices,
@@ -286,10 +287,9 @@ def prepare_lm(cfg: WorkloadConfig, *, device: str | None = None, force: bool = 
         from raysweep.preflight import check_writable_dir
 
         check_writable_dir(cache_root(), "RAYSWEEP_CACHE")
-    check_lm_workload(cfg)
+    ds = check_lm_workload(cfg)
     dev = resolve_device(device)
     opts = lm_options(cfg)
-    ds = load_data(cfg)
     idx = split_indices(cfg, ds)
     forget_classes = cfg.scenario.forget_classes(ds)
     sources = {s: np.asarray(ds.train_y)[rows] for s, rows in idx.items()}

@@ -56,7 +56,7 @@ from raysweep.training import resolve_device, train_model
 __all__ = ["PreparedWorkload", "WorkloadBase", "prepare", "check_workload",
            "load_workload_config", "cache_root", "workload_key", "task_of", "CACHE_VERSION",
            "BUNDLED_WORKLOADS", "load_data", "split_indices", "matched_masks", "safe_name",
-           "stratified_rows"]
+           "stratified_rows", "signal_row"]
 
 CACHE_VERSION = 2  # 2: outputs carry penultimate features (the representation probe)
 BUNDLED_WORKLOADS = search_spaces_dir() / "workloads"
@@ -349,14 +349,20 @@ class PreparedWorkload(WorkloadBase):
                     k2 = f"heldout/acc_forgotten/{split}"
                     if sd is not None and k2 in s_orig and k2 in s_oracle:
                         sd = float(np.sqrt(sd**2 + s_orig[k2] ** 2 + s_oracle[k2] ** 2))
-            sep = None if diff is None or not sd else diff / sd
-            if diff is not None and sd == 0.0:
-                sep = float("inf") if diff > 0 else 0.0
-            rows.append({"term": term.name, "metric": term.dist_key(split), "original": o,
-                         "oracle": r, "distance": diff, "sigma": sd, "separation": sep,
-                         "signal": bool(sep is not None and sep >= 2.0),
-                         "weighted": bool(weights.get(term.name, 0.0))})
+            rows.append(signal_row(term.name, term.dist_key(split), o, r, diff, sd,
+                                   bool(weights.get(term.name, 0.0))))
         return rows
+
+
+def signal_row(term: str, metric: str, original: float | None, oracle: float | None,
+               distance: float | None, sigma: float | None, weighted: bool) -> dict[str, Any]:
+    """One row of a signal check: ``separation = distance / sigma``; under 2, no signal."""
+    sep = None if distance is None or not sigma else distance / sigma
+    if distance is not None and sigma == 0.0:
+        sep = float("inf") if distance > 0 else 0.0
+    return {"term": term, "metric": metric, "original": original, "oracle": oracle,
+            "distance": distance, "sigma": sigma, "separation": sep,
+            "signal": bool(sep is not None and sep >= 2.0), "weighted": weighted}
 
 
 def _build(spec: ModelSpec, *, pretrained: bool, seed: int) -> nn.Module:

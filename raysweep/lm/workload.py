@@ -47,7 +47,7 @@ from raysweep.lm.metrics import (
 from raysweep.lm.tokenizer import encode_passages, train_tokenizer, vocab_size
 from raysweep.models import ModelSpec
 from raysweep.training import resolve_device, train_model
-from raysweep.workload import WorkloadBase
+from raysweep.workload import WorkloadBase, signal_row
 
 __all__ = ["PreparedLMWorkload", "prepare_lm", "check_lm_workload"]
 
@@ -201,13 +201,8 @@ class PreparedLMWorkload(WorkloadBase):
             o, r = orig.get(raw), 0.0 if js else oracle.get(raw)
             diff = orig.get(t.dist_key(split))
             sd = s_orig.get(raw) if js else _hypot(s_orig.get(raw), s_oracle.get(raw))
-            sep = None if diff is None or not sd else diff / sd
-            if diff is not None and sd == 0.0:
-                sep = float("inf") if diff > 0 else 0.0
-            rows.append({"term": t.name, "metric": t.dist_key(split), "original": o,
-                         "oracle": r, "distance": diff, "sigma": sd, "separation": sep,
-                         "signal": bool(sep is not None and sep >= 2.0),
-                         "weighted": bool(weights.get(t.name, 0.0))})
+            rows.append(signal_row(t.name, t.dist_key(split), o, r, diff, sd,
+                                   bool(weights.get(t.name, 0.0))))
         return rows
 
 

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -56,7 +56,7 @@ from raysweep.training import resolve_device, train_model
 __all__ = ["PreparedWorkload", "WorkloadBase", "prepare", "check_workload",
            "load_workload_config", "cache_root", "workload_key", "task_of", "CACHE_VERSION",
            "BUNDLED_WORKLOADS", "load_data", "split_indices", "matched_masks", "safe_name",
-           "stratified_rows", "signal_row"]
+           "stratified_rows", "signal_row", "write_cache", "cpu_state"]
 
 CACHE_VERSION = 2  # 2: outputs carry penultimate features (the representation probe)
 BUNDLED_WORKLOADS = search_spaces_dir() / "workloads"
@@ -100,6 +100,7 @@ class WorkloadBase:
     task: str
     class_names: list[str]
     splits: dict[str, TensorDataset]
+    forget_classes: tuple[int, ...]
     model_spec: ModelSpec
     original_state: dict[str, torch.Tensor]
     retrain_state: dict[str, torch.Tensor]
@@ -107,6 +108,14 @@ class WorkloadBase:
     retrain_outputs: Any
     original_seconds: float
     retrain_seconds: float
+
+    def unlearn_data(self, batch_size: int = 128) -> UnlearnData:
+        """The splits as a method receives them; ``num_classes`` is the model's output width
+        (the classes, or a language model's vocabulary)."""
+        s = self.splits
+        return UnlearnData(forget=s["forget"], retain=s["retain"], val=s["val"], test=s["test"],
+                           num_classes=self.model_spec.num_classes,
+                           forget_classes=self.forget_classes, batch_size=batch_size)
 
     @property
     def eval_settings(self) -> Any:
@@ -190,12 +199,6 @@ class PreparedWorkload(WorkloadBase):
     _selection_cache: dict[tuple[int, int], tuple[Any, ...]] = field(default_factory=dict,
                                                                       repr=False)
     task: str = "classify"
-
-    def unlearn_data(self, batch_size: int = 128) -> UnlearnData:
-        s = self.splits
-        return UnlearnData(forget=s["forget"], retain=s["retain"], val=s["val"], test=s["test"],
-                           num_classes=self.num_classes, forget_classes=self.forget_classes,
-                           batch_size=batch_size)
 
     def warm(self, seeds: Iterable[int], val_rows: int | None = None) -> None:
         """Compute the oracle's per-seed references now (its raw objective terms, its LR-attack
@@ -587,11 +590,11 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
     re_out = forward_splits(retrain, data, dev, batch_size=bs)
     teacher_logits = forward_splits(
         teacher, _only_forget(data), dev, batch_size=bs).splits["forget"].logits
-    _write_cache(cache, cfg, original, retrain, orig_out, re_out, teacher_logits, t_orig, t_re,
-                 idx)
+    write_cache(cache, cfg, original, retrain, orig_out, re_out, t_orig, t_re, idx,
+                extra={"teacher_forget_logits.npy": lambda p: np.save(p, teacher_logits)})
     say(f"cached at {cache}")
-    return PreparedWorkload(**common, original_state=_cpu_state(original),
-                            retrain_state=_cpu_state(retrain), original_outputs=orig_out,
+    return PreparedWorkload(**common, original_state=cpu_state(original),
+                            retrain_state=cpu_state(retrain), original_outputs=orig_out,
                             retrain_outputs=re_out, teacher_forget_logits=teacher_logits,
                             original_seconds=t_orig, retrain_seconds=t_re)
 
@@ -606,27 +609,33 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
 
 
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def _write_cache(cache: Path, cfg: WorkloadConfig, original: nn.Module, retrain: nn.Module,
-                 orig_out: ModelOutputs, re_out: ModelOutputs, teacher_logits: np.ndarray,
-                 t_orig: float, t_re: float, idx: dict[str, np.ndarray]) -> None:
+def write_cache(cache: Path, cfg: WorkloadConfig, original: nn.Module, retrain: nn.Module,
+                orig_out: Any, re_out: Any, t_orig: float, t_re: float,
+                idx: dict[str, np.ndarray], *,
+                extra: Mapping[str, Callable[[Path], object]] | None = None,
+                meta: Mapping[str, Any] | None = None) -> None:
+    """Store a prepared workload: both models' weights and outputs (anything with ``to_npz``),
+    the split indices, ``meta.json``, and each ``extra`` file (name -> writer of that path)."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     # Write into a temporary sibling and rename: a crash or a concurrent preparer never leaves
     # a half-written cache that a later run would trust.
     tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache.parent))
-    torch.save(_cpu_state(original), tmp / "original.pt")
-    torch.save(_cpu_state(retrain), tmp / "retrain.pt")
+    torch.save(cpu_state(original), tmp / "original.pt")
+    torch.save(cpu_state(retrain), tmp / "retrain.pt")
     orig_out.to_npz(tmp / "original_outputs.npz")
     re_out.to_npz(tmp / "retrain_outputs.npz")
-    np.save(tmp / "teacher_forget_logits.npy", teacher_logits)
+    for name, write in (extra or {}).items():
+        write(tmp / name)
     # numpy's stub matches ``**kwds`` against its ``allow_pickle: bool`` keyword too
     np.savez_compressed(tmp / "indices.npz", **idx)  # type: ignore[arg-type]
-    meta = {"name": cfg.name, "key": workload_key(cfg), "identity": cfg.identity(),
-            "original_seconds": t_orig, "retrain_seconds": t_re, "created": time.time()}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    doc = {"name": cfg.name, "key": workload_key(cfg), "identity": cfg.identity(),
+           **(meta or {}), "original_seconds": t_orig, "retrain_seconds": t_re,
+           "created": time.time()}
+    (tmp / "meta.json").write_text(json.dumps(doc, indent=2))
     if cache.exists():
         shutil.rmtree(cache, ignore_errors=True)
     try:

@@ -19,9 +19,6 @@ next-token distributions on D_f are kept for the JS term. All of it is cached un
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +44,7 @@ from raysweep.lm.metrics import (
 from raysweep.lm.tokenizer import encode_passages, train_tokenizer, vocab_size
 from raysweep.models import ModelSpec
 from raysweep.training import resolve_device, train_model
-from raysweep.workload import WorkloadBase, signal_row
+from raysweep.workload import WorkloadBase, cpu_state, signal_row, write_cache
 
 __all__ = ["PreparedLMWorkload", "prepare_lm", "check_lm_workload"]
 
@@ -97,12 +94,6 @@ class PreparedLMWorkload(WorkloadBase):
     @property
     def source_forgetting(self) -> bool:
         return bool(self.forget_classes)
-
-    def unlearn_data(self, batch_size: int = 32) -> UnlearnData:
-        s = self.splits
-        return UnlearnData(forget=s["forget"], retain=s["retain"], val=s["val"], test=s["test"],
-                           num_classes=self.model_spec.num_classes,
-                           forget_classes=self.forget_classes, batch_size=batch_size)
 
     def warm(self, seeds: Any = (), val_rows: int | None = None) -> None:
         """Nothing to precompute: the references are plain per-passage statistics."""
@@ -332,16 +323,18 @@ def prepare_lm(cfg: WorkloadConfig, *, device: str | None = None, force: bool = 
                           "js_reference": js_ref}
     orig_out = _forward_all(original, data, dev, ecfg, **kw)
     re_out = _forward_all(retrain, data, dev, ecfg, **kw)
-    _write_cache(cache, cfg, key, tokenizer, original, retrain, orig_out, re_out, js_ref,
-                 t_orig, t_re, idx)
+    write_cache(cache, cfg, original, retrain, orig_out, re_out, t_orig, t_re, idx,
+                extra={"js_reference.npy": lambda p: np.save(p, js_ref),
+                       "tokenizer.json": lambda p: p.write_text(tokenizer)},
+                meta={"task": "generate"})
     say(f"  memorisation: verbatim continuation on D_f {_rate(orig_out)} (original) vs "
         f"{_rate(re_out)} (oracle); cached at {cache}")
     return PreparedLMWorkload(
         config=cfg, key=key, class_names=list(ds.class_names), forget_classes=forget_classes,
         splits=splits, sources=sources, model_spec=spec, tokenizer=tokenizer,
-        original_state=_cpu(original), retrain_state=_cpu(retrain), original_outputs=orig_out,
-        retrain_outputs=re_out, js_reference=js_ref, original_seconds=t_orig,
-        retrain_seconds=t_re, matched=matched)
+        original_state=cpu_state(original), retrain_state=cpu_state(retrain),
+        original_outputs=orig_out, retrain_outputs=re_out, js_reference=js_ref,
+        original_seconds=t_orig, retrain_seconds=t_re, matched=matched)
 
 
 def _rate(out: LMOutputs) -> str:
@@ -356,34 +349,6 @@ def _encode(tokenizer: str, ds: Any, idx: dict[str, np.ndarray],
     out["test"] = TensorDataset(*encode_passages(tokenizer, _texts(ds, None, test=True),
                                                  context))
     return out
-
-
-def _cpu(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
-def _write_cache(cache: Path, cfg: WorkloadConfig, key: str, tokenizer: str, original: nn.Module,
-                 retrain: nn.Module, orig_out: LMOutputs, re_out: LMOutputs,
-                 js_ref: np.ndarray, t_orig: float, t_re: float,
-                 idx: dict[str, np.ndarray]) -> None:
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache.parent))
-    torch.save(_cpu(original), tmp / "original.pt")
-    torch.save(_cpu(retrain), tmp / "retrain.pt")
-    orig_out.to_npz(tmp / "original_outputs.npz")
-    re_out.to_npz(tmp / "retrain_outputs.npz")
-    np.save(tmp / "js_reference.npy", js_ref)
-    (tmp / "tokenizer.json").write_text(tokenizer)
-    np.savez_compressed(tmp / "indices.npz", **idx)  # type: ignore[arg-type]
-    meta = {"name": cfg.name, "key": key, "identity": cfg.identity(), "task": "generate",
-            "original_seconds": t_orig, "retrain_seconds": t_re, "created": time.time()}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    if cache.exists():
-        shutil.rmtree(cache, ignore_errors=True)
-    try:
-        tmp.rename(cache)
-    except OSError:  # another process won the race; its artefacts are equivalent
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load_cached(cache: Path, cfg: WorkloadConfig, key: str, ds: Any,

@@ -119,7 +119,10 @@ class LMOutputs:
         for key in data.files:
             split, name = key.split(".", 1)
             splits.setdefault(split, {})[name] = data[key]
-        return cls({s: LMSplit(**v) for s, v in splits.items()})
+        try:
+            return cls({s: LMSplit(**v) for s, v in splits.items()})
+        except TypeError as exc:   # a field missing or foreign: a damaged or older file
+            raise ValueError(f"{path}: not a language-model outputs file ({exc})") from None
 
 
 def js_positions(targets: torch.Tensor, points: int) -> torch.Tensor:

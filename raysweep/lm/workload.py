@@ -361,17 +361,32 @@ def _load_cached(cache: Path, cfg: WorkloadConfig, key: str, ds: Any,
         if not np.array_equal(cached[split], idx[split]):
             raise ValueError(f"cached {split} split differs from the data's")
     tokenizer = (cache / "tokenizer.json").read_text()
+    try:   # the tokenizers library raises a bare Exception on a damaged file
+        vocab = vocab_size(tokenizer)
+    except Exception as exc:
+        raise ValueError(f"tokenizer.json unreadable ({exc})") from None
     opts = lm_options(cfg)
     load = lambda p: torch.load(p, map_location="cpu", weights_only=True)  # noqa: E731
+    spec = _spec(cfg, vocab)
+    states = {which: load(cache / f"{which}.pt") for which in ("original", "retrain")}
+    for state in states.values():   # weights of another shape fail here, not in a trial
+        spec.build(seed=0).load_state_dict(state)
+    outputs = {which: LMOutputs.from_npz(cache / f"{which}_outputs.npz")
+               for which in ("original", "retrain")}
+    splits = _encode(tokenizer, ds, idx, opts.context)
+    for which, out in outputs.items():
+        for split, ds_split in splits.items():
+            if split not in out or len(out[split]) != len(ds_split):
+                raise ValueError(f"cached {which} outputs lack split {split!r} or its rows")
+    js_reference = np.load(cache / "js_reference.npy")
+    if js_reference.shape[:2] != (len(splits["forget"]), eval_config(cfg).js_points):
+        raise ValueError(f"cached js_reference has shape {js_reference.shape}")
     if not quiet:
         info(f"workload {cfg.name}: using cache {cache}")
     return PreparedLMWorkload(
         config=cfg, key=key, class_names=list(ds.class_names), forget_classes=forget_classes,
-        splits=_encode(tokenizer, ds, idx, opts.context), sources=sources,
-        model_spec=_spec(cfg, vocab_size(tokenizer)), tokenizer=tokenizer,
-        original_state=load(cache / "original.pt"), retrain_state=load(cache / "retrain.pt"),
-        original_outputs=LMOutputs.from_npz(cache / "original_outputs.npz"),
-        retrain_outputs=LMOutputs.from_npz(cache / "retrain_outputs.npz"),
-        js_reference=np.load(cache / "js_reference.npy"),
-        original_seconds=float(meta["original_seconds"]),
+        splits=splits, sources=sources, model_spec=spec, tokenizer=tokenizer,
+        original_state=states["original"], retrain_state=states["retrain"],
+        original_outputs=outputs["original"], retrain_outputs=outputs["retrain"],
+        js_reference=js_reference, original_seconds=float(meta["original_seconds"]),
         retrain_seconds=float(meta["retrain_seconds"]), matched=matched)

@@ -349,3 +349,26 @@ def test_the_statistics_are_what_their_definitions_say():
         k = math.ceil(0.5 * len(real))
         assert got.mink[i] == pytest.approx(float(-real[:k].mean()), rel=1e-5)
     assert got.verbatim[:-1].tolist() == [0.0] * (n - 1)  # greedy decoding leaves the chain at 5
+
+
+@pytest.mark.parametrize("damaged", ["tokenizer.json", "js_reference.npy",
+                                     "original_outputs.npz", "retrain.pt"])
+def test_a_damaged_cache_file_is_prepared_again_not_trusted(lm_env, tiny, tmp_path,
+                                                            monkeypatch, damaged):
+    import shutil
+
+    from raysweep.workload import cache_root, load_workload_config, prepare
+
+    source = next((cache_root() / "workloads").glob("tiny-lm-*"))
+    copy_root = tmp_path / "cache"
+    shutil.copytree(source, copy_root / "workloads" / source.name)
+    path = copy_root / "workloads" / source.name / damaged
+    whole = path.read_bytes()
+    path.write_bytes(whole[: max(1, len(whole) // 3)])
+    monkeypatch.setenv("RAYSWEEP_CACHE", str(copy_root))
+    again = prepare(load_workload_config(lm_env[1]), quiet=True)
+    assert path.read_bytes() == whole            # written again by a new preparation
+    assert again is not None and again.tokenizer == tiny.tokenizer   # retrained, same tokenizer
+    np.testing.assert_array_equal(again.original_outputs["forget"].nll,
+                                  tiny.original_outputs["forget"].nll)
+    assert len(again.js_reference) == len(again.splits["forget"])

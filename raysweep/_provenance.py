@@ -4,6 +4,7 @@ and the benchmark reports record (no Ray, MLflow or torch)."""
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 from pathlib import Path
 
@@ -43,7 +44,6 @@ def commit_of(sha: str | None) -> str | None:
 def machine(*extra: str) -> str:
     """The machine a benchmark ran on, for its report: host, cores, architecture, OS, Python,
     then ``extra`` (library versions, the device)."""
-    import platform
 
     parts = [f"{os.cpu_count()} CPU cores", platform.machine(), platform.system(),
              f"Python {platform.python_version()}", *extra]

@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from raysweep.errors import UserError
+
 __all__ = ["MASK", "redact_uri", "strip_credentials", "has_credentials", "is_secret_name",
            "restore_credentials", "write_private"]
 
@@ -72,7 +74,6 @@ def restore_credentials(stored: str, what: str = "state.json tracking_uri") -> s
     ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (MLflow reads them itself, so the
     URI is returned without credentials). Raises :class:`UserError` when neither is set.
     """
-    from raysweep.errors import UserError
 
     if MASK not in stored:
         return stored

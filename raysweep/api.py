@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from raysweep.errors import ConfigError
+from raysweep.sweep._storage import load_sweep_study
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -36,7 +39,6 @@ def run(spec: str | Path | Mapping[str, Any] | SweepSpec, *, overrides: Sequence
         overrides: ``key.path=value`` strings, as ``raysweep run --set``.
         address: a Ray cluster address (default: ``$RAY_ADDRESS``, else a local Ray).
     """
-    from raysweep.errors import ConfigError
     from raysweep.sweep.runner import run_sweep
     from raysweep.sweep.space import SweepSpec, parse_sweep, resolve_spec
     from raysweep.sweep.space import load_sweep as load_yaml_sweep
@@ -110,7 +112,6 @@ class Sweep:
 
     def study(self) -> Any:
         """The sweep's Optuna study (``optuna.visualization``, ``study.trials_dataframe()``)."""
-        from raysweep.sweep._storage import load_sweep_study
 
         return load_sweep_study(self.sweep_dir)  # the journal file, or search.storage's DB
 

@@ -7,6 +7,8 @@ the field, the value and what is allowed.
 from __future__ import annotations
 
 import copy
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -162,8 +164,6 @@ def apply_overrides(
 def accepted_scalars(annotation: Any) -> set[str]:
     """The scalar kinds a field annotation takes: ``int``, ``float``, ``bool``, ``str``, or
     ``any`` (checks that a YAML value fits a method config's field before a trial runs)."""
-    import types
-    import typing
 
     if annotation is Any:
         return {"any"}

@@ -25,6 +25,14 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from raysweep.sweep.local_ray import (
+    AUTH_TOKEN_PATH_ENV,
+    auth_mode,
+    default_token_path,
+    loopback_only_supported,
+    token_source,
+)
+
 __all__ = ["Check", "OK", "WARN", "FAIL", "run_checks", "summary", "DEFAULT_TRACKING_URI"]
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -284,13 +292,6 @@ def _auth_mode_check(mode: str | None, source: str | None, remote: bool) -> Chec
 
 
 def check_ray_auth(address: str | None) -> list[Check]:
-    from raysweep.sweep.local_ray import (
-        AUTH_TOKEN_PATH_ENV,
-        auth_mode,
-        default_token_path,
-        loopback_only_supported,
-        token_source,
-    )
 
     mode = auth_mode()
     source = token_source()

@@ -65,7 +65,7 @@ import torch
 
 from raysweep.methods import EpochEnd, get_method, make_config, run_method
 from raysweep.methods._lm import kept_weights, restore_weights
-from raysweep.training import autocast
+from raysweep.training import autocast, make_loader
 
 if TYPE_CHECKING:
     from raysweep.sweep.space import ObjectiveSpec
@@ -176,7 +176,6 @@ def retrain_seconds_here(workload: Any, device: torch.device, steps: int = 8) ->
     ratio that divides a trial's time by a retrain time measured elsewhere (another thread
     count, another load) is not a ratio.
     """
-    from raysweep.training import make_loader
 
     model = workload.build_model("original").to(device).train()
     for p in model.parameters():

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import sqlite3
 import string
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse, urlsplit
 
+from raysweep._secrets import redact_uri
 from raysweep.errors import ConfigError, UserError
+from raysweep.sweep.local_ray import running_cluster_address
 
 __all__ = ["check_device", "check_device_format", "check_num_cpus", "check_writable_dir",
            "check_env_dirs", "check_ray_auto", "check_tracking_store", "check_experiment",
@@ -115,7 +120,6 @@ def check_ray_auto(address: str | None) -> None:
     """``auto`` (``--address`` or ``RAY_ADDRESS``) needs a running cluster on this machine."""
     if address != "auto":
         return
-    from raysweep.sweep.local_ray import running_cluster_address
 
     try:
         found = running_cluster_address()
@@ -184,7 +188,6 @@ _DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 def _shown(uri: str) -> str:
     """The URI as it may be printed: the project's one redaction (passwords and credential
     query parameters masked, the user name kept)."""
-    from raysweep._secrets import redact_uri
 
     return redact_uri(uri)
 
@@ -200,8 +203,6 @@ def check_server_reachable(uri: str, *, default_port: int, server: str, example:
                            timeout: float = 3.0) -> None:
     """``uri``'s host accepts a TCP connection (an MLflow or database server), else one line
     naming the URI with its credentials masked."""
-    import socket
-    from urllib.parse import urlsplit
 
     shown = _shown(uri)
     parts = urlsplit(uri)
@@ -232,7 +233,6 @@ def check_experiment(uri: str, name: str, where: str) -> None:
     check_writable_dir(path.parent / "mlartifacts", "MLflow artifact root")
     if not path.is_file() or path.stat().st_size == 0:
         return  # a new store: nothing to look up, and looking would create it
-    import sqlite3
 
     try:
         con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
@@ -251,7 +251,6 @@ def check_experiment(uri: str, name: str, where: str) -> None:
                         f"restore it (mlflow experiments restore --experiment-id ID) or choose "
                         f"another name")
     if isinstance(location, str) and location.startswith("file://"):
-        from urllib.parse import unquote, urlparse
 
         check_writable_dir(Path(unquote(urlparse(location).path)),
                            f"MLflow artifact root of experiment {name!r}")

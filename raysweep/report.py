@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from raysweep.metrics.registry import METRICS as DECLARED
+
 if TYPE_CHECKING:  # rich is imported when a table is built, not when the module is
     from rich.table import Table
 
@@ -45,7 +47,6 @@ class Metric:
 
 def _from_registry() -> dict[str, Metric]:
     """A :class:`Metric` for every declared metric with a column label."""
-    from raysweep.metrics.registry import METRICS as DECLARED
 
     return {k: Metric(k, m.label, m.meaning, m.display_unit, m.scale, m.display_fmt,
                       "" if m.direction == "none" else m.direction)

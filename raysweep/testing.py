@@ -21,6 +21,7 @@ import typing
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,17 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from raysweep.data.bundle import UnlearnData
+from raysweep.errors import ConfigError
 from raysweep.methods import UnlearnContext, get_method, make_config, run_method
+from raysweep.methods._base import (
+    MethodConfig,
+    UnsupportedModelError,
+    register_method,
+    unregister_method,
+)
 from raysweep.models import ModelSpec
+from raysweep.models.lm import IGNORE_INDEX
+from raysweep.models.text import TextClassifier
 from raysweep.training import TrainConfig, resolve_device, seed_everything, train_model
 
 __all__ = ["TinyProblem", "tiny_problem", "check_method", "fast_config"]
@@ -271,8 +281,6 @@ def _first_difference(a: list[torch.Tensor], b: list[torch.Tensor],
 
 def check_metadata(name: str, *, seed: int = 0) -> None:
     """A paper, a one-line summary (the docstring) and a config whose defaults are valid."""
-    from raysweep.errors import ConfigError
-    from raysweep.methods._base import MethodConfig
 
     info = get_method(name)
     assert info.paper.strip(), \
@@ -298,7 +306,6 @@ def _outside(bound: str, b: float, integer: bool) -> float:
 def check_config_bounds(name: str, *, seed: int = 0) -> None:
     """An unknown key, and a value just outside every bound (gt/ge/lt/le) and every ``Literal``
     of every field, each rejected with a ``ConfigError`` that names the field."""
-    from raysweep.errors import ConfigError
 
     info = get_method(name)
     problems: list[str] = []
@@ -449,7 +456,6 @@ def check_text_model(name: str, *, seed: int = 0) -> None:
     """A method registered with ``supports_text=True`` runs an epoch on a tiny BERT
     (:func:`tiny_text_problem`; config: every epoch count 1, plus :data:`TEXT_OVERRIDES`),
     changing the weights and leaving them finite."""
-    from raysweep.methods._base import UnsupportedModelError
 
     if not get_method(name).supports_text:
         raise CheckSkipped(f"{name} is registered with supports_text=False")
@@ -473,7 +479,6 @@ def check_language_model(name: str, *, seed: int = 0) -> None:
     """A method registered for language models (``tasks`` has ``generate``) runs an epoch on a
     tiny GPT (:func:`tiny_lm_problem`), changing the weights and leaving them finite; one that
     is not is refused there with :class:`~raysweep.methods.UnsupportedModelError`."""
-    from raysweep.methods._base import UnsupportedModelError
 
     run = _run(name, seed=seed, max_epochs=1, lm=True)
     if "generate" not in get_method(name).tasks:
@@ -579,7 +584,6 @@ def check_method(name: str, *, seed: int = 0, checks: Iterable[Callable[..., Non
 def temporary_method(name: str, fn: Callable[..., Iterator[Any]], *, config: type,
                      paper: str = "test", **options: Any) -> Iterator[Any]:
     """Register ``fn`` as method ``name`` for the duration of a ``with`` block (tests)."""
-    from raysweep.methods._base import register_method, unregister_method
 
     register_method(name, config=config, paper=paper, **options)(fn)
     try:
@@ -597,11 +601,8 @@ __all__ += ["TinyTextSpec", "tiny_text_problem"]
 
 def _tiny_bert(num_classes: int, vocab_size: int, hidden: int, layers: int, seq_len: int,
                seed: int | None) -> nn.Module:
-    from types import SimpleNamespace
-
     from transformers import BertConfig, BertModel
 
-    from raysweep.models.text import TextClassifier
 
     if seed is not None:
         torch.manual_seed(seed)
@@ -705,7 +706,6 @@ def tiny_lm_problem(*, seed: int = 0, n_per_source: int = 12, sources: int = 3,
     ``ctx.task`` is ``generate``.
     """
     from raysweep.lm.metrics import LMEvalConfig
-    from raysweep.models.lm import IGNORE_INDEX
 
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from raysweep.preflight import check_device
+
 __all__ = [
     "TrainConfig", "seed_everything", "make_loader", "make_optimizer", "train_model",
     "predict_logits", "resolve_device", "autocast", "PRECISIONS",
@@ -64,7 +66,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(device, str):
-        from raysweep.preflight import check_device
 
         check_device(device)
     return torch.device(device)

@@ -37,20 +37,25 @@ from raysweep._resources import search_spaces_dir
 from raysweep.config import WorkloadConfig, load_yaml, parse_model
 from raysweep.data import LoadedDataset, load_dataset
 from raysweep.data.bundle import UnlearnData
-from raysweep.errors import ConfigError
+from raysweep.errors import ConfigError, did_you_mean
 from raysweep.methods import PassCount, retrain_passes
 from raysweep.methods._base import UnlearnContext
 from raysweep.metrics import (
+    SPLITS,
+    TERMS,
     ModelOutputs,
+    ObjectiveConfig,
     evaluate,
     evaluate_selection,
     forward_splits,
     membership_rows,
     oracle_distances,
     raw_terms,
+    term_spread,
 )
 from raysweep.metrics._evaluate import oracle_lr_auc
 from raysweep.models import ModelSpec, model_kind
+from raysweep.preflight import check_writable_dir
 from raysweep.training import resolve_device, train_model
 
 __all__ = ["PreparedWorkload", "WorkloadBase", "prepare", "check_workload",
@@ -80,7 +85,6 @@ def load_workload_config(ref: str | Path) -> WorkloadConfig:
         if bundled.exists():
             path = bundled
         else:
-            from raysweep.errors import did_you_mean
 
             names = sorted(p.stem for p in BUNDLED_WORKLOADS.glob("*.yaml"))
             raise ConfigError(f"workload {ref!r} is neither a file nor a bundled workload"
@@ -245,7 +249,6 @@ class PreparedWorkload(WorkloadBase):
     def forward_full(self, model: nn.Module, data: UnlearnData, device: torch.device, *,
                      batch_size: int, splits: Iterable[str] | None = None) -> ModelOutputs:
         """One forward pass over ``splits`` of ``data`` (default: every split)."""
-        from raysweep.metrics import SPLITS
 
         return forward_splits(model, data, device, batch_size=batch_size,
                               splits=tuple(splits) if splits is not None else SPLITS)
@@ -319,7 +322,6 @@ class PreparedWorkload(WorkloadBase):
         accuracies' samples); under 2 it is marked ``signal: False``. ``weighted`` says whether
         ``objective`` (an :class:`~raysweep.metrics.ObjectiveConfig`) weights the term.
         """
-        from raysweep.metrics import TERMS, ObjectiveConfig, term_spread
 
         objective = objective or ObjectiveConfig()
         weights = objective.weights()
@@ -539,7 +541,6 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
     key = workload_key(cfg)
     cache = cache_root() / "workloads" / f"{safe_name(cfg.name)}-{key}"
     if not cached_only:  # the cache is written after training: an unusable one fails first
-        from raysweep.preflight import check_writable_dir
 
         check_writable_dir(cache_root(), "RAYSWEEP_CACHE")
     dev = resolve_device(device)

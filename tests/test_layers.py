@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,3 +168,63 @@ def test_the_scanner_catches_each_kind_of_break(module: str, source: str, rule: 
 ])
 def test_the_scanner_accepts_what_the_rules_allow(module: str, source: str) -> None:
     assert violations(imports_of(source, module)) == []
+
+
+# -- an import inside a function body is there for a reason ------------------------------------
+
+#: Imported when the function runs, on purpose: a test (or a user's fault injection) that
+#: patches ``raysweep.workload.prepare`` or ``raysweep.methods.run_method`` reaches every caller.
+LATE_BOUND = {("raysweep.workload", "prepare"), ("raysweep.methods", "run_method")}
+
+
+def needless_lazy_imports(source: str, module: str) -> list[str]:
+    """Imports inside function bodies that have no reason to be there: a standard-library
+    module (nothing to defer), or a module this file already imports at its top level (no
+    import cost and no cycle to avoid). What stays lazy keeps a heavy dependency (torch, Ray,
+    MLflow, ...) off a light path such as ``raysweep --help``, or breaks an import cycle."""
+    tree = ast.parse(source)
+    at_top = {node.module if isinstance(node, ast.ImportFrom) else alias.name
+              for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+              for alias in node.names}
+    found: list[str] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if in_function and isinstance(child, (ast.Import, ast.ImportFrom)) \
+                    and getattr(child, "level", 0) == 0:
+                names = ([(child.module, a.name) for a in child.names]
+                         if isinstance(child, ast.ImportFrom) else
+                         [(a.name, None) for a in child.names])
+                for mod, name in names:
+                    if (mod, name) in LATE_BOUND or mod is None:
+                        continue
+                    if mod.split(".")[0] in sys.stdlib_module_names:
+                        found.append(f"raysweep/{module}:{child.lineno} imports the standard "
+                                     f"library's {mod} inside a function")
+                    elif mod in at_top:
+                        found.append(f"raysweep/{module}:{child.lineno} imports {mod} inside a "
+                                     "function though the module imports it at the top")
+            visit(child, in_function or isinstance(child, (ast.FunctionDef,
+                                                            ast.AsyncFunctionDef)))
+
+    visit(tree, False)
+    return found
+
+
+def test_lazy_imports_have_a_reason() -> None:
+    found = [f for path in sorted(PACKAGE.rglob("*.py"))
+             for f in needless_lazy_imports(path.read_text(encoding="utf-8"),
+                                            path.relative_to(PACKAGE).as_posix())]
+    assert not found, "move these imports to the top of their module:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(("source", "needless"), [
+    ("import json\ndef f():\n    import os\n", True),
+    ("from raysweep.data import bundle\ndef f():\n    from raysweep.data import load\n", True),
+    ("import torch\ndef f():\n    import ray\n", False),
+    ("def f():\n    from raysweep.workload import prepare\n", False),
+    ("from raysweep.workload import load_workload_config\n"
+     "def f():\n    from raysweep.workload import prepare\n", False),    # LATE_BOUND
+])
+def test_the_lazy_import_scan(source: str, needless: bool) -> None:
+    assert bool(needless_lazy_imports(source, "bench/x.py")) is needless

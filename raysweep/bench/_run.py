@@ -17,19 +17,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from raysweep._console import info
+from rich.markup import escape
+
+from raysweep._console import console, info
+from raysweep.config import WorkloadConfig
+from raysweep.engine import run_once
+from raysweep.methods import make_config
+from raysweep.metrics import relearn_time
+from raysweep.metrics.accuracy import accuracy
+from raysweep.sweep.tasks import TaskPool, ray_cluster
+from raysweep.training import resolve_device
 
 if TYPE_CHECKING:
     import torch
 
     from raysweep.bench.suite import Entry, Suite
-    from raysweep.config import WorkloadConfig
     from raysweep.workload import PreparedWorkload
 
 __all__ = ["RunRecord", "Execution", "run_one", "execute"]
@@ -75,8 +84,6 @@ def run_one(prepared: PreparedWorkload, method: str, config: dict[str, Any], see
     :class:`raysweep.bench.suite.RelearnSpec`), ``relearn/epochs``. ``on_epoch(event,
     seconds)`` sees each epoch (progress).
     """
-    from raysweep.engine import run_once
-    from raysweep.training import resolve_device
 
     dev = resolve_device(device)
     outcome = run_once(prepared, method, config, seed, device=dev, max_epochs=max_epochs,
@@ -90,8 +97,6 @@ def run_one(prepared: PreparedWorkload, method: str, config: dict[str, Any], see
 def measure_relearn(prepared: PreparedWorkload, model: Any, spec: dict[str, Any], seed: int,
                     device: Any) -> float:
     """Epochs of fine-tuning on D_f until ``model`` is back at the original's forget accuracy."""
-    from raysweep.metrics import relearn_time
-    from raysweep.metrics.accuracy import accuracy
 
     data = prepared.unlearn_data(batch_size=prepared.config.train.batch_size)
     forget = prepared.original_outputs["forget"]
@@ -104,7 +109,6 @@ def measure_relearn(prepared: PreparedWorkload, model: Any, spec: dict[str, Any]
 def _safe_run(prepared: PreparedWorkload, entry_id: str, method: str, config: dict[str, Any],
               seed: int, device: str, catboost: bool, max_epochs: int | None,
               relearn: dict[str, Any] | None = None, seed_scope: str = "method") -> RunRecord:
-    import socket
 
     rec = RunRecord(entry=entry_id, seed=seed, config=dict(config), node=socket.gethostname(),
                     seed_scope=seed_scope, workload_seed=prepared.config.seed,
@@ -136,7 +140,6 @@ def _relearn(suite: Any) -> dict[str, Any] | None:
 def _prepare_with_refs(workload_json: dict[str, Any], device: str, catboost: bool,
                       relearn: dict[str, Any] | None = None,
                       ) -> tuple[PreparedWorkload, dict[str, dict[str, float]]]:
-    from raysweep.config import WorkloadConfig
     from raysweep.workload import prepare
 
     cfg = WorkloadConfig.model_validate(workload_json)
@@ -149,7 +152,6 @@ def _references(prepared: PreparedWorkload, catboost: bool, relearn: dict[str, A
                 device: Any) -> dict[str, dict[str, float]]:
     """The original's and the oracle's metrics; with ``relearn``, their relearn times too (the
     oracle's is the baseline: how fast a model that never saw D_f learns it)."""
-    from raysweep.training import resolve_device
 
     refs = prepared.reference_metrics(catboost=catboost)
     # The signal check (1: the term separates original from oracle), so that reports flag the
@@ -199,7 +201,6 @@ def _group_references(refs: dict[tuple[str, int], dict[str, dict[str, float]]]
 def _tuning_entry(entry: Entry) -> Entry:
     """The entry a tuning sweep runs (``full``: its workload drawn with the first tuning seed,
     written to a YAML file since a sweep takes its workload by reference)."""
-    from dataclasses import replace
 
     w = entry.tuning_workload()
     if w is entry.workload:
@@ -210,7 +211,6 @@ def _tuning_entry(entry: Entry) -> Entry:
 
 
 def _config_values(entry: Entry, tuned: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    from raysweep.methods import make_config
 
     if entry.config_kind == "tuned":
         values = tuned[entry.id]["config"]
@@ -243,7 +243,6 @@ def execute(suite: Suite, *, address: str | None = None, device: str | None = No
 
 def _execute_local(suite: Suite, device: str,
                    tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> Execution:
-    from raysweep.training import resolve_device
     from raysweep.workload import prepare
 
     dev = str(resolve_device(device))
@@ -308,7 +307,6 @@ def _needs_sweep(entry: Entry, prepared: PreparedWorkload) -> bool:
 def _tune(entry: Entry, prepared: PreparedWorkload,
           tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None, *, suite: str,
           address: str | None) -> dict[str, Any]:
-    from rich.markup import escape
 
     info(f"tuning {escape(entry.id)} "
          f"({entry.tune.num_samples if entry.tune else '?'} configurations)")
@@ -320,9 +318,7 @@ def _tune(entry: Entry, prepared: PreparedWorkload,
 
 
 def _progress(done: int, total: int, rec: RunRecord, keys: list[str]) -> None:
-    from rich.markup import escape
 
-    from raysweep._console import console
 
     if rec.error:
         msg = (f"  [{done}/{total}] {escape(rec.entry)} seed {rec.seed}: "
@@ -335,7 +331,6 @@ def _progress(done: int, total: int, rec: RunRecord, keys: list[str]) -> None:
 
 def _execute_ray(suite: Suite, address: str, device: str,
                  tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> Execution:
-    from raysweep.sweep.tasks import ray_cluster
 
     with ray_cluster(address):
         return _submit_all(suite, address, device, tune)
@@ -343,7 +338,6 @@ def _execute_ray(suite: Suite, address: str, device: str,
 
 def _submit_all(suite: Suite, address: str, device: str,
                 tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> Execution:
-    from raysweep.sweep.tasks import TaskPool
 
     res = suite.config.resources
     pool = TaskPool(num_cpus=res.cpu, num_gpus=res.gpu)

@@ -26,8 +26,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from raysweep.bench.suite import Tolerance
+from raysweep.config import load_yaml
 from raysweep.errors import ConfigError
+from raysweep.preflight import check_writable_dir
 
 __all__ = ["Stat", "Summary", "Comparison", "aggregate", "summarize", "compare", "regressions",
            "read_pinned", "write_pinned", "Status", "t_quantile"]
@@ -248,7 +252,6 @@ def summary_from_json(obj: Any, where: str) -> Summary:
 
 def read_pinned(path: str | Path) -> tuple[Summary, dict[str, Any]]:
     """Read a pinned baseline (JSON or YAML); returns the summary and its metadata."""
-    from raysweep.config import load_yaml
 
     p = Path(path)
     if p.suffix == ".json":
@@ -275,7 +278,6 @@ def read_pinned(path: str | Path) -> tuple[Summary, dict[str, Any]]:
 def check_pin_path(path: str | Path) -> None:
     """``--pin``: a .json/.yaml file name in a directory that can be written (checked before
     MLflow is queried, so a typo costs nothing)."""
-    from raysweep.preflight import check_writable_dir
 
     p = Path(path)
     if p.suffix not in (".json", ".yaml", ".yml"):
@@ -293,7 +295,6 @@ def write_pinned(path: str | Path, suite: str, summary: Summary,
            "entries": summary_to_json(summary)}
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.suffix in (".yaml", ".yml"):
-        import yaml
 
         p.write_text(yaml.safe_dump(doc, sort_keys=False))
     else:

@@ -48,8 +48,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from raysweep.bench.baseline import Stat, Summary
+from raysweep.bench.flags import compute_flags, reference_cell_flags
+from raysweep.bench.report import fmt_num, fmt_stat
 from raysweep.bench.suite import _LOWER_IS_BETTER_PREFIXES, _SOURCE, _check_metric, _Strict
+from raysweep.config import load_yaml, parse_model
 from raysweep.errors import ConfigError, did_you_mean
+from raysweep.sweep.leaderboard import MAXIMIZE
 
 if TYPE_CHECKING:
     from raysweep.bench.flags import Flags
@@ -125,7 +129,6 @@ class ClaimsFile(_Strict):
 
 
 def _goal(claim: Claim) -> Goal | None:
-    from raysweep.sweep.leaderboard import MAXIMIZE
 
     if claim.goal is not None:
         return claim.goal
@@ -148,7 +151,6 @@ def load_claims(path: Path, cfg: SuiteConfig, workloads: Mapping[str, WorkloadCo
     Claims name workloads as the suite file does; ``renamed`` maps those names to the ones a
     scale gave them (``scales.paper.workloads.<w>.name``), and the returned claims use the latter.
     """
-    from raysweep.config import load_yaml, parse_model
 
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "does not exist"
@@ -220,7 +222,6 @@ def _side(suite: Suite, claim: Claim, ref: str, summary: Summary,
         v = references.get(claim.workload, {}).get(eid, {}).get(claim.metric)
         if v is None or not math.isfinite(float(v)):
             return f"the {eid} row has no (finite) {claim.metric}"
-        from raysweep.bench.flags import reference_cell_flags
 
         if reference_cell_flags(suite, references, claim.workload, eid, claim.metric):
             return (f"the {eid} row's {claim.metric} is censored "
@@ -275,14 +276,12 @@ def _var(v: Sequence[float]) -> float:
 
 
 def _fmt(side: _Side) -> str:
-    from raysweep.bench.report import fmt_num
 
     n = len(side.values)
     mean = sum(side.values) / n
     if side.reference:
         return f"{side.label} {fmt_num(mean)}"
     s = Stat(mean, math.sqrt(_var(side.values)), n, side.values)
-    from raysweep.bench.report import fmt_stat
 
     return f"{side.label} {fmt_stat(s)}"
 
@@ -293,7 +292,6 @@ def judge(claim: Claim, suite: Suite, summary: Summary,
     """The verdict of one claim from a suite's results (see the module docstring); ``flags``
     default to :func:`raysweep.bench.flags.compute_flags` of the same results."""
     if flags is None:
-        from raysweep.bench.flags import compute_flags
 
         flags = compute_flags(suite, summary, references)
     ran = {e.id for e in suite.entries if e.workload.name == claim.workload}

@@ -23,6 +23,10 @@ from typing import Any
 
 import torch
 
+from raysweep.engine import TrialPlan, run_trial
+from raysweep.metrics import ObjectiveConfig
+from raysweep.sweep.space import ObjectiveSpec
+
 __all__ = ["run_cost_bench", "CONDITIONS"]
 
 #: (label, torch threads, background load) per condition.
@@ -55,9 +59,6 @@ def _busy(on: bool) -> Iterator[None]:
 def run_cost_bench(workload_name: str, methods: list[str], *, seed: int = 0,
                    max_epochs: int = 2) -> dict[str, Any]:
     """Rows (method x condition) with the three ratios, and each ratio's spread per method."""
-    from raysweep.engine import TrialPlan, run_trial
-    from raysweep.metrics import ObjectiveConfig
-    from raysweep.sweep.space import ObjectiveSpec
     from raysweep.workload import load_workload_config, prepare
 
     w = prepare(load_workload_config(workload_name))

@@ -23,6 +23,7 @@ eval images/s, and
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -35,6 +36,7 @@ import torch
 from torch import nn
 
 from raysweep._provenance import load_average
+from raysweep.models import create_model
 
 __all__ = ["MODEL_INPUTS", "PRECISIONS", "check_device", "measure_model", "project_sweep",
            "run_device_bench", "write_device_report"]
@@ -119,7 +121,6 @@ def measure_model(name: str, device: torch.device, *, train_batch: int, eval_bat
                   batches: int, warmup: int, precision: str = "fp32",
                   seed: int = 0) -> dict[str, Any]:
     """Training and evaluation images/s of one model (data on ``device`` throughout)."""
-    from raysweep.models import create_model
 
     inp = MODEL_INPUTS[name]
     torch.manual_seed(seed)
@@ -227,7 +228,6 @@ def run_device_bench(*, device: str = "cpu", models: tuple[str, ...] | None = No
 
 def write_device_report(report: dict[str, Any], out: Path, command: str) -> Path:
     """The markdown page (and ``<stem>.json`` next to it)."""
-    import json
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))

@@ -17,7 +17,13 @@ from typing import Any
 
 import torch
 
+from raysweep._console import info
+from raysweep._provenance import git_sha
+from raysweep.edits import score_edits
+from raysweep.engine import TrialPlan, objective_values, run_trial
 from raysweep.metrics import ObjectiveConfig
+from raysweep.sweep.space import ObjectiveSpec
+from raysweep.training import resolve_device
 
 __all__ = ["EditsReport", "run_edits_bench", "DEFAULT_METHODS", "BENCHMARK_WORKLOADS"]
 
@@ -83,7 +89,6 @@ class EditsReport:
 
 def _trial_metrics(workload: Any, method: str, plan: Any, seed: int,
                    device: torch.device) -> dict[str, float]:
-    from raysweep.engine import run_trial
 
     last = run_trial({"method": method, method: {}, "seed": seed}, workload, plan,
                      report=lambda *a: None, device=device)
@@ -95,12 +100,6 @@ def run_edits_bench(workloads: list[str], *, methods: tuple[str, ...] = DEFAULT_
                     max_cost_ratio: float = 0.5, seed: int = 0, device: str | None = None,
                     command: str = "raysweep bench edits") -> EditsReport:
     """Score the oracle, every edit and every honest method on each workload."""
-    from raysweep._console import info
-    from raysweep._provenance import git_sha
-    from raysweep.edits import score_edits
-    from raysweep.engine import TrialPlan, objective_values
-    from raysweep.sweep.space import ObjectiveSpec
-    from raysweep.training import resolve_device
     from raysweep.workload import load_workload_config, prepare
 
     objective = objective or ObjectiveConfig()

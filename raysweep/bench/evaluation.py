@@ -21,6 +21,7 @@ the epoch ``full`` picked).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+from raysweep._console import info
+from raysweep._provenance import machine
+from raysweep.engine import run_trial
+from raysweep.sweep.space import active, condition_order, load_sweep
+from raysweep.sweep.trainable import make_plan
 
 __all__ = ["MODES", "EvalBenchReport", "run_eval_bench", "sample_config", "write_report",
            "report_from_json"]
@@ -48,7 +56,6 @@ class EvalBenchReport:
 def sample_config(space: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     """One configuration drawn uniformly (log-uniformly on log scales) from a method's space;
     conditional parameters are drawn only when their condition holds."""
-    from raysweep.sweep.space import active, condition_order
 
     chosen: dict[str, Any] = {}
     for name in condition_order(space):
@@ -73,13 +80,6 @@ def sample_config(space: dict[str, Any], rng: np.random.Generator) -> dict[str, 
 def run_eval_bench(sweep_path: str, *, configs: int = 10, val_rows: int = 400, seed: int = 0,
                    command: str = "raysweep bench eval") -> EvalBenchReport:
     """Run ``configs`` configurations of the sweep's space under the three modes."""
-    import torch
-
-    from raysweep._console import info
-    from raysweep._provenance import machine
-    from raysweep.engine import run_trial
-    from raysweep.sweep.space import load_sweep
-    from raysweep.sweep.trainable import make_plan
     from raysweep.workload import load_workload_config, prepare
 
     spec = load_sweep(sweep_path)
@@ -159,7 +159,6 @@ def _reading(report: EvalBenchReport) -> str:
 
 def write_report(report: EvalBenchReport, path: str | Path) -> Path:
     """The markdown page (with the JSON beside it)."""
-    import json
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,7 +207,6 @@ def write_report(report: EvalBenchReport, path: str | Path) -> Path:
 
 def report_from_json(path: str | Path) -> EvalBenchReport:
     """A report read back from the JSON that :func:`write_report` wrote beside its page."""
-    import json
 
     doc = json.loads(Path(path).read_text())
     return EvalBenchReport(settings=doc["settings"], rows=doc["rows"], summary=doc["summary"])

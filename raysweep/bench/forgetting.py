@@ -35,8 +35,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+from torch.utils.data import TensorDataset
 
-from raysweep._provenance import machine
+from raysweep._console import info
+from raysweep._provenance import git_sha, machine
+from raysweep.bench import tracking
+from raysweep.config import WorkloadConfig
+from raysweep.errors import UserError
+from raysweep.methods import make_config
+from raysweep.methods._base import UnlearnContext
 from raysweep.metrics.forgetting_quality import (
     BUCKET_WIDTH,
     DELTA,
@@ -47,9 +55,10 @@ from raysweep.metrics.forgetting_quality import (
     permutation_null,
     utility_score,
 )
+from raysweep.sweep.tasks import TaskPool
+from raysweep.training import predict_logits, resolve_device, train_model
 
 if TYPE_CHECKING:
-    from raysweep.config import WorkloadConfig
     from raysweep.workload import PreparedWorkload
 
 __all__ = ["DEFAULT_METHODS", "SCALES", "EXPERIMENT", "ModelStats", "ForgettingReport",
@@ -109,7 +118,6 @@ def _confidence(m: ModelStats) -> np.ndarray:
 # -- Ray tasks (plain functions; :func:`run_forgetting_quality` wraps them) -------------------
 
 def _prepare(workload_json: dict[str, Any], device: str) -> PreparedWorkload:
-    from raysweep.config import WorkloadConfig
     from raysweep.workload import prepare
 
     prepared = prepare(WorkloadConfig.model_validate(workload_json), device=device, quiet=True)
@@ -118,7 +126,6 @@ def _prepare(workload_json: dict[str, Any], device: str) -> PreparedWorkload:
 
 
 def _stats(prepared: PreparedWorkload, model: Any, device: Any, st: ModelStats) -> ModelStats:
-    from raysweep.training import predict_logits
 
     bs = prepared.config.eval_batch_size
     logits, labels = predict_logits(model, prepared.splits["forget"], device=device, batch_size=bs)
@@ -144,10 +151,7 @@ def _failed(st: ModelStats, exc: BaseException) -> ModelStats:
 def _train(prepared: PreparedWorkload, role: str, index: int, seed: int,
            device: str) -> tuple[dict[str, Any] | None, ModelStats]:
     """Train an original (on D) or an oracle (on D_r) from scratch with the workload's recipe."""
-    import torch
-    from torch.utils.data import TensorDataset
 
-    from raysweep.training import resolve_device, train_model
 
     st = ModelStats(role, index, seed, node=socket.gethostname())
     try:
@@ -170,9 +174,7 @@ def _unlearn(prepared: PreparedWorkload, original_state: dict[str, Any] | None, 
              config: dict[str, Any] | None = None) -> ModelStats:
     """Run ``method`` with ``config`` (its fields; the rest at their defaults) on original
     ``index``."""
-    from raysweep.methods import make_config, run_method
-    from raysweep.methods._base import UnlearnContext
-    from raysweep.training import resolve_device
+    from raysweep.methods import run_method
 
     st = ModelStats(method, index, seed, node=socket.gethostname())
     if original_state is None:
@@ -272,13 +274,10 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
     method to the config fields it runs with (the others at their defaults). ``address`` joins
     a cluster; ``None`` uses ``RAY_ADDRESS`` or starts a private local Ray.
     """
-    from raysweep.methods import make_config
 
     given = {m: dict((configs or {}).get(m) or {}) for m in methods}
     resolved = {m: make_config(m, given[m]).model_dump(mode="json") for m in methods}
-    from raysweep._console import info
     from raysweep.sweep.runner import ray_session
-    from raysweep.sweep.tasks import TaskPool
 
     say = log or info
     t0 = time.perf_counter()
@@ -287,7 +286,6 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
         have = session["resources"]
         if have.get("CPU", 0.0) < 1 or have.get("GPU", 0.0) < gpus_per_model:
             # Ray would keep an infeasible task pending forever instead of failing it.
-            from raysweep.errors import UserError
 
             raise UserError(f"each model task asks for 1 CPU and {gpus_per_model:g} GPU, but "
                             f"the Ray at {session['address']} has {have.get('CPU', 0.0):g} CPU "
@@ -375,7 +373,6 @@ def _task_error(exc: BaseException) -> str:
 
 
 def _git_sha() -> str:
-    from raysweep._provenance import git_sha
 
     return git_sha()
 
@@ -511,7 +508,6 @@ def log_to_mlflow(report: ForgettingReport, report_path: Path | None = None) -> 
     """
     from mlflow.entities import Metric, Param
 
-    from raysweep.bench import tracking
 
     c = tracking.client()
     exp = tracking._experiment_id(c, EXPERIMENT, create=True) or ""
@@ -561,8 +557,6 @@ def log_to_mlflow(report: ForgettingReport, report_path: Path | None = None) -> 
         try:
             c.log_artifact(parent, str(path))
         except Exception as exc:  # artifact storage is optional; the runs are what matter
-            from raysweep._console import info
-
             info(f"[yellow]could not store {path.name} in MLflow ({type(exc).__name__}: {exc})[/]")
     c.set_terminated(parent, "FAILED" if report.failed else "FINISHED")
     return parent

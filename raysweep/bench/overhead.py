@@ -46,6 +46,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from raysweep.methods import get_method
+from raysweep.sweep.space import default_space, grid_points, parse_sweep, resolve_spec
 from raysweep.sweep.timeline import TrialTimeline, timeline_callback
 
 __all__ = ["run_benchmark", "breakdown_lines", "measure_overhead", "measure_sample_efficiency",
@@ -60,7 +62,6 @@ EFFICIENCY_SPACE: dict[str, Any] = {
 
 def bench_spec(data: dict[str, Any]) -> Any:
     """A sweep spec from a benchmark's sweep mapping, parsed and resolved as ``run`` would."""
-    from raysweep.sweep.space import parse_sweep, resolve_spec
 
     return resolve_spec(parse_sweep(data, "bench"), "bench")
 
@@ -152,7 +153,6 @@ def measure_overhead(workload: str, method: str, trials: int, epochs: int = 2) -
     """Run one sweep with default settings; compare its wall time with the trials' compute,
     and break the difference down with timing hooks."""
     from raysweep.sweep.runner import run_sweep
-    from raysweep.sweep.space import default_space
 
     params = {k: v.model_dump(mode="json")
               for k, v in (default_space(method) or {}).items()
@@ -202,7 +202,6 @@ def measure_overhead(workload: str, method: str, trials: int, epochs: int = 2) -
 
 def config_fields(method: str) -> list[str]:
     """The names of the fields of ``method``'s config."""
-    from raysweep.methods import get_method
 
     return list(get_method(method).config.model_fields)
 
@@ -236,7 +235,6 @@ def measure_sample_efficiency(workload: str, repeats: int) -> dict[str, Any]:
     """A real grid sweep, then TPE (and random search) replayed over its results."""
     from raysweep.sweep.runner import run_sweep
     from raysweep.sweep.search import trial_params
-    from raysweep.sweep.space import grid_points
 
     spec = bench_spec({
         "name": "bench-grid-ssd", "workload": workload, "method": "ssd",

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raysweep.bench.baseline import Stat, Summary, summary_from_json
+from raysweep.bench.claims import judge, verdict_table_markdown
 from raysweep.bench.flags import FLAG_LEGEND, Flags, compute_flags, reference_cell_flags
 from raysweep.bench.report import (
     STAT_LABEL,
@@ -46,6 +47,7 @@ from raysweep.bench.report import (
     protocol_rows,
     pyplot,
 )
+from raysweep.methods import get_method
 from raysweep.metrics.registry import METRICS
 
 if TYPE_CHECKING:
@@ -224,7 +226,6 @@ def rankings_markdown(suite: Suite, wname: str, rows: list[PaperRow],
 
 def paper_defaults_markdown(suite: Suite) -> str:
     """The paper's hyperparameters the default rows ran, each with its source."""
-    from raysweep.methods import get_method
 
     rows: list[list[str]] = []
     seen: set[tuple[str, str, str]] = set()
@@ -250,7 +251,6 @@ def verdicts(suite: Suite, summary: Summary, references: Mapping[str, Any],
     """Every claim of the suite's claims file judged on these results (none without a file)."""
     if suite.claims is None:      # checked by load_suite, before anything ran
         return []
-    from raysweep.bench.claims import judge
 
     flags = flags if flags is not None else compute_flags(suite, summary, references)
     return [judge(c, suite, summary, references, flags) for c in suite.claims.claims]
@@ -396,7 +396,6 @@ def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, 
     md += ["", f"{STAT_LEGEND} `-`: not defined for this workload. Reference rows: the original "
                f"model and the retrained oracle ({ref_note}). {FLAG_LEGEND}", ""]
     if judged:
-        from raysweep.bench.claims import verdict_table_markdown
 
         md += ["## Claims: verdicts", "",
                f"Generated from `{suite.config.claims}` (next to the suite file) and these "

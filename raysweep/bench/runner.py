@@ -32,11 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raysweep._console import info
+from raysweep._provenance import git_sha
 from raysweep._secrets import redact_uri
 from raysweep._signals import sigterm_as_sigint
 from raysweep.bench.baseline import (
     Comparison,
     Summary,
+    aggregate,
     compare,
     read_pinned,
     regressions,
@@ -45,6 +47,7 @@ from raysweep.bench.baseline import (
     write_pinned,
 )
 from raysweep.errors import ConfigError
+from raysweep.training import resolve_device
 
 if TYPE_CHECKING:
     from raysweep.bench.suite import Entry, Suite
@@ -170,9 +173,7 @@ def forgetting_quality_columns(suite: Suite, summary: dict[str, Any], *,
     spec = suite.config.forgetting_quality
     if spec is None:
         return {}
-    from raysweep.bench.baseline import aggregate
     from raysweep.bench.forgetting import run_forgetting_quality
-    from raysweep.training import resolve_device
 
     by_workload: dict[str, list[Entry]] = {}
     for e in suite.entries:
@@ -205,7 +206,6 @@ def run_suite(suite: Suite, *, baseline: str | None = None, address: str | None 
               tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None = None,
               argv: list[str] | None = None) -> BenchResult:
     """Run every entry × seed, record it, compare, report. See the module docstring."""
-    from raysweep._provenance import git_sha
     from raysweep.bench import tracking
     from raysweep.bench._run import execute
     from raysweep.bench.report import ReportData, write_report

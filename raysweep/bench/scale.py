@@ -22,6 +22,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from raysweep.bench.overhead import bench_spec, config_fields
+from raysweep.sweep.space import default_space
+from raysweep.testing_cluster import local_cluster
+
 __all__ = ["measure_scale"]
 
 
@@ -46,7 +50,6 @@ def _cluster_env(env: dict[str, str]) -> Any:
 
 def _one(spec: Any, n_nodes: int, cores: int) -> dict[str, Any]:
     from raysweep.sweep.runner import run_sweep
-    from raysweep.testing_cluster import local_cluster
 
     per_node = cores // n_nodes
     with local_cluster(n_nodes=n_nodes, cpus_per_node=per_node, auth_mode="token") as cluster, \
@@ -73,8 +76,6 @@ def measure_scale(workload: str = "fmnist-class-small", method: str = "finetune"
                   trials: int = 8, epochs: int = 2, cores: int = 2, repeats: int = 1,
                   out: Path | None = None, log: Any = print) -> dict[str, Any]:
     """Run the same sweep on 1 node x ``cores`` CPUs and ``cores`` nodes x 1 CPU, alternating."""
-    from raysweep.bench.overhead import bench_spec, config_fields
-    from raysweep.sweep.space import default_space
 
     if cores < 2:
         raise ValueError("cores must be >= 2 (1 node x cores vs cores nodes x 1)")

@@ -79,6 +79,7 @@ of the seed mean in the bad direction (for ``direction: target``, the growth of 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -86,6 +87,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from raysweep._resources import search_spaces_dir
@@ -95,9 +97,14 @@ from raysweep.config import (
     check_number_value,
     load_yaml,
     parse_model,
+    parse_override,
     top_level_kind,
 )
 from raysweep.errors import ConfigError, did_you_mean
+from raysweep.methods import get_method, make_config
+from raysweep.metrics.registry import METRICS, unknown_metric_message
+from raysweep.models import list_models
+from raysweep.workload import cache_root, load_workload_config, task_of
 
 __all__ = ["Direction", "Tolerance", "TuneSpec", "SuiteEntry", "SuiteConfig", "SuiteScale",
            "Entry", "PaperDefault",
@@ -511,7 +518,6 @@ def _resolve_suite_path(ref: str | Path) -> Path:
 
 def _resolve_workload(ref: str, suite_dir: Path, where: str) -> tuple[WorkloadConfig, str]:
     """The workload config and a reference that works from any directory."""
-    from raysweep.workload import load_workload_config
 
     candidate = Path(ref)
     if not candidate.is_absolute() and ref.endswith((".yaml", ".yml")):
@@ -539,9 +545,7 @@ def apply_suite_overrides(data: dict[str, Any], overrides: list[str],
         --set entries.0.seeds=[1,2]
         --set tolerances.forget/acc.abs=0.1
     """
-    import copy
 
-    from raysweep.config import parse_override
 
     out: dict[str, Any] = copy.deepcopy(data) or {}
     for item in overrides:
@@ -623,9 +627,7 @@ def _patched_workload(workload: WorkloadConfig, patch: dict[str, Any],
 
 def _write_workload(workload: WorkloadConfig) -> str:
     """A scale's patched workload as a YAML file (tuning sweeps take a workload by reference)."""
-    import yaml
 
-    from raysweep.workload import cache_root
 
     blob = json.dumps(workload.model_dump(mode="json"), sort_keys=True)
     path = cache_root() / "bench-workloads" / \
@@ -641,7 +643,6 @@ def _write_workload(workload: WorkloadConfig) -> str:
 def _apply_scale(data: dict[str, Any], scale: str | None, src: str
                  ) -> tuple[dict[str, Any], str | None, SuiteScale | None]:
     """The raw suite at ``scale`` (see the module docstring), the scale's name and spec."""
-    import copy
 
     raw_scales = data.get("scales") or {}
     if not isinstance(raw_scales, dict):
@@ -677,7 +678,6 @@ MAX_SUITE_RUNS = 100_000
 
 
 def _lower_is_better() -> tuple[str, ...]:
-    from raysweep.metrics.registry import METRICS
 
     return tuple(k for k, m in METRICS.items() if m.direction == "min")
 
@@ -690,7 +690,6 @@ def _check_metric(metric: str, where: str) -> None:
     """A toleranced or reported metric must be one a run records (declared in
     :mod:`raysweep.metrics.registry`): a typo would never match, and the gate would pass
     without checking anything."""
-    from raysweep.metrics.registry import METRICS, unknown_metric_message
 
     if metric not in METRICS:
         raise ConfigError(f"{where}: {unknown_metric_message(metric)}")
@@ -708,7 +707,6 @@ def _check_measured(metric: str, cfg: SuiteConfig, where: str) -> None:
 
 def _check_direction(metric: str, tol: Tolerance, where: str) -> None:
     """A tolerance against the metric's declared direction would pass every regression."""
-    from raysweep.metrics.registry import METRICS
 
     declared = METRICS[metric].direction if metric in METRICS else "none"
     if tol.direction == "lower_is_better" and declared == "max":
@@ -743,8 +741,6 @@ def _check_tuning_seeds(cfg: SuiteConfig, where: str) -> None:
 def _check_paper_defaults(cfg: SuiteConfig, src: str) -> None:
     """Each paper default names a method the suite runs, registered models, valid values, and
     no (method, model, field) twice: a typo would silently run the method's own default."""
-    from raysweep.methods import get_method, make_config
-    from raysweep.models import list_models
 
     suite_methods = {m for e in cfg.entries
                      for m in (e.method if isinstance(e.method, list) else [e.method])}
@@ -795,7 +791,6 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
     Workloads and method configs are validated here (unknown method, bad pinned value,
     incomplete tolerance), so a typo fails in milliseconds rather than after training.
     """
-    from raysweep.methods import get_method, make_config
 
     path = _resolve_suite_path(ref)
     data = load_yaml(path)
@@ -912,7 +907,6 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
         raise ConfigError(f"{src}: scale {chosen!r} keeps no entry")
     fq = cfg.forgetting_quality
     if fq is not None:
-        from raysweep.workload import task_of
 
         scored = fq.workloads if fq.workloads is not None else sorted(resolved)
         lm = [w for w in scored if w in resolved and task_of(resolved[w]) != "classify"]

@@ -25,6 +25,7 @@ regressed never becomes the reference for the next one.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -58,8 +59,6 @@ _MAX_PARAM = 500
 
 def client() -> MlflowClient:
     """The suite store's client (retries a locked store, like every raysweep writer)."""
-    import logging
-
     from raysweep.sweep.tracking import mlflow_client
 
     # MLflow logs every sqlite migration on first use at INFO; keep stderr for our progress.

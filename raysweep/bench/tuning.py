@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from raysweep._console import info
 from raysweep.errors import ConfigError, UserError
+from raysweep.sweep.space import active, parse_sweep, reads_test, resolve_spec
+from raysweep.workload import cache_root
 
 if TYPE_CHECKING:
     from raysweep.bench.suite import Entry, TuneSpec
@@ -37,7 +39,6 @@ __all__ = ["sweep_spec", "tune_entry", "cached_tuning", "selection_key"]
 
 def _reads_test(key: str) -> bool:
     """Whether a result key is computed on the test split (reporting only, never selection)."""
-    from raysweep.sweep.space import reads_test
 
     base = key[len("best/"):] if key.startswith("best/") else key
     if base == "objective/test" or base.endswith("/test") or base.startswith("test/"):
@@ -59,7 +60,6 @@ def selection_key(spec: SweepSpec, *, where: str) -> str:
 def sweep_spec(suite: str, entry_id: str, workload_ref: str, method: str, tune: TuneSpec,
                *, where: str) -> SweepSpec:
     """The resolved sweep spec that tunes one entry (validated; imports neither Ray nor Optuna)."""
-    from raysweep.sweep.space import parse_sweep, resolve_spec
 
     space: dict[str, Any] | None = None
     if tune.parameters is not None:
@@ -87,7 +87,6 @@ def sweep_spec(suite: str, entry_id: str, workload_ref: str, method: str, tune: 
 
 
 def _cache_path(entry: Entry, prepared: PreparedWorkload) -> Any:
-    from raysweep.workload import cache_root
 
     blob = json.dumps({"workload": prepared.key, "method": entry.method,
                        "tune": entry.tune.model_dump(mode="json") if entry.tune else None},
@@ -141,7 +140,6 @@ def tune_entry(entry: Entry, prepared: PreparedWorkload, *, suite: str = "bench"
     prefix = f"{entry.method}/"
     # Optuna records only sampled parameters; constants (``epochs: {value: 2}``) are part of the
     # tuned configuration too, so take them from the resolved space (active ones only).
-    from raysweep.sweep.space import active, resolve_spec
 
     config = {k[len(prefix):]: v for k, v in best.params.items() if k.startswith(prefix)}
     for name, param in resolve_spec(spec).spaces().get(entry.method, {}).items():

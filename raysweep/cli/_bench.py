@@ -3,7 +3,11 @@ benchmark."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,9 +117,6 @@ def paper_cmd(
 ) -> None:
     """Run paper suites and write default-vs-tuned tables and plots to \
 RESULTS/<suite>/README.md."""
-    import time
-    from pathlib import Path
-
     from raysweep.bench import load_suite, run_suite
     from raysweep.bench.paper import load_summary_json, write_paper_report
 
@@ -279,8 +280,6 @@ def scale_cmd(
 ) -> None:
     """Trials/hour of one sweep on 1 local node vs several, at equal total cores \
 (real ray start)."""
-    from pathlib import Path
-
     from raysweep.bench.scale import measure_scale
     from raysweep.errors import UserError
     from raysweep.methods import get_method
@@ -325,8 +324,6 @@ def overhead_cmd(
 ) -> None:
     """Sweep overhead (wall time vs the trials' own compute) and TPE's sample efficiency \
 vs a grid."""
-    from pathlib import Path
-
     from raysweep.bench.overhead import run_benchmark
 
     report = run_benchmark(workload=workload, method=method, trials=trials,
@@ -355,9 +352,6 @@ def edits_cmd(
 ) -> None:
     """Trivial edits (suppress a logit, re-init the head, noise, unchanged, constant) vs the
     retrain oracle and honest methods; exit 3 when an edit beats the oracle or every method."""
-    import shlex
-    import sys
-
     from raysweep.bench.edits import BENCHMARK_WORKLOADS, run_edits_bench, write_report
     from raysweep.errors import ConfigError
     from raysweep.methods import get_method
@@ -408,9 +402,6 @@ def eval_cmd(
 ) -> None:
     """Evaluation's share of trial time under full / selection / subset per-epoch evaluation,
     and whether the cheaper modes pick the epochs full evaluation picks (one run)."""
-    import shlex
-    import sys
-
     from raysweep.bench.evaluation import run_eval_bench, write_report
     from raysweep.preflight import check_writable_dir
     from raysweep.sweep.space import load_sweep
@@ -440,9 +431,6 @@ def cost_cmd(
     json_out: bool = typer.Option(False, "--json", help="print the JSON report on stdout"),
 ) -> None:
     """Sample-pass cost vs wall-time ratios under different threads and load (one run)."""
-    import json
-    from pathlib import Path
-
     from rich.table import Table
 
     from raysweep.bench.cost import run_cost_bench
@@ -502,8 +490,6 @@ def driver_cmd(
 ) -> None:
     """Driver seconds per trial vs trial count: zero-compute trials through the real Optuna
     search, Ray Tune and MLflow tracking path, per sampler."""
-    import shlex
-
     from raysweep.bench.driver import SAMPLERS, run_driver_bench, write_driver_report
     from raysweep.errors import ConfigError
     from raysweep.sweep.runner import err_console
@@ -562,8 +548,6 @@ def device_cmd(
 ) -> None:
     """Images/s of training and evaluation of the shipped models on this device, and the
     paper-scale sweep's device-hours projected from them."""
-    import shlex
-
     from raysweep.bench.device import (
         MODEL_INPUTS,
         PRECISIONS,
@@ -645,8 +629,6 @@ def forgetting_quality_cmd(
     """Forgetting quality from many oracles: the NeurIPS 2023 challenge's ε score and a
     U-LiRA-style attack over K originals, K oracles and K unlearned models per method, every
     model one Ray task; results to MLflow and a markdown page. Exit 1 when a model failed."""
-    import shlex
-
     from raysweep.bench.forgetting import EXPERIMENT, SCALES
     from raysweep.bench.tracking import tracking_uri
     from raysweep.errors import ConfigError, did_you_mean

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from raysweep.cli import app
 from raysweep.cli._common import Format, print_json, stdout
-from raysweep.errors import ConfigError, UserError
+from raysweep.errors import ConfigError, UserError, did_you_mean
 
 __all__ = ["EXPORT_KIND", "export_config", "load_exported", "compare_rows"]
 
@@ -158,7 +158,6 @@ def export_config(sweep: str, method: str) -> dict[str, Any]:
     rows = [r for r in leaderboard(runs) if r["kind"] == "trial"]
     by_method = {r["method"]: r for r in rows}
     if method not in by_method:
-        from raysweep.errors import did_you_mean
 
         raise UserError(f"--method {method!r}: sweep {sweep_id} has no finished trial of it"
                         f"{did_you_mean(method, by_method)}; valid: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -133,8 +134,6 @@ def jobs_submit_cmd(
 
     The working dir is uploaded as `raysweep submit` does it (git-tracked files, no
     credentials, never a home directory)."""
-    import shlex
-
     from raysweep._console import info
     from raysweep.sweep.jobs import (
         connect,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,8 +179,6 @@ def resume_cmd(
 
 def parse_more_samples(text: str) -> int:
     """``+N`` (N >= 1) as N; anything else is one :class:`ConfigError` line with the fix."""
-    import re
-
     from raysweep.errors import ConfigError
 
     m = re.fullmatch(r"\+([0-9]{1,9})", text.strip())
@@ -228,9 +228,6 @@ def status_cmd(
 ) -> None:
     """Trial counts (running / complete / failed / budget-stopped), the current best, the \
 stores."""
-    import json
-    import time
-
     from raysweep.errors import UserError
 
     if fmt in (Format.csv, Format.md):
@@ -499,8 +496,6 @@ def _repro(rec: dict[str, Any]) -> str:
     """The command that reproduces a run, built from tags read back from MLflow: every value
     is shell-quoted (a tag such as ``0; touch X #`` stays one argument when pasted) and
     control characters are escaped."""
-    import json
-
     from raysweep._quoting import shell_join
 
     tags = rec["tags"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import typer
@@ -128,7 +130,6 @@ def unlearn_cmd(
     from raysweep.workload import load_workload_config, prepare, task_of
 
     if config is not None:  # an exported best configuration; explicit options override it
-        import json
 
         from raysweep.cli._explore import load_exported
 
@@ -201,8 +202,6 @@ def unlearn_cmd(
         # The reference rows are called original/retrain; a rerun of the retrain method is not one.
         rows.append(_row(f"{name} (rerun)" if name in ("original", "retrain") else name, metrics))
         if track:
-            import os
-
             from raysweep.sweep.tracking import log_unlearn_run, tracking_uri
 
             run_id = log_unlearn_run(tracking_uri(),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from raysweep.errors import ConfigError, did_you_mean
 
@@ -133,7 +136,6 @@ def get_dataset_info(name: str) -> DatasetInfo:
 
 def load_dataset(name: str, root: str | None = None, **options: Any) -> LoadedDataset:
     """Load a registered dataset by name; ``root`` is the local directory for user data."""
-    import inspect
 
     loader = get_dataset_info(name).loader
     accepted = [p for p in inspect.signature(loader).parameters if p != "root"]
@@ -150,9 +152,6 @@ def _check_option_types(name: str, loader: Callable[..., LoadedDataset],
                         options: dict[str, Any]) -> None:
     """Each option against the loader's annotation, strictly (``yes`` is not a fraction, a
     boolean is not a number, NaN is not a size): one line instead of an error deep inside."""
-    import typing
-
-    from pydantic import ConfigDict, TypeAdapter, ValidationError
 
     try:
         hints = typing.get_type_hints(loader)

@@ -12,6 +12,7 @@ Every scenario turns a :class:`LoadedDataset` into a boolean mask over the train
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -181,7 +182,6 @@ def brightness(ds: LoadedDataset, count: int | None = None, fraction: float | No
 @register_selector("contains_word", kind="text")
 def contains_word(ds: LoadedDataset, word: str = "", case_sensitive: bool = False) -> np.ndarray:
     """Texts that contain a given word (whole-word match)."""
-    import re
 
     if not word:
         raise ConfigError("contains_word needs params.word")

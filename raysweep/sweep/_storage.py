@@ -16,6 +16,9 @@ Optuna are imported only when a URL is checked or a study opened.
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,6 @@ def check_storage_url(url: str) -> str:
         raise ValueError(f"{shown!r} is not a database URL; {_FIX}") from None
     dialect = parsed.get_backend_name()
     if dialect not in DIALECTS:
-        import difflib
 
         near = difflib.get_close_matches(dialect, list(DIALECTS), n=1, cutoff=0.6)
         hint = f"did you mean {near[0]}://? " if near else ""
@@ -80,7 +82,6 @@ def check_storage_reachable(url: str | None, *, timeout: float = 5.0) -> None:
     answers (a server) or its directory is writable (SQLite, not created here)."""
     if url is None:
         return
-    import os
 
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -138,7 +139,6 @@ def storage_label(sweep_dir: Path, url: str | None) -> str:
 def spec_storage(sweep_dir: Path) -> str | None:
     """``search.storage`` of the sweep's ``spec.json`` (read as plain JSON, for the readers
     that load neither pydantic models nor Ray); ``None`` = the journal file."""
-    import json
 
     try:
         spec = json.loads((Path(sweep_dir) / "spec.json").read_text())

@@ -38,8 +38,10 @@ from typing import Any
 
 from ray.tune import Callback
 
+from raysweep._console import info
 from raysweep._secrets import redact_uri, write_private
 from raysweep.errors import UserError
+from raysweep.sweep._snapshot import check_file
 
 __all__ = ["KEY_ENV", "SIGNED_FIELDS", "TRUSTED", "key_path", "ensure_key", "check_private",
            "public_state", "sign_sweep_dir", "check_sweep_dir", "verify_sweep_dir",
@@ -169,7 +171,6 @@ def _snapshot_files(tune_dir: Path) -> list[Path]:
 
 
 def _readable(path: Path) -> bool:
-    from raysweep.sweep._snapshot import check_file
 
     return check_file(path) is None
 
@@ -308,7 +309,6 @@ def verify_sweep_dir(sweep_dir: Path, *, trust: bool = False,
     the ownership checks), the changes are reported, and it is signed with your key.
     Returns the notes printed through ``say`` (default: stderr).
     """
-    from raysweep._console import info
 
     say = say or info
     sweep_dir = Path(sweep_dir)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import ray
 from ray.tune import Callback
 
 __all__ = ["ClusterLost", "ClusterWatch", "no_resources_timeout"]
@@ -31,7 +32,6 @@ def no_resources_timeout() -> float:
 
 
 def _cluster_resources() -> dict[str, float]:
-    import ray
 
     return dict(ray.cluster_resources())
 

@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from raysweep._console import console
 from raysweep._quoting import read_tags, tag_equals
 from raysweep._secrets import redact_uri, restore_credentials
@@ -286,7 +288,6 @@ def resolve_store(sweep: str | None) -> tuple[str, str, str | None]:
     """(tracking uri, experiment, sweep id) for queries, by the one store rule of this module:
     a sweep's own recorded store (said on stderr when it is not the environment's), else the
     environment's. An unknown sweep is an error listing the known."""
-    from rich.markup import escape
 
     experiment = os.environ.get("RAYSWEEP_EXPERIMENT", "raysweep")
     if not sweep:

@@ -27,6 +27,7 @@ default 2,000): growth shows as ``last / first`` well above 1.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -39,15 +40,34 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import ray
+from ray import tune
 from ray.tune import Callback
+from ray.tune.execution.experiment_state import _ExperimentCheckpointManager as Manager
 from ray.tune.search import ConcurrencyLimiter
+from rich.console import Console
 
+import raysweep.sweep.runner as runner
 from raysweep._provenance import load_average, machine
 from raysweep.metrics.registry import metric_keys, per_epoch_keys
 from raysweep.sweep._result import tune_keys, tune_result
 from raysweep.sweep._snapshot import SnapshotKeeper
-from raysweep.sweep.runner import Progress, SweepInterrupted, trial_checkpoint_config
-from raysweep.sweep.tracking import MlflowTrialCallback
+from raysweep.sweep.runner import (
+    Progress,
+    SweepInterrupted,
+    ray_session,
+    set_tune_environment,
+    trial_checkpoint_config,
+)
+from raysweep.sweep.search import (
+    DefineByRun,
+    make_sampler,
+    make_scheduler,
+    make_search,
+    study_directions,
+)
+from raysweep.sweep.space import default_space, parse_sweep, resolve_spec
+from raysweep.sweep.tracking import MlflowTrialCallback, Tracker
 
 __all__ = ["SAMPLERS", "GOAL_SECONDS_PER_TRIAL", "measure_sampler", "run_driver_bench",
            "write_driver_report"]
@@ -165,9 +185,6 @@ def zero_compute_trial(config: dict[str, Any], keys: tuple[str, ...] = (),
     The values are a fixed function of the configuration (a hash in [0, 1)), so a sampler sees
     a deterministic objective and repeated configurations score alike.
     """
-    import hashlib
-
-    from ray import tune
 
     params = json.dumps({k: v for k, v in config.items() if k != "rs"}, sort_keys=True,
                         default=str)
@@ -187,13 +204,11 @@ def zero_compute_trial(config: dict[str, Any], keys: tuple[str, ...] = (),
 
 
 def _resolve(data: dict[str, Any]) -> Any:
-    from raysweep.sweep.space import parse_sweep, resolve_spec
 
     return resolve_spec(parse_sweep(data, "bench"), "bench")
 
 
 def _spec(sampler: str, trials: int, concurrency: int, seed: int) -> Any:
-    from raysweep.sweep.space import default_space
 
     # The bundled space, written out: a sweep file naming only the method searches nothing.
     params = {k: v.model_dump(mode="json") for k, v in (default_space(METHOD) or {}).items()}
@@ -215,7 +230,6 @@ def _timed_snapshots() -> Iterator[None]:
     """Time Tune's experiment snapshots (``sync_up_experiment_state``: it writes the trial
     table, the searcher's and the callbacks' states, and uploads them), and the searcher's
     state within them, while measuring; the classes are restored afterwards."""
-    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager as Manager
     from ray.tune.search.optuna import OptunaSearch
 
     sync_up, save = Manager.sync_up_experiment_state, OptunaSearch.save
@@ -239,9 +253,7 @@ def _timed_snapshots() -> Iterator[None]:
 def _quiet_progress() -> Iterator[None]:
     """The progress callback prints a line per trial; render them to /dev/null (the cost of
     formatting stays in the measurement, thousands of lines leave the terminal)."""
-    from rich.console import Console
 
-    import raysweep.sweep.runner as runner
 
     saved = runner._ERR
     with open(os.devnull, "w") as sink:
@@ -261,10 +273,7 @@ def measure_sampler(sampler: str, *, trials: int, concurrency: int, epochs: int,
                     window: int, tracking_uri: str, workdir: Path,
                     log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """One zero-compute sweep of ``trials`` trials with ``sampler``; timings per trial."""
-    from ray import tune
 
-    from raysweep.sweep.search import make_scheduler, make_search
-    from raysweep.sweep.tracking import Tracker
 
     global _CLOCK
     spec = _spec(sampler, trials, concurrency, seed)
@@ -356,11 +365,8 @@ def measure_sampler_alone(sampler: str, *, trials: int, window: int,
     Cheap enough to run at the full 2,000 trials where the whole path cannot, and it isolates
     what Optuna's own growth contributes.
     """
-    import hashlib
-
     import optuna
 
-    from raysweep.sweep.search import DefineByRun, make_sampler, study_directions
 
     spec = _spec(sampler, trials, 1, seed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -395,7 +401,6 @@ def run_driver_bench(*, samplers: tuple[str, ...] = SAMPLERS, trials: int = 2000
     store to measure against (its runs are then kept, under experiment
     ``raysweep-bench-driver``).
     """
-    from raysweep.sweep.runner import ray_session, set_tune_environment
 
     set_tune_environment()  # Tune's settings as the runner sets them for a sweep
     work = Path(tempfile.mkdtemp(prefix="raysweep-bench-driver-"))
@@ -428,7 +433,6 @@ def run_driver_bench(*, samplers: tuple[str, ...] = SAMPLERS, trials: int = 2000
 
 def _machine() -> str:
     import optuna
-    import ray
 
     return machine(f"Ray {ray.__version__}", f"Optuna {optuna.__version__}")
 

@@ -9,13 +9,14 @@ each workload are always included.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from raysweep.errors import UserError
+from raysweep.errors import UserError, did_you_mean
 from raysweep.metrics.registry import maximize_keys
 from raysweep.report import METRICS, Column, column_legend, metric_column
 
@@ -51,7 +52,6 @@ def resolve_metric(name: str, available: Sequence[str], option: str = "--sort") 
                 if low in (m.label.lower(), m.header.lower()) and m.key in available]
     if by_label:
         return by_label[0]
-    from raysweep.errors import did_you_mean
 
     labels = sorted({METRICS[k].label for k in available if k in METRICS})
     raise UserError(
@@ -145,7 +145,6 @@ def aggregate(
 
 
 def _params(run: Mapping[str, Any]) -> dict[str, Any]:
-    import json
 
     raw = run["tags"].get("raysweep.params_json")
     if raw:
@@ -188,7 +187,6 @@ def pareto_front(
 
 def _choose(option: str, value: str, known: Iterable[str]) -> None:
     """An unknown ``--workload`` / ``--method`` is an error naming the valid choices."""
-    from raysweep.errors import did_you_mean
 
     choices = sorted(set(known))
     if value not in choices:

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import raysweep
 from raysweep.errors import ConfigError
 
 __all__ = ["UploadPlan", "check_root", "plan_upload", "stage", "secret_reason", "home_directories",
@@ -178,7 +179,6 @@ def _git_files(root: Path) -> list[str] | None:
 def _package_files() -> dict[str, Path]:
     """The raysweep package's files as ``raysweep/...`` -> where they are (installed anywhere:
     the job finds it on its working dir's path)."""
-    import raysweep
 
     pkg = Path(raysweep.__file__).resolve().parent
     return {("raysweep" / p.relative_to(pkg)).as_posix(): p

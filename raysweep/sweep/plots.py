@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from raysweep.errors import UserError, did_you_mean
 from raysweep.sweep.space import SweepSpec
 
@@ -52,7 +54,6 @@ def method_study(study: Any, method: str, methods: list[str]) -> Any:
 
 def robust_range(values: list[float], best: float) -> tuple[float, float]:
     """(low, high) covering the 5th-95th percentile of ``values`` and ``best``, plus a margin."""
-    import numpy as np
 
     lo, hi = (float(x) for x in np.percentile(values, [5, 95]))
     lo, hi = min(lo, best), max(hi, best)

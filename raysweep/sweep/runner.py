@@ -53,6 +53,7 @@ from raysweep._provenance import commit_of, git_sha
 from raysweep._secrets import redact_uri, restore_credentials, write_private
 from raysweep._signals import sigterm_as_sigint
 from raysweep.errors import ConfigError, UserError, format_validation_error
+from raysweep.methods._lm import restore_weights
 from raysweep.metrics.oracle import terms_for
 from raysweep.preflight import check_tracking_store, sweep_preflight
 from raysweep.sweep._lock import SweepLock
@@ -76,6 +77,7 @@ from raysweep.sweep._trust import (
 )
 from raysweep.sweep._watch import ClusterLost, ClusterWatch
 from raysweep.sweep.catalog import find_sweep, pid_alive, sweeps_home
+from raysweep.sweep.leaderboard import leaderboard
 from raysweep.sweep.local_ray import init_local_ray
 from raysweep.sweep.search import (
     DefineByRun,
@@ -86,6 +88,16 @@ from raysweep.sweep.search import (
     trial_params,
 )
 from raysweep.sweep.space import MAX_CONFIGS, SweepSpec, grid_points, grid_size
+from raysweep.sweep.tracking import (
+    MlflowTrialCallback,
+    StoreUnavailable,
+    Tracker,
+    error_reason,
+    fetch_runs,
+    tracking_uri,
+)
+from raysweep.sweep.trainable import load_best, make_plan, objective_values, unlearning_trial
+from raysweep.workload import load_workload_config
 
 __all__ = [
     "check_ray_address",
@@ -427,7 +439,6 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
                         for k, v in sorted(params.items()))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info_: Any) -> None:
-        from raysweep.sweep.tracking import error_reason
 
         self.running.pop(trial.trial_id, None)
         self.done[trial.trial_id] = "failed"
@@ -500,14 +511,13 @@ def _max_concurrent(spec: SweepSpec, resources: dict[str, float]) -> int:
 
 
 def _prepare(spec: SweepSpec) -> tuple[Any, Any]:
-    from raysweep.workload import load_workload_config, prepare
+    from raysweep.workload import prepare
 
     wcfg = load_workload_config(spec.workload)
     return wcfg, prepare(wcfg)
 
 
 def _trainable(workload: Any, plan: Any, seeds: list[int]) -> Any:
-    from raysweep.sweep.trainable import unlearning_trial
 
     # The copy each trial receives carries the oracle's references for the sweep's seeds.
     workload.warm(seeds, plan.selection_val_rows)
@@ -520,7 +530,6 @@ def dry_run_plan(spec: SweepSpec) -> dict[str, Any]:
     """What ``raysweep run`` would do, without starting Ray or writing anything."""
     import optuna
 
-    from raysweep.workload import load_workload_config
 
     n = spec.num_configs()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -638,7 +647,6 @@ def run_sweep(
     tracking_uri_override: str | None = None,
 ) -> SweepOutcome:
     """Run a resolved sweep end to end (see the module docstring)."""
-    from raysweep.sweep.tracking import tracking_uri
 
     t0 = time.perf_counter()
     uri = tracking_uri(tracking_uri_override)
@@ -680,8 +688,6 @@ def run_sweep(
 def _run_locked(spec: SweepSpec, sweep_id: str, sweep_dir: Path, uri: str, wcfg: Any,
                 workload: Any, refs: dict[str, dict[str, float]], state: SweepState,
                 t0: float, *, address: str | None, num_cpus: int | None) -> SweepOutcome:
-    from raysweep.sweep.tracking import Tracker
-    from raysweep.sweep.trainable import make_plan, objective_values
 
     (sweep_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
     state.update(
@@ -819,8 +825,6 @@ def _enqueue_grid_points(sweep_dir: Path, spec: SweepSpec, start: int, stop: int
 def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
                    num_cpus: int | None, t0: float, trust: bool = False,
                    more_samples: int = 0) -> SweepOutcome:
-    from raysweep.sweep.tracking import Tracker
-    from raysweep.sweep.trainable import make_plan
 
     state = load_state(sweep_dir)
     spec = load_spec(sweep_dir)
@@ -999,7 +1003,6 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
         ctx.spec, ctx.sweep_dir, ctx.state, ctx.workload, ctx.plan, ctx.tracker, ctx.tags)
     address, num_cpus, t0 = ctx.address, ctx.num_cpus, ctx.t0
 
-    from raysweep.sweep.tracking import MlflowTrialCallback, StoreUnavailable
 
     if not os.environ.get("RAYSWEEP_DEBUG"):
         for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
@@ -1144,8 +1147,6 @@ def _read_progress(sweep_dir: Path) -> dict[str, Any]:
 
 def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: SweepState,
                           results: list[Any], workload: Any = None) -> None:
-    from raysweep.sweep.leaderboard import leaderboard
-    from raysweep.sweep.tracking import fetch_runs
 
     by_trial = {}
     for r in results:
@@ -1184,8 +1185,6 @@ def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: SweepState,
 def _log_best_model(tracker: Any, run_id: str, checkpoint_dir: str, workload: Any) -> None:
     """The checkpoint's weights as an MLflow model (``runs:/<run>/model``: Model Registry,
     ``mlflow models``), with a few test rows as its input example."""
-    from raysweep.methods._lm import restore_weights
-    from raysweep.sweep.trainable import load_best
 
     model = restore_weights(workload.build_model("original"), load_best(checkpoint_dir))
     x = workload.splits["test"].tensors[0][:4]

@@ -18,16 +18,21 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from raysweep.errors import ConfigError
+from raysweep.methods import get_method
 from raysweep.sweep._storage import open_storage, study_name
 from raysweep.sweep.space import (
     ASHA_DEFAULT_MAX_EPOCHS,
@@ -69,9 +74,6 @@ def repair_journal(path: Path) -> int:
     journal (``optuna.journal.torn-<time>``). Call it only as the journal's one writer (under
     the sweep lock, before the study is opened): a live writer's record in flight looks torn.
     """
-    import json
-    import os
-    import time
 
     try:
         size = path.stat().st_size
@@ -165,7 +167,6 @@ def default_points(
     retrain's ``epochs``); ``recipe`` (the workload's ``train`` section) supplies that value, so
     the first trial really is the method as published rather than a sampled ``lr``.
     """
-    from raysweep.methods import get_method
 
     points = []
     for method, params in spec.spaces().items():
@@ -374,7 +375,6 @@ def make_search(spec: SweepSpec, storage_path: Path, max_concurrent: int,
 
 def make_scheduler(spec: SweepSpec) -> Any:
     """ASHA on the per-epoch objective when ``search.early_terminate`` asks for it, else FIFO."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     et = spec.search.early_terminate
     if et is None:

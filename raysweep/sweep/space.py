@@ -76,8 +76,11 @@ from raysweep.errors import (
     format_validation_error,
     pick_error,
 )
+from raysweep.methods import get_method
 from raysweep.metrics.objective import ObjectiveConfig
 from raysweep.metrics.registry import METRICS, objective_keys, unknown_metric_message
+from raysweep.sweep._storage import check_storage_url
+from raysweep.sweep._wandb import translate_wandb
 
 __all__ = [
     "ParamSpec", "MethodSpace", "ObjectiveSpec", "EarlyTerminate", "SearchSpec", "BudgetSpec",
@@ -420,7 +423,6 @@ class SearchSpec(_Strict):
     @field_validator("storage")
     @classmethod
     def _storage_url(cls, v: str | None) -> str | None:
-        from raysweep.sweep._storage import check_storage_url
 
         return None if v is None else check_storage_url(v)
 
@@ -634,7 +636,6 @@ def parse_sweep(data: Any, source: str = "<sweep>") -> SweepSpec:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got "
                           f"{top_level_kind(data)}")
-    from raysweep.sweep._wandb import translate_wandb
 
     data = translate_wandb(data, source)  # W&B's own keys: exact translations, or one line
     try:
@@ -663,7 +664,6 @@ def default_space(method: str, source: str = "<sweep>") -> dict[str, ParamSpec] 
     mapping or a YAML file) comes first, so a plugin ships its space in its own module; else the
     bundled ``search_spaces/<method>.yaml``.
     """
-    from raysweep.methods import get_method
 
     registered = get_method(method).space
     if isinstance(registered, Path):
@@ -687,7 +687,6 @@ def default_space(method: str, source: str = "<sweep>") -> dict[str, ParamSpec] 
 
 def has_default_space(method: str) -> bool:
     """Whether :func:`default_space` finds a space for ``method`` (registered or bundled)."""
-    from raysweep.methods import get_method
 
     return get_method(method).space is not None or bundled_space_path(method).is_file()
 
@@ -709,7 +708,6 @@ def resolve_spec(spec: SweepSpec, source: str = "<sweep>") -> SweepSpec:
     The result is self-contained (it no longer refers to other files) and is what a sweep
     stores, logs and prints with ``raysweep validate --json``.
     """
-    from raysweep.methods import get_method
 
     names = spec.method_names()
     for name in names:
@@ -759,7 +757,6 @@ def resolve_spec(spec: SweepSpec, source: str = "<sweep>") -> SweepSpec:
 
 
 def _check_method_space(method: str, params: Mapping[str, ParamSpec], where: str) -> None:
-    from raysweep.methods import get_method
 
     info = get_method(method)
     fields = list(info.config.model_fields)

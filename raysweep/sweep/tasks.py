@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from raysweep.sweep.local_ray import init_local_ray
+
 __all__ = ["ray_cluster", "TaskPool"]
 
 
@@ -26,7 +28,6 @@ def ray_cluster(address: str) -> Iterator[None]:
     block. A Ray this call started goes away with the block; one already running stays."""
     import ray
 
-    from raysweep.sweep.local_ray import init_local_ray
 
     started = not ray.is_initialized()
     if started:

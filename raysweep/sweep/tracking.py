@@ -28,10 +28,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import re
+import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,7 @@ from raysweep._provenance import commit_of, git_sha
 from raysweep._quoting import read_tags, tag_equals, tag_filter
 from raysweep._secrets import redact_uri
 from raysweep.errors import UserError
+from raysweep.sweep._lock import file_lock
 from raysweep.sweep._result import full_result
 from raysweep.sweep.catalog import tracking_uri
 
@@ -159,9 +163,7 @@ def _client(uri: str) -> Any:
     # first uses (every later one finds the schema done). It lives in the temp dir, keyed by
     # the database's path, so that reading a store never writes beside it (SQLite stores are
     # local to one machine, so a machine-local lock is enough).
-    import tempfile
 
-    from raysweep.sweep._lock import file_lock
 
     db = Path(uri[len("sqlite:///"):]).resolve()
     key = hashlib.sha1(str(db).encode()).hexdigest()[:16]
@@ -344,10 +346,6 @@ class Tracker:
         default ``torch.export`` format loads as a graph whose ``.eval()`` raises). A module
         that does not trace is pickled as it is (loading it then needs raysweep).
         """
-        import logging
-        import tempfile
-        import warnings
-
         import mlflow.pytorch
         import torch
         from mlflow.models import infer_signature

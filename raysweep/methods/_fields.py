@@ -16,11 +16,15 @@ with the ``Field`` written out.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
-__all__ = ["epochs", "lr", "momentum", "weight_decay", "batch_size", "temperature"]
+__all__ = ["Optimizer", "epochs", "lr", "momentum", "weight_decay", "batch_size", "temperature",
+           "optimizer"]
+
+#: The optimizers a method may name (``raysweep.training.make_optimizer`` builds each).
+Optimizer = Literal["sgd", "adam"]
 
 
 def epochs(default: int | None, description: str, *, le: int = 200) -> Any:
@@ -51,3 +55,8 @@ def batch_size(default: int | None, description: str, *, le: int = 65536) -> Any
 def temperature(default: float, description: str) -> Any:
     """A softmax (distillation, KL, contrastive) temperature: in (0, 100]."""
     return Field(default, gt=0, le=100, description=description)
+
+
+def optimizer(default: str, description: str) -> Any:
+    """An optimizer name, one of :data:`Optimizer`."""
+    return Field(default, description=description)

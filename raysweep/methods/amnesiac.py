@@ -16,10 +16,8 @@ epochs (reference; paper 000 reports 1), batch 128.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -41,7 +39,7 @@ __all__ = ["AmnesiacConfig", "amnesiac", "random_wrong_labels"]
 class AmnesiacConfig(MethodConfig):
     epochs: int = fields.epochs(3, "passes over D_r ∪ D_f (reference: 3; paper 000: 1)")
     lr: float = fields.lr(1e-4, "learning rate (papers: 1e-4)")
-    optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer (papers: adam)")
+    optimizer: fields.Optimizer = fields.optimizer("adam", "optimizer (papers: adam)")
     momentum: float = fields.momentum(0.9, "SGD momentum (ignored by adam)")
     weight_decay: float = fields.weight_decay(0.0, "weight decay (papers: 0)")
     batch_size: int = fields.batch_size(128, "batch size (reference: 128)")

@@ -21,7 +21,6 @@ workload seed so it is not the original model's own initialisation.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +50,7 @@ class BadTeachingConfig(MethodConfig):
     epochs: int = fields.epochs(1, "passes over the unlearning set (paper: 1)", le=100)
     lr: float = fields.lr(1e-4, "learning rate (Chundawat et al.: Adam 1e-4; paper 000: 0.1 "
                                 "ResNet, 2e-4 ViT, 1e-4/2e-5 MARBERT)")
-    optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer (paper: adam)")
+    optimizer: fields.Optimizer = fields.optimizer("adam", "optimizer (paper: adam)")
     momentum: float = fields.momentum(0.9, "SGD momentum (ignored by adam)")
     weight_decay: float = fields.weight_decay(0.0, "weight decay (paper: 0)")
     temperature: float = fields.temperature(1.0, "KL temperature T (paper: 1)")

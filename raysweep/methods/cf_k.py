@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
 
 from pydantic import Field
 from torch import nn
@@ -56,7 +55,7 @@ class CFKConfig(MethodConfig):
                                "(DESIGN: 1 ResNet block; paper 004: 5)")
     epochs: int = fields.epochs(10, "passes over D_r (DESIGN: 10)")
     lr: float = fields.lr(0.02, "learning rate (finetune's 0.02; paper 004 searches 1e-5..5e-3)")
-    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer")
+    optimizer: fields.Optimizer = fields.optimizer("sgd", "optimizer")
     momentum: float = fields.momentum(0.9, "SGD momentum")
     weight_decay: float = fields.weight_decay(5e-4, "weight decay")
     batch_size: int = fields.batch_size(128, "retain batch size")

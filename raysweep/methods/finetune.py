@@ -7,9 +7,7 @@ knew about D_f. Default recipe from paper 004: 5 epochs, SGD lr 0.02, momentum 0
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
 
-from pydantic import Field
 from torch import nn
 
 from raysweep.methods import _fields as fields
@@ -27,7 +25,7 @@ from raysweep.training import make_optimizer
 class FinetuneConfig(MethodConfig):
     epochs: int = fields.epochs(5, "passes over D_r (paper 004: 5)")
     lr: float = fields.lr(0.02, "learning rate (paper 004: 0.02)")
-    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer")
+    optimizer: fields.Optimizer = fields.optimizer("sgd", "optimizer")
     momentum: float = fields.momentum(0.9, "SGD momentum")
     weight_decay: float = fields.weight_decay(5e-4, "weight decay")
     batch_size: int = fields.batch_size(128, "retain batch size", le=8192)

@@ -50,7 +50,7 @@ class L1SparseConfig(MethodConfig):
                                      "code's --alpha default is 0.2)")
     epochs: int = fields.epochs(10, "passes over D_r (paper: 10)")
     lr: float = fields.lr(0.01, "learning rate (paper: 0.01-0.1)")
-    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer (paper: SGD)")
+    optimizer: fields.Optimizer = fields.optimizer("sgd", "optimizer (paper: SGD)")
     momentum: float = fields.momentum(0.9, "SGD momentum")
     weight_decay: float = fields.weight_decay(5e-4, "weight decay")
     batch_size: int = fields.batch_size(256, "retain batch size (reference: 256)")

@@ -61,7 +61,7 @@ class NegGradPlusConfig(MethodConfig):
     beta: float = Field(0.95, ge=0, le=1,
                         description="weight β of the retain CE; the forget CE gets 1-β (0.95)")
     lr: float = fields.lr(0.01, "learning rate (reference: 0.01; paper 004 searches 1e-5..5e-3)")
-    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer (reference: sgd)")
+    optimizer: fields.Optimizer = fields.optimizer("sgd", "optimizer (reference: sgd)")
     momentum: float = fields.momentum(0.0, "SGD momentum (reference: 0)")
     weight_decay: float = fields.weight_decay(0.0, "optimizer weight decay (reference: 0; the "
                                                    "reference pulls towards θ₀ instead)")

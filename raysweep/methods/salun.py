@@ -59,7 +59,7 @@ class SalunConfig(MethodConfig):
                                                  "loss|) allowed to change (SalUn: 0.5)")
     epochs: int = fields.epochs(10, "passes over D_f ∪ D_r (SalUn: 10)")
     lr: float = fields.lr(0.013, "learning rate (SalUn RL, CIFAR-10: 0.013)")
-    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer (SalUn: SGD)")
+    optimizer: fields.Optimizer = fields.optimizer("sgd", "optimizer (SalUn: SGD)")
     momentum: float = fields.momentum(0.9, "SGD momentum (SalUn: 0.9)")
     weight_decay: float = fields.weight_decay(
         5e-4, "weight decay, masked like the gradient (SalUn: 5e-4)")

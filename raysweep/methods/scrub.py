@@ -33,7 +33,6 @@ adjust_learning_rate``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +58,7 @@ class ScrubConfig(MethodConfig):
     msteps: int = Field(2, ge=0, le=200,
                         description="the first msteps epochs also run a max-step pass (paper: 2)")
     lr: float = fields.lr(5e-4, "learning rate (paper: 5e-4; paper 000: 1e-4)")
-    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer (paper: sgd)")
+    optimizer: fields.Optimizer = fields.optimizer("sgd", "optimizer (paper: sgd)")
     momentum: float = fields.momentum(0.9, "SGD momentum (paper: 0.9)")
     weight_decay: float = fields.weight_decay(5e-4, "weight decay (paper: 5e-4)")
     gamma: float = Field(0.99, ge=0, le=100,

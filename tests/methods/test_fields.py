@@ -17,12 +17,13 @@ class _Config(MethodConfig):
     weight_decay: float = fields.weight_decay(5e-4, "weight decay")
     batch_size: int = fields.batch_size(64, "batch size", le=8192)
     temperature: float = fields.temperature(4.0, "temperature")
+    optimizer: fields.Optimizer = fields.optimizer("adam", "optimizer")
 
 
 def test_defaults_and_descriptions_are_the_callers() -> None:
     cfg = _Config()
     assert (cfg.epochs, cfg.short, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size,
-            cfg.temperature) == (3, 1, None, 0.9, 5e-4, 64, 4.0)
+            cfg.temperature, cfg.optimizer) == (3, 1, None, 0.9, 5e-4, 64, 4.0, "adam")
     assert _Config.model_fields["short"].description == "at most 100"
 
 
@@ -34,8 +35,9 @@ def test_defaults_and_descriptions_are_the_callers() -> None:
     ("weight_decay", [0, 1], [-1e-9, 1.5]),
     ("batch_size", [1, 8192], [0, 8193]),
     ("temperature", [100, 0.01], [0, 101]),
+    ("optimizer", ["sgd", "adam"], ["adamw", "SGD", ""]),
 ])
-def test_bounds(name: str, ok: list[float], bad: list[float]) -> None:
+def test_bounds(name: str, ok: list[float | str], bad: list[float | str]) -> None:
     for v in ok:
         _Config(**{name: v})
     for v in bad:

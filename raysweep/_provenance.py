@@ -44,7 +44,6 @@ def commit_of(sha: str | None) -> str | None:
 def machine(*extra: str) -> str:
     """The machine a benchmark ran on, for its report: host, cores, architecture, OS, Python,
     then ``extra`` (library versions, the device)."""
-
     parts = [f"{os.cpu_count()} CPU cores", platform.machine(), platform.system(),
              f"Python {platform.python_version()}", *extra]
     return f"{platform.node()}: " + ", ".join(parts)

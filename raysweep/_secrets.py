@@ -74,7 +74,6 @@ def restore_credentials(stored: str, what: str = "state.json tracking_uri") -> s
     ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (MLflow reads them itself, so the
     URI is returned without credentials). Raises :class:`UserError` when neither is set.
     """
-
     if MASK not in stored:
         return stored
     env = os.environ.get("MLFLOW_TRACKING_URI", "")

@@ -112,7 +112,6 @@ class Sweep:
 
     def study(self) -> Any:
         """The sweep's Optuna study (``optuna.visualization``, ``study.trials_dataframe()``)."""
-
         return load_sweep_study(self.sweep_dir)  # the journal file, or search.storage's DB
 
 

@@ -164,7 +164,6 @@ def apply_overrides(
 def accepted_scalars(annotation: Any) -> set[str]:
     """The scalar kinds a field annotation takes: ``int``, ``float``, ``bool``, ``str``, or
     ``any`` (checks that a YAML value fits a method config's field before a trial runs)."""
-
     if annotation is Any:
         return {"any"}
     origin = typing.get_origin(annotation)

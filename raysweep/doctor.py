@@ -292,7 +292,6 @@ def _auth_mode_check(mode: str | None, source: str | None, remote: bool) -> Chec
 
 
 def check_ray_auth(address: str | None) -> list[Check]:
-
     mode = auth_mode()
     source = token_source()
     remote = bool(address or os.environ.get("RAY_ADDRESS") not in (None, "", "local", "auto"))

@@ -176,7 +176,6 @@ def retrain_seconds_here(workload: Any, device: torch.device, steps: int = 8) ->
     ratio that divides a trial's time by a retrain time measured elsewhere (another thread
     count, another load) is not a ratio.
     """
-
     model = workload.build_model("original").to(device).train()
     for p in model.parameters():
         p.requires_grad_(True)

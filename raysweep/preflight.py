@@ -188,7 +188,6 @@ _DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 def _shown(uri: str) -> str:
     """The URI as it may be printed: the project's one redaction (passwords and credential
     query parameters masked, the user name kept)."""
-
     return redact_uri(uri)
 
 
@@ -203,7 +202,6 @@ def check_server_reachable(uri: str, *, default_port: int, server: str, example:
                            timeout: float = 3.0) -> None:
     """``uri``'s host accepts a TCP connection (an MLflow or database server), else one line
     naming the URI with its credentials masked."""
-
     shown = _shown(uri)
     parts = urlsplit(uri)
     try:
@@ -251,7 +249,6 @@ def check_experiment(uri: str, name: str, where: str) -> None:
                         f"restore it (mlflow experiments restore --experiment-id ID) or choose "
                         f"another name")
     if isinstance(location, str) and location.startswith("file://"):
-
         check_writable_dir(Path(unquote(urlparse(location).path)),
                            f"MLflow artifact root of experiment {name!r}")
 
@@ -318,7 +315,6 @@ def static_sweep_checks(spec: Any) -> None:
             raise ConfigError(f"sweep {spec.name}: methods.{name}: "
                               f"{unsupported_task_message(name, task)} (workload "
                               f"{spec.workload!r}); drop {name} or choose another workload")
-
 
 
 def sweep_preflight(spec: Any, address: str | None, uri: str, num_cpus: int | None = None) -> None:

@@ -47,7 +47,6 @@ class Metric:
 
 def _from_registry() -> dict[str, Metric]:
     """A :class:`Metric` for every declared metric with a column label."""
-
     return {k: Metric(k, m.label, m.meaning, m.display_unit, m.scale, m.display_fmt,
                       "" if m.direction == "none" else m.direction)
             for k, m in DECLARED.items() if m.label}

@@ -281,7 +281,6 @@ def _first_difference(a: list[torch.Tensor], b: list[torch.Tensor],
 
 def check_metadata(name: str, *, seed: int = 0) -> None:
     """A paper, a one-line summary (the docstring) and a config whose defaults are valid."""
-
     info = get_method(name)
     assert info.paper.strip(), \
         f"{name}: no source; register_method(..., paper='Author et al. 2024')"
@@ -306,7 +305,6 @@ def _outside(bound: str, b: float, integer: bool) -> float:
 def check_config_bounds(name: str, *, seed: int = 0) -> None:
     """An unknown key, and a value just outside every bound (gt/ge/lt/le) and every ``Literal``
     of every field, each rejected with a ``ConfigError`` that names the field."""
-
     info = get_method(name)
     problems: list[str] = []
     try:
@@ -456,7 +454,6 @@ def check_text_model(name: str, *, seed: int = 0) -> None:
     """A method registered with ``supports_text=True`` runs an epoch on a tiny BERT
     (:func:`tiny_text_problem`; config: every epoch count 1, plus :data:`TEXT_OVERRIDES`),
     changing the weights and leaving them finite."""
-
     if not get_method(name).supports_text:
         raise CheckSkipped(f"{name} is registered with supports_text=False")
     if _generate_only(name):
@@ -479,7 +476,6 @@ def check_language_model(name: str, *, seed: int = 0) -> None:
     """A method registered for language models (``tasks`` has ``generate``) runs an epoch on a
     tiny GPT (:func:`tiny_lm_problem`), changing the weights and leaving them finite; one that
     is not is refused there with :class:`~raysweep.methods.UnsupportedModelError`."""
-
     run = _run(name, seed=seed, max_epochs=1, lm=True)
     if "generate" not in get_method(name).tasks:
         if not isinstance(run.error, UnsupportedModelError):
@@ -584,7 +580,6 @@ def check_method(name: str, *, seed: int = 0, checks: Iterable[Callable[..., Non
 def temporary_method(name: str, fn: Callable[..., Iterator[Any]], *, config: type,
                      paper: str = "test", **options: Any) -> Iterator[Any]:
     """Register ``fn`` as method ``name`` for the duration of a ``with`` block (tests)."""
-
     register_method(name, config=config, paper=paper, **options)(fn)
     try:
         yield get_method(name)
@@ -602,7 +597,6 @@ __all__ += ["TinyTextSpec", "tiny_text_problem"]
 def _tiny_bert(num_classes: int, vocab_size: int, hidden: int, layers: int, seq_len: int,
                seed: int | None) -> nn.Module:
     from transformers import BertConfig, BertModel
-
 
     if seed is not None:
         torch.manual_seed(seed)

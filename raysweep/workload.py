@@ -85,7 +85,6 @@ def load_workload_config(ref: str | Path) -> WorkloadConfig:
         if bundled.exists():
             path = bundled
         else:
-
             names = sorted(p.stem for p in BUNDLED_WORKLOADS.glob("*.yaml"))
             raise ConfigError(f"workload {ref!r} is neither a file nor a bundled workload"
                               f"{did_you_mean(str(ref), names)} (bundled: {', '.join(names)})")
@@ -249,7 +248,6 @@ class PreparedWorkload(WorkloadBase):
     def forward_full(self, model: nn.Module, data: UnlearnData, device: torch.device, *,
                      batch_size: int, splits: Iterable[str] | None = None) -> ModelOutputs:
         """One forward pass over ``splits`` of ``data`` (default: every split)."""
-
         return forward_splits(model, data, device, batch_size=batch_size,
                               splits=tuple(splits) if splits is not None else SPLITS)
 
@@ -322,7 +320,6 @@ class PreparedWorkload(WorkloadBase):
         accuracies' samples); under 2 it is marked ``signal: False``. ``weighted`` says whether
         ``objective`` (an :class:`~raysweep.metrics.ObjectiveConfig`) weights the term.
         """
-
         objective = objective or ObjectiveConfig()
         weights = objective.weights()
         orig = raw_terms(self.original_outputs, forget_classes=self.forget_classes,

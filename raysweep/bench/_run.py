@@ -84,7 +84,6 @@ def run_one(prepared: PreparedWorkload, method: str, config: dict[str, Any], see
     :class:`raysweep.bench.suite.RelearnSpec`), ``relearn/epochs``. ``on_epoch(event,
     seconds)`` sees each epoch (progress).
     """
-
     dev = resolve_device(device)
     outcome = run_once(prepared, method, config, seed, device=dev, max_epochs=max_epochs,
                        catboost=catboost, progress=on_epoch)
@@ -97,7 +96,6 @@ def run_one(prepared: PreparedWorkload, method: str, config: dict[str, Any], see
 def measure_relearn(prepared: PreparedWorkload, model: Any, spec: dict[str, Any], seed: int,
                     device: Any) -> float:
     """Epochs of fine-tuning on D_f until ``model`` is back at the original's forget accuracy."""
-
     data = prepared.unlearn_data(batch_size=prepared.config.train.batch_size)
     forget = prepared.original_outputs["forget"]
     target = float(accuracy(forget.logits, forget.labels))
@@ -109,7 +107,6 @@ def measure_relearn(prepared: PreparedWorkload, model: Any, spec: dict[str, Any]
 def _safe_run(prepared: PreparedWorkload, entry_id: str, method: str, config: dict[str, Any],
               seed: int, device: str, catboost: bool, max_epochs: int | None,
               relearn: dict[str, Any] | None = None, seed_scope: str = "method") -> RunRecord:
-
     rec = RunRecord(entry=entry_id, seed=seed, config=dict(config), node=socket.gethostname(),
                     seed_scope=seed_scope, workload_seed=prepared.config.seed,
                     workload_key=prepared.key)
@@ -152,7 +149,6 @@ def _references(prepared: PreparedWorkload, catboost: bool, relearn: dict[str, A
                 device: Any) -> dict[str, dict[str, float]]:
     """The original's and the oracle's metrics; with ``relearn``, their relearn times too (the
     oracle's is the baseline: how fast a model that never saw D_f learns it)."""
-
     refs = prepared.reference_metrics(catboost=catboost)
     # The signal check (1: the term separates original from oracle), so that reports flag the
     # columns it cannot support (raysweep.bench.flags); averaged over seeds like the rows.
@@ -201,7 +197,6 @@ def _group_references(refs: dict[tuple[str, int], dict[str, dict[str, float]]]
 def _tuning_entry(entry: Entry) -> Entry:
     """The entry a tuning sweep runs (``full``: its workload drawn with the first tuning seed,
     written to a YAML file since a sweep takes its workload by reference)."""
-
     w = entry.tuning_workload()
     if w is entry.workload:
         return entry
@@ -211,7 +206,6 @@ def _tuning_entry(entry: Entry) -> Entry:
 
 
 def _config_values(entry: Entry, tuned: dict[str, dict[str, Any]]) -> dict[str, Any]:
-
     if entry.config_kind == "tuned":
         values = tuned[entry.id]["config"]
     else:
@@ -307,7 +301,6 @@ def _needs_sweep(entry: Entry, prepared: PreparedWorkload) -> bool:
 def _tune(entry: Entry, prepared: PreparedWorkload,
           tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None, *, suite: str,
           address: str | None) -> dict[str, Any]:
-
     info(f"tuning {escape(entry.id)} "
          f"({entry.tune.num_samples if entry.tune else '?'} configurations)")
     if tune is None:
@@ -318,8 +311,6 @@ def _tune(entry: Entry, prepared: PreparedWorkload,
 
 
 def _progress(done: int, total: int, rec: RunRecord, keys: list[str]) -> None:
-
-
     if rec.error:
         msg = (f"  [{done}/{total}] {escape(rec.entry)} seed {rec.seed}: "
                f"[red]failed[/] {escape(rec.error)}")
@@ -331,14 +322,12 @@ def _progress(done: int, total: int, rec: RunRecord, keys: list[str]) -> None:
 
 def _execute_ray(suite: Suite, address: str, device: str,
                  tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> Execution:
-
     with ray_cluster(address):
         return _submit_all(suite, address, device, tune)
 
 
 def _submit_all(suite: Suite, address: str, device: str,
                 tune: Callable[[Entry, PreparedWorkload], dict[str, Any]] | None) -> Execution:
-
     res = suite.config.resources
     pool = TaskPool(num_cpus=res.cpu, num_gpus=res.gpu)
     keys = suite.report_metrics()

@@ -252,7 +252,6 @@ def summary_from_json(obj: Any, where: str) -> Summary:
 
 def read_pinned(path: str | Path) -> tuple[Summary, dict[str, Any]]:
     """Read a pinned baseline (JSON or YAML); returns the summary and its metadata."""
-
     p = Path(path)
     if p.suffix == ".json":
         if not p.is_file():
@@ -278,7 +277,6 @@ def read_pinned(path: str | Path) -> tuple[Summary, dict[str, Any]]:
 def check_pin_path(path: str | Path) -> None:
     """``--pin``: a .json/.yaml file name in a directory that can be written (checked before
     MLflow is queried, so a typo costs nothing)."""
-
     p = Path(path)
     if p.suffix not in (".json", ".yaml", ".yml"):
         raise ConfigError(f"--pin {path}: give a .json, .yaml or .yml file name, e.g. "
@@ -295,7 +293,6 @@ def write_pinned(path: str | Path, suite: str, summary: Summary,
            "entries": summary_to_json(summary)}
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.suffix in (".yaml", ".yml"):
-
         p.write_text(yaml.safe_dump(doc, sort_keys=False))
     else:
         p.write_text(json.dumps(doc, indent=2) + "\n")

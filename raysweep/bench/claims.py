@@ -129,7 +129,6 @@ class ClaimsFile(_Strict):
 
 
 def _goal(claim: Claim) -> Goal | None:
-
     if claim.goal is not None:
         return claim.goal
     if claim.metric in MAXIMIZE:
@@ -151,7 +150,6 @@ def load_claims(path: Path, cfg: SuiteConfig, workloads: Mapping[str, WorkloadCo
     Claims name workloads as the suite file does; ``renamed`` maps those names to the ones a
     scale gave them (``scales.paper.workloads.<w>.name``), and the returned claims use the latter.
     """
-
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "does not exist"
         raise ConfigError(f"{where}: {path} {what}; give the claims file's path "
@@ -276,7 +274,6 @@ def _var(v: Sequence[float]) -> float:
 
 
 def _fmt(side: _Side) -> str:
-
     n = len(side.values)
     mean = sum(side.values) / n
     if side.reference:
@@ -292,7 +289,6 @@ def judge(claim: Claim, suite: Suite, summary: Summary,
     """The verdict of one claim from a suite's results (see the module docstring); ``flags``
     default to :func:`raysweep.bench.flags.compute_flags` of the same results."""
     if flags is None:
-
         flags = compute_flags(suite, summary, references)
     ran = {e.id for e in suite.entries if e.workload.name == claim.workload}
     if not ran:

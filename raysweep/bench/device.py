@@ -121,7 +121,6 @@ def measure_model(name: str, device: torch.device, *, train_batch: int, eval_bat
                   batches: int, warmup: int, precision: str = "fp32",
                   seed: int = 0) -> dict[str, Any]:
     """Training and evaluation images/s of one model (data on ``device`` throughout)."""
-
     inp = MODEL_INPUTS[name]
     torch.manual_seed(seed)
     kwargs: dict[str, Any] = {"pretrained": False} if not inp.seq_len or inp.causal else {}
@@ -228,7 +227,6 @@ def run_device_bench(*, device: str = "cpu", models: tuple[str, ...] | None = No
 
 def write_device_report(report: dict[str, Any], out: Path, command: str) -> Path:
     """The markdown page (and ``<stem>.json`` next to it)."""
-
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     lines = [

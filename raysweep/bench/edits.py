@@ -89,7 +89,6 @@ class EditsReport:
 
 def _trial_metrics(workload: Any, method: str, plan: Any, seed: int,
                    device: torch.device) -> dict[str, float]:
-
     last = run_trial({"method": method, method: {}, "seed": seed}, workload, plan,
                      report=lambda *a: None, device=device)
     return {k[len("best/"):]: float(v) for k, v in last.items() if k.startswith("best/")}

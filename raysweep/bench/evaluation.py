@@ -56,7 +56,6 @@ class EvalBenchReport:
 def sample_config(space: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     """One configuration drawn uniformly (log-uniformly on log scales) from a method's space;
     conditional parameters are drawn only when their condition holds."""
-
     chosen: dict[str, Any] = {}
     for name in condition_order(space):
         p = space[name]
@@ -159,7 +158,6 @@ def _reading(report: EvalBenchReport) -> str:
 
 def write_report(report: EvalBenchReport, path: str | Path) -> Path:
     """The markdown page (with the JSON beside it)."""
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     s = report.settings
@@ -207,6 +205,5 @@ def write_report(report: EvalBenchReport, path: str | Path) -> Path:
 
 def report_from_json(path: str | Path) -> EvalBenchReport:
     """A report read back from the JSON that :func:`write_report` wrote beside its page."""
-
     doc = json.loads(Path(path).read_text())
     return EvalBenchReport(settings=doc["settings"], rows=doc["rows"], summary=doc["summary"])

@@ -126,7 +126,6 @@ def _prepare(workload_json: dict[str, Any], device: str) -> PreparedWorkload:
 
 
 def _stats(prepared: PreparedWorkload, model: Any, device: Any, st: ModelStats) -> ModelStats:
-
     bs = prepared.config.eval_batch_size
     logits, labels = predict_logits(model, prepared.splits["forget"], device=device, batch_size=bs)
     st.confidence = logit_confidence(logits, labels).astype(np.float32)
@@ -151,8 +150,6 @@ def _failed(st: ModelStats, exc: BaseException) -> ModelStats:
 def _train(prepared: PreparedWorkload, role: str, index: int, seed: int,
            device: str) -> tuple[dict[str, Any] | None, ModelStats]:
     """Train an original (on D) or an oracle (on D_r) from scratch with the workload's recipe."""
-
-
     st = ModelStats(role, index, seed, node=socket.gethostname())
     try:
         dev = resolve_device(device)
@@ -274,7 +271,6 @@ def run_forgetting_quality(workload: WorkloadConfig, *, methods: Sequence[str], 
     method to the config fields it runs with (the others at their defaults). ``address`` joins
     a cluster; ``None`` uses ``RAY_ADDRESS`` or starts a private local Ray.
     """
-
     given = {m: dict((configs or {}).get(m) or {}) for m in methods}
     resolved = {m: make_config(m, given[m]).model_dump(mode="json") for m in methods}
     from raysweep.sweep.runner import ray_session
@@ -373,7 +369,6 @@ def _task_error(exc: BaseException) -> str:
 
 
 def _git_sha() -> str:
-
     return git_sha()
 
 
@@ -507,7 +502,6 @@ def log_to_mlflow(report: ForgettingReport, report_path: Path | None = None) -> 
     stored with its JSON as the parent run's artifacts.
     """
     from mlflow.entities import Metric, Param
-
 
     c = tracking.client()
     exp = tracking._experiment_id(c, EXPERIMENT, create=True) or ""

@@ -62,7 +62,6 @@ EFFICIENCY_SPACE: dict[str, Any] = {
 
 def bench_spec(data: dict[str, Any]) -> Any:
     """A sweep spec from a benchmark's sweep mapping, parsed and resolved as ``run`` would."""
-
     return resolve_spec(parse_sweep(data, "bench"), "bench")
 
 
@@ -202,7 +201,6 @@ def measure_overhead(workload: str, method: str, trials: int, epochs: int = 2) -
 
 def config_fields(method: str) -> list[str]:
     """The names of the fields of ``method``'s config."""
-
     return list(get_method(method).config.model_fields)
 
 

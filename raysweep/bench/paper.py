@@ -226,7 +226,6 @@ def rankings_markdown(suite: Suite, wname: str, rows: list[PaperRow],
 
 def paper_defaults_markdown(suite: Suite) -> str:
     """The paper's hyperparameters the default rows ran, each with its source."""
-
     rows: list[list[str]] = []
     seen: set[tuple[str, str, str]] = set()
     for e in suite.entries:
@@ -396,7 +395,6 @@ def write_paper_report(suite: Suite, summary: Summary, references: Mapping[str, 
     md += ["", f"{STAT_LEGEND} `-`: not defined for this workload. Reference rows: the original "
                f"model and the retrained oracle ({ref_note}). {FLAG_LEGEND}", ""]
     if judged:
-
         md += ["## Claims: verdicts", "",
                f"Generated from `{suite.config.claims}` (next to the suite file) and these "
                f"results: `better` claims by a Welch t-test over the evaluation seeds "

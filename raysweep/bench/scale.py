@@ -76,7 +76,6 @@ def measure_scale(workload: str = "fmnist-class-small", method: str = "finetune"
                   trials: int = 8, epochs: int = 2, cores: int = 2, repeats: int = 1,
                   out: Path | None = None, log: Any = print) -> dict[str, Any]:
     """Run the same sweep on 1 node x ``cores`` CPUs and ``cores`` nodes x 1 CPU, alternating."""
-
     if cores < 2:
         raise ValueError("cores must be >= 2 (1 node x cores vs cores nodes x 1)")
     params = {k: v.model_dump(mode="json")

@@ -518,7 +518,6 @@ def _resolve_suite_path(ref: str | Path) -> Path:
 
 def _resolve_workload(ref: str, suite_dir: Path, where: str) -> tuple[WorkloadConfig, str]:
     """The workload config and a reference that works from any directory."""
-
     candidate = Path(ref)
     if not candidate.is_absolute() and ref.endswith((".yaml", ".yml")):
         local = suite_dir / candidate
@@ -545,8 +544,6 @@ def apply_suite_overrides(data: dict[str, Any], overrides: list[str],
         --set entries.0.seeds=[1,2]
         --set tolerances.forget/acc.abs=0.1
     """
-
-
     out: dict[str, Any] = copy.deepcopy(data) or {}
     for item in overrides:
         parts, value, where = parse_override(item, source)
@@ -627,8 +624,6 @@ def _patched_workload(workload: WorkloadConfig, patch: dict[str, Any],
 
 def _write_workload(workload: WorkloadConfig) -> str:
     """A scale's patched workload as a YAML file (tuning sweeps take a workload by reference)."""
-
-
     blob = json.dumps(workload.model_dump(mode="json"), sort_keys=True)
     path = cache_root() / "bench-workloads" / \
         f"{workload.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.yaml"
@@ -643,7 +638,6 @@ def _write_workload(workload: WorkloadConfig) -> str:
 def _apply_scale(data: dict[str, Any], scale: str | None, src: str
                  ) -> tuple[dict[str, Any], str | None, SuiteScale | None]:
     """The raw suite at ``scale`` (see the module docstring), the scale's name and spec."""
-
     raw_scales = data.get("scales") or {}
     if not isinstance(raw_scales, dict):
         raise ConfigError(f"{src}: scales: expected a mapping of scale name -> settings")
@@ -678,7 +672,6 @@ MAX_SUITE_RUNS = 100_000
 
 
 def _lower_is_better() -> tuple[str, ...]:
-
     return tuple(k for k, m in METRICS.items() if m.direction == "min")
 
 
@@ -690,7 +683,6 @@ def _check_metric(metric: str, where: str) -> None:
     """A toleranced or reported metric must be one a run records (declared in
     :mod:`raysweep.metrics.registry`): a typo would never match, and the gate would pass
     without checking anything."""
-
     if metric not in METRICS:
         raise ConfigError(f"{where}: {unknown_metric_message(metric)}")
 
@@ -707,7 +699,6 @@ def _check_measured(metric: str, cfg: SuiteConfig, where: str) -> None:
 
 def _check_direction(metric: str, tol: Tolerance, where: str) -> None:
     """A tolerance against the metric's declared direction would pass every regression."""
-
     declared = METRICS[metric].direction if metric in METRICS else "none"
     if tol.direction == "lower_is_better" and declared == "max":
         raise ConfigError(f"{where}.direction: lower_is_better, but higher {metric} is better; "
@@ -741,7 +732,6 @@ def _check_tuning_seeds(cfg: SuiteConfig, where: str) -> None:
 def _check_paper_defaults(cfg: SuiteConfig, src: str) -> None:
     """Each paper default names a method the suite runs, registered models, valid values, and
     no (method, model, field) twice: a typo would silently run the method's own default."""
-
     suite_methods = {m for e in cfg.entries
                      for m in (e.method if isinstance(e.method, list) else [e.method])}
     models = list_models()
@@ -791,7 +781,6 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
     Workloads and method configs are validated here (unknown method, bad pinned value,
     incomplete tolerance), so a typo fails in milliseconds rather than after training.
     """
-
     path = _resolve_suite_path(ref)
     data = load_yaml(path)
     src = str(path)
@@ -907,7 +896,6 @@ def load_suite(ref: str | Path, overrides: list[str] | None = None,
         raise ConfigError(f"{src}: scale {chosen!r} keeps no entry")
     fq = cfg.forgetting_quality
     if fq is not None:
-
         scored = fq.workloads if fq.workloads is not None else sorted(resolved)
         lm = [w for w in scored if w in resolved and task_of(resolved[w]) != "classify"]
         if lm:

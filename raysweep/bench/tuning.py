@@ -39,7 +39,6 @@ __all__ = ["sweep_spec", "tune_entry", "cached_tuning", "selection_key"]
 
 def _reads_test(key: str) -> bool:
     """Whether a result key is computed on the test split (reporting only, never selection)."""
-
     base = key[len("best/"):] if key.startswith("best/") else key
     if base == "objective/test" or base.endswith("/test") or base.startswith("test/"):
         return True
@@ -60,7 +59,6 @@ def selection_key(spec: SweepSpec, *, where: str) -> str:
 def sweep_spec(suite: str, entry_id: str, workload_ref: str, method: str, tune: TuneSpec,
                *, where: str) -> SweepSpec:
     """The resolved sweep spec that tunes one entry (validated; imports neither Ray nor Optuna)."""
-
     space: dict[str, Any] | None = None
     if tune.parameters is not None:
         space = {"parameters": tune.parameters}
@@ -87,7 +85,6 @@ def sweep_spec(suite: str, entry_id: str, workload_ref: str, method: str, tune: 
 
 
 def _cache_path(entry: Entry, prepared: PreparedWorkload) -> Any:
-
     blob = json.dumps({"workload": prepared.key, "method": entry.method,
                        "tune": entry.tune.model_dump(mode="json") if entry.tune else None},
                       sort_keys=True)

@@ -158,7 +158,6 @@ def export_config(sweep: str, method: str) -> dict[str, Any]:
     rows = [r for r in leaderboard(runs) if r["kind"] == "trial"]
     by_method = {r["method"]: r for r in rows}
     if method not in by_method:
-
         raise UserError(f"--method {method!r}: sweep {sweep_id} has no finished trial of it"
                         f"{did_you_mean(method, by_method)}; valid: "
                         f"{', '.join(by_method) or 'none (no trial finished)'}")

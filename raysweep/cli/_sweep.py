@@ -82,13 +82,13 @@ def _finish(outcome: Any, json_out: bool) -> None:
         raise typer.Exit(EXIT_RUNTIME)
 
 
-
 @contextlib.contextmanager
 def _stdout_to_stderr() -> Iterator[None]:
     """While a sweep runs, anything printed to stdout (Ray forwards worker and raylet lines
     there) goes to stderr: stdout carries only the sweep id or the --json document."""
     with contextlib.redirect_stdout(sys.stderr):
         yield
+
 
 @app.command("run")
 def run_cmd(

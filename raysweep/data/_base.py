@@ -136,7 +136,6 @@ def get_dataset_info(name: str) -> DatasetInfo:
 
 def load_dataset(name: str, root: str | None = None, **options: Any) -> LoadedDataset:
     """Load a registered dataset by name; ``root`` is the local directory for user data."""
-
     loader = get_dataset_info(name).loader
     accepted = [p for p in inspect.signature(loader).parameters if p != "root"]
     for key in options:
@@ -152,7 +151,6 @@ def _check_option_types(name: str, loader: Callable[..., LoadedDataset],
                         options: dict[str, Any]) -> None:
     """Each option against the loader's annotation, strictly (``yes`` is not a fraction, a
     boolean is not a number, NaN is not a size): one line instead of an error deep inside."""
-
     try:
         hints = typing.get_type_hints(loader)
     except Exception:

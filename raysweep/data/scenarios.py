@@ -182,7 +182,6 @@ def brightness(ds: LoadedDataset, count: int | None = None, fraction: float | No
 @register_selector("contains_word", kind="text")
 def contains_word(ds: LoadedDataset, word: str = "", case_sensitive: bool = False) -> np.ndarray:
     """Texts that contain a given word (whole-word match)."""
-
     if not word:
         raise ConfigError("contains_word needs params.word")
     pattern = re.compile(rf"\b{re.escape(word)}\b", 0 if case_sensitive else re.IGNORECASE)

@@ -188,7 +188,6 @@ class PreparedLMWorkload(WorkloadBase):
                      seed: int = 0) -> list[dict[str, Any]]:
         """Does each objective term separate the original from the oracle? One row per term
         (the classification workload's format): the gap over the bootstrap spread of both."""
-
         weights = (objective or ObjectiveConfig()).for_task(self.task).weights()
         orig = self.evaluate(self.original_outputs, seconds=None)
         oracle = self.evaluate(self.retrain_outputs, seconds=None)
@@ -252,7 +251,6 @@ def _spec(cfg: WorkloadConfig, vocab: int) -> ModelSpec:
 def check_lm_workload(cfg: WorkloadConfig) -> Any:
     """What :func:`prepare_lm` checks before it trains; nothing is written. Returns the
     loaded dataset."""
-
     ds = load_data(cfg)
     if ds.kind != "text":
         raise ConfigError(f"workload {cfg.name}: model {cfg.model.name!r} is a language model "
@@ -269,12 +267,10 @@ def check_lm_workload(cfg: WorkloadConfig) -> Any:
 def prepare_lm(cfg: WorkloadConfig, *, device: str | None = None, force: bool = False,
                quiet: bool = False, cached_only: bool = False) -> PreparedLMWorkload | None:
     """Prepare (or load from cache) a text-generation workload; see the module docstring."""
-
     say = (lambda m: None) if quiet else info
     key = workload_key(cfg)
     cache = cache_root() / "workloads" / f"{safe_name(cfg.name)}-{key}"
     if not cached_only:
-
         check_writable_dir(cache_root(), "RAYSWEEP_CACHE")
     ds = check_lm_workload(cfg)
     dev = resolve_device(device)

@@ -43,8 +43,8 @@ for _mod in pkgutil.iter_modules(__path__):
     if not _mod.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
-def _load_plugins() -> None:
 
+def _load_plugins() -> None:
     names = (m.strip() for m in os.environ.get("RAYSWEEP_PLUGINS", "").split(","))
     for name in filter(None, names):
         try:

@@ -248,7 +248,6 @@ def _space_of(space: Mapping[str, Any] | str | Path | None,
     if isinstance(space, (str, Path)):
         path = Path(space)
         if not path.is_absolute():
-
             module_file = getattr(sys.modules.get(fn.__module__), "__file__", None)
             if module_file:
                 path = Path(module_file).resolve().parent / path

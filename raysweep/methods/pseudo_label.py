@@ -136,6 +136,7 @@ def pseudo_label(model: nn.Module, data: UnlearnData, cfg: PseudoLabelConfig,
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                           momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+
     def acc(pred: torch.Tensor) -> float:
         return float((pred == yf).float().mean()) if len(yf) else 0.0
 

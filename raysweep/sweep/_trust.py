@@ -171,7 +171,6 @@ def _snapshot_files(tune_dir: Path) -> list[Path]:
 
 
 def _readable(path: Path) -> bool:
-
     return check_file(path) is None
 
 
@@ -309,7 +308,6 @@ def verify_sweep_dir(sweep_dir: Path, *, trust: bool = False,
     the ownership checks), the changes are reported, and it is signed with your key.
     Returns the notes printed through ``say`` (default: stderr).
     """
-
     say = say or info
     sweep_dir = Path(sweep_dir)
     signed, state, notes = _check(sweep_dir, trust)

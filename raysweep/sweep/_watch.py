@@ -32,7 +32,6 @@ def no_resources_timeout() -> float:
 
 
 def _cluster_resources() -> dict[str, float]:
-
     return dict(ray.cluster_resources())
 
 

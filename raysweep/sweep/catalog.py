@@ -288,7 +288,6 @@ def resolve_store(sweep: str | None) -> tuple[str, str, str | None]:
     """(tracking uri, experiment, sweep id) for queries, by the one store rule of this module:
     a sweep's own recorded store (said on stderr when it is not the environment's), else the
     environment's. An unknown sweep is an error listing the known."""
-
     experiment = os.environ.get("RAYSWEEP_EXPERIMENT", "raysweep")
     if not sweep:
         return tracking_uri(), experiment, None

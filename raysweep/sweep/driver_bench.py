@@ -185,7 +185,6 @@ def zero_compute_trial(config: dict[str, Any], keys: tuple[str, ...] = (),
     The values are a fixed function of the configuration (a hash in [0, 1)), so a sampler sees
     a deterministic objective and repeated configurations score alike.
     """
-
     params = json.dumps({k: v for k, v in config.items() if k != "rs"}, sort_keys=True,
                         default=str)
     value = int(hashlib.sha256(params.encode()).hexdigest()[:8], 16) / 16**8
@@ -204,12 +203,10 @@ def zero_compute_trial(config: dict[str, Any], keys: tuple[str, ...] = (),
 
 
 def _resolve(data: dict[str, Any]) -> Any:
-
     return resolve_spec(parse_sweep(data, "bench"), "bench")
 
 
 def _spec(sampler: str, trials: int, concurrency: int, seed: int) -> Any:
-
     # The bundled space, written out: a sweep file naming only the method searches nothing.
     params = {k: v.model_dump(mode="json") for k, v in (default_space(METHOD) or {}).items()}
     objectives = [{"metric": "composite"}]
@@ -253,8 +250,6 @@ def _timed_snapshots() -> Iterator[None]:
 def _quiet_progress() -> Iterator[None]:
     """The progress callback prints a line per trial; render them to /dev/null (the cost of
     formatting stays in the measurement, thousands of lines leave the terminal)."""
-
-
     saved = runner._ERR
     with open(os.devnull, "w") as sink:
         runner._ERR = Console(file=sink, width=160)
@@ -273,8 +268,6 @@ def measure_sampler(sampler: str, *, trials: int, concurrency: int, epochs: int,
                     window: int, tracking_uri: str, workdir: Path,
                     log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """One zero-compute sweep of ``trials`` trials with ``sampler``; timings per trial."""
-
-
     global _CLOCK
     spec = _spec(sampler, trials, concurrency, seed)
     sweep_dir = workdir / sampler
@@ -367,7 +360,6 @@ def measure_sampler_alone(sampler: str, *, trials: int, window: int,
     """
     import optuna
 
-
     spec = _spec(sampler, trials, 1, seed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=make_sampler(spec),
@@ -401,7 +393,6 @@ def run_driver_bench(*, samplers: tuple[str, ...] = SAMPLERS, trials: int = 2000
     store to measure against (its runs are then kept, under experiment
     ``raysweep-bench-driver``).
     """
-
     set_tune_environment()  # Tune's settings as the runner sets them for a sweep
     work = Path(tempfile.mkdtemp(prefix="raysweep-bench-driver-"))
     uri = tracking_uri or f"sqlite:///{work / 'mlflow.db'}"

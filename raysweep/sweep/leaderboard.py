@@ -145,7 +145,6 @@ def aggregate(
 
 
 def _params(run: Mapping[str, Any]) -> dict[str, Any]:
-
     raw = run["tags"].get("raysweep.params_json")
     if raw:
         try:
@@ -187,7 +186,6 @@ def pareto_front(
 
 def _choose(option: str, value: str, known: Iterable[str]) -> None:
     """An unknown ``--workload`` / ``--method`` is an error naming the valid choices."""
-
     choices = sorted(set(known))
     if value not in choices:
         raise UserError(f"{option} {value!r}: no runs of it here{did_you_mean(value, choices)}; "

@@ -179,7 +179,6 @@ def _git_files(root: Path) -> list[str] | None:
 def _package_files() -> dict[str, Path]:
     """The raysweep package's files as ``raysweep/...`` -> where they are (installed anywhere:
     the job finds it on its working dir's path)."""
-
     pkg = Path(raysweep.__file__).resolve().parent
     return {("raysweep" / p.relative_to(pkg)).as_posix(): p
             for p in pkg.rglob("*") if p.is_file()}

@@ -54,7 +54,6 @@ def method_study(study: Any, method: str, methods: list[str]) -> Any:
 
 def robust_range(values: list[float], best: float) -> tuple[float, float]:
     """(low, high) covering the 5th-95th percentile of ``values`` and ``best``, plus a margin."""
-
     lo, hi = (float(x) for x in np.percentile(values, [5, 95]))
     lo, hi = min(lo, best), max(hi, best)
     pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0

@@ -439,7 +439,6 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
                         for k, v in sorted(params.items()))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info_: Any) -> None:
-
         self.running.pop(trial.trial_id, None)
         self.done[trial.trial_id] = "failed"
         n = len(self.done)
@@ -449,7 +448,6 @@ class Progress(Callback, Stopper):  # module level: Tune pickles it into tuner.p
             err_console().print(f"[red]more than {self.max_failed} failed trials "
                           f"(search.max_failed_trials): stopping the sweep[/]")
         self._write()
-
 
 
 def _make_callbacks(sweep_dir: Path, total: int, max_failed: int | None,
@@ -518,7 +516,6 @@ def _prepare(spec: SweepSpec) -> tuple[Any, Any]:
 
 
 def _trainable(workload: Any, plan: Any, seeds: list[int]) -> Any:
-
     # The copy each trial receives carries the oracle's references for the sweep's seeds.
     workload.warm(seeds, plan.selection_val_rows)
     fn = tune.with_parameters(unlearning_trial, workload=workload, plan=plan)
@@ -529,7 +526,6 @@ def _trainable(workload: Any, plan: Any, seeds: list[int]) -> Any:
 def dry_run_plan(spec: SweepSpec) -> dict[str, Any]:
     """What ``raysweep run`` would do, without starting Ray or writing anything."""
     import optuna
-
 
     n = spec.num_configs()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -647,7 +643,6 @@ def run_sweep(
     tracking_uri_override: str | None = None,
 ) -> SweepOutcome:
     """Run a resolved sweep end to end (see the module docstring)."""
-
     t0 = time.perf_counter()
     uri = tracking_uri(tracking_uri_override)
     # Bad input is rejected before anything is prepared, started or written to MLflow.
@@ -688,7 +683,6 @@ def run_sweep(
 def _run_locked(spec: SweepSpec, sweep_id: str, sweep_dir: Path, uri: str, wcfg: Any,
                 workload: Any, refs: dict[str, dict[str, float]], state: SweepState,
                 t0: float, *, address: str | None, num_cpus: int | None) -> SweepOutcome:
-
     (sweep_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
     state.update(
         id=sweep_id, name=spec.name, status="preparing", created=time.time(),
@@ -825,7 +819,6 @@ def _enqueue_grid_points(sweep_dir: Path, spec: SweepSpec, start: int, stop: int
 def _resume_locked(sweep_dir: Path, *, address: str | None, errored: str,
                    num_cpus: int | None, t0: float, trust: bool = False,
                    more_samples: int = 0) -> SweepOutcome:
-
     state = load_state(sweep_dir)
     spec = load_spec(sweep_dir)
     if state.status == "finished" and not more_samples:
@@ -1003,7 +996,6 @@ def _fit(ctx: FitContext, *, restore: str | None) -> SweepOutcome:
         ctx.spec, ctx.sweep_dir, ctx.state, ctx.workload, ctx.plan, ctx.tracker, ctx.tags)
     address, num_cpus, t0 = ctx.address, ctx.num_cpus, ctx.t0
 
-
     if not os.environ.get("RAYSWEEP_DEBUG"):
         for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
                      "ray.tune.execution.experiment_state"):
@@ -1147,7 +1139,6 @@ def _read_progress(sweep_dir: Path) -> dict[str, Any]:
 
 def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: SweepState,
                           results: list[Any], workload: Any = None) -> None:
-
     by_trial = {}
     for r in results:
         tid = (r.metrics or {}).get("trial_id")
@@ -1185,7 +1176,6 @@ def _log_best_checkpoints(spec: SweepSpec, tracker: Any, state: SweepState,
 def _log_best_model(tracker: Any, run_id: str, checkpoint_dir: str, workload: Any) -> None:
     """The checkpoint's weights as an MLflow model (``runs:/<run>/model``: Model Registry,
     ``mlflow models``), with a few test rows as its input example."""
-
     model = restore_weights(workload.build_model("original"), load_best(checkpoint_dir))
     x = workload.splits["test"].tensors[0][:4]
     tracker.log_model(run_id, model.eval().cpu(), x)

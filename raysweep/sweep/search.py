@@ -74,7 +74,6 @@ def repair_journal(path: Path) -> int:
     journal (``optuna.journal.torn-<time>``). Call it only as the journal's one writer (under
     the sweep lock, before the study is opened): a live writer's record in flight looks torn.
     """
-
     try:
         size = path.stat().st_size
     except OSError:
@@ -167,7 +166,6 @@ def default_points(
     retrain's ``epochs``); ``recipe`` (the workload's ``train`` section) supplies that value, so
     the first trial really is the method as published rather than a sampled ``lr``.
     """
-
     points = []
     for method, params in spec.spaces().items():
         defaults = get_method(method).config().model_dump()
@@ -375,7 +373,6 @@ def make_search(spec: SweepSpec, storage_path: Path, max_concurrent: int,
 
 def make_scheduler(spec: SweepSpec) -> Any:
     """ASHA on the per-epoch objective when ``search.early_terminate`` asks for it, else FIFO."""
-
     et = spec.search.early_terminate
     if et is None:
         return FIFOScheduler()

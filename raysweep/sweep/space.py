@@ -423,7 +423,6 @@ class SearchSpec(_Strict):
     @field_validator("storage")
     @classmethod
     def _storage_url(cls, v: str | None) -> str | None:
-
         return None if v is None else check_storage_url(v)
 
 
@@ -664,7 +663,6 @@ def default_space(method: str, source: str = "<sweep>") -> dict[str, ParamSpec] 
     mapping or a YAML file) comes first, so a plugin ships its space in its own module; else the
     bundled ``search_spaces/<method>.yaml``.
     """
-
     registered = get_method(method).space
     if isinstance(registered, Path):
         if not registered.is_file():
@@ -687,7 +685,6 @@ def default_space(method: str, source: str = "<sweep>") -> dict[str, ParamSpec] 
 
 def has_default_space(method: str) -> bool:
     """Whether :func:`default_space` finds a space for ``method`` (registered or bundled)."""
-
     return get_method(method).space is not None or bundled_space_path(method).is_file()
 
 
@@ -708,7 +705,6 @@ def resolve_spec(spec: SweepSpec, source: str = "<sweep>") -> SweepSpec:
     The result is self-contained (it no longer refers to other files) and is what a sweep
     stores, logs and prints with ``raysweep validate --json``.
     """
-
     names = spec.method_names()
     for name in names:
         try:
@@ -757,7 +753,6 @@ def resolve_spec(spec: SweepSpec, source: str = "<sweep>") -> SweepSpec:
 
 
 def _check_method_space(method: str, params: Mapping[str, ParamSpec], where: str) -> None:
-
     info = get_method(method)
     fields = list(info.config.model_fields)
     for pname, p in params.items():

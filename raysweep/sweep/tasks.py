@@ -28,7 +28,6 @@ def ray_cluster(address: str) -> Iterator[None]:
     block. A Ray this call started goes away with the block; one already running stays."""
     import ray
 
-
     started = not ray.is_initialized()
     if started:
         init_local_ray(address=address, log_to_driver=False)

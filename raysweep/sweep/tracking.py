@@ -164,7 +164,6 @@ def _client(uri: str) -> Any:
     # the database's path, so that reading a store never writes beside it (SQLite stores are
     # local to one machine, so a machine-local lock is enough).
 
-
     db = Path(uri[len("sqlite:///"):]).resolve()
     key = hashlib.sha1(str(db).encode()).hexdigest()[:16]
     with file_lock(Path(tempfile.gettempdir()) / f"raysweep-mlflow-{key}.lock"):

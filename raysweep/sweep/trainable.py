@@ -71,7 +71,6 @@ def make_plan(spec: SweepSpec, workload: Any, reference: dict[str, dict[str, flo
                      cpus=spec.resources_per_trial.cpu, gpus=spec.resources_per_trial.gpu)
 
 
-
 def unlearning_trial(
     config: dict[str, Any], workload: Any = None, plan: TrialPlan | None = None
 ) -> None:
@@ -216,7 +215,6 @@ def _node_id() -> str | None:
 
 
 def _rmtree(path: Path) -> None:
-
     shutil.rmtree(path, ignore_errors=True)
 
 

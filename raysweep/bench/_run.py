@@ -121,6 +121,16 @@ def _safe_run(prepared: PreparedWorkload, entry_id: str, method: str, config: di
     return rec
 
 
+def _tuning_failed(entry: Entry, exc: Exception) -> list[RunRecord]:
+    """One error record per evaluation seed of a tuned entry whose sweep failed: the entry has
+    no configuration to run, the rest of the suite still runs, and the report lists the error
+    (the suite exits 1, as for a failed run)."""
+    info(f"[red]tuning {escape(entry.id)} failed[/]: {escape(str(exc).splitlines()[0])}")
+    error = f"tuning failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return [RunRecord(entry=entry.id, seed=seed, error=error, seed_scope=entry.seed_scope,
+                      workload_seed=entry.workload_for(seed).seed) for seed in entry.seeds]
+
+
 def _max_epochs(entry: Entry, tuned: dict[str, dict[str, Any]]) -> int | None:
     """The entry's epoch budget; a tuned entry stops where its sweep scored it (best epoch)."""
     best = (tuned.get(entry.id) or {}).get("best_epoch")
@@ -277,7 +287,14 @@ def _execute_local(suite: Suite, device: str,
 
                     ray_scope.enter_context(ray_session(None))
                     ray_started = True
-                tuned[entry.id] = _tune(tentry, pw, tune, suite=suite.name, address=None)
+                try:
+                    tuned[entry.id] = _tune(tentry, pw, tune, suite=suite.name, address=None)
+                except Exception as exc:  # this entry's sweep; the other entries still run
+                    failed = _tuning_failed(entry, exc)
+                    records.extend(failed)
+                    done += len(failed)
+                    configs[entry.id] = {}
+                    continue
             configs[entry.id] = _config_values(entry, tuned)
             for seed in entry.seeds:
                 pw = prepared_for(entry.workload_for(seed))
@@ -349,14 +366,22 @@ def _submit_all(suite: Suite, address: str, device: str,
         submit_prep(w)
     tuned: dict[str, dict[str, Any]] = {}
     configs: dict[str, dict[str, Any]] = {}
+    by_key: dict[tuple[str, int], RunRecord] = {}
     for entry in suite.entries:
         if entry.config_kind == "tuned":
             tentry = _tuning_entry(entry)
-            tuned[entry.id] = _tune(tentry, pool.get(submit_prep(tentry.workload)), tune,
-                                    suite=suite.name, address=address)
+            try:
+                tuned[entry.id] = _tune(tentry, pool.get(submit_prep(tentry.workload)), tune,
+                                        suite=suite.name, address=address)
+            except Exception as exc:  # this entry's sweep; the other entries still run
+                by_key.update(((r.entry, r.seed), r) for r in _tuning_failed(entry, exc))
+                configs[entry.id] = {}
+                continue
         configs[entry.id] = _config_values(entry, tuned)
     futures: dict[Any, tuple[str, int]] = {}
     for entry in suite.entries:
+        if entry.config_kind == "tuned" and entry.id not in tuned:
+            continue
         for seed in entry.seeds:
             w = entry.workload_for(seed)
             fut = pool.submit(_safe_run, prep_refs[(w.name, w.seed)], entry.id, entry.method,
@@ -366,13 +391,12 @@ def _submit_all(suite: Suite, address: str, device: str,
             futures[fut] = (entry.id, seed)
     info(f"submitted {len(futures)} runs to Ray at {address}")
     entries = {e.id: e for e in suite.entries}
-    by_key: dict[tuple[str, int], RunRecord] = {}
-    for done, (fut, rec, exc) in enumerate(pool.as_completed(list(futures)), start=1):
+    for done, (fut, rec, died) in enumerate(pool.as_completed(list(futures)), start=1):
         eid, seed = futures[fut]
-        if exc is not None:  # the task itself died (worker crash, OOM)
+        if died is not None:  # the task itself died (worker crash, OOM)
             e = entries[eid]
             rec = RunRecord(entry=eid, seed=seed, config=configs[eid],
-                            error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                            error=f"{type(died).__name__}: {str(died).splitlines()[0]}",
                             seed_scope=e.seed_scope, workload_seed=e.workload_for(seed).seed)
         by_key[(eid, seed)] = rec
         _progress(done, len(futures), rec, keys)

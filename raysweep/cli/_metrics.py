@@ -44,7 +44,8 @@ def metrics_cmd(
         "cost": f"cost/passes = forward + {BACKWARD_WEIGHT} x backward examples; cost/ratio = "
                 f"cost/passes / retraining's (w_cost, default 0; budget.max_cost_ratio)",
         "retain_floor": f"penalty when held-out accuracy drops more than {default.retain_floor} "
-                        f"below the original's (rel/heldout_drop/<split>)",
+                        f"below the lower of the original's and the oracle's "
+                        f"(rel/heldout_drop/<split>)",
         "signal": "raysweep workload prepare NAME shows which terms separate original from "
                   "oracle on a workload (>= 2 sigma)",
     }

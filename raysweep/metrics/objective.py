@@ -9,7 +9,7 @@
           + w_probe   * |feature probe on D_f - oracle's|
           + w_cost    * cost/ratio                       (sample-passes / the oracle's; 0 = off)
           + penalty * (1 + excess)   if held-out accuracy dropped more than retain_floor
-                                     below the original's
+                                     below the lower of the original's and the oracle's
 
 On a text-generation workload (a causal language model, :mod:`raysweep.lm.metrics`) the terms
 are :data:`~raysweep.metrics.oracle.LM_TERMS`: the accuracies are next-token accuracies, JS is
@@ -72,7 +72,8 @@ def composite_score(metrics: Mapping[str, float], *, split: str = SELECTION_SPLI
         split: the held-out split the held-out terms read (``val`` to select, ``test`` to report).
         w_forget, w_heldout, w_mia, w_js, w_probe, w_cost: term weights; a zero weight skips the
             term and its metric.
-        retain_floor: the largest allowed drop of held-out accuracy below the original's
+        retain_floor: the largest allowed drop of held-out accuracy below the lower of the
+            original's and the oracle's
             (``rel/heldout_drop/<split>``); ``None`` = no floor.
         penalty: the base penalty added when the floor is violated.
         w_verbatim: the verbatim-memorisation term's weight (language-model terms only).
@@ -141,8 +142,8 @@ class ObjectiveConfig(BaseModel):
                                                  "(the oracle pays it too; 0 = a budget only)")
     retain_floor: float | None = Field(
         0.05, ge=0, le=1, allow_inf_nan=False,
-        description="largest allowed drop of held-out accuracy below the original's "
-                    "(null = off)")
+        description="largest allowed drop of held-out accuracy below the lower of the "
+                    "original's and the oracle's (null = off)")
     penalty: float = Field(10.0, gt=0, le=1e6, allow_inf_nan=False,
                            description="base penalty when the floor is violated")
     #: The workload task whose terms the score sums (set by :meth:`for_task`, not by YAML).

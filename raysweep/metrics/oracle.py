@@ -118,8 +118,8 @@ def terms_for(task: str) -> tuple[Term, ...]:
 
 
 def floor_key(task: str, split: str) -> str:
-    """The drop the retain floor reads: held-out accuracy below the original's for a
-    classifier; for a language model, next-token accuracy on D_r below the original's (a model
+    """The drop the retain floor reads (below the lower of the original's and the oracle's):
+    held-out accuracy for a classifier; for a language model, next-token accuracy on D_r (a model
     that memorises its training text generalises little, so held-out accuracy would not see a
     method wreck what it knows of D_r)."""
     return "rel/retain_drop" if task == "generate" else f"rel/heldout_drop/{split}"

@@ -316,8 +316,9 @@ register_metric("rel/forget_acc", "accuracy on D_f as a share of the original mo
                 per_epoch=True, label="RelAcc_f")
 register_metric("rel/test_acc", "test accuracy as a share of the original model's",
                 direction="max", unit="percent", role="report", computed_by=_ACC)
-register_metric("rel/retain_drop", "the original's accuracy on D_r minus this model's (a "
-                "language model's retain floor reads it)",
+register_metric("rel/retain_drop", "accuracy on D_r below the original's (a classifier); "
+                "below the lower of the original's and the oracle's for a language model, "
+                "whose retain floor reads it",
                 direction="min", unit="fraction", role="selection", computed_by=_EVAL)
 register_metric("gap/forget_test", "random/targeted: |acc on D_f - test acc|; class: acc on "
                 "D_f (target 0)", direction="min", unit="fraction", role="report",
@@ -395,9 +396,9 @@ register_metric("dist/mia_auc/{split}", "|matched loss-attack AUC - the oracle's
                 direction="min", unit="probability", computed_by=_ORACLE, per_epoch=True)
 register_metric("dist/probe/{split}", "|feature probe - the oracle's|", direction="min",
                 unit="probability", computed_by=_ORACLE, per_epoch=True)
-register_metric("rel/heldout_drop/{split}", "the original's held-out accuracy minus this "
-                "model's (the retain floor reads it)", direction="min", unit="fraction",
-                computed_by=_ORACLE, per_epoch=True)
+register_metric("rel/heldout_drop/{split}", "the lower of the original's and the oracle's "
+                "held-out accuracy minus this model's (the retain floor reads it)",
+                direction="min", unit="fraction", computed_by=_ORACLE, per_epoch=True)
 
 # Time (measured by the run engine, put by evaluate).
 register_metric("time/seconds", "method wall time", direction="min", unit="seconds",

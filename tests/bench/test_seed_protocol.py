@@ -267,3 +267,30 @@ def test_reports_label_the_ci_and_state_the_protocol(tmp_path: Path) -> None:
     assert "95% confidence interval" in readme and "selection split: val" in readme
     assert "tuning seeds: 1000" in readme and "seed scope: method" in readme
     assert "evaluation seeds: 0, 1" in readme
+
+
+def test_a_failed_tuning_sweep_fails_its_entry_not_the_suite(bench_env: Path) -> None:
+    """A tuning sweep that raises (here: the objective guard refusing a workload) leaves an
+    error row per evaluation seed of its entry; every other entry still runs and the report
+    is written (exit 1, as for a failed run)."""
+    from raysweep.bench import run_suite
+
+    def refusing_tune(entry: Any, prepared: Any) -> dict[str, Any]:
+        raise ConfigError("the untouched original model scores 0.48, no worse than the oracle")
+
+    path = _write(bench_env, {
+        "name": "tune-fails", "seeds": [0, 1], "device": "cpu", "tolerances": TOL,
+        "report_metrics": ["forget/acc"],
+        "entries": [{"workload": "digits-class", "method": "finetune", "config": "tuned",
+                     "max_epochs": 1},
+                    {"workload": "digits-class", "method": "finetune", "config": {"epochs": 1},
+                     "max_epochs": 1}]})
+    result = run_suite(load_suite(path), out_dir=bench_env / "out", tune=refusing_tune)
+    assert result.exit_code == 1
+    failed = {(e, s): err for e, s, err in result.errors}
+    assert set(failed) == {("digits-class/finetune@tuned", 0), ("digits-class/finetune@tuned", 1)}
+    assert all(err.startswith("tuning failed: ConfigError: the untouched original")
+               for err in failed.values())
+    ok = result.summary["digits-class/finetune"]["forget/acc"]
+    assert ok.n == 2 and math.isfinite(ok.mean)
+    assert (bench_env / "out" / "report.md").exists()

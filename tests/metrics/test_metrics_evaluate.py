@@ -122,3 +122,25 @@ def test_empty_split_is_left_out():
     out.splits["val"] = SplitOutputs(np.zeros((0, 0)), np.zeros(0))
     m = evaluate(out, catboost=False)
     assert "val/acc" not in m and "test/acc" in m
+
+
+def test_the_retain_floor_never_penalises_the_oracle() -> None:
+    """When forgetting costs exact unlearning held-out accuracy (a large random share), the floor
+    reads the drop below the oracle's accuracy, not the original's: the oracle scores 0 on the
+    default objective and the untouched original scores worse."""
+    from raysweep.metrics.objective import ObjectiveConfig
+
+    orig = {"forget": 1.0, "retain": 1.0, "val": 0.85, "test": 0.85}
+    oracle = {"forget": 0.7, "retain": 1.0, "val": 0.72, "test": 0.72}   # 13 points below
+    kw = {"original": outputs_with_acc(orig, seed=2), "retrain": outputs_with_acc(oracle, seed=3),
+          "catboost": False}
+    m_oracle = evaluate(outputs_with_acc(oracle, seed=3), **kw)
+    m_orig = evaluate(outputs_with_acc(orig, seed=2), **kw)
+    m_broken = evaluate(outputs_with_acc({**oracle, "val": 0.6, "test": 0.6}, seed=4), **kw)
+    assert m_oracle["rel/heldout_drop/val"] == pytest.approx(0.0)
+    assert m_orig["rel/heldout_drop/val"] < 0                  # above the reference
+    assert m_broken["rel/heldout_drop/val"] == pytest.approx(0.12, abs=0.02)
+    objective = ObjectiveConfig(w_probe=0)   # these synthetic outputs carry no features
+    assert objective.score(m_oracle) == 0.0
+    assert objective.score(m_orig) > objective.score(m_oracle)
+    assert objective.score(m_broken) > 10                     # the floor still bites

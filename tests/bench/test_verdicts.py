@@ -153,12 +153,16 @@ def test_bench_paper_writes_the_verdict_table(tmp_path: Path, monkeypatch: pytes
 
 @pytest.mark.parametrize("suite_name", sorted(p.stem for p in BUNDLED_SUITES.glob("paper-*.yaml")))
 def test_every_paper_suite_has_a_checked_claims_file(suite_name: str) -> None:
+    # Every claim names a workload of the file as written; a scale may leave one out (paper-000's
+    # small scale runs no text), and its verdict then says "did not run at scale small".
+    written = {e["workload"] for e in
+               yaml.safe_load((BUNDLED_SUITES / f"{suite_name}.yaml").read_text())["entries"]}
     for scale in (None, "paper"):
         suite = load_suite(suite_name, scale=scale)
         assert suite.claims is not None and len(suite.claims.claims) >= 4
         assert suite.claims.paper == suite_name.split("-")[1]
         names = {e.workload.name for e in suite.entries}
-        assert {c.workload for c in suite.claims.claims} <= names   # renamed at the paper scale
+        assert {c.workload for c in suite.claims.claims} <= names | written
 
 
 # --------------------------------------------------------------------------------- bad inputs

@@ -538,7 +538,6 @@ def prepare(cfg: WorkloadConfig, *, device: str | None = None, force: bool = Fal
     key = workload_key(cfg)
     cache = cache_root() / "workloads" / f"{safe_name(cfg.name)}-{key}"
     if not cached_only:  # the cache is written after training: an unusable one fails first
-
         check_writable_dir(cache_root(), "RAYSWEEP_CACHE")
     dev = resolve_device(device)
     ds = load_data(cfg)

@@ -130,7 +130,6 @@ def unlearn_cmd(
     from raysweep.workload import load_workload_config, prepare, task_of
 
     if config is not None:  # an exported best configuration; explicit options override it
-
         from raysweep.cli._explore import load_exported
 
         exported = load_exported(config)
